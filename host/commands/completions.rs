@@ -1,0 +1,25 @@
+//! `imgkit completions SHELL`: completion scripts generated from the clap definitions.
+
+use std::io;
+use std::process::ExitCode;
+
+use clap::CommandFactory;
+use clap_complete::Shell;
+
+use crate::cli::{Cli, GlobalArgs};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  imgkit completions bash > ~/.local/share/bash-completion/completions/imgkit
+  imgkit completions zsh > \"${fpath[1]}/_imgkit\"
+  imgkit completions powershell >> $PROFILE")]
+pub(crate) struct Args {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    shell: Shell,
+}
+
+pub(crate) fn run(args: &Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    clap_complete::generate(args.shell, &mut Cli::command(), "imgkit", &mut io::stdout());
+    Ok(ExitCode::SUCCESS)
+}

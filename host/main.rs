@@ -1,0 +1,21 @@
+//! imgkit: move container images between engines and image archives.
+//!
+//! `main` only parses, runs and maps the outcome to an exit code; the commands live in
+//! `commands/`, error rendering in `diagnostics`.
+
+mod cli;
+mod commands;
+mod diagnostics;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let global = cli.global.clone();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(err) => diagnostics::report(&err, &global),
+    }
+}

@@ -1,0 +1,5 @@
+//! End-to-end suite: runs the real `imgkit` binary. One module per theme.
+
+mod util;
+
+mod cli;
