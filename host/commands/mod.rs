@@ -1,6 +1,8 @@
 //! One module per subcommand; `run` dispatches.
 
 pub(crate) mod completions;
+pub(crate) mod inspect;
+pub(crate) mod verify;
 
 use std::process::ExitCode;
 
@@ -11,5 +13,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = &cli.global;
     match cli.command {
         Command::Completions(args) => completions::run(&args, global),
+        Command::Verify(args) => verify::run(&args, global),
+        Command::Inspect(args) => inspect::run(&args, global),
     }
 }
