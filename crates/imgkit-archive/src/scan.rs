@@ -249,6 +249,10 @@ pub(crate) fn scan_path(path: &Path, hash: bool, limits: &Limits) -> Result<Tabl
         return scan_dir(path, hash, limits);
     }
     let mut file = File::open(path).map_err(open_err)?;
+    if !meta.is_file() {
+        // A pipe, a device, `/dev/stdin`, `<(…)`: one pass, no seeking.
+        return scan_reader(Box::new(file), hash, limits);
+    }
     let mut magic = [0u8; 4];
     let n = read_up_to(&mut file, &mut magic).map_err(Error::Read)?;
     let compression = crate::compress::detect(&magic[..n]);
