@@ -2,6 +2,8 @@
 
 pub(crate) mod completions;
 pub(crate) mod filter;
+pub(crate) mod inspect;
+pub(crate) mod verify;
 
 use std::process::ExitCode;
 
@@ -13,5 +15,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Completions(args) => completions::run(&args, global),
         Command::Filter(args) => filter::run(&args, global),
+        Command::Verify(args) => verify::run(&args, global),
+        Command::Inspect(args) => inspect::run(&args, global),
     }
 }
