@@ -1,7 +1,9 @@
 //! One module per subcommand; `run` dispatches.
 
 pub(crate) mod completions;
+pub(crate) mod engines;
 pub(crate) mod filter;
+pub(crate) mod ls;
 
 use std::process::ExitCode;
 
@@ -13,5 +15,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Completions(args) => completions::run(&args, global),
         Command::Filter(args) => filter::run(&args, global),
+        Command::Ls(args) => ls::run(&args, global),
+        Command::Engines(args) => engines::run(&args, global),
     }
 }
