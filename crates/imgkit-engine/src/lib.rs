@@ -174,14 +174,22 @@ impl Engine {
         }
         let addr = self.containerd_address();
         let path = addr.strip_prefix("unix://").unwrap_or(&addr);
-        if path.starts_with('/') && !Path::new(path).exists() {
-            return Err(Error::DaemonUnreachable {
+        if !path.starts_with('/') {
+            return Ok(());
+        }
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::DaemonUnreachable {
                 kind: self.kind,
                 endpoint: addr.clone(),
                 stderr: format!("{path} does not exist"),
-            });
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(Error::PermissionDenied {
+                kind: self.kind,
+                endpoint: addr.clone(),
+                stderr: e.to_string(),
+            }),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     fn classify_failure(&self, argv: String, status: &str, stderr: String) -> Error {
