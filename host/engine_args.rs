@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::thread;
 
-use imgkit_engine::probe::{probe, Probe};
+use imgkit_engine::probe::{Probe, probe};
 use imgkit_engine::{Engine, EngineKind, EngineOptions};
 
 use crate::diagnostics::with_hint;
@@ -16,7 +16,13 @@ pub(crate) struct EngineArgs {
     #[arg(long, value_enum, env = "IMGKIT_ENGINE")]
     pub(crate) engine: Option<EngineKind>,
     /// containerd namespace for ctr and nerdctl (`k8s.io` holds Kubernetes' images).
-    #[arg(short = 'n', long, value_name = "NS", env = "CONTAINERD_NAMESPACE", default_value = "default")]
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "NS",
+        env = "CONTAINERD_NAMESPACE",
+        default_value = "default"
+    )]
     pub(crate) namespace: String,
     /// containerd socket for ctr and nerdctl [default: $CONTAINERD_ADDRESS, else
     /// /run/containerd/containerd.sock].
@@ -37,7 +43,11 @@ impl EngineArgs {
     /// The options for `kind` (`--engine-bin` applies to the named engine only).
     pub(crate) fn options(&self, kind: EngineKind) -> EngineOptions {
         EngineOptions {
-            bin: if Some(kind) == self.engine { self.engine_bin.clone() } else { None },
+            bin: if Some(kind) == self.engine {
+                self.engine_bin.clone()
+            } else {
+                None
+            },
             docker_host: self.host.clone(),
             docker_context: self.context.clone(),
             address: self.address.clone(),
@@ -63,7 +73,13 @@ impl EngineArgs {
             [] => {
                 let why: Vec<String> = probes
                     .iter()
-                    .map(|p| format!("{}: {}", p.engine, p.error.as_deref().unwrap_or("not reachable")))
+                    .map(|p| {
+                        format!(
+                            "{}: {}",
+                            p.engine,
+                            p.error.as_deref().unwrap_or("not reachable")
+                        )
+                    })
                     .collect();
                 Err(with_hint(
                     anyhow::anyhow!("no container engine is reachable here ({})", why.join("; ")),
@@ -73,7 +89,10 @@ impl EngineArgs {
             many => {
                 let names: Vec<&str> = many.iter().map(|p| p.engine.as_str()).collect();
                 Err(with_hint(
-                    anyhow::anyhow!("several engines are reachable here ({}); which one?", names.join(", ")),
+                    anyhow::anyhow!(
+                        "several engines are reachable here ({}); which one?",
+                        names.join(", ")
+                    ),
                     format!("pick one with --engine {}", names.join("|")),
                 ))
             }
@@ -91,7 +110,10 @@ pub(crate) fn probe_all(args: &EngineArgs) -> Vec<Probe> {
                 s.spawn(move || probe(kind, opts))
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("probe thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("probe thread"))
+            .collect()
     })
 }
 

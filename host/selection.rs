@@ -74,15 +74,24 @@ impl<'a> Index<'a> {
         if let Some(r) = record_ref(rec) {
             return Ok((r, i));
         }
-        if let Some((j, r)) =
-            self.records.iter().enumerate().find_map(|(j, x)| (x.id == rec.id).then(|| record_ref(x).map(|r| (j, r))).flatten())
-        {
+        if let Some((j, r)) = self.records.iter().enumerate().find_map(|(j, x)| {
+            (x.id == rec.id)
+                .then(|| record_ref(x).map(|r| (j, r)))
+                .flatten()
+        }) {
             return Ok((r, j));
         }
         if rec.extra.contains_key("Name") {
-            anyhow::bail!("image {} has no name that {} can save", rec.id, "containerd");
+            anyhow::bail!(
+                "image {} has no name that {} can save",
+                rec.id,
+                "containerd"
+            );
         }
-        Ok((ImageRef::parse(&rec.id).map_err(|e| anyhow::anyhow!("image {}: {e}", rec.id))?, i))
+        Ok((
+            ImageRef::parse(&rec.id).map_err(|e| anyhow::anyhow!("image {}: {e}", rec.id))?,
+            i,
+        ))
     }
 
     /// Records whose image ID (or containerd target digest) matches `id`.
@@ -91,7 +100,8 @@ impl<'a> Index<'a> {
         self.records.iter().enumerate().filter_map(move |(i, rec)| {
             let rec_hex = rec.id.strip_prefix("sha256:").unwrap_or(&rec.id);
             let full = rec.digest.strip_prefix("sha256:").unwrap_or("");
-            let matches = (rec_hex.len() >= 12 && (hex.starts_with(rec_hex) || rec_hex.starts_with(&hex)))
+            let matches = (rec_hex.len() >= 12
+                && (hex.starts_with(rec_hex) || rec_hex.starts_with(&hex)))
                 || (!full.is_empty() && full == hex && rec.digest != NONE);
             matches.then_some(i)
         })
@@ -100,13 +110,17 @@ impl<'a> Index<'a> {
 
 fn looks_like_id(s: &str) -> bool {
     let hex = s.strip_prefix("sha256:").unwrap_or(s);
-    (12..=64).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    (12..=64).contains(&hex.len())
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         && (s.starts_with("sha256:") || hex.len() == 12 || hex.len() == 64)
 }
 
 /// Describes a record in messages: its reference, or its ID.
 fn describe(rec: &ImageRecord) -> String {
-    rec.reference().unwrap_or_else(|| format!("image {}", rec.id))
+    rec.reference()
+        .unwrap_or_else(|| format!("image {}", rec.id))
 }
 
 /// Resolves one output of record `from` to an image of the listing.
@@ -114,22 +128,33 @@ fn resolve(index: &Index<'_>, from: usize, output: &str) -> anyhow::Result<Selec
     let rec = &index.records[from];
     let selected = |record: usize| -> anyhow::Result<Selected> {
         let (reference, record) = index.name_of(record)?;
-        Ok(Selected { output: output.to_owned(), reference, record })
+        Ok(Selected {
+            output: output.to_owned(),
+            reference,
+            record,
+        })
     };
     if looks_like_id(output) {
         let ids: Vec<usize> = index.by_id(output).collect();
         if let Some(&first) = ids.first() {
-            let own = ids.iter().copied().find(|&i| i == from || index.records[i].repository == rec.repository);
+            let own = ids
+                .iter()
+                .copied()
+                .find(|&i| i == from || index.records[i].repository == rec.repository);
             return selected(own.unwrap_or(first));
         }
     }
     let r = ImageRef::parse(output).map_err(|e| {
         with_hint(
-            anyhow::anyhow!("the filter printed {output:?} for {}, which is not an image reference", describe(rec)),
+            anyhow::anyhow!(
+                "the filter printed {output:?} for {}, which is not an image reference",
+                describe(rec)
+            ),
             e,
         )
     })?;
-    if r.tag().is_none() && r.digest().is_none() && r.normalized_name() == repo_key(&rec.repository) {
+    if r.tag().is_none() && r.digest().is_none() && r.normalized_name() == repo_key(&rec.repository)
+    {
         return selected(from);
     }
     if let Some(&i) = index.by_key.get(&key(&r)) {
@@ -137,11 +162,18 @@ fn resolve(index: &Index<'_>, from: usize, output: &str) -> anyhow::Result<Selec
     }
     // `repo@digest` where the digest is the record's (a ctr/nerdctl target or docker repo digest).
     if let Some(d) = r.digest()
-        && let Some(i) = index.records.iter().position(|x| x.digest == d.as_str() && repo_key(&x.repository) == r.normalized_name())
+        && let Some(i) = index
+            .records
+            .iter()
+            .position(|x| x.digest == d.as_str() && repo_key(&x.repository) == r.normalized_name())
     {
         return selected(i);
     }
-    let bare = if r.tag().is_none() && r.digest().is_none() { " (a bare name means :latest)" } else { "" };
+    let bare = if r.tag().is_none() && r.digest().is_none() {
+        " (a bare name means :latest)"
+    } else {
+        ""
+    };
     Err(with_hint(
         anyhow::anyhow!(
             "the filter printed {output:?} for {}, but it names no image of this listing{bare}",
@@ -152,7 +184,7 @@ fn resolve(index: &Index<'_>, from: usize, output: &str) -> anyhow::Result<Selec
 }
 
 fn repo_key(repository: &str) -> String {
-    ImageRef::parse(repository).map(|r| r.normalized_name()).unwrap_or_else(|_| repository.to_owned())
+    ImageRef::parse(repository).map_or_else(|_| repository.to_owned(), |r| r.normalized_name())
 }
 
 /// An output as `jq -r` prints it: strings raw, anything else as JSON.
@@ -173,11 +205,16 @@ pub(crate) fn select(
     let mut out = Vec::new();
     for (i, rec) in records.iter().enumerate() {
         let value = serde_json::to_value(rec)?;
-        let outputs = program(&value).map_err(|e| e.context(format!("the filter failed on {}", describe(rec))))?;
+        let outputs = program(&value)
+            .map_err(|e| e.context(format!("the filter failed on {}", describe(rec))))?;
         for v in &outputs {
             if !v.is_string() {
                 return Err(with_hint(
-                    anyhow::anyhow!("the filter printed {} for {}, which is not a string", raw(v), describe(rec)),
+                    anyhow::anyhow!(
+                        "the filter printed {} for {}, which is not a string",
+                        raw(v),
+                        describe(rec)
+                    ),
                     "print image references as strings, e.g. .Repository + \":\" + .Tag",
                 ));
             }
@@ -215,7 +252,11 @@ pub(crate) fn select_all(records: &[ImageRecord]) -> Vec<Selected> {
     let all = (0..records.len())
         .filter_map(|i| {
             let (reference, record) = index.name_of(i).ok()?;
-            seen.insert(reference.to_string()).then(|| Selected { output: reference.to_string(), reference, record })
+            seen.insert(reference.to_string()).then(|| Selected {
+                output: reference.to_string(),
+                reference,
+                record,
+            })
         })
         .collect();
     drop_digest_aliases(records, all)
@@ -241,13 +282,19 @@ mod tests {
         vec![
             rec("seed/app", "1.0", NONE, "39d1a0a7960f"),
             rec("seed/many", "v1", NONE, "39d1a0a7960f"),
-            rec("seed/pinned", NONE, &format!("sha256:{HEX}"), "c9fae14eae85"),
+            rec(
+                "seed/pinned",
+                NONE,
+                &format!("sha256:{HEX}"),
+                "c9fae14eae85",
+            ),
             rec(NONE, NONE, NONE, "baaa8a17f32a"),
             rec("localhost:5000/team/app", "1.0", NONE, "39d1a0a7960f"),
         ]
     }
 
     /// The guide's program, written as a closure so these tests need no jq engine.
+    #[allow(clippy::unnecessary_wraps)] // the shape `select` takes
     fn guide(v: &Value) -> anyhow::Result<Vec<Value>> {
         let repo = v["Repository"].as_str().unwrap();
         let tag = v["Tag"].as_str().unwrap();
@@ -267,7 +314,12 @@ mod tests {
         let sel = select(&listing(), guide).unwrap();
         assert_eq!(
             refs(&sel),
-            ["seed/app:1.0", "seed/many:v1", &format!("seed/pinned@sha256:{HEX}"), "localhost:5000/team/app:1.0"]
+            [
+                "seed/app:1.0",
+                "seed/many:v1",
+                &format!("seed/pinned@sha256:{HEX}"),
+                "localhost:5000/team/app:1.0"
+            ]
         );
         assert_eq!(sel[2].output, "seed/pinned");
         assert_eq!(sel[2].record, 2);
@@ -275,11 +327,22 @@ mod tests {
 
     #[test]
     fn a_bare_repository_means_the_records_own_image() {
-        let repo = |v: &Value| Ok(if v["Repository"] == NONE { vec![] } else { vec![v["Repository"].clone()] });
+        let repo = |v: &Value| {
+            Ok(if v["Repository"] == NONE {
+                vec![]
+            } else {
+                vec![v["Repository"].clone()]
+            })
+        };
         let sel = select(&listing(), repo).unwrap();
         assert_eq!(
             refs(&sel),
-            ["seed/app:1.0", "seed/many:v1", &format!("seed/pinned@sha256:{HEX}"), "localhost:5000/team/app:1.0"]
+            [
+                "seed/app:1.0",
+                "seed/many:v1",
+                &format!("seed/pinned@sha256:{HEX}"),
+                "localhost:5000/team/app:1.0"
+            ]
         );
         // "<none>" is not a reference
         let e = select(&listing(), |v| Ok(vec![v["Repository"].clone()])).unwrap_err();
@@ -288,7 +351,13 @@ mod tests {
 
     #[test]
     fn duplicates_collapse_and_qualified_names_match() {
-        let sel = select(&listing(), |_| Ok(vec![Value::from("docker.io/seed/app:1.0"), Value::from("seed/app:1.0")])).unwrap();
+        let sel = select(&listing(), |_| {
+            Ok(vec![
+                Value::from("docker.io/seed/app:1.0"),
+                Value::from("seed/app:1.0"),
+            ])
+        })
+        .unwrap();
         assert_eq!(refs(&sel), ["seed/app:1.0"]);
     }
 
@@ -296,8 +365,14 @@ mod tests {
     fn an_unlisted_name_is_an_error_naming_it() {
         let e = select(&listing(), |_| Ok(vec![Value::from("evil/image:1")])).unwrap_err();
         let msg = format!("{e:#}");
-        assert!(msg.contains("\"evil/image:1\"") && msg.contains("names no image"), "{msg}");
-        let e = select(&listing(), |_| Ok(vec![Value::from("--output=/etc/passwd")])).unwrap_err();
+        assert!(
+            msg.contains("\"evil/image:1\"") && msg.contains("names no image"),
+            "{msg}"
+        );
+        let e = select(&listing(), |_| {
+            Ok(vec![Value::from("--output=/etc/passwd")])
+        })
+        .unwrap_err();
         assert!(format!("{e:#}").contains("not an image reference"), "{e:#}");
         let e = select(&listing(), |_| Ok(vec![Value::from(3)])).unwrap_err();
         assert!(format!("{e:#}").contains("not a string"), "{e:#}");
@@ -308,21 +383,47 @@ mod tests {
 
     #[test]
     fn ids_select_the_image_by_the_records_name() {
-        let sel = select(&listing(), |v| Ok(if v["Tag"] == "v1" { vec![v["ID"].clone()] } else { vec![] })).unwrap();
+        let sel = select(&listing(), |v| {
+            Ok(if v["Tag"] == "v1" {
+                vec![v["ID"].clone()]
+            } else {
+                vec![]
+            })
+        })
+        .unwrap();
         assert_eq!(refs(&sel), ["seed/many:v1"]);
-        let sel = select(&listing(), |v| Ok(if v["Repository"] == NONE { vec![v["ID"].clone()] } else { vec![] })).unwrap();
+        let sel = select(&listing(), |v| {
+            Ok(if v["Repository"] == NONE {
+                vec![v["ID"].clone()]
+            } else {
+                vec![]
+            })
+        })
+        .unwrap();
         assert_eq!(refs(&sel), ["baaa8a17f32a"]);
     }
 
     #[test]
     fn a_cri_digest_alias_of_a_selected_tag_is_the_same_image() {
         let mut l = listing();
-        l.push(rec("seed/app", NONE, &format!("sha256:{HEX}"), "39d1a0a7960f"));
+        l.push(rec(
+            "seed/app",
+            NONE,
+            &format!("sha256:{HEX}"),
+            "39d1a0a7960f",
+        ));
         let mut config_alias = rec(NONE, NONE, &format!("sha256:{HEX}"), "39d1a0a7960f");
-        config_alias.extra.insert("Name".into(), Value::from(format!("sha256:{}", "e".repeat(64))));
+        config_alias.extra.insert(
+            "Name".into(),
+            Value::from(format!("sha256:{}", "e".repeat(64))),
+        );
         l.push(config_alias);
         let sel = select(&l, guide).unwrap();
-        assert!(!refs(&sel).iter().any(|r| r.starts_with("seed/app@")), "{:?}", refs(&sel));
+        assert!(
+            !refs(&sel).iter().any(|r| r.starts_with("seed/app@")),
+            "{:?}",
+            refs(&sel)
+        );
         assert_eq!(select_all(&l).len(), 5, "{:?}", refs(&select_all(&l)));
     }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use imgkit_engine::probe::Probe;
 
 use crate::cli::GlobalArgs;
-use crate::engine_args::{probe_all, EngineArgs};
+use crate::engine_args::{EngineArgs, probe_all};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -33,7 +33,11 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         print_table(&mut out, &probes)?;
     }
     out.flush()?;
-    Ok(if probes.iter().any(|p| p.reachable) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if probes.iter().any(|p| p.reachable) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn status(p: &Probe) -> &'static str {
@@ -46,7 +50,12 @@ fn status(p: &Probe) -> &'static str {
 
 fn images(p: &Probe) -> String {
     if !p.namespaces.is_empty() {
-        return p.namespaces.iter().map(|n| format!("{}: {}", n.name, n.images)).collect::<Vec<_>>().join(", ");
+        return p
+            .namespaces
+            .iter()
+            .map(|n| format!("{}: {}", n.name, n.images))
+            .collect::<Vec<_>>()
+            .join(", ");
     }
     p.images.map_or_else(|| "-".to_owned(), |n| n.to_string())
 }
@@ -60,15 +69,30 @@ fn print_table(out: &mut impl Write, probes: &[Probe]) -> io::Result<()> {
                 p.engine.to_string(),
                 status(p).to_owned(),
                 p.version.clone().unwrap_or_else(|| "-".to_owned()),
-                if p.endpoint.is_empty() { "-".to_owned() } else { p.endpoint.clone() },
+                if p.endpoint.is_empty() {
+                    "-".to_owned()
+                } else {
+                    p.endpoint.clone()
+                },
                 images(p),
             ]
         })
         .collect();
-    let widths: Vec<usize> =
-        (0..5).map(|c| rows.iter().chain([&head]).map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..5)
+        .map(|c| {
+            rows.iter()
+                .chain([&head])
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     for row in std::iter::once(&head).chain(&rows) {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
         writeln!(out, "{}", line.join("   ").trim_end())?;
     }
     for p in probes.iter().filter(|p| p.bin.is_some() && !p.reachable) {

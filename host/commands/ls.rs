@@ -10,7 +10,7 @@ use imgkit_types::ImageRecord;
 
 use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
-use crate::engine_args::{engine_error, EngineArgs};
+use crate::engine_args::{EngineArgs, engine_error};
 use crate::selection::{self, Selected};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -40,7 +40,12 @@ pub(crate) struct Args {
     #[arg(short = 'f', long, value_name = "FILE", conflicts_with_all = ["expression", "all"])]
     filter: Option<PathBuf>,
     /// Select with this jq program.
-    #[arg(short = 'e', long = "expression", value_name = "PROGRAM", conflicts_with = "all")]
+    #[arg(
+        short = 'e',
+        long = "expression",
+        value_name = "PROGRAM",
+        conflicts_with = "all"
+    )]
     expression: Option<String>,
     /// Select every record (no program).
     #[arg(short = 'a', long)]
@@ -51,7 +56,11 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let format = if global.json { Format::Json } else { args.format };
+    let format = if global.json {
+        Format::Json
+    } else {
+        args.format
+    };
     // Compile before listing: a typo should not wait for the engine.
     let filter = if args.all { None } else { Some(compile(args)?) };
     let engine = args.engine.engine()?;
@@ -61,7 +70,11 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         Some(f) => selection::select(&records, |v| Ok(f.select(v)?))?,
     };
     print(&records, &selected, format)?;
-    Ok(if selected.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if selected.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn compile(args: &Args) -> anyhow::Result<Filter> {
@@ -70,7 +83,8 @@ fn compile(args: &Args) -> anyhow::Result<Filter> {
         (None, Some(spec)) => imgkit_select::load_filter(spec)?,
         (None, None) => imgkit_select::load_filter(std::path::Path::new("default"))?,
     };
-    Filter::compile(&source, &origin).map_err(|e| with_hint(e, "check the jq program with `imgkit filter`"))
+    Filter::compile(&source, &origin)
+        .map_err(|e| with_hint(e, "check the jq program with `imgkit filter`"))
 }
 
 fn print(records: &[ImageRecord], selected: &[Selected], format: Format) -> anyhow::Result<()> {
@@ -92,14 +106,31 @@ fn print(records: &[ImageRecord], selected: &[Selected], format: Format) -> anyh
                 .iter()
                 .map(|s| {
                     let r = &records[s.record];
-                    [s.reference.to_string(), r.id.clone(), r.created_since.clone(), r.size.clone(), platform(r)]
+                    [
+                        s.reference.to_string(),
+                        r.id.clone(),
+                        r.created_since.clone(),
+                        r.size.clone(),
+                        platform(r),
+                    ]
                 })
                 .collect();
             let head = ["IMAGE", "ID", "CREATED", "SIZE", "PLATFORM"].map(str::to_owned);
-            let widths: Vec<usize> =
-                (0..5).map(|c| rows.iter().chain([&head]).map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+            let widths: Vec<usize> = (0..5)
+                .map(|c| {
+                    rows.iter()
+                        .chain([&head])
+                        .map(|r| r[c].chars().count())
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
             for row in std::iter::once(&head).chain(&rows) {
-                let line: Vec<String> = row.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+                let line: Vec<String> = row
+                    .iter()
+                    .zip(&widths)
+                    .map(|(v, w)| format!("{v:<w$}"))
+                    .collect();
                 writeln!(out, "{}", line.join("   ").trim_end())?;
             }
         }
@@ -109,5 +140,10 @@ fn print(records: &[ImageRecord], selected: &[Selected], format: Format) -> anyh
 }
 
 fn platform(r: &ImageRecord) -> String {
-    r.extra.get("Platform").and_then(|v| v.as_str()).filter(|s| !s.is_empty()).unwrap_or("-").to_owned()
+    r.extra
+        .get("Platform")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("-")
+        .to_owned()
 }

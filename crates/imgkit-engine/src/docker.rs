@@ -93,7 +93,10 @@ mod tests {
         let pinned = recs.iter().find(|r| r.repository == "seed/pinned").unwrap();
         assert_eq!((pinned.tag.as_str(), pinned.digest.as_str()), (NONE, ""));
         assert!(recs.iter().any(|r| r.repository == NONE && r.tag == NONE));
-        assert!(recs.iter().any(|r| r.repository == "registry.example.com:5000/a/b/c" && r.tag == "nested"));
+        assert!(
+            recs.iter()
+                .any(|r| r.repository == "registry.example.com:5000/a/b/c" && r.tag == "nested")
+        );
         // each line re-serializes to the same JSON value
         for (line, rec) in LIST.lines().zip(&recs) {
             let a: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -111,7 +114,12 @@ mod tests {
             .map(|r| {
                 let mut r = r.clone();
                 if r.repository == "seed/pinned" {
-                    r.digest = undone.iter().find(|u| u.repository == "seed/pinned").unwrap().digest.clone();
+                    r.digest = undone
+                        .iter()
+                        .find(|u| u.repository == "seed/pinned")
+                        .unwrap()
+                        .digest
+                        .clone();
                 }
                 r.to_json_line()
             })
@@ -120,23 +128,55 @@ mod tests {
         fixed.sort();
         got.sort();
         assert_eq!(got, fixed);
-        let pinned = undone.iter().find(|r| r.repository == "seed/pinned").unwrap();
-        assert!(pinned.reference().unwrap().starts_with("seed/pinned@sha256:"));
+        let pinned = undone
+            .iter()
+            .find(|r| r.repository == "seed/pinned")
+            .unwrap();
+        assert!(
+            pinned
+                .reference()
+                .unwrap()
+                .starts_with("seed/pinned@sha256:")
+        );
         // the tagged seed/app row had a digest with --digests; it is <none> again
-        assert_eq!(undone.iter().find(|r| r.repository == "seed/app").unwrap().digest, NONE);
+        assert_eq!(
+            undone
+                .iter()
+                .find(|r| r.repository == "seed/app")
+                .unwrap()
+                .digest,
+            NONE
+        );
     }
 
     #[test]
     fn several_digests_of_one_repository_are_one_row() {
         let line = |tag: &str, digest: &str| {
-            format!(r#"{{"Containers":"N/A","Digest":"{digest}","ID":"0123456789ab","Repository":"a/b","Tag":"{tag}"}}"#)
+            format!(
+                r#"{{"Containers":"N/A","Digest":"{digest}","ID":"0123456789ab","Repository":"a/b","Tag":"{tag}"}}"#
+            )
         };
-        let (d1, d2) = (format!("sha256:{}", "1".repeat(64)), format!("sha256:{}", "2".repeat(64)));
-        let out = [line("v1", &d1), line("v1", &d2), line("<none>", &d1), line("<none>", &d2)].join("\n");
+        let (d1, d2) = (
+            format!("sha256:{}", "1".repeat(64)),
+            format!("sha256:{}", "2".repeat(64)),
+        );
+        let out = [
+            line("v1", &d1),
+            line("v1", &d2),
+            line("<none>", &d1),
+            line("<none>", &d2),
+        ]
+        .join("\n");
         let recs = undo_digests(parse_list(out.as_bytes()).unwrap());
         assert_eq!(recs.len(), 2);
-        assert_eq!((recs[0].tag.as_str(), recs[0].digest.as_str()), ("v1", NONE));
-        assert_eq!((recs[1].tag.as_str(), recs[1].digest.as_str()), (NONE, d1.as_str()));
+        assert_eq!(
+            (recs[0].tag.as_str(), recs[0].digest.as_str()),
+            ("v1", NONE)
+        );
+        assert_eq!(
+            (recs[1].tag.as_str(), recs[1].digest.as_str()),
+            (NONE, d1.as_str())
+        );
     }
 
     #[test]

@@ -183,11 +183,13 @@ impl Engine {
                 endpoint: addr.clone(),
                 stderr: format!("{path} does not exist"),
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(Error::PermissionDenied {
-                kind: self.kind,
-                endpoint: addr.clone(),
-                stderr: e.to_string(),
-            }),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Err(Error::PermissionDenied {
+                    kind: self.kind,
+                    endpoint: addr.clone(),
+                    stderr: e.to_string(),
+                })
+            }
             _ => Ok(()),
         }
     }

@@ -84,9 +84,16 @@ fn fill(engine: &Engine, p: &mut Probe) -> Result<(), Error> {
     if engine.kind().is_containerd() {
         for ns in engine.namespaces()? {
             let n = engine.with_namespace(&ns).list()?.len();
-            p.namespaces.push(NamespaceCount { name: ns, images: n });
+            p.namespaces.push(NamespaceCount {
+                name: ns,
+                images: n,
+            });
         }
-        p.images = p.namespaces.iter().find(|n| n.name == engine.namespace()).map(|n| n.images);
+        p.images = p
+            .namespaces
+            .iter()
+            .find(|n| n.name == engine.namespace())
+            .map(|n| n.images);
     } else {
         p.images = Some(engine.list()?.len());
     }
