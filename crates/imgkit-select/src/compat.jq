@@ -16,6 +16,7 @@ def JOIN($idx; stream; idx_expr): stream | [., $idx[idx_expr]];
 def JOIN($idx; stream; idx_expr; join_expr): stream | [., $idx[idx_expr]] | join_expr;
 
 def tostring: jq_tostring;
+def tonumber: jq_tonumber;
 def join($x): reduce .[] as $i (null; (if . == null then "" else . + $x end) +
   ($i | if . == null then "" elif type == "string" then . else tojson end)) // "";
 

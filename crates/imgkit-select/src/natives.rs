@@ -64,7 +64,39 @@ pub(crate) fn funs() -> Box<[NativeRun]> {
                 other => Val::utf8_str(write::to_json(&other)),
             }))
         }),
+        ("jq_tonumber", v(0), |cv| {
+            bome(match cv.1 {
+                n @ Val::Num(_) => Ok(n),
+                Val::TStr(s) => parse_number(&s).ok_or_else(|| {
+                    jaq_core::Error::str(format_args!(
+                        "Cannot parse '{}' as number",
+                        String::from_utf8_lossy(&s)
+                    ))
+                }),
+                other => Err(jaq_core::Error::str(format_args!(
+                    "{} cannot be parsed as a number",
+                    String::from_utf8_lossy(&write::to_json(&other))
+                ))),
+            })
+        }),
     ])
+}
+
+/// jq 1.7's `tonumber`: the whole string is a decimal number (`+` and a leading `.` allowed,
+/// no whitespace, no `nan`); integers stay exact.
+fn parse_number(s: &[u8]) -> Option<Val> {
+    let text = std::str::from_utf8(s).ok()?;
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let valid = unsigned.bytes().next().is_some_and(|c| c.is_ascii_digit() || c == b'.')
+        && unsigned.bytes().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-'));
+    if !valid {
+        return None;
+    }
+    let text = text.strip_prefix('+').unwrap_or(text);
+    if unsigned.bytes().all(|c| c.is_ascii_digit()) {
+        return jaq_core::ValT::from_num(text).ok();
+    }
+    text.parse::<f64>().ok().map(|f| Val::Num(jaq_json::Num::Float(f)))
 }
 
 /// jq's `ltrimstr`/`rtrimstr`: the input unchanged unless both are strings and it matches.
