@@ -68,14 +68,12 @@ pub(crate) fn funs() -> Box<[NativeRun]> {
             bome(match cv.1 {
                 n @ Val::Num(_) => Ok(n),
                 Val::TStr(s) => parse_number(&s).ok_or_else(|| {
-                    jaq_core::Error::str(format_args!(
-                        "Cannot parse '{}' as number",
-                        String::from_utf8_lossy(&s)
-                    ))
+                    let v = Val::TStr(s);
+                    jaq_core::Error::str(format_args!("{} cannot be parsed as a number", described(&v)))
                 }),
                 other => Err(jaq_core::Error::str(format_args!(
                     "{} cannot be parsed as a number",
-                    String::from_utf8_lossy(&write::to_json(&other))
+                    described(&other)
                 ))),
             })
         }),
@@ -108,4 +106,27 @@ fn trim(input: Val, affix: &Val, left: bool) -> Val {
         }
     }
     input
+}
+
+/// jq's way of naming a value in errors: `string ("abc")`, with long JSON cut at 11 bytes.
+pub(crate) fn described(v: &Val) -> String {
+    let kind = match v {
+        Val::Null => "null",
+        Val::Bool(_) => "boolean",
+        Val::Num(_) => "number",
+        Val::TStr(_) | Val::BStr(_) => "string",
+        Val::Arr(_) => "array",
+        Val::Obj(_) => "object",
+    };
+    let json = write::to_json(v);
+    let text = if json.len() > 11 {
+        let mut cut = 11;
+        while cut > 0 && !std::str::from_utf8(&json[..cut]).is_ok() {
+            cut -= 1;
+        }
+        format!("{}...", String::from_utf8_lossy(&json[..cut]))
+    } else {
+        String::from_utf8_lossy(&json).into_owned()
+    };
+    format!("{kind} ({text})")
 }
