@@ -26,3 +26,7 @@ bench-ls tags="1000":
 # Real engines with all state under DIR (up, seed, down, env): see scripts/engines.
 engines cmd dir:
     scripts/engines {{cmd}} {{dir}}
+
+# `imgkit filter` vs jq vs gojq on a generated listing: LINES lines, RUNS runs each.
+bench-filter LINES="1000000" RUNS="3":
+    scripts/bench-filter {{LINES}} {{RUNS}}

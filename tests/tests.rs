@@ -5,3 +5,4 @@ mod util;
 mod archive;
 mod cli;
 mod engines;
+mod filter;
