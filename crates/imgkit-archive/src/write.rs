@@ -204,7 +204,9 @@ fn metadata(images: &[OutImage]) -> (Vec<u8>, Vec<u8>) {
             .iter()
             .filter_map(|n| {
                 let n = n.normalized();
-                n.tag().map(|t| format!("{}:{t}", n.familiar_name()))
+                // Full names: podman reads a short `name:tag` as `localhost/name:tag`
+                // (podman#9590); docker normalizes either form to the same name.
+                n.tag().map(|t| format!("{}:{t}", n.normalized_name()))
             })
             .collect();
         docker.push(oci::DockerEntry {
