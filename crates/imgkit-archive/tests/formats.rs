@@ -5,10 +5,11 @@ use imgkit_archive::{Archive, SubsetWriter, layer_tar, oci, verify};
 use sha2::{Digest as _, Sha256};
 
 fn sha(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    use std::fmt::Write as _;
+    Sha256::digest(bytes).iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 struct TarBuilder(tar::Builder<Vec<u8>>);
