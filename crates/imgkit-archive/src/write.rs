@@ -265,11 +265,9 @@ impl<'a> SubsetWriter<'a> {
             .iter()
             .position(|im| im.matches(r))
             .ok_or_else(|| Error::NoSuchImage(r.to_string()))?;
-        let name = if r.tag().is_none() && r.digest().is_some() {
-            None // selected by digest: keep it nameless unless named otherwise
-        } else {
-            Some(r.normalized())
-        };
+        // `repo@digest` stays a digest reference: containerd keeps it as a name, docker's
+        // manifest.json (tags only) leaves it out.
+        let name = Some(r.normalized());
         match self.selected.iter_mut().find(|(j, _)| *j == i) {
             Some((_, names)) => names.extend(name.filter(|n| !names.contains(n))),
             None => self.selected.push((i, name.into_iter().collect())),
