@@ -34,6 +34,12 @@ pub(crate) struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Run a jq program over JSON input, exactly as `jq` would (in-process, no jq needed).
+    Filter(commands::filter::Args),
+    /// List an engine's images, select them with a jq program, print references or records.
+    Ls(commands::ls::Args),
+    /// Show which container engines are installed and reachable here.
+    Engines(commands::engines::Args),
     /// Print a shell completion script.
     Completions(commands::completions::Args),
     /// Check an image archive: every blob's sha256 and size, every manifest's references.

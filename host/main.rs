@@ -6,6 +6,8 @@
 mod cli;
 mod commands;
 mod diagnostics;
+mod engine_args;
+mod selection;
 
 use std::process::ExitCode;
 

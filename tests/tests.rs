@@ -4,3 +4,4 @@ mod util;
 
 mod archive;
 mod cli;
+mod engines;
