@@ -2,5 +2,6 @@
 
 mod util;
 
+mod archive;
 mod cli;
 mod engines;

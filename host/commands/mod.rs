@@ -3,6 +3,8 @@
 pub(crate) mod completions;
 pub(crate) mod engines;
 pub(crate) mod filter;
+pub(crate) mod inspect;
+pub(crate) mod verify;
 pub(crate) mod ls;
 
 use std::process::ExitCode;
@@ -15,6 +17,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Completions(args) => completions::run(&args, global),
         Command::Filter(args) => filter::run(&args, global),
+        Command::Verify(args) => verify::run(&args, global),
+        Command::Inspect(args) => inspect::run(&args, global),
         Command::Ls(args) => ls::run(&args, global),
         Command::Engines(args) => engines::run(&args, global),
     }
