@@ -7,7 +7,12 @@ use crate::commands;
 /// Move container images between engines and image archives — list, select with jq or a
 /// sandboxed WASM filter, and stream save → load with progress and verification.
 #[derive(Debug, Parser)]
-#[command(name = "imgkit", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "imgkit",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 #[command(after_help = "Examples:
   imgkit filter -r -f default.jq < listing.jsonl   the guide's jq step, without jq
   imgkit completions bash > /etc/bash_completion.d/imgkit")]

@@ -8,4 +8,4 @@ mod reference;
 
 pub use digest::{Digest, DigestError};
 pub use record::{ImageRecord, NONE};
-pub use reference::{ImageRef, RefError, MAX_NAME_LEN};
+pub use reference::{ImageRef, MAX_NAME_LEN, RefError};
