@@ -3,6 +3,7 @@
 //! `docker image ls --format '{{json .}}'`. No I/O happens here.
 
 mod digest;
+pub mod humanize;
 mod record;
 mod reference;
 
