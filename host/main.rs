@@ -6,6 +6,10 @@
 mod cli;
 mod commands;
 mod diagnostics;
+mod endpoint;
+mod plan;
+mod progress;
+mod transfer;
 
 use std::process::ExitCode;
 

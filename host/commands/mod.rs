@@ -2,6 +2,9 @@
 
 pub(crate) mod completions;
 pub(crate) mod filter;
+pub(crate) mod load;
+pub(crate) mod run;
+pub(crate) mod save;
 
 use std::process::ExitCode;
 
@@ -13,5 +16,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Completions(args) => completions::run(&args, global),
         Command::Filter(args) => filter::run(&args, global),
+        Command::Save(args) => save::run(&args, global),
+        Command::Load(args) => load::run(&args, global),
+        Command::Run(args) => run::run(&args, global),
     }
 }

@@ -24,7 +24,9 @@ fn eprint_raw(v: &Val) {
 /// Our natives; each replaces jaq's filter of the same name and arity.
 pub(crate) fn funs() -> Box<[NativeRun]> {
     Box::new([
-        ("tojson", v(0), |cv| bome(Ok(Val::utf8_str(write::to_json(&cv.1))))),
+        ("tojson", v(0), |cv| {
+            bome(Ok(Val::utf8_str(write::to_json(&cv.1))))
+        }),
         ("input_filename", v(0), |_| bome(Ok(Val::Null))),
         ("stderr_empty", v(0), |cv| {
             eprint_raw(&cv.1);
@@ -70,7 +72,11 @@ pub(crate) fn funs() -> Box<[NativeRun]> {
 /// jq's `ltrimstr`/`rtrimstr`: the input unchanged unless both are strings and it matches.
 fn trim(input: Val, affix: &Val, left: bool) -> Val {
     if let (Val::TStr(s), Val::TStr(a)) = (&input, affix) {
-        let rest = if left { s.strip_prefix(&a[..]) } else { s.strip_suffix(&a[..]) };
+        let rest = if left {
+            s.strip_prefix(&a[..])
+        } else {
+            s.strip_suffix(&a[..])
+        };
         if let Some(rest) = rest {
             return Val::utf8_str(rest.to_vec());
         }

@@ -1,0 +1,88 @@
+//! `imgkit load`: stream an archive (a file or stdin; plain, gzip or zstd) into an engine's load.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use imgkit_engine::EngineKind;
+use imgkit_transfer::{Pump, Sink, Source};
+
+use crate::cli::GlobalArgs;
+use crate::endpoint::EndpointSpec;
+use crate::plan;
+use crate::progress::Printer;
+use crate::transfer::{Summary, run_pump};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The engine to load into.
+    #[arg(long, short = 'e', value_name = "ENGINE", default_value = "docker")]
+    pub(crate) engine: EngineKind,
+    /// containerd namespace (ctr, nerdctl).
+    #[arg(long, short = 'n', value_name = "NAMESPACE")]
+    pub(crate) namespace: Option<String>,
+    /// The archive to read; stdin when absent or `-`.
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub(crate) input: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let spec = EndpointSpec::Engine {
+        kind: args.engine,
+        namespace: args.namespace.clone(),
+    };
+    let target = plan::open(&spec)?;
+    let mut printer = Printer::new(global);
+    let input = args.input.as_ref().filter(|p| p.as_os_str() != "-");
+    let (source, from) = match input {
+        Some(path) => {
+            let file =
+                File::open(path).with_context(|| format!("could not open {}", path.display()))?;
+            let expected = file.metadata().ok().map(|m| m.len());
+            (
+                Source::open_with(path.display().to_string(), move || decompressed(file)),
+                (path.display().to_string(), expected),
+            )
+        }
+        None => (
+            Source::open_with("stdin", || decompressed(std::io::stdin())),
+            ("stdin".to_owned(), None),
+        ),
+    };
+    let (from, expected) = from;
+    let pump = Pump::new(source)
+        .sink(Sink::command(
+            target.step_label("load"),
+            target.load_command()?,
+        ))
+        .expected_bytes(expected);
+    printer.stream(format!("{from} → {spec}"));
+    let done = run_pump(pump, &mut printer, &format!("{from} into {spec}"))?;
+    let loaded: Vec<&str> = done
+        .target_stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    if !global.json {
+        for line in &loaded {
+            println!("{line}");
+        }
+    }
+    Summary {
+        images: loaded.len(),
+        bytes: done.bytes,
+        elapsed: done.elapsed,
+        from,
+        to: spec.to_string(),
+        verified: None,
+    }
+    .print(global, false);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The archive's bytes, decompressed in-process when they start with gzip or zstd magic.
+fn decompressed(r: impl Read + 'static) -> std::io::Result<Box<dyn Read>> {
+    imgkit_archive::decompress(r)
+}
