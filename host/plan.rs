@@ -77,7 +77,9 @@ impl Endpoint {
     /// The command that writes `refs` as a tar to stdout (engines only).
     pub(crate) fn save_command(&self, refs: &[ImageRef]) -> Option<Command> {
         match self {
-            Endpoint::Engine { engine, .. } => Some(engine.command(&engine.save_args(refs))),
+            Endpoint::Engine { engine, .. } => {
+                Some(engine.command(&engine.save_args(&native(engine, refs))))
+            }
             Endpoint::Archive(_) => None,
         }
     }
@@ -88,7 +90,7 @@ impl Endpoint {
         match self {
             Endpoint::Engine { engine, .. } => Source::command(
                 self.step_label("save"),
-                engine.command(&engine.save_args(refs)),
+                engine.command(&engine.save_args(&native(engine, refs))),
             ),
             Endpoint::Archive(path) => subset_source(path.clone(), refs.to_vec(), compression),
         }
@@ -103,6 +105,12 @@ impl Endpoint {
             }
         }
     }
+}
+
+/// References as the engine stores them (containerd and podman: fully qualified), so that a
+/// save finds exactly the listed image.
+fn native(engine: &Engine, refs: &[ImageRef]) -> Vec<ImageRef> {
+    refs.iter().map(|r| engine.native_ref(r)).collect()
 }
 
 fn engine_error(e: imgkit_engine::Error, context: &str) -> anyhow::Error {

@@ -46,7 +46,6 @@ pub(crate) fn run_pump(
 
 fn explain(err: PumpError, what: &str) -> anyhow::Error {
     let hint = match &err {
-        PumpError::Cancelled { .. } => None,
         PumpError::Spawn { source, label, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             Some(format!(
                 "install the engine's CLI, or point imgkit at it (--engine-bin or IMGKIT_<ENGINE>_BIN); tried `{label}`"
@@ -69,7 +68,7 @@ fn explain(err: PumpError, what: &str) -> anyhow::Error {
              To look closer, save to a file first (imgkit save -o images.tar …) and load that"
                 .to_owned(),
         ),
-        PumpError::ChildFailed { .. } => None,
+        PumpError::ChildFailed { .. } | PumpError::Cancelled { .. } => None,
         PumpError::Create { source, .. }
         | PumpError::Write { source, .. }
         | PumpError::Finish { source, .. } => Some(match source.raw_os_error() {

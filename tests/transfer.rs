@@ -310,7 +310,13 @@ fn no_partials(dir: &Path) {
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".tar") || n.ends_with(".partial"))
+        .filter(|n| {
+            let ext = Path::new(n)
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or_default();
+            ext.eq_ignore_ascii_case("tar") || ext.eq_ignore_ascii_case("partial")
+        })
         .collect();
     assert!(
         left.is_empty(),
@@ -542,6 +548,7 @@ fn save_to_stdout_streams_the_archive() {
 /// every argv the "engine" was called with.
 fn logged(e: &Engines, dir: &Path, args: &[&str], fault: Option<&str>) -> (Run, String) {
     let log = dir.join("engine.log");
+    let _ = std::fs::remove_file(&log);
     let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-engine");
     let mut t = imgkit(&[src_docker(e)])
         .env("IMGKIT_DOCKER_BIN", &fake)
@@ -877,7 +884,7 @@ fn ctrl_c_stops_both_sides_and_cleans_up() {
         .unwrap();
     // Interrupt once bytes flow.
     let partial = tmp.path().join("via.tar.partial");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_mins(1);
     while std::fs::metadata(&partial).map_or(0, |m| m.len()) < 1_000_000 {
         assert!(Instant::now() < deadline, "no bytes flowed within 60 s");
         assert!(
