@@ -57,15 +57,19 @@ pub(crate) enum Command {
     Run(commands::run::Args),
     /// Save images from an engine into an archive file (or stdout with `-o -`).
     #[command(after_help = "Examples:
-  imgkit save -o images.tar                     the default selection from docker
-  imgkit save -e podman -o - seed/app:1.0 | gzip > app.tar.gz
-  imgkit save -e ctr -n k8s.io -f mine.jq -o k8s.tar")]
+  imgkit save -o images.tar                     the default selection (the one engine here)
+  imgkit save --engine podman -o - seed/app:1.0 | gzip > app.tar.gz
+  imgkit save --engine ctr -n k8s.io -f mine.jq -o k8s.tar")]
     Save(commands::save::Args),
     /// Load an archive (docker-save or OCI; plain, gzip or zstd) into an engine.
     #[command(after_help = "Examples:
-  imgkit load -e podman -i images.tar
-  zstd -dc images.tar.zst | imgkit load -e ctr -n k8s.io")]
+  imgkit load --engine podman -i images.tar
+  zstd -dc images.tar.zst | imgkit load --engine ctr -n k8s.io")]
     Load(commands::load::Args),
+    /// List an engine's images, select them with a jq program, print references or records.
+    Ls(commands::ls::Args),
+    /// Show which container engines are installed and reachable here.
+    Engines(commands::engines::Args),
     /// Print a shell completion script.
     Completions(commands::completions::Args),
 }

@@ -78,6 +78,19 @@ impl fmt::Display for EndpointSpec {
     }
 }
 
+impl EndpointSpec {
+    /// The spec naming an opened engine (`ctr:k8s.io`; the default namespace is left out).
+    pub(crate) fn of(engine: &Engine) -> Self {
+        let ns = engine.namespace();
+        let namespace = (engine.kind().is_containerd() && ns != imgkit_engine::DEFAULT_NAMESPACE)
+            .then(|| ns.to_owned());
+        EndpointSpec::Engine {
+            kind: engine.kind(),
+            namespace,
+        }
+    }
+}
+
 /// Opens an engine endpoint (resolves its binary; honours IMGKIT_<ENGINE>_BIN, DOCKER_HOST, …).
 pub(crate) fn open_engine(kind: EngineKind, namespace: Option<String>) -> anyhow::Result<Engine> {
     let opts = EngineOptions {

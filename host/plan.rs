@@ -21,6 +21,7 @@ use imgkit_transfer::Source;
 use crate::diagnostics::with_hint;
 use crate::endpoint::{EndpointSpec, open_engine};
 use crate::progress::Printer;
+use crate::selection;
 use crate::transfer::parse_size;
 
 /// An opened endpoint.
@@ -174,34 +175,22 @@ impl Plan {
                 "select",
                 &format!("selecting from {} records", records.len()),
             );
-            for (i, record) in records.iter().enumerate() {
-                let value = serde_json::to_value(record).expect("records serialize");
+            let selected = selection::select(&records, |value| {
+                let mut outputs = Vec::new();
                 for (filter, origin) in &compiled {
-                    let outputs = filter
-                        .select(&value)
-                        .with_context(|| format!("filter {origin} failed"))?;
-                    for out in outputs {
-                        let text = match out {
-                            serde_json::Value::String(s) => s,
-                            other => bail!(
-                                "filter {origin} printed {other} for {}; a filter must print image references as strings",
-                                describe(record)
-                            ),
-                        };
-                        let r = ImageRef::parse(&text)
-                            .with_context(|| format!("filter {origin} selected an invalid reference; refusing to run any engine"))?;
-                        let resolved = index
-                            .resolve(&r, Some(i))
-                            .ok_or_else(|| not_listed(&r, origin, source))?;
-                        chosen.push(resolved);
-                    }
+                    outputs.extend(
+                        filter
+                            .select(value)
+                            .with_context(|| format!("filter {origin} failed"))?,
+                    );
                 }
-            }
+                Ok(outputs)
+            })
+            .context("refusing to run any engine")?;
+            chosen.extend(selected.into_iter().map(|s| (s.reference, s.record)));
         } else {
             for r in given {
-                let resolved = index
-                    .resolve(&r, None)
-                    .ok_or_else(|| not_listed(&r, "the command line", source))?;
+                let resolved = index.resolve(&r).ok_or_else(|| not_listed(&r, source))?;
                 chosen.push(resolved);
             }
         }
@@ -377,14 +366,10 @@ fn show(d: Option<&Digest>) -> String {
     d.map_or_else(|| "unknown".to_owned(), ToString::to_string)
 }
 
-fn describe(record: &ImageRecord) -> String {
-    format!("{}:{} ({})", record.repository, record.tag, record.id)
-}
-
-fn not_listed(r: &ImageRef, origin: &str, source: &Endpoint) -> anyhow::Error {
+fn not_listed(r: &ImageRef, source: &Endpoint) -> anyhow::Error {
     with_hint(
         anyhow::anyhow!(
-            "{origin} selected {r}, which names no image in {}; refusing to run any engine",
+            "{r} names no image in {}; refusing to run any engine",
             source.name()
         ),
         format!(
@@ -412,14 +397,13 @@ fn compile_filters(filters: &[PathBuf]) -> anyhow::Result<Vec<(imgkit_select::Fi
 }
 
 /// The listing's names, normalized, for resolving filter outputs.
-struct Index<'a> {
-    records: &'a [ImageRecord],
+struct Index {
     /// normalized "name:tag" / "name@digest" → (reference as the listing spells it, record).
     by_ref: BTreeMap<String, (ImageRef, usize)>,
 }
 
-impl<'a> Index<'a> {
-    fn new(records: &'a [ImageRecord]) -> Self {
+impl Index {
+    fn new(records: &[ImageRecord]) -> Self {
         let mut by_ref = BTreeMap::new();
         for (i, rec) in records.iter().enumerate() {
             if rec.repository == NONE {
@@ -437,34 +421,14 @@ impl<'a> Index<'a> {
                 by_ref.entry(r.normalized().to_string()).or_insert((r, i));
             }
         }
-        Self { records, by_ref }
+        Self { by_ref }
     }
 
-    /// The listing's image named by `r`. A bare repository resolves through the record that
-    /// printed it (`from`): its tag, or its digest for a digest-only row — never "every tag".
-    fn resolve(&self, r: &ImageRef, from: Option<usize>) -> Option<(ImageRef, usize)> {
+    /// The listing's image named by `r` (a bare name means its `latest` tag, as engines read it).
+    fn resolve(&self, r: &ImageRef) -> Option<(ImageRef, usize)> {
         if r.tag().is_some() || r.digest().is_some() {
             return self.by_ref.get(&r.normalized().to_string()).cloned();
         }
-        if let Some(i) = from {
-            let rec = &self.records[i];
-            let same_repo = ImageRef::parse(&rec.repository)
-                .is_ok_and(|name| name.normalized_name() == r.normalized_name());
-            if same_repo {
-                if rec.tag != NONE {
-                    return ImageRef::parse(&format!("{}:{}", rec.repository, rec.tag))
-                        .ok()
-                        .map(|x| (x, i));
-                }
-                if !rec.digest.is_empty() && rec.digest != NONE {
-                    return ImageRef::parse(&format!("{}@{}", rec.repository, rec.digest))
-                        .ok()
-                        .map(|x| (x, i));
-                }
-            }
-            return None;
-        }
-        // From the command line: a bare name means its `latest` tag, as engines read it.
         let latest = r.with_tag("latest").ok()?;
         self.by_ref.get(&latest.normalized().to_string()).cloned()
     }
@@ -604,42 +568,27 @@ mod tests {
     const D: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 
     #[test]
-    fn resolves_outputs_against_the_listing() {
+    fn resolves_command_line_refs_against_the_listing() {
         let records = vec![
             rec("seed/app", "1.0", NONE, "aaa"),
             rec("seed/pinned", NONE, D, "bbb"),
-            rec("docker.io/library/alpine", "3", NONE, "ccc"),
+            rec("docker.io/library/alpine", "latest", NONE, "ccc"),
         ];
         let idx = Index::new(&records);
         let p = |s: &str| ImageRef::parse(s).unwrap();
         assert_eq!(
-            idx.resolve(&p("seed/app:1.0"), Some(0))
-                .unwrap()
-                .0
-                .to_string(),
+            idx.resolve(&p("seed/app:1.0")).unwrap().0.to_string(),
             "seed/app:1.0"
         );
+        assert_eq!(idx.resolve(&p("docker.io/seed/app:1.0")).unwrap().1, 0);
+        assert_eq!(idx.resolve(&p(&format!("seed/pinned@{D}"))).unwrap().1, 1);
         assert_eq!(
-            idx.resolve(&p("docker.io/seed/app:1.0"), Some(0))
-                .unwrap()
-                .1,
-            0
+            idx.resolve(&p("alpine")).unwrap().1,
+            2,
+            "a bare name means :latest"
         );
-        // The guide's bare repository for a digest-only row: by digest, not `:latest`.
-        assert_eq!(
-            idx.resolve(&p("seed/pinned"), Some(1))
-                .unwrap()
-                .0
-                .to_string(),
-            format!("seed/pinned@{D}")
-        );
-        assert_eq!(idx.resolve(&p("alpine:3"), Some(2)).unwrap().1, 2);
-        assert!(idx.resolve(&p("nope/none:1"), Some(0)).is_none());
-        assert!(idx.resolve(&p("seed/other"), Some(0)).is_none());
-        assert!(
-            idx.resolve(&p("seed/app"), None).is_none(),
-            "no seed/app:latest"
-        );
+        assert!(idx.resolve(&p("nope/none:1")).is_none());
+        assert!(idx.resolve(&p("seed/app")).is_none(), "no seed/app:latest");
     }
 
     #[test]

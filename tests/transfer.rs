@@ -2,10 +2,11 @@
 //! podman and containerd (`ctr:k8s.io`), to and from archive files, the faults (a source dying
 //! mid-stream, a failing load, an unwritable or full output, Ctrl-C) and hostile selections.
 //!
-//! The engines come from `scripts/test`, which starts two sets with `scripts/engines` and names
-//! their parent directory in `IMGKIT_TRANSFER_ENGINES`: `src` (seeded) and `dst` (empty docker
-//! and containerd that these tests load into, one test at a time per engine). podman targets
-//! get fresh storage per test. Without that variable the tests skip (and fail when `CI` is set).
+//! The engines come from `scripts/test` (via `scripts/engines`): the seeded set every engine
+//! test reads (`IMGKIT_ENGINES_DIR`), used here only as a source, and an empty docker and
+//! containerd that only these tests load into (`IMGKIT_TRANSFER_DST`), one test at a time per
+//! engine. podman targets get fresh storage per test. Without those variables the tests skip
+//! (and fail when `CI` is set).
 #![cfg(unix)]
 
 use std::collections::BTreeMap;
@@ -89,20 +90,19 @@ struct Engines {
 fn engines() -> Option<&'static Engines> {
     static ENGINES: OnceLock<Option<Engines>> = OnceLock::new();
     ENGINES
-        .get_or_init(|| match std::env::var_os("IMGKIT_TRANSFER_ENGINES") {
-            Some(dir) => {
-                let dir = PathBuf::from(dir);
-                Some(Engines {
-                    src: Set::load(dir.join("src")),
-                    dst: Set::load(dir.join("dst")),
-                })
+        .get_or_init(|| {
+            let src = std::env::var_os("IMGKIT_ENGINES_DIR");
+            let dst = std::env::var_os("IMGKIT_TRANSFER_DST");
+            match (src, dst) {
+                (Some(src), Some(dst)) => Some(Engines {
+                    src: Set::load(PathBuf::from(src)),
+                    dst: Set::load(PathBuf::from(dst)),
+                }),
+                _ if std::env::var_os("CI").is_some() => panic!(
+                    "CI is set but IMGKIT_ENGINES_DIR or IMGKIT_TRANSFER_DST is not: run the suite with scripts/test"
+                ),
+                _ => None,
             }
-            None if std::env::var_os("CI").is_some() => {
-                panic!(
-                    "CI is set but IMGKIT_TRANSFER_ENGINES is not: run the suite with scripts/test"
-                )
-            }
-            None => None,
         })
         .as_ref()
 }
@@ -113,7 +113,7 @@ macro_rules! need_engines {
             Some(e) => e,
             None => {
                 eprintln!(
-                    "skipped: transfer tests need real engines; run scripts/test (as root), which starts them and sets IMGKIT_TRANSFER_ENGINES"
+                    "skipped: transfer tests need real engines; run scripts/test (as root), which starts them and sets IMGKIT_ENGINES_DIR and IMGKIT_TRANSFER_DST"
                 );
                 return;
             }
@@ -422,7 +422,7 @@ fn via_keeps_the_archive_while_loading() {
     let tmp2 = tempfile::tempdir().unwrap();
     let env2 = fresh_podman(tmp2.path());
     imgkit(&env2)
-        .args(["load", "-e", "podman", "-i"])
+        .args(["load", "--engine", "podman", "-i"])
         .arg(&via)
         .run()
         .success();
@@ -465,7 +465,7 @@ fn each_engine_saves_an_archive_that_loads_elsewhere() {
         let host = e.dst.var("DOCKER_HOST");
         empty_docker(host);
         imgkit(&[kv("DOCKER_HOST", host)])
-            .args(["load", "-e", "docker", "-i"])
+            .args(["load", "--engine", "docker", "-i"])
             .arg(&archive)
             .run()
             .success()
@@ -485,7 +485,7 @@ fn an_archive_loads_into_ctr_k8s_and_podman_also_compressed() {
     let filter = write_filter(tmp.path(), SELECT_TWO);
     let archive = tmp.path().join("two.tar");
     imgkit(&[src_docker(e)])
-        .args(["save", "-e", "docker", "-f"])
+        .args(["save", "--engine", "docker", "-f"])
         .arg(&filter)
         .arg("-o")
         .arg(&archive)
@@ -497,7 +497,7 @@ fn an_archive_loads_into_ctr_k8s_and_podman_also_compressed() {
         let addr = e.dst.var("CONTAINERD_ADDRESS");
         empty_ctr(addr, "k8s.io");
         imgkit(&[kv("CONTAINERD_ADDRESS", addr)])
-            .args(["load", "-e", "ctr", "-n", "k8s.io", "-i"])
+            .args(["load", "--engine", "ctr", "-n", "k8s.io", "-i"])
             .arg(&archive)
             .run()
             .success();
@@ -515,7 +515,7 @@ fn an_archive_loads_into_ctr_k8s_and_podman_also_compressed() {
     assert!(status.success());
     let env = fresh_podman(tmp.path());
     imgkit(&env)
-        .args(["load", "-e", "podman", "-i"])
+        .args(["load", "--engine", "podman", "-i"])
         .arg(&gz)
         .run()
         .success();
@@ -526,7 +526,7 @@ fn an_archive_loads_into_ctr_k8s_and_podman_also_compressed() {
 fn save_to_stdout_streams_the_archive() {
     let e = need_engines!();
     let out = Command::new(bin())
-        .args(["save", "-e", "docker", "-o", "-", "seed/app:1.0"])
+        .args(["save", "--engine", "docker", "-o", "-", "seed/app:1.0"])
         .env("IMGKIT_DOCKER_BIN", DOCKER)
         .env("DOCKER_HOST", e.src.var("DOCKER_HOST"))
         .env("NO_COLOR", "1")
@@ -584,7 +584,7 @@ fn hostile_selections_are_rejected_before_any_engine_moves_a_byte() {
             "[range(10240)] | map(\"a\") | join(\"\")".to_owned(),
             "too long",
         ),
-        ("\"nope/none:1\"".to_owned(), "names no image in docker"),
+        ("\"nope/none:1\"".to_owned(), "names no image"),
     ];
     for (program, message) in cases {
         write_filter(tmp.path(), &program);
@@ -624,7 +624,15 @@ fn hostile_selections_are_rejected_before_any_engine_moves_a_byte() {
     let (run, log) = logged(
         e,
         tmp.path(),
-        &["save", "-o", "out.tar", "--", "--output=/tmp/x"],
+        &[
+            "save",
+            "--engine",
+            "docker",
+            "-o",
+            "out.tar",
+            "--",
+            "--output=/tmp/x",
+        ],
         None,
     );
     run.code(2).stderr_has("would be read as a flag");
@@ -738,7 +746,7 @@ fn a_failing_load_is_named_and_leaves_nothing() {
     std::fs::write(&junk, vec![0x5a; 300_000]).unwrap();
     let env = fresh_podman(tmp.path());
     imgkit(&env)
-        .args(["load", "-e", "podman", "-i"])
+        .args(["load", "--engine", "podman", "-i"])
         .arg(&junk)
         .run()
         .code(2)
@@ -769,7 +777,15 @@ fn an_unwritable_output_directory_fails_before_saving() {
     let (run, log) = logged(
         e,
         tmp.path(),
-        &["save", "-f", "select.jq", "-o", "ro/out.tar"],
+        &[
+            "save",
+            "--engine",
+            "docker",
+            "-f",
+            "select.jq",
+            "-o",
+            "ro/out.tar",
+        ],
         None,
     );
     let _ = Command::new("umount").arg(&ro).status();
@@ -827,13 +843,13 @@ fn a_full_disk_fails_cleanly() {
     assert!(left.is_empty(), "left on the full disk: {left:?}");
 }
 
-/// A ~200 MB image in the source docker, so a transfer lasts long enough to interrupt.
+/// A ~200 MB image in the target docker (whose lock the caller holds), so a transfer lasts
+/// long enough to interrupt. The seeded source set stays as seeded.
 fn big_image(e: &Engines) -> &'static str {
-    static BIG: OnceLock<()> = OnceLock::new();
-    BIG.get_or_init(|| {
-        let host = e.src.var("DOCKER_HOST");
+    {
+        let host = e.dst.var("DOCKER_HOST");
         if docker_images(host).contains_key("transfer/big:1") {
-            return;
+            return "transfer/big:1";
         }
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("root/data");
@@ -854,13 +870,14 @@ fn big_image(e: &Engines) -> &'static str {
                 .arg("data"),
         );
         output(docker(host).arg("import").arg(&tar).arg("transfer/big:1"));
-    });
+    }
     "transfer/big:1"
 }
 
 #[test]
 fn ctrl_c_stops_both_sides_and_cleans_up() {
     let e = need_engines!();
+    let _guard = lock(&DOCKER_DST);
     let big = big_image(e);
     let tmp = tempfile::tempdir().unwrap();
     let env = fresh_podman(tmp.path());
@@ -873,7 +890,7 @@ fn ctrl_c_stops_both_sides_and_cleans_up() {
             &format!("select(.Repository + \":\" + .Tag == \"{big}\") | \"{big}\""),
         ))
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("DOCKER_HOST", e.src.var("DOCKER_HOST"))
+        .env("DOCKER_HOST", e.dst.var("DOCKER_HOST"))
         .env("IMGKIT_DOCKER_BIN", DOCKER)
         .env("NO_COLOR", "1")
         .current_dir(tmp.path())

@@ -6,34 +6,31 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use imgkit_engine::EngineKind;
 use imgkit_transfer::{Pump, Sink, Source};
 
 use crate::cli::GlobalArgs;
 use crate::endpoint::EndpointSpec;
-use crate::plan;
+use crate::engine_args::EngineArgs;
+use crate::plan::Endpoint;
 use crate::progress::Printer;
 use crate::transfer::{Summary, run_pump};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The engine to load into.
-    #[arg(long, short = 'e', value_name = "ENGINE", default_value = "docker")]
-    pub(crate) engine: EngineKind,
-    /// containerd namespace (ctr, nerdctl).
-    #[arg(long, short = 'n', value_name = "NAMESPACE")]
-    pub(crate) namespace: Option<String>,
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
     /// The archive to read; stdin when absent or `-`.
     #[arg(long, short = 'i', value_name = "FILE")]
     pub(crate) input: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let spec = EndpointSpec::Engine {
-        kind: args.engine,
-        namespace: args.namespace.clone(),
+    let engine = args.engine.engine()?;
+    let spec = EndpointSpec::of(&engine);
+    let target = Endpoint::Engine {
+        engine,
+        spec: spec.clone(),
     };
-    let target = plan::open(&spec)?;
     let mut printer = Printer::new(global);
     let input = args.input.as_ref().filter(|p| p.as_os_str() != "-");
     let (source, from) = match input {

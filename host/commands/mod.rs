@@ -1,8 +1,10 @@
 //! One module per subcommand; `run` dispatches.
 
 pub(crate) mod completions;
+pub(crate) mod engines;
 pub(crate) mod filter;
 pub(crate) mod load;
+pub(crate) mod ls;
 pub(crate) mod run;
 pub(crate) mod save;
 
@@ -19,5 +21,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Save(args) => save::run(&args, global),
         Command::Load(args) => load::run(&args, global),
         Command::Run(args) => run::run(&args, global),
+        Command::Ls(args) => ls::run(&args, global),
+        Command::Engines(args) => engines::run(&args, global),
     }
 }

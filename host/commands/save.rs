@@ -3,23 +3,19 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use imgkit_engine::EngineKind;
 use imgkit_transfer::{Pump, Sink};
 
 use crate::cli::GlobalArgs;
 use crate::endpoint::EndpointSpec;
-use crate::plan::{self, Plan};
+use crate::engine_args::EngineArgs;
+use crate::plan::{Endpoint, Plan};
 use crate::progress::Printer;
 use crate::transfer::{Summary, run_pump};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The engine to save from.
-    #[arg(long, short = 'e', value_name = "ENGINE", default_value = "docker")]
-    pub(crate) engine: EngineKind,
-    /// containerd namespace (ctr, nerdctl).
-    #[arg(long, short = 'n', value_name = "NAMESPACE")]
-    pub(crate) namespace: Option<String>,
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
     /// jq program choosing the images when no REF is given: a file or a preset name
     /// [default: default]. Repeat for the union of several.
     #[arg(long, short = 'f', value_name = "FILTER", conflicts_with = "refs")]
@@ -33,11 +29,12 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let spec = EndpointSpec::Engine {
-        kind: args.engine,
-        namespace: args.namespace.clone(),
+    let engine = args.engine.engine()?;
+    let spec = EndpointSpec::of(&engine);
+    let source = Endpoint::Engine {
+        engine,
+        spec: spec.clone(),
     };
-    let source = plan::open(&spec)?;
     let mut printer = Printer::new(global);
     let Some(plan) = Plan::select(&source, &args.filter, &args.refs, &mut printer)? else {
         eprintln!("imgkit: the filter selected no image in {spec}; nothing to save");

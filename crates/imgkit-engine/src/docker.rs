@@ -1,11 +1,13 @@
 //! docker (dockerd/moby through the docker CLI): argv builders and parsers.
 //!
-//! `docker image ls --format '{{json .}}'` already prints the record shape; lines pass through
-//! untouched. One exception: without `--digests` docker prints a digest-only row (an image
-//! pulled by digest, `Tag` `<none>`) with an empty `Digest`, and `--digests` would add rows per
-//! digest. imgkit fills that one field from a batched `image inspect` of those IDs.
+//! `docker image ls --format '{{json .}}'` already prints the record shape. One wrinkle: without
+//! `--digests` docker prints a digest-only row (an image pulled by digest, `Tag` `<none>`) with
+//! an empty `Digest`, so nothing in the row names the image. imgkit lists with `--digests` (one
+//! call) and undoes what that flag adds elsewhere: tagged rows get back `<none>` and the extra
+//! row per repo digest collapses, so every record equals the line docker prints without the
+//! flag, except that a digest-only row carries its digest.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::ffi::OsString;
 
 use imgkit_types::{ImageRecord, ImageRef, NONE};
@@ -24,9 +26,9 @@ pub fn global_args(host: Option<&str>, context: Option<&str>) -> Vec<OsString> {
     args
 }
 
-/// `image ls --format {{json .}}`.
+/// `image ls --digests --format {{json .}}`.
 pub fn list_args() -> Vec<OsString> {
-    os(&["image", "ls", "--format", "{{json .}}"])
+    os(&["image", "ls", "--digests", "--format", "{{json .}}"])
 }
 
 /// `save -- REF…` (a docker-save tar on stdout).
@@ -51,77 +53,20 @@ pub fn parse_list(out: &[u8]) -> Result<Vec<ImageRecord>, ParseError> {
     Ok(records)
 }
 
-/// A digest-only row: a repository, no tag, and no digest shown.
-fn is_digest_only(r: &ImageRecord) -> bool {
-    r.repository != NONE && r.tag == NONE && (r.digest.is_empty() || r.digest == NONE)
-}
-
-/// IDs of the digest-only rows, each once.
-pub fn digest_only_ids(records: &[ImageRecord]) -> Vec<String> {
-    let mut ids: Vec<String> = records
-        .iter()
-        .filter(|r| is_digest_only(r))
-        .map(|r| r.id.clone())
-        .collect();
-    ids.sort();
-    ids.dedup();
-    ids
-}
-
-/// `image inspect --format '{{.ID}} {{json .RepoDigests}}' -- ID…`.
-pub fn repo_digests_args(ids: &[String]) -> Vec<OsString> {
-    let mut args = os(&[
-        "image",
-        "inspect",
-        "--format",
-        "{{.ID}} {{json .RepoDigests}}",
-        "--",
-    ]);
-    args.extend(ids.iter().map(OsString::from));
-    args
-}
-
-/// Parses the inspect lines into short ID → `repo@digest` references.
-pub fn parse_repo_digests(out: &[u8]) -> Result<HashMap<String, Vec<ImageRef>>, ParseError> {
-    let text = String::from_utf8_lossy(out);
-    let mut map = HashMap::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let bad = |why: &str| ParseError::new(i + 1, line, why);
-        let (id, json) = line
-            .split_once(' ')
-            .ok_or_else(|| bad("expected `ID [digests]`"))?;
-        let id: imgkit_types::Digest = id.parse().map_err(|_| bad("not an image ID"))?;
-        let digests: Option<Vec<String>> =
-            serde_json::from_str(json).map_err(|_| bad("not a JSON list"))?;
-        let refs = digests
-            .unwrap_or_default()
-            .iter()
-            .map(|d| d.parse::<ImageRef>().map_err(|e| bad(&e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
-        map.insert(id.short_id().to_owned(), refs);
-    }
-    Ok(map)
-}
-
-/// Sets `Digest` on digest-only rows from the image's repo digests of the same repository.
-pub fn fill_digests<S: std::hash::BuildHasher>(
-    records: &mut [ImageRecord],
-    digests: &HashMap<String, Vec<ImageRef>, S>,
-) {
-    for r in records.iter_mut().filter(|r| is_digest_only(r)) {
-        let Some(refs) = digests.get(&r.id) else {
-            continue;
-        };
-        let found = refs
-            .iter()
-            .find(|d| d.familiar_name() == r.repository || d.name() == r.repository);
-        if let Some(d) = found.and_then(ImageRef::digest) {
-            r.digest = d.to_string();
-        }
-    }
+/// Turns `--digests` rows back into docker's default rows: one per repository:tag with `Digest`
+/// `<none>`, and one per repository for a digest-only image, keeping its (first) digest.
+pub fn undo_digests(records: Vec<ImageRecord>) -> Vec<ImageRecord> {
+    let mut seen = HashSet::new();
+    records
+        .into_iter()
+        .filter_map(|mut r| {
+            if r.repository != NONE && r.tag != NONE {
+                NONE.clone_into(&mut r.digest);
+            }
+            let key = (r.repository.clone(), r.tag.clone(), r.id.clone());
+            (r.repository == NONE || seen.insert(key)).then_some(r)
+        })
+        .collect()
 }
 
 /// The socket a docker error message names (`… daemon at unix:///x.sock. Is …`).
@@ -139,6 +84,8 @@ mod tests {
 
     const LIST: &str = include_str!("../tests/fixtures/docker-images.jsonl");
 
+    const DIGESTS: &str = include_str!("../tests/fixtures/docker-images-digests.jsonl");
+
     #[test]
     fn parses_recorded_docker_20_10_lines() {
         let recs = parse_list(LIST.as_bytes()).unwrap();
@@ -150,31 +97,85 @@ mod tests {
             recs.iter()
                 .any(|r| r.repository == "registry.example.com:5000/a/b/c" && r.tag == "nested")
         );
-        // untouched: each line re-serializes to the same JSON value
+        // each line re-serializes to the same JSON value
         for (line, rec) in LIST.lines().zip(&recs) {
             let a: serde_json::Value = serde_json::from_str(line).unwrap();
             let b: serde_json::Value = serde_json::from_str(&rec.to_json_line()).unwrap();
             assert_eq!(a, b);
         }
-        assert_eq!(digest_only_ids(&recs), std::slice::from_ref(&pinned.id));
     }
 
     #[test]
-    fn fills_the_digest_of_digest_only_rows() {
-        let mut recs = parse_list(LIST.as_bytes()).unwrap();
-        let id = digest_only_ids(&recs).remove(0);
-        let hex = "7b423225bbbc50ef5a69cf9c11d5a3431e4b52242f80b4fc2ad2cd25b5e84544";
-        let out = format!(
-            "sha256:{id}{} [\"seed/pinned@sha256:{hex}\"]\n",
-            "0".repeat(52)
+    fn digests_rows_become_the_default_rows_with_the_digest_only_rows_digest() {
+        let plain = parse_list(LIST.as_bytes()).unwrap();
+        let undone = undo_digests(parse_list(DIGESTS.as_bytes()).unwrap());
+        let mut fixed: Vec<String> = plain
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                if r.repository == "seed/pinned" {
+                    r.digest = undone
+                        .iter()
+                        .find(|u| u.repository == "seed/pinned")
+                        .unwrap()
+                        .digest
+                        .clone();
+                }
+                r.to_json_line()
+            })
+            .collect();
+        let mut got: Vec<String> = undone.iter().map(ImageRecord::to_json_line).collect();
+        fixed.sort();
+        got.sort();
+        assert_eq!(got, fixed);
+        let pinned = undone
+            .iter()
+            .find(|r| r.repository == "seed/pinned")
+            .unwrap();
+        assert!(
+            pinned
+                .reference()
+                .unwrap()
+                .starts_with("seed/pinned@sha256:")
         );
-        let map = parse_repo_digests(out.as_bytes()).unwrap();
-        fill_digests(&mut recs, &map);
-        let pinned = recs.iter().find(|r| r.repository == "seed/pinned").unwrap();
-        assert_eq!(pinned.digest, format!("sha256:{hex}"));
+        // the tagged seed/app row had a digest with --digests; it is <none> again
         assert_eq!(
-            pinned.reference().unwrap(),
-            format!("seed/pinned@sha256:{hex}")
+            undone
+                .iter()
+                .find(|r| r.repository == "seed/app")
+                .unwrap()
+                .digest,
+            NONE
+        );
+    }
+
+    #[test]
+    fn several_digests_of_one_repository_are_one_row() {
+        let line = |tag: &str, digest: &str| {
+            format!(
+                r#"{{"Containers":"N/A","Digest":"{digest}","ID":"0123456789ab","Repository":"a/b","Tag":"{tag}"}}"#
+            )
+        };
+        let (d1, d2) = (
+            format!("sha256:{}", "1".repeat(64)),
+            format!("sha256:{}", "2".repeat(64)),
+        );
+        let out = [
+            line("v1", &d1),
+            line("v1", &d2),
+            line("<none>", &d1),
+            line("<none>", &d2),
+        ]
+        .join("\n");
+        let recs = undo_digests(parse_list(out.as_bytes()).unwrap());
+        assert_eq!(recs.len(), 2);
+        assert_eq!(
+            (recs[0].tag.as_str(), recs[0].digest.as_str()),
+            ("v1", NONE)
+        );
+        assert_eq!(
+            (recs[1].tag.as_str(), recs[1].digest.as_str()),
+            (NONE, d1.as_str())
         );
     }
 

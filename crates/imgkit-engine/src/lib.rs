@@ -7,8 +7,8 @@
 //!
 //! Every listing comes back in one record shape, docker's `{{json .}}` line ([`ImageRecord`]),
 //! one record per repository:tag:
-//! - docker: lines untouched, except that a digest-only row (`Tag` `<none>`) gets the `Digest`
-//!   docker prints only with `--digests` (one batched `image inspect`), so the row names its image;
+//! - docker: lines as docker prints them, except that a digest-only row (`Tag` `<none>`) keeps
+//!   the `Digest` docker shows only with `--digests`, so the row names its image;
 //! - podman: its JSON array, one record per name, names in docker's familiar form
 //!   (`docker.io/library/alpine` → `alpine`), sizes and times converted to docker's units;
 //! - ctr and nerdctl: one record per containerd image name, as nerdctl shows it: `ID` and
@@ -174,14 +174,24 @@ impl Engine {
         }
         let addr = self.containerd_address();
         let path = addr.strip_prefix("unix://").unwrap_or(&addr);
-        if path.starts_with('/') && !Path::new(path).exists() {
-            return Err(Error::DaemonUnreachable {
+        if !path.starts_with('/') {
+            return Ok(());
+        }
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::DaemonUnreachable {
                 kind: self.kind,
                 endpoint: addr.clone(),
                 stderr: format!("{path} does not exist"),
-            });
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Err(Error::PermissionDenied {
+                    kind: self.kind,
+                    endpoint: addr.clone(),
+                    stderr: e.to_string(),
+                })
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     fn classify_failure(&self, argv: String, status: &str, stderr: String) -> Error {
@@ -254,26 +264,15 @@ impl Engine {
         }
     }
 
-    /// Lists the images: one batched CLI call (plus one batched inspect for docker's
-    /// digest-only rows), one record per repository:tag.
+    /// Lists the images with one CLI call, one record per repository:tag.
     pub fn list(&self) -> Result<Vec<ImageRecord>, Error> {
         let now = unix_now();
         let args = list_args(self.kind);
         let out = self.output(&args)?;
         let records = match self.kind {
-            EngineKind::Docker => {
-                let mut records =
-                    docker::parse_list(&out).map_err(|e| self.unparseable(&args, e))?;
-                let ids = docker::digest_only_ids(&records);
-                if !ids.is_empty() {
-                    let iargs = docker::repo_digests_args(&ids);
-                    let out = self.output(&iargs)?;
-                    let digests = docker::parse_repo_digests(&out)
-                        .map_err(|e| self.unparseable(&iargs, e))?;
-                    docker::fill_digests(&mut records, &digests);
-                }
-                records
-            }
+            EngineKind::Docker => docker::undo_digests(
+                docker::parse_list(&out).map_err(|e| self.unparseable(&args, e))?,
+            ),
             EngineKind::Podman => {
                 podman::parse_list(&out, now).map_err(|e| self.unparseable(&args, e))?
             }

@@ -25,11 +25,20 @@ pub struct Probe {
     /// Images (records) in the default place; per namespace for containerd.
     pub images: Option<usize>,
     /// containerd namespaces and their image counts.
-    pub namespaces: Vec<(String, usize)>,
+    pub namespaces: Vec<NamespaceCount>,
     /// Why it is not usable, when it is not.
     pub error: Option<String>,
     /// What to try, when imgkit knows.
     pub hint: Option<String>,
+}
+
+/// A containerd namespace and how many records its listing has.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamespaceCount {
+    /// The namespace.
+    pub name: String,
+    /// Records (image names) in it.
+    pub images: usize,
 }
 
 impl serde::Serialize for EngineKind {
@@ -75,13 +84,16 @@ fn fill(engine: &Engine, p: &mut Probe) -> Result<(), Error> {
     if engine.kind().is_containerd() {
         for ns in engine.namespaces()? {
             let n = engine.with_namespace(&ns).list()?.len();
-            p.namespaces.push((ns, n));
+            p.namespaces.push(NamespaceCount {
+                name: ns,
+                images: n,
+            });
         }
         p.images = p
             .namespaces
             .iter()
-            .find(|(ns, _)| ns == engine.namespace())
-            .map(|(_, n)| *n);
+            .find(|n| n.name == engine.namespace())
+            .map(|n| n.images);
     } else {
         p.images = Some(engine.list()?.len());
     }
