@@ -425,7 +425,8 @@ fn via_keeps_the_archive_while_loading() {
         .args(["load", "--engine", "podman", "-i"])
         .arg(&via)
         .run()
-        .success();
+        .success()
+        .stdout_has("Loaded image: localhost/seed/app:1.0");
     assert_eq!(podman_images(&env2), want_two(e, "localhost/"));
 }
 
@@ -465,17 +466,70 @@ fn each_engine_saves_an_archive_that_loads_elsewhere() {
         let host = e.dst.var("DOCKER_HOST");
         empty_docker(host);
         imgkit(&[kv("DOCKER_HOST", host)])
-            .args(["load", "--engine", "docker", "-i"])
+            .args(["run", "--to", "docker", "--from"])
             .arg(&archive)
             .run()
             .success()
-            .stdout_has("seed/app:1.0");
+            .stderr_has("2 verified by image ID");
         assert_eq!(
             docker_images(host),
             want_two(e, ""),
             "{from} → archive → docker"
         );
     }
+}
+
+/// Archives as endpoints of `run`: everything into one archive, a compressed subset of it
+/// (only the selected images' blobs), and that subset into podman and containerd.
+#[test]
+fn archives_are_endpoints_of_run() {
+    let e = need_engines!();
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    let all = tmp.path().join("all.tar");
+    let subset = tmp.path().join("two.tar.zst");
+    imgkit(&[src_docker(e)])
+        .args(["run", "--from", "docker", "--to"])
+        .arg(&all)
+        .run()
+        .success()
+        .stderr_has("verified by image ID");
+    imgkit(&[])
+        .args(["run", "--from"])
+        .arg(&all)
+        .arg("--to")
+        .arg(&subset)
+        .arg("-f")
+        .arg(&filter)
+        .run()
+        .success()
+        .stderr_has("moved 2 images")
+        .stderr_has("2 verified by image ID");
+    assert_eq!(
+        std::fs::read(&subset).unwrap()[..4],
+        [0x28, 0xb5, 0x2f, 0xfd],
+        "zstd output"
+    );
+
+    let env = fresh_podman(tmp.path());
+    imgkit(&env)
+        .args(["run", "--to", "podman", "--from"])
+        .arg(&subset)
+        .run()
+        .success()
+        .stderr_has("2 verified by image ID");
+    assert_eq!(podman_images(&env), want_two(e, "docker.io/"));
+
+    let _guard = lock(&K8S_DST);
+    let addr = e.dst.var("CONTAINERD_ADDRESS");
+    empty_ctr(addr, "k8s.io");
+    imgkit(&[kv("CONTAINERD_ADDRESS", addr)])
+        .args(["run", "--to", "ctr:k8s.io", "--from"])
+        .arg(&subset)
+        .run()
+        .success()
+        .stderr_has("2 verified by image ID");
+    assert_eq!(ctr_images(addr, "k8s.io"), want_two(e, "docker.io/"));
 }
 
 #[test]
