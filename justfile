@@ -17,4 +17,9 @@ lint:
     cargo clippy --all-targets -- -D warnings
 
 # Every benchmark (each prints ratios against its anchor measured in the same run).
-bench: bench-filter
+bench: bench-filter bench-transfer
+
+# imgkit run vs the guide's two steps vs a raw `save | load` pipe, ~1 GiB, docker → podman and
+# docker → ctr:k8s.io (root; starts its own engines). Args: RUNS IMAGES MIB_PER_IMAGE.
+bench-transfer runs="3" images="8" mib="128":
+    scripts/bench-transfer {{runs}} {{images}} {{mib}}

@@ -132,6 +132,8 @@ pub(crate) struct Selected {
     pub(crate) id: String,
     /// The listing's size text.
     pub(crate) size: String,
+    /// The platforms a containerd listing names for it (nerdctl's `Platform`, comma-joined).
+    pub(crate) platforms: Option<String>,
 }
 
 /// The images to move, every reference checked.
@@ -200,10 +202,16 @@ impl Plan {
         for (reference, i) in chosen {
             if seen.insert(reference.to_string()) {
                 let rec = &records[i];
+                let platforms = rec
+                    .extra
+                    .get("Platform")
+                    .and_then(|p| p.as_str())
+                    .map(str::to_owned);
                 images.push(Selected {
                     reference,
                     id: rec.id.clone(),
                     size: rec.size.clone(),
+                    platforms,
                 });
             }
         }
@@ -223,6 +231,20 @@ impl Plan {
             refs,
             expected_bytes,
         }))
+    }
+
+    /// Images whose listing names several platforms: their saves export only what the engine
+    /// holds (ctr and nerdctl: the host's platform), and nothing is pulled.
+    pub(crate) fn multi_platform(&self) -> Vec<String> {
+        self.images
+            .iter()
+            .filter_map(|i| {
+                i.platforms
+                    .as_deref()
+                    .filter(|p| p.contains(','))
+                    .map(|p| format!("{} ({p})", i.reference))
+            })
+            .collect()
     }
 
     /// "3 images (~1.2 MB)".

@@ -84,6 +84,17 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         return Ok(ExitCode::from(EXIT_NOTHING));
     };
 
+    let multi = plan.multi_platform();
+    if !multi.is_empty() {
+        printer.step(
+            "plan",
+            &format!(
+                "note: {} list several platforms; only the platform present here (the host's) is exported, nothing is pulled: {}",
+                multi.len(),
+                multi.join(", ")
+            ),
+        );
+    }
     let load = target.load_command().ok();
     if args.dry_run {
         print_plan(&plan, args, &source, load.as_ref(), global);
