@@ -528,7 +528,15 @@ impl Read for JoinedReader {
     }
 }
 
-/// After a load: podman files the short names of a docker archive under `localhost/`
+/// Whether `target` files the short names of a docker archive under `localhost/` (podman): the
+/// stream's names are then qualified on the way ([`imgkit_transfer::QualifyNames`]).
+pub(crate) fn names_short_names_localhost(target: &Endpoint) -> bool {
+    target
+        .engine()
+        .is_some_and(|e| e.kind() == EngineKind::Podman)
+}
+
+/// After a load, for names the stream rewrite could not reach: podman files the short names of a docker archive under `localhost/`
 /// (`seed/app:1.0` → `localhost/seed/app:1.0`); rename them to what docker means by them
 /// (`docker.io/seed/app:1.0`), as a pull would have named them. Two podman calls per image.
 pub(crate) fn after_load(target: &Endpoint, loaded: &str, plan: &Plan) -> anyhow::Result<()> {

@@ -426,8 +426,8 @@ fn via_keeps_the_archive_while_loading() {
         .arg(&via)
         .run()
         .success()
-        .stdout_has("Loaded image: localhost/seed/app:1.0");
-    assert_eq!(podman_images(&env2), want_two(e, "localhost/"));
+        .stdout_has("Loaded image: docker.io/seed/app:1.0");
+    assert_eq!(podman_images(&env2), want_two(e, "docker.io/"));
 }
 
 // ---- archives --------------------------------------------------------------------------------

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use imgkit_transfer::{Pump, Sink, Source};
+use imgkit_transfer::{Pump, QualifyNames, Sink, Source};
 
 use crate::cli::GlobalArgs;
 use crate::endpoint::EndpointSpec;
 use crate::engine_args::EngineArgs;
-use crate::plan::Endpoint;
+use crate::plan::{self, Endpoint};
 use crate::progress::Printer;
 use crate::transfer::{Summary, run_pump};
 
@@ -49,12 +49,15 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         ),
     };
     let (from, expected) = from;
-    let pump = Pump::new(source)
+    let mut pump = Pump::new(source)
         .sink(Sink::command(
             target.step_label("load"),
             target.load_command()?,
         ))
         .expected_bytes(expected);
+    if plan::names_short_names_localhost(&target) {
+        pump = pump.transform(|r| Box::new(QualifyNames::new(r)));
+    }
     printer.stream(format!("{from} → {spec}"));
     let done = run_pump(pump, &mut printer, &format!("{from} into {spec}"))?;
     let loaded: Vec<&str> = done

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use imgkit_archive::Compression;
-use imgkit_transfer::{Pump, Sink};
+use imgkit_transfer::{Pump, QualifyNames, Sink};
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
@@ -108,6 +108,9 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         (None, EndpointSpec::Archive(path)) => pump.sink(Sink::file(path)),
         (None, EndpointSpec::Engine { .. }) => unreachable!("an engine has a load command"),
     };
+    if plan::names_short_names_localhost(&target) {
+        pump = pump.transform(|r| Box::new(QualifyNames::new(r)));
+    }
     if let Some(via) = &args.via {
         pump = pump.sink(Sink::file(via));
     }

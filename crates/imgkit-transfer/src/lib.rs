@@ -25,11 +25,13 @@
 
 mod cancel;
 mod error;
+mod names;
 mod progress;
 mod pump;
 mod tail;
 
 pub use cancel::Cancel;
 pub use error::{Error, Side, StderrTail, Step};
+pub use names::{MAX_META, QualifyNames};
 pub use progress::{NoProgress, Progress, Reporter};
 pub use pump::{DEFAULT_BUFFER_SIZE, Pump, Sink, Source, Transferred};

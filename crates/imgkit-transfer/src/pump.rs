@@ -34,6 +34,7 @@ const TICK: Duration = Duration::from_millis(100);
 const GRACE: Duration = Duration::from_secs(2);
 
 type OpenReader = Box<dyn FnOnce() -> io::Result<Box<dyn Read>> + Send>;
+type Transform = Box<dyn FnOnce(Box<dyn Read>) -> Box<dyn Read> + Send>;
 
 /// Where the stream comes from.
 pub struct Source {
@@ -154,6 +155,7 @@ pub struct Pump {
     buffer_size: usize,
     expected: Option<u64>,
     cancel: Cancel,
+    transform: Option<Transform>,
 }
 
 impl Pump {
@@ -165,6 +167,7 @@ impl Pump {
             buffer_size: DEFAULT_BUFFER_SIZE,
             expected: None,
             cancel: Cancel::new(),
+            transform: None,
         }
     }
 
@@ -189,6 +192,17 @@ impl Pump {
         self
     }
 
+    /// Rewrites the stream on its way from the source to the sinks (e.g. [`crate::QualifyNames`]).
+    /// Runs on the copy thread; byte counts are of the rewritten stream.
+    #[must_use]
+    pub fn transform(
+        mut self,
+        f: impl FnOnce(Box<dyn Read>) -> Box<dyn Read> + Send + 'static,
+    ) -> Self {
+        self.transform = Some(Box::new(f));
+        self
+    }
+
     /// A flag that stops the transfer when set (e.g. from a Ctrl-C handler).
     #[must_use]
     pub fn cancel(mut self, cancel: Cancel) -> Self {
@@ -209,6 +223,7 @@ impl Pump {
             buffer_size,
             expected,
             cancel,
+            transform,
         } = self;
         let start = Instant::now();
         let mut run = Running::default();
@@ -261,6 +276,10 @@ impl Pump {
             }
         };
 
+        let reader: OpenReader = match transform {
+            Some(t) => Box::new(move || reader().map(t)),
+            None => reader,
+        };
         reporter.started(expected);
         let counter = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel();
