@@ -72,4 +72,8 @@ pub(crate) enum Command {
     Engines(commands::engines::Args),
     /// Print a shell completion script.
     Completions(commands::completions::Args),
+    /// Check an image archive: every blob's sha256 and size, every manifest's references.
+    Verify(commands::verify::Args),
+    /// Show what an image archive holds: images, names, platforms, layers, shared layers.
+    Inspect(commands::inspect::Args),
 }

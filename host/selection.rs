@@ -184,9 +184,7 @@ fn resolve(index: &Index<'_>, from: usize, output: &str) -> anyhow::Result<Selec
 }
 
 fn repo_key(repository: &str) -> String {
-    ImageRef::parse(repository)
-        .map(|r| r.normalized_name())
-        .unwrap_or_else(|_| repository.to_owned())
+    ImageRef::parse(repository).map_or_else(|_| repository.to_owned(), |r| r.normalized_name())
 }
 
 /// An output as `jq -r` prints it: strings raw, anything else as JSON.
@@ -296,6 +294,7 @@ mod tests {
     }
 
     /// The guide's program, written as a closure so these tests need no jq engine.
+    #[allow(clippy::unnecessary_wraps)] // the shape `select` takes
     fn guide(v: &Value) -> anyhow::Result<Vec<Value>> {
         let repo = v["Repository"].as_str().unwrap();
         let tag = v["Tag"].as_str().unwrap();

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod archive;
 mod cli;
 mod engines;
 mod transfer;

@@ -108,6 +108,12 @@ impl Run {
     }
 
     #[track_caller]
+    pub(crate) fn stdout_has(self, needle: &str) -> Self {
+        assert!(self.stdout.contains(needle), "stdout lacks {needle:?}:\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    #[track_caller]
     pub(crate) fn stderr_has(self, needle: &str) -> Self {
         assert!(
             self.stderr.contains(needle),

@@ -4,6 +4,8 @@ pub(crate) mod completions;
 pub(crate) mod engines;
 pub(crate) mod filter;
 pub(crate) mod load;
+pub(crate) mod inspect;
+pub(crate) mod verify;
 pub(crate) mod ls;
 pub(crate) mod run;
 pub(crate) mod save;
@@ -21,6 +23,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Save(args) => save::run(&args, global),
         Command::Load(args) => load::run(&args, global),
         Command::Run(args) => run::run(&args, global),
+        Command::Verify(args) => verify::run(&args, global),
+        Command::Inspect(args) => inspect::run(&args, global),
         Command::Ls(args) => ls::run(&args, global),
         Command::Engines(args) => engines::run(&args, global),
     }

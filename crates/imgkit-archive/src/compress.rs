@@ -119,9 +119,9 @@ pub fn decompress_bounded<R: Read + 'static>(
     Ok((out, Detected { compression }))
 }
 
-struct CountingReader<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
+pub(crate) struct CountingReader<R> {
+    pub(crate) inner: R,
+    pub(crate) count: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for CountingReader<R> {

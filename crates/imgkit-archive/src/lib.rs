@@ -22,6 +22,7 @@ pub mod humanize;
 mod model;
 pub mod oci;
 mod path;
+pub mod sample;
 mod scan;
 mod verify;
 mod write;

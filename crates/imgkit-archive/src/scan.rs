@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use imgkit_types::Digest;
 use sha2::{Digest as _, Sha256};
@@ -192,22 +194,33 @@ impl Table {
 
 /// Turns an I/O error met while reading member `member` into the crate's error.
 pub(crate) fn map_io(e: io::Error, member: &str) -> Error {
-    // A decompression bound deep inside the tar reader's error chain.
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(c) = cur {
-        if let Some(Error::ExpansionLimit {
-            out,
-            input,
-            limit_ratio,
-        }) = c.downcast_ref::<Error>()
-        {
-            return Error::ExpansionLimit {
-                out: *out,
-                input: *input,
-                limit_ratio: *limit_ratio,
-            };
+    // A decompression bound deep inside the tar reader's error chain (an `io::Error`'s
+    // payload is not its `source()`, so look at both).
+    fn find<'a>(c: &'a (dyn std::error::Error + 'static), depth: usize) -> Option<&'a Error> {
+        if depth > 8 {
+            return None;
         }
-        cur = c.source();
+        if let Some(e) = c.downcast_ref::<Error>() {
+            return Some(e);
+        }
+        if let Some(inner) = c.downcast_ref::<io::Error>().and_then(io::Error::get_ref)
+            && let Some(e) = find(inner, depth + 1)
+        {
+            return Some(e);
+        }
+        c.source().and_then(|s| find(s, depth + 1))
+    }
+    if let Some(Error::ExpansionLimit {
+        out,
+        input,
+        limit_ratio,
+    }) = find(&e, 0)
+    {
+        return Error::ExpansionLimit {
+            out: *out,
+            input: *input,
+            limit_ratio: *limit_ratio,
+        };
     }
     let text = e.to_string();
     if e.kind() == io::ErrorKind::UnexpectedEof
@@ -236,6 +249,10 @@ pub(crate) fn scan_path(path: &Path, hash: bool, limits: &Limits) -> Result<Tabl
         return scan_dir(path, hash, limits);
     }
     let mut file = File::open(path).map_err(open_err)?;
+    if !meta.is_file() {
+        // A pipe, a device, `/dev/stdin`, `<(…)`: one pass, no seeking.
+        return scan_reader(Box::new(file), hash, limits);
+    }
     let mut magic = [0u8; 4];
     let n = read_up_to(&mut file, &mut magic).map_err(Error::Read)?;
     let compression = crate::compress::detect(&magic[..n]);
@@ -248,21 +265,33 @@ pub(crate) fn scan_path(path: &Path, hash: bool, limits: &Limits) -> Result<Tabl
         let len = meta.len();
         let mut ar = tar::Archive::new(BufReader::with_capacity(CHUNK, file));
         let entries = ar.entries_with_seek().map_err(|e| map_io(e, ""))?;
-        scan_entries(entries, hash, limits, Some(len), source)
+        scan_entries(entries, hash, limits, Some(len), &AtomicU64::new(0), source)
     } else {
         let (reader, _) = decompress_bounded(file, Some(limits.expansion)).map_err(Error::Read)?;
-        let mut ar = tar::Archive::new(reader);
-        let entries = ar.entries().map_err(|e| map_io(e, ""))?;
-        scan_entries(entries, hash, limits, None, source)
+        scan_stream(reader, hash, limits, source)
     }
 }
 
 /// Scans a tar stream (plain, gzip or zstd) in one pass.
 pub(crate) fn scan_reader(r: Box<dyn Read>, hash: bool, limits: &Limits) -> Result<Table> {
     let (reader, _) = decompress_bounded(r, Some(limits.expansion)).map_err(Error::Read)?;
-    let mut ar = tar::Archive::new(reader);
+    scan_stream(reader, hash, limits, Source::Stream)
+}
+
+fn scan_stream(
+    reader: Box<dyn Read>,
+    hash: bool,
+    limits: &Limits,
+    source: Source,
+) -> Result<Table> {
+    let consumed = Arc::new(AtomicU64::new(0));
+    let counted = crate::compress::CountingReader {
+        inner: reader,
+        count: Arc::clone(&consumed),
+    };
+    let mut ar = tar::Archive::new(counted);
     let entries = ar.entries().map_err(|e| map_io(e, ""))?;
-    scan_entries(entries, hash, limits, None, Source::Stream)
+    scan_entries(entries, hash, limits, None, &consumed, source)
 }
 
 fn read_up_to(r: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
@@ -281,12 +310,14 @@ fn scan_entries<R: Read>(
     hash: bool,
     limits: &Limits,
     file_len: Option<u64>,
+    consumed: &AtomicU64,
     source: Source,
 ) -> Result<Table> {
     let mut nodes = BTreeMap::new();
     let mut json = HashMap::new();
     let mut buf = vec![0u8; CHUNK];
     let mut last = String::new();
+    let mut last_end = 0u64;
     for entry in entries {
         let mut entry = entry.map_err(|e| map_io(e, &last))?;
         let name = path::normalize(&entry.path_bytes())?;
@@ -308,12 +339,19 @@ fn scan_entries<R: Read>(
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = entry.size();
-                let offset = file_len.map(|_| entry.raw_file_position());
-                if let (Some(len), Some(off)) = (file_len, offset)
-                    && off.saturating_add(size) > len
-                {
+                let position = entry.raw_file_position();
+                if METADATA.contains(&name.as_str()) && size > limits.max_json {
+                    return Err(Error::MetadataTooLarge {
+                        path: name,
+                        size,
+                        limit: limits.max_json,
+                    });
+                }
+                if file_len.is_some_and(|len| position.saturating_add(size) > len) {
                     return Err(Error::Truncated { member: name });
                 }
+                last_end = position + size.div_ceil(512) * 512;
+                let offset = file_len.map(|_| position);
                 let (compression, sha256, body) =
                     read_member(&mut entry, &name, size, hash, limits, &mut buf)?;
                 if let Some(body) = body {
@@ -337,6 +375,11 @@ fn scan_entries<R: Read>(
             return Err(Error::DuplicateEntry { path: name });
         }
         nodes.insert(name, node);
+    }
+    // A tar ends with zero blocks; without one the file was cut at a member boundary.
+    let consumed = file_len.unwrap_or_else(|| consumed.load(Ordering::Relaxed));
+    if !nodes.is_empty() && consumed < last_end + 512 {
+        return Err(Error::Truncated { member: last });
     }
     Ok(Table {
         nodes,
