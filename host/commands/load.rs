@@ -1,7 +1,7 @@
 //! `imgkit load`: stream an archive (a file or stdin; plain, gzip or zstd) into an engine's load.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,6 +9,7 @@ use anyhow::Context;
 use imgkit_transfer::{Pump, QualifyNames, Sink, Source};
 
 use crate::cli::GlobalArgs;
+use crate::diagnostics::with_hint;
 use crate::endpoint::EndpointSpec;
 use crate::engine_args::EngineArgs;
 use crate::plan::{self, Endpoint};
@@ -33,6 +34,12 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     };
     let mut printer = Printer::new(global);
     let input = args.input.as_ref().filter(|p| p.as_os_str() != "-");
+    if input.is_none() && std::io::stdin().is_terminal() {
+        return Err(with_hint(
+            anyhow::anyhow!("no archive to load: stdin is a terminal"),
+            "name one with -i FILE, or pipe one in: imgkit save -o - … | imgkit load …",
+        ));
+    }
     let (source, from) = match input {
         Some(path) => {
             let file =

@@ -1,11 +1,13 @@
 //! `imgkit save`: write images of one engine to an archive file (or stdout), streaming.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use imgkit_transfer::{Pump, Sink};
 
 use crate::cli::GlobalArgs;
+use crate::diagnostics::with_hint;
 use crate::endpoint::EndpointSpec;
 use crate::engine_args::EngineArgs;
 use crate::plan::{Endpoint, Plan};
@@ -29,6 +31,13 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let to_stdout = args.output.as_os_str() == "-";
+    if to_stdout && std::io::stdout().is_terminal() {
+        return Err(with_hint(
+            anyhow::anyhow!("refusing to write an archive to a terminal"),
+            "redirect it (-o - > images.tar), pipe it, or name a file with -o FILE",
+        ));
+    }
     let engine = args.engine.engine()?;
     let spec = EndpointSpec::of(&engine);
     let source = Endpoint::Engine {
@@ -37,10 +46,11 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     };
     let mut printer = Printer::new(global);
     let Some(plan) = Plan::select(&source, &args.filter, &args.refs, &mut printer)? else {
-        eprintln!("imgkit: the filter selected no image in {spec}; nothing to save");
+        if !global.quiet {
+            eprintln!("imgkit: the filter selected no image in {spec}; nothing to save");
+        }
         return Ok(ExitCode::from(1));
     };
-    let to_stdout = args.output.as_os_str() == "-";
     let sink = if to_stdout {
         Sink::writer("stdout", std::io::stdout())
     } else {
