@@ -79,6 +79,21 @@ impl fmt::Display for EndpointSpec {
 }
 
 impl EndpointSpec {
+    /// The engine options naming this endpoint for `save`/`load`/`ls`: `--engine ctr -n k8s.io`.
+    pub(crate) fn engine_flags(&self) -> String {
+        match self {
+            EndpointSpec::Engine {
+                kind,
+                namespace: Some(ns),
+            } => format!("--engine {kind} -n {ns}"),
+            EndpointSpec::Engine {
+                kind,
+                namespace: None,
+            } => format!("--engine {kind}"),
+            EndpointSpec::Archive(p) => format!("-i {}", p.display()),
+        }
+    }
+
     /// The spec naming an opened engine (`ctr:k8s.io`; the default namespace is left out).
     pub(crate) fn of(engine: &Engine) -> Self {
         let ns = engine.namespace();

@@ -394,10 +394,14 @@ fn not_listed(r: &ImageRef, source: &Endpoint) -> anyhow::Error {
             "{r} names no image in {}; refusing to run any engine",
             source.name()
         ),
-        format!(
-            "see what is there with: imgkit ls --engine {}",
-            source.name()
-        ),
+        match source {
+            Endpoint::Engine { spec, .. } => {
+                format!("see what is there with: imgkit ls {}", spec.engine_flags())
+            }
+            Endpoint::Archive(p) => {
+                format!("see what is there with: imgkit inspect {}", p.display())
+            }
+        },
     )
 }
 

@@ -3,12 +3,12 @@
 pub(crate) mod completions;
 pub(crate) mod engines;
 pub(crate) mod filter;
-pub(crate) mod load;
 pub(crate) mod inspect;
-pub(crate) mod verify;
+pub(crate) mod load;
 pub(crate) mod ls;
 pub(crate) mod run;
 pub(crate) mod save;
+pub(crate) mod verify;
 
 use std::process::ExitCode;
 

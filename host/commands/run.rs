@@ -66,8 +66,8 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
                     to.display()
                 ),
                 format!(
-                    "write a plain .tar, or compress the stream: imgkit save -e {} -o - … | zstd > {}",
-                    args.from,
+                    "write a plain .tar, or compress the stream: imgkit save {} -o - … | zstd > {}",
+                    args.from.engine_flags(),
                     to.display()
                 ),
             ));
