@@ -247,6 +247,15 @@ impl Plan {
             .collect()
     }
 
+    /// "2 images (~786 kB: seed/app:1.0, seed/base:1.0)", naming at most five, for errors.
+    pub(crate) fn describe_with_names(&self) -> String {
+        let mut names: Vec<String> = self.refs.iter().take(5).map(ToString::to_string).collect();
+        if self.refs.len() > 5 {
+            names.push(format!("and {} more", self.refs.len() - 5));
+        }
+        format!("{} [{}]", self.describe(), names.join(", "))
+    }
+
     /// "3 images (~1.2 MB)".
     pub(crate) fn describe(&self) -> String {
         let n = self.images.len();

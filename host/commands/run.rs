@@ -115,7 +115,12 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         pump = pump.sink(Sink::file(via));
     }
     printer.stream(format!("{} → {}", args.from, args.to));
-    let what = format!("{} from {} to {}", plan.describe(), args.from, args.to);
+    let what = format!(
+        "{} from {} to {}",
+        plan.describe_with_names(),
+        args.from,
+        args.to
+    );
     let done = run_pump(pump, &mut printer, &what)?;
     plan::after_load(&target, &done.target_stdout, &plan)
         .with_context(|| format!("moved {what}, but naming them failed"))?;

@@ -68,7 +68,7 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     let done = run_pump(
         pump,
         &mut printer,
-        &format!("{} from {spec} to {to}", plan.describe()),
+        &format!("{} from {spec} to {to}", plan.describe_with_names()),
     )?;
     Summary {
         images: plan.refs.len(),
