@@ -6,3 +6,4 @@ mod archive;
 mod cli;
 mod engines;
 mod filter;
+mod transfer;

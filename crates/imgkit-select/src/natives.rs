@@ -24,7 +24,9 @@ fn eprint_raw(v: &Val) {
 /// Our natives; each replaces jaq's filter of the same name and arity.
 pub(crate) fn funs() -> Box<[NativeRun]> {
     Box::new([
-        ("tojson", v(0), |cv| bome(Ok(Val::utf8_str(write::to_json(&cv.1))))),
+        ("tojson", v(0), |cv| {
+            bome(Ok(Val::utf8_str(write::to_json(&cv.1))))
+        }),
         ("input_filename", v(0), |_| bome(Ok(Val::Null))),
         ("stderr_empty", v(0), |cv| {
             eprint_raw(&cv.1);
@@ -69,7 +71,10 @@ pub(crate) fn funs() -> Box<[NativeRun]> {
                 n @ Val::Num(_) => Ok(n),
                 Val::TStr(s) => parse_number(&s).ok_or_else(|| {
                     let v = Val::TStr(s);
-                    jaq_core::Error::str(format_args!("{} cannot be parsed as a number", described(&v)))
+                    jaq_core::Error::str(format_args!(
+                        "{} cannot be parsed as a number",
+                        described(&v)
+                    ))
                 }),
                 other => Err(jaq_core::Error::str(format_args!(
                     "{} cannot be parsed as a number",
@@ -85,8 +90,13 @@ pub(crate) fn funs() -> Box<[NativeRun]> {
 fn parse_number(s: &[u8]) -> Option<Val> {
     let text = std::str::from_utf8(s).ok()?;
     let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
-    let valid = unsigned.bytes().next().is_some_and(|c| c.is_ascii_digit() || c == b'.')
-        && unsigned.bytes().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-'));
+    let valid = unsigned
+        .bytes()
+        .next()
+        .is_some_and(|c| c.is_ascii_digit() || c == b'.')
+        && unsigned
+            .bytes()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-'));
     if !valid {
         return None;
     }
@@ -94,13 +104,19 @@ fn parse_number(s: &[u8]) -> Option<Val> {
     if unsigned.bytes().all(|c| c.is_ascii_digit()) {
         return jaq_core::ValT::from_num(text).ok();
     }
-    text.parse::<f64>().ok().map(|f| Val::Num(jaq_json::Num::Float(f)))
+    text.parse::<f64>()
+        .ok()
+        .map(|f| Val::Num(jaq_json::Num::Float(f)))
 }
 
 /// jq's `ltrimstr`/`rtrimstr`: the input unchanged unless both are strings and it matches.
 fn trim(input: Val, affix: &Val, left: bool) -> Val {
     if let (Val::TStr(s), Val::TStr(a)) = (&input, affix) {
-        let rest = if left { s.strip_prefix(&a[..]) } else { s.strip_suffix(&a[..]) };
+        let rest = if left {
+            s.strip_prefix(&a[..])
+        } else {
+            s.strip_suffix(&a[..])
+        };
         if let Some(rest) = rest {
             return Val::utf8_str(rest.to_vec());
         }
