@@ -36,7 +36,10 @@ fn reference(name: &str) -> Option<&'static Path> {
     if path.exists() {
         return Some(path);
     }
-    assert!(std::env::var_os("CI").is_none(), "{name} is missing: scripts/test installs it");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{name} is missing: scripts/test installs it"
+    );
     eprintln!("skipping: {name} not installed (scripts/test installs it)");
     None
 }
@@ -72,7 +75,14 @@ fn listing(n: usize, seed: u64) -> String {
         "emoji/🐳",
         "a&b/c",
     ];
-    let tags = ["latest", "3.20", "v1.2.3", "1.0.0-rc.1", "sha-4f2a9c1", "TAG_Upper"];
+    let tags = [
+        "latest",
+        "3.20",
+        "v1.2.3",
+        "1.0.0-rc.1",
+        "sha-4f2a9c1",
+        "TAG_Upper",
+    ];
     let units = ["kB", "MB", "GB", "B"];
     let mut out = String::new();
     for i in 0..n {
@@ -82,9 +92,20 @@ fn listing(n: usize, seed: u64) -> String {
         let digest = if rng.next() % 2 == 0 {
             "<none>".to_string()
         } else {
-            format!("sha256:{:016x}{:016x}{:016x}{:016x}", rng.next(), rng.next(), rng.next(), rng.next())
+            format!(
+                "sha256:{:016x}{:016x}{:016x}{:016x}",
+                rng.next(),
+                rng.next(),
+                rng.next(),
+                rng.next()
+            )
         };
-        let size = format!("{}.{}{}", rng.next() % 999 + 1, rng.next() % 10, rng.pick(&units));
+        let size = format!(
+            "{}.{}{}",
+            rng.next() % 999 + 1,
+            rng.next() % 10,
+            rng.pick(&units)
+        );
         let line = serde_json::json!({
             "Containers": "N/A",
             "CreatedAt": format!("2026-{:02}-{:02} {:02}:{:02}:{:02} +0000 UTC",
@@ -273,8 +294,18 @@ fn output_flags_print_what_jq_prints() {
     ] {
         same_as(jq, flags, program, input.as_bytes());
     }
-    same_as(jq, &["-r", "--arg", "repo", "alpine"], "select(.Repository == $repo) | .Tag", input.as_bytes());
-    same_as(jq, &["-c", "--argjson", "n", "{\"k\": [1, 2]}"], "$n.k[1] + 1", input.as_bytes());
+    same_as(
+        jq,
+        &["-r", "--arg", "repo", "alpine"],
+        "select(.Repository == $repo) | .Tag",
+        input.as_bytes(),
+    );
+    same_as(
+        jq,
+        &["-c", "--argjson", "n", "{\"k\": [1, 2]}"],
+        "$n.k[1] + 1",
+        input.as_bytes(),
+    );
     same_as(jq, &["-R"], "length", input.as_bytes());
     same_as(jq, &["-R", "-s"], "length", input.as_bytes());
     same_as(jq, &["-e"], ".Missing", input.as_bytes());
@@ -287,8 +318,15 @@ fn edge_case_inputs_print_what_jq_prints() {
     let default = PER_RECORD[0];
     let crlf = listing(50, 5).replace('\n', "\r\n");
     let no_final_newline = listing(3, 9).trim_end().to_string();
-    let pretty = "[{\"Repository\": \"a\",\n  \"Tag\": \"1\"}]\n{\"Repository\":\"b\",\"Tag\":\"<none>\"}";
-    for input in ["", "\n\n", &crlf, &no_final_newline, "  {\"Repository\":\"x\",\"Tag\":\"y\"}  "] {
+    let pretty =
+        "[{\"Repository\": \"a\",\n  \"Tag\": \"1\"}]\n{\"Repository\":\"b\",\"Tag\":\"<none>\"}";
+    for input in [
+        "",
+        "\n\n",
+        &crlf,
+        &no_final_newline,
+        "  {\"Repository\":\"x\",\"Tag\":\"y\"}  ",
+    ] {
         same_as(jq, &["-r"], default, input.as_bytes());
     }
     same_as(jq, &["-c"], ".", pretty.as_bytes());
@@ -296,12 +334,22 @@ fn edge_case_inputs_print_what_jq_prints() {
     let mixed = "{\"Repository\":\"a\",\"Tag\":\"1\"}\n{\"Repository\":\"b\",\"Tag\":2}\n\
         {\"Repository\":{\"x\":1},\"Tag\":\"3\"}\n[1,2]\n\"str\"\n{\"Repository\":\"c\",\"Repository\":\"d\",\"Tag\":\"4\"}\n\
         {\"Repository\":\"e\",\"Tag\":null,\"Size\":1.5}\n";
-    for program in [PER_RECORD[0], r#".Repository + ":" + .Tag"#, ".Tag", r#"select(.Tag != "1")"#] {
+    for program in [
+        PER_RECORD[0],
+        r#".Repository + ":" + .Tag"#,
+        ".Tag",
+        r#"select(.Tag != "1")"#,
+    ] {
         same_as(jq, &["-c"], program, mixed.as_bytes());
     }
     // Runtime errors: jq reports them and goes on with the next input, exiting 5 at the end.
     same_as(jq, &["-r"], ".Size | tonumber", listing(20, 1).as_bytes());
-    same_as(jq, &["-r"], r#"if .Tag == "<none>" then error("untagged") else .ID end"#, listing(60, 2).as_bytes());
+    same_as(
+        jq,
+        &["-r"],
+        r#"if .Tag == "<none>" then error("untagged") else .ID end"#,
+        listing(60, 2).as_bytes(),
+    );
 }
 
 #[test]
@@ -316,7 +364,9 @@ fn a_hundred_thousand_lines_print_what_jq_and_gojq_print() {
 
 #[test]
 fn string_programs_print_what_gojq_prints() {
-    let Some(gojq) = reference("gojq") else { return };
+    let Some(gojq) = reference("gojq") else {
+        return;
+    };
     let input = listing(200, 13);
     // gojq sorts object keys when printing and differs in some builtins; compare what prints
     // strings and numbers only.
@@ -389,7 +439,12 @@ fn syntax_error_shows_position_and_caret_and_exits_3() {
         .code(3)
         .stderr_has("<program>:2:18: syntax error: expected term")
         .stderr_has("2 |   select(.Tag == )\n  |                  ^ unexpected token");
-    Test::new().args(["filter", "nosuchfn(1)"]).stdin("{}").run().code(3).stderr_has("nosuchfn/1 is not defined");
+    Test::new()
+        .args(["filter", "nosuchfn(1)"])
+        .stdin("{}")
+        .run()
+        .code(3)
+        .stderr_has("nosuchfn/1 is not defined");
 }
 
 #[test]
@@ -425,9 +480,19 @@ fn runtime_error_names_the_value_and_continues() {
 #[test]
 fn deep_nesting_is_an_error_not_a_crash() {
     let deep = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
-    Test::new().args(["filter", "-c", "."]).stdin(deep).run().code(2).stderr_has("depth limit");
     Test::new()
-        .args(["filter", "-n", "-c", "reduce range(9000) as $_ ([]; [.]) | flatten"])
+        .args(["filter", "-c", "."])
+        .stdin(deep)
+        .run()
+        .code(2)
+        .stderr_has("depth limit");
+    Test::new()
+        .args([
+            "filter",
+            "-n",
+            "-c",
+            "reduce range(9000) as $_ ([]; [.]) | flatten",
+        ])
         .stdin("")
         .run()
         .success()

@@ -38,7 +38,9 @@ fn parse(text: &str) -> Vec<Case> {
             std::iter::from_fn(|| lines.next_if(|(_, l)| !l.trim().is_empty()).map(|(_, l)| l))
                 .collect();
         if line.starts_with("%%FAIL") {
-            let Some((program, _message)) = block.split_first() else { continue };
+            let Some((program, _message)) = block.split_first() else {
+                continue;
+            };
             cases.push(Case {
                 line: n + 2,
                 program: (*program).to_string(),
@@ -47,7 +49,9 @@ fn parse(text: &str) -> Vec<Case> {
                 must_fail: true,
             });
         } else {
-            let Some((input, expected)) = block.split_first() else { continue };
+            let Some((input, expected)) = block.split_first() else {
+                continue;
+            };
             cases.push(Case {
                 line: n + 1,
                 program: line.to_string(),
@@ -125,10 +129,17 @@ fn run(bin: &Path, case: &Case) -> Result<(), String> {
     let err = err_reader.join().expect("stderr reader");
     let code = status.code();
     if case.must_fail {
-        return if code == Some(3) { Ok(()) } else { Err(format!("compiled (exit {code:?})")) };
+        return if code == Some(3) {
+            Ok(())
+        } else {
+            Err(format!("compiled (exit {code:?})"))
+        };
     }
     if code == Some(3) || code == Some(2) {
-        return Err(format!("exit {code:?}: {}", err.lines().next().unwrap_or("")));
+        return Err(format!(
+            "exit {code:?}: {}",
+            err.lines().next().unwrap_or("")
+        ));
     }
     let got = values(&out).ok_or_else(|| format!("unparsable output {out:?}"))?;
     let want = values(&case.expected.join("\n"))
@@ -136,7 +147,11 @@ fn run(bin: &Path, case: &Case) -> Result<(), String> {
     if got == want {
         Ok(())
     } else {
-        Err(format!("got {out:?} want {:?} {}", case.expected, err.lines().next().unwrap_or("")))
+        Err(format!(
+            "got {out:?} want {:?} {}",
+            case.expected,
+            err.lines().next().unwrap_or("")
+        ))
     }
 }
 
@@ -145,9 +160,12 @@ fn locate() -> Option<PathBuf> {
         return Some(PathBuf::from(dir));
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    [root.join("../shared/jqtest"), root.join("../../shared/jqtest")]
-        .into_iter()
-        .find(|d| d.join("jq.test").is_file())
+    [
+        root.join("../shared/jqtest"),
+        root.join("../../shared/jqtest"),
+    ]
+    .into_iter()
+    .find(|d| d.join("jq.test").is_file())
 }
 
 fn main() -> ExitCode {
@@ -184,7 +202,10 @@ fn main() -> ExitCode {
                         .expect("spawn runner thread")
                 })
                 .collect();
-            handles.into_iter().flat_map(|h| h.join().expect("runner thread")).collect()
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("runner thread"))
+                .collect()
         });
         let passed = results.iter().filter(|r| r.is_ok()).count();
         if verbose {
@@ -200,5 +221,9 @@ fn main() -> ExitCode {
             ok = false;
         }
     }
-    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -190,7 +190,11 @@ impl<'a> Parser<'a> {
         self.expect(&Tok::Word("then"))?;
         let then = self.pipe()?;
         let otherwise = if self.eat(&Tok::Word("elif")) {
-            return Some(Expr::If(Box::new(cond), Box::new(then), Box::new(self.if_rest()?)));
+            return Some(Expr::If(
+                Box::new(cond),
+                Box::new(then),
+                Box::new(self.if_rest()?),
+            ));
         } else if self.eat(&Tok::Word("else")) {
             let e = self.pipe()?;
             self.expect(&Tok::Word("end"))?;
@@ -199,13 +203,20 @@ impl<'a> Parser<'a> {
             self.expect(&Tok::Word("end"))?;
             Expr::Identity
         };
-        Some(Expr::If(Box::new(cond), Box::new(then), Box::new(otherwise)))
+        Some(Expr::If(
+            Box::new(cond),
+            Box::new(then),
+            Box::new(otherwise),
+        ))
     }
 }
 
 /// The program as a fast-path expression, if it is in the subset.
 pub(crate) fn parse(code: &str) -> Option<Expr> {
-    let mut p = Parser { toks: lex(code)?, pos: 0 };
+    let mut p = Parser {
+        toks: lex(code)?,
+        pos: 0,
+    };
     let e = p.pipe()?;
     (p.pos == p.toks.len()).then_some(e)
 }
@@ -335,7 +346,11 @@ impl<'a> Record<'a> {
     }
 
     pub(crate) fn root(&self) -> Result<V<'_, 'a>, Fallback> {
-        if self.not_object { Err(Fallback) } else { Ok(V::Record(self)) }
+        if self.not_object {
+            Err(Fallback)
+        } else {
+            Ok(V::Record(self))
+        }
     }
 }
 
@@ -364,29 +379,53 @@ impl<'de> Visitor<'de> for RecordVisitor {
         while let Some(k) = map.next_key::<CowStr<'de>>()? {
             fields.push((k.0, map.next_value::<FieldDe<'de>>()?.0));
         }
-        Ok(Record { fields, not_object: false })
+        Ok(Record {
+            fields,
+            not_object: false,
+        })
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Record<'de>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Record { fields: Vec::new(), not_object: true })
+        Ok(Record {
+            fields: Vec::new(),
+            not_object: true,
+        })
     }
     fn visit_unit<E>(self) -> Result<Record<'de>, E> {
-        Ok(Record { fields: Vec::new(), not_object: true })
+        Ok(Record {
+            fields: Vec::new(),
+            not_object: true,
+        })
     }
     fn visit_bool<E>(self, _: bool) -> Result<Record<'de>, E> {
-        Ok(Record { fields: Vec::new(), not_object: true })
+        Ok(Record {
+            fields: Vec::new(),
+            not_object: true,
+        })
     }
     fn visit_i64<E>(self, _: i64) -> Result<Record<'de>, E> {
-        Ok(Record { fields: Vec::new(), not_object: true })
+        Ok(Record {
+            fields: Vec::new(),
+            not_object: true,
+        })
     }
     fn visit_u64<E>(self, _: u64) -> Result<Record<'de>, E> {
-        Ok(Record { fields: Vec::new(), not_object: true })
+        Ok(Record {
+            fields: Vec::new(),
+            not_object: true,
+        })
     }
     fn visit_f64<E>(self, _: f64) -> Result<Record<'de>, E> {
-        Ok(Record { fields: Vec::new(), not_object: true })
+        Ok(Record {
+            fields: Vec::new(),
+            not_object: true,
+        })
     }
     fn visit_str<E>(self, _: &str) -> Result<Record<'de>, E> {
-        Ok(Record { fields: Vec::new(), not_object: true })
+        Ok(Record {
+            fields: Vec::new(),
+            not_object: true,
+        })
     }
 }
 
@@ -461,9 +500,20 @@ mod tests {
 
     #[test]
     fn parses_the_guides_program() {
-        let e = parse(r#"select(.Repository!="<none>") | if (.Tag=="<none>") then .Repository else (.Repository+":"+.Tag) end"#);
+        let e = parse(
+            r#"select(.Repository!="<none>") | if (.Tag=="<none>") then .Repository else (.Repository+":"+.Tag) end"#,
+        );
         assert!(e.is_some());
-        for not_fast in [".[]", ".a // .b", "map(.a)", r#""\(.a)""#, ".a, .b", "1 + 1", ".a | length", "def f: .; f"] {
+        for not_fast in [
+            ".[]",
+            ".a // .b",
+            "map(.a)",
+            r#""\(.a)""#,
+            ".a, .b",
+            "1 + 1",
+            ".a | length",
+            "def f: .; f",
+        ] {
             assert_eq!(parse(not_fast), None, "{not_fast}");
         }
     }
@@ -485,13 +535,22 @@ mod tests {
     #[test]
     fn evaluates_like_jq_or_falls_back() {
         let rec = r#"{"Repository":"alpine","Tag":"\u003cnone\u003e","Size":12,"n":null,"b":true}"#;
-        assert_eq!(run(r#".Repository + ":" + .Tag"#, rec), Ok(Some("alpine:<none>".into())));
-        assert_eq!(run(r#"select(.Tag == "<none>") | .Repository"#, rec), Ok(Some("alpine".into())));
+        assert_eq!(
+            run(r#".Repository + ":" + .Tag"#, rec),
+            Ok(Some("alpine:<none>".into()))
+        );
+        assert_eq!(
+            run(r#"select(.Tag == "<none>") | .Repository"#, rec),
+            Ok(Some("alpine".into()))
+        );
         assert_eq!(run(r#"select(.Tag != "<none>")"#, rec), Ok(None));
         assert_eq!(run(".Missing", rec), Ok(Some("null".into())));
         assert_eq!(run(".n + .Repository", rec), Ok(Some("alpine".into())));
         assert_eq!(run(".b and (.n | not)", rec), Ok(Some("true".into())));
-        assert_eq!(run(r#"if .n then "x" end"#, rec), Ok(Some("{record}".into())));
+        assert_eq!(
+            run(r#"if .n then "x" end"#, rec),
+            Ok(Some("{record}".into()))
+        );
         assert_eq!(run(".Size", rec), Err(()));
         assert_eq!(run(".Repository.x", rec), Err(()));
         assert_eq!(run(r#".Repository + .b"#, rec), Err(()));

@@ -4,8 +4,8 @@
 use std::io::Write;
 
 use jaq_core::native::{bome, v};
-use jaq_std::ValT as _;
 use jaq_json::Val;
+use jaq_std::ValT as _;
 
 use crate::compile::NativeRun;
 use crate::write;
@@ -25,7 +25,9 @@ fn eprint_raw(v: &Val) {
 /// Our natives; each replaces jaq's filter of the same name and arity.
 pub(crate) fn funs() -> Box<[NativeRun]> {
     Box::new([
-        ("tojson", v(0), |cv| bome(Ok(Val::utf8_str(write::to_json(&cv.1))))),
+        ("tojson", v(0), |cv| {
+            bome(Ok(Val::utf8_str(write::to_json(&cv.1))))
+        }),
         ("input_filename", v(0), |_| bome(Ok(Val::Null))),
         ("stderr_empty", v(0), |cv| {
             eprint_raw(&cv.1);
@@ -74,7 +76,10 @@ pub(crate) fn funs() -> Box<[NativeRun]> {
                 n @ Val::Num(_) => Ok(n),
                 Val::TStr(s) => parse_number(&s).ok_or_else(|| {
                     let v = Val::TStr(s);
-                    jaq_core::Error::str(format_args!("{} cannot be parsed as a number", described(&v)))
+                    jaq_core::Error::str(format_args!(
+                        "{} cannot be parsed as a number",
+                        described(&v)
+                    ))
                 }),
                 other => Err(jaq_core::Error::str(format_args!(
                     "{} cannot be parsed as a number",
@@ -90,8 +95,13 @@ pub(crate) fn funs() -> Box<[NativeRun]> {
 fn parse_number(s: &[u8]) -> Option<Val> {
     let text = std::str::from_utf8(s).ok()?;
     let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
-    let valid = unsigned.bytes().next().is_some_and(|c| c.is_ascii_digit() || c == b'.')
-        && unsigned.bytes().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-'));
+    let valid = unsigned
+        .bytes()
+        .next()
+        .is_some_and(|c| c.is_ascii_digit() || c == b'.')
+        && unsigned
+            .bytes()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-'));
     if !valid {
         return None;
     }
@@ -99,13 +109,19 @@ fn parse_number(s: &[u8]) -> Option<Val> {
     if unsigned.bytes().all(|c| c.is_ascii_digit()) {
         return jaq_core::ValT::from_num(text).ok();
     }
-    text.parse::<f64>().ok().map(|f| Val::Num(jaq_json::Num::Float(f)))
+    text.parse::<f64>()
+        .ok()
+        .map(|f| Val::Num(jaq_json::Num::Float(f)))
 }
 
 /// jq's `ltrimstr`/`rtrimstr`: the input unchanged unless both are strings and it matches.
 fn trim(input: Val, affix: &Val, left: bool) -> Val {
     if let (Val::TStr(s), Val::TStr(a)) = (&input, affix) {
-        let rest = if left { s.strip_prefix(&a[..]) } else { s.strip_suffix(&a[..]) };
+        let rest = if left {
+            s.strip_prefix(&a[..])
+        } else {
+            s.strip_suffix(&a[..])
+        };
         if let Some(rest) = rest {
             return Val::utf8_str(rest.to_vec());
         }
@@ -151,7 +167,9 @@ fn delpaths(v: Val, paths: Val) -> Result<Val, String> {
 }
 
 fn delpath(v: Val, path: &[Val]) -> Result<Val, String> {
-    let Some((first, rest)) = path.split_first() else { return Ok(Val::Null) };
+    let Some((first, rest)) = path.split_first() else {
+        return Ok(Val::Null);
+    };
     match (v, first) {
         (Val::Null, _) => Ok(Val::Null),
         (Val::Obj(mut o), Val::TStr(_)) => {
@@ -165,7 +183,10 @@ fn delpath(v: Val, path: &[Val]) -> Result<Val, String> {
         }
         (Val::Arr(mut a), Val::Num(n)) => {
             let len = a.len() as isize;
-            let Some(i) = n.as_isize().or_else(|| first.as_f64().map(|f| f.floor() as isize)) else {
+            let Some(i) = n
+                .as_isize()
+                .or_else(|| first.as_f64().map(|f| f.floor() as isize))
+            else {
                 return Ok(Val::Arr(a));
             };
             let i = if i < 0 { i + len } else { i };
@@ -186,10 +207,14 @@ fn delpath(v: Val, path: &[Val]) -> Result<Val, String> {
         (Val::Arr(mut a), Val::Obj(range)) if rest.is_empty() => {
             let len = a.len() as isize;
             let bound = |k: &str, default: isize| -> isize {
-                let b = range.get(&Val::utf8_str(k.as_bytes().to_vec())).and_then(|v| match v {
-                    Val::Num(n) => n.as_isize().or_else(|| v.as_f64().map(|f| f.floor() as isize)),
-                    _ => None,
-                });
+                let b = range
+                    .get(&Val::utf8_str(k.as_bytes().to_vec()))
+                    .and_then(|v| match v {
+                        Val::Num(n) => n
+                            .as_isize()
+                            .or_else(|| v.as_f64().map(|f| f.floor() as isize)),
+                        _ => None,
+                    });
                 let b = b.unwrap_or(default);
                 (if b < 0 { b + len } else { b }).clamp(0, len)
             };

@@ -17,7 +17,11 @@ const INITIAL_BUFFER: usize = 256 * 1024;
 #[derive(Debug)]
 pub(crate) enum ReadError {
     /// Invalid JSON at 1-based `line`, 0-based byte `offset` from the start of the input.
-    Syntax { line: u64, offset: u64, reason: String },
+    Syntax {
+        line: u64,
+        offset: u64,
+        reason: String,
+    },
     /// Reading failed.
     Io(io::Error),
 }
@@ -25,7 +29,11 @@ pub(crate) enum ReadError {
 impl fmt::Display for ReadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Syntax { line, offset, reason } => {
+            Self::Syntax {
+                line,
+                offset,
+                reason,
+            } => {
                 write!(f, "{reason} at line {line}, byte offset {offset}")
             }
             Self::Io(e) => write!(f, "cannot read input: {e}"),
@@ -132,7 +140,11 @@ impl<R: Read> Values<R> {
             serde_json::error::Category::Eof => "unfinished JSON value at end of input".to_string(),
             _ => strip_position(&err.to_string()),
         };
-        ReadError::Syntax { line: self.line_at(pos), offset: self.dropped + pos as u64, reason }
+        ReadError::Syntax {
+            line: self.line_at(pos),
+            offset: self.dropped + pos as u64,
+            reason,
+        }
     }
 }
 
@@ -142,7 +154,9 @@ fn count_lines(bytes: &[u8]) -> u64 {
 
 /// serde_json appends " at line L column C"; we say where ourselves.
 fn strip_position(msg: &str) -> String {
-    msg.rfind(" at line ").map_or(msg, |i| &msg[..i]).to_string()
+    msg.rfind(" at line ")
+        .map_or(msg, |i| &msg[..i])
+        .to_string()
 }
 
 impl<R: Read> Values<R> {
@@ -249,7 +263,8 @@ thread_local! {
 
 impl<'de> serde::Deserialize<'de> for Doc {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        KEYS.with_borrow_mut(|keys| ValSeed { keys, depth: 0 }.deserialize(d)).map(Doc)
+        KEYS.with_borrow_mut(|keys| ValSeed { keys, depth: 0 }.deserialize(d))
+            .map(Doc)
     }
 }
 
@@ -349,7 +364,10 @@ impl<'de> Visitor<'de> for ValSeed<'_> {
             return Err(de::Error::custom("exceeds depth limit for parsing"));
         }
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(x) = seq.next_element_seed(ValSeed { keys: self.keys, depth })? {
+        while let Some(x) = seq.next_element_seed(ValSeed {
+            keys: self.keys,
+            depth,
+        })? {
             items.push(x);
         }
         Ok(Val::Arr(Rc::new(items)))
@@ -361,7 +379,10 @@ impl<'de> Visitor<'de> for ValSeed<'_> {
         }
         let mut obj = Map::with_capacity_and_hasher(16, Default::default());
         while let Some(k) = map.next_key_seed(KeySeed(self.keys))? {
-            let v = map.next_value_seed(ValSeed { keys: self.keys, depth })?;
+            let v = map.next_value_seed(ValSeed {
+                keys: self.keys,
+                depth,
+            })?;
             obj.insert(k, v);
         }
         Ok(Val::obj(obj))
@@ -384,7 +405,9 @@ pub(crate) fn from_serde(v: &serde_json::Value) -> Val {
         J::String(s) => Val::utf8_str(s.as_bytes().to_vec()),
         J::Array(a) => Val::Arr(Rc::new(a.iter().map(from_serde).collect())),
         J::Object(o) => Val::obj(
-            o.iter().map(|(k, v)| (Val::utf8_str(k.as_bytes().to_vec()), from_serde(v))).collect(),
+            o.iter()
+                .map(|(k, v)| (Val::utf8_str(k.as_bytes().to_vec()), from_serde(v)))
+                .collect(),
         ),
     }
 }
@@ -410,7 +433,9 @@ pub(crate) fn to_serde(v: &Val) -> serde_json::Value {
                 .map(|(k, v)| {
                     let key = match k {
                         Val::TStr(s) | Val::BStr(s) => String::from_utf8_lossy(s).into_owned(),
-                        other => String::from_utf8_lossy(&crate::write::to_json(other)).into_owned(),
+                        other => {
+                            String::from_utf8_lossy(&crate::write::to_json(other)).into_owned()
+                        }
                     };
                     (key, to_serde(v))
                 })
@@ -461,7 +486,10 @@ mod tests {
     fn truncated_input_is_an_error() {
         let got = read_all(b"{\"a\":1", 64);
         let err = got[0].as_ref().unwrap_err();
-        assert!(err.starts_with("unfinished JSON value at end of input at line 1"), "{err}");
+        assert!(
+            err.starts_with("unfinished JSON value at end of input at line 1"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -473,6 +501,9 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
-        assert!(got[0].as_ref().unwrap_err().contains("depth limit"), "{got:?}");
+        assert!(
+            got[0].as_ref().unwrap_err().contains("depth limit"),
+            "{got:?}"
+        );
     }
 }

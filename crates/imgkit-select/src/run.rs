@@ -45,7 +45,10 @@ pub struct Outcome {
 pub(crate) fn error_message(e: jaq_core::Error<Val>) -> (String, bool) {
     match e.into_val() {
         Val::TStr(s) | Val::BStr(s) => (String::from_utf8_lossy(&s).into_owned(), true),
-        other => (String::from_utf8_lossy(&write::to_json(&other)).into_owned(), false),
+        other => (
+            String::from_utf8_lossy(&write::to_json(&other)).into_owned(),
+            false,
+        ),
     }
 }
 
@@ -55,7 +58,10 @@ fn inputs<'a, R: Read + 'a>(input: R, opts: &RunOptions, line: &'a Cell<u64>) ->
     if opts.raw_input && opts.slurp {
         let mut input = input;
         let mut all = Vec::new();
-        let all = input.read_to_end(&mut all).map(|_| Val::utf8_str(all)).map_err(ReadError::Io);
+        let all = input
+            .read_to_end(&mut all)
+            .map(|_| Val::utf8_str(all))
+            .map_err(ReadError::Io);
         return Box::new(std::iter::once(all));
     }
     if opts.raw_input {
@@ -101,22 +107,34 @@ impl Filter {
         let shared = RcIter::new(source);
         // Coerce the boxed iterator to the unsized type jaq's `Inputs` wants.
         let shared: &RcIter<dyn Iterator<Item = Result<Val, String>> + '_> = &shared;
-        let data = Data { lut: &self.inner.lut, inputs: shared };
+        let data = Data {
+            lut: &self.inner.lut,
+            inputs: shared,
+        };
         let ctx: Ctx<'_, Kind> = Ctx::new(&data, Vars::new(self.globals()?));
 
         let mut out = BufWriter::with_capacity(1 << 16, output);
-        let mut outcome = Outcome { exit_code: 0, errors: 0, outputs: 0 };
+        let mut outcome = Outcome {
+            exit_code: 0,
+            errors: 0,
+            outputs: 0,
+        };
         let mut state = State::default();
         let null = std::iter::once(Ok(Val::Null));
-        let mut main: Box<dyn Iterator<Item = Result<Val, String>> + '_> =
-            if opts.null_input { Box::new(null) } else { Box::new(shared) };
+        let mut main: Box<dyn Iterator<Item = Result<Val, String>> + '_> = if opts.null_input {
+            Box::new(null)
+        } else {
+            Box::new(shared)
+        };
 
         while let Some(x) = main.next() {
             let x = match x {
                 Ok(x) => x,
                 Err(_) => break,
             };
-            if let Some(code) = self.eval_one(&ctx, x, &mut out, opts, diagnostics, &mut state, line.get())? {
+            if let Some(code) =
+                self.eval_one(&ctx, x, &mut out, opts, diagnostics, &mut state, line.get())?
+            {
                 outcome.exit_code = code;
                 outcome.errors = state.errors;
                 outcome.outputs = state.outputs;
@@ -161,7 +179,8 @@ impl Filter {
                         out.flush().map_err(Error::WriteOutput)?;
                         let (msg, is_str) = error_message(e);
                         let tag = if is_str { "" } else { " (not a string)" };
-                        let _ = writeln!(diagnostics, "imgkit: error (at <stdin>:{line}){tag}: {msg}");
+                        let _ =
+                            writeln!(diagnostics, "imgkit: error (at <stdin>:{line}){tag}: {msg}");
                         // Stop pulling this input's outputs, go on with the next input.
                         return Ok(None);
                     }
@@ -192,7 +211,10 @@ impl Filter {
             Jaq(Val),
         }
         let no_inputs = RcIter::new(std::iter::empty::<Result<Val, String>>());
-        let data = Data { lut: &self.inner.lut, inputs: &no_inputs };
+        let data = Data {
+            lut: &self.inner.lut,
+            inputs: &no_inputs,
+        };
         let ctx: Ctx<'_, Kind> = Ctx::new(&data, Vars::new(self.globals()?));
         let mut out = BufWriter::with_capacity(1 << 16, output);
         let mut state = State::default();
@@ -208,10 +230,12 @@ impl Filter {
                     Ok(Some(fast::V::Str(s))) => Step::Str(s.into_owned()),
                     Ok(Some(fast::V::Null)) => Step::Null,
                     Ok(Some(fast::V::Bool(b))) => Step::Bool(b),
-                    Ok(Some(fast::V::Record(_))) | Err(fast::Fallback) => match read::parse_val(slice)? {
-                        Ok((v, _)) => Step::Jaq(v),
-                        Err(e) => return Some(Err(e)),
-                    },
+                    Ok(Some(fast::V::Record(_))) | Err(fast::Fallback) => {
+                        match read::parse_val(slice)? {
+                            Ok((v, _)) => Step::Jaq(v),
+                            Err(e) => return Some(Err(e)),
+                        }
+                    }
                 };
                 Some(Ok((step, used)))
             });
@@ -233,7 +257,9 @@ impl Filter {
                 Step::Bool(b) => Val::Bool(b),
                 Step::Jaq(v) => {
                     let line = values.last_line;
-                    if let Some(code) = self.eval_one(&ctx, v, &mut out, opts, diagnostics, &mut state, line)? {
+                    if let Some(code) =
+                        self.eval_one(&ctx, v, &mut out, opts, diagnostics, &mut state, line)?
+                    {
                         let mut outcome = state.finish(opts);
                         outcome.exit_code = code;
                         return Ok(outcome);
@@ -253,7 +279,15 @@ impl Filter {
 
 fn input_error(e: ReadError) -> Error {
     match e {
-        ReadError::Syntax { line, offset, reason } => Error::InvalidInput { line, offset, reason },
+        ReadError::Syntax {
+            line,
+            offset,
+            reason,
+        } => Error::InvalidInput {
+            line,
+            offset,
+            reason,
+        },
         ReadError::Io(e) => Error::ReadInput(e),
     }
 }
@@ -282,6 +316,10 @@ impl State {
         } else {
             0
         };
-        Outcome { exit_code, errors: self.errors, outputs: self.outputs }
+        Outcome {
+            exit_code,
+            errors: self.errors,
+            outputs: self.outputs,
+        }
     }
 }
