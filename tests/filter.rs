@@ -194,6 +194,14 @@ const PER_RECORD: &[&str] = &[
     r#"select(.Repository | IN("alpine", "debian")) | .Tag"#,
     r#".Repository as $r | .Tag as $t | "\($r)@\($t)""#,
     r#"[paths] | length"#,
+    // The fast-path subset (paths, strings, ==, !=, +, and/or/not, select, if):
+    ".",
+    r#"select(.Tag == "<none>")"#,
+    r#".Repository == "alpine" and .Tag != "<none>""#,
+    r#"(.Tag == "latest") or (.Repository == "debian") | not"#,
+    r#"if .Tag == "latest" then .ID elif .Tag == "<none>" then null else .Tag end"#,
+    r#"select(.Repository != "<none>" and .Digest != "<none>") | .Repository + "@" + .Digest"#,
+    r#".Nope + .Repository + .Nope2"#,
     r#"to_entries | map(select(.value == "<none>") | .key) | sort | join(",")"#,
     "[.[] | ascii_downcase] | sort | unique | length",
     r#".Size | ascii_downcase | ltrimstr("0") | .[0:3]"#,
@@ -322,6 +330,18 @@ fn edge_case_inputs_print_what_jq_prints() {
         same_as(jq, &["-r"], default, input.as_bytes());
     }
     same_as(jq, &["-c"], ".", pretty.as_bytes());
+    // Records the fast path hands to jaq: numbers, nested values, not an object, duplicate keys.
+    let mixed = "{\"Repository\":\"a\",\"Tag\":\"1\"}\n{\"Repository\":\"b\",\"Tag\":2}\n\
+        {\"Repository\":{\"x\":1},\"Tag\":\"3\"}\n[1,2]\n\"str\"\n{\"Repository\":\"c\",\"Repository\":\"d\",\"Tag\":\"4\"}\n\
+        {\"Repository\":\"e\",\"Tag\":null,\"Size\":1.5}\n";
+    for program in [
+        PER_RECORD[0],
+        r#".Repository + ":" + .Tag"#,
+        ".Tag",
+        r#"select(.Tag != "1")"#,
+    ] {
+        same_as(jq, &["-c"], program, mixed.as_bytes());
+    }
     // Runtime errors: jq reports them and goes on with the next input, exiting 5 at the end.
     same_as(jq, &["-r"], ".Size | tonumber", listing(20, 1).as_bytes());
     same_as(
@@ -444,10 +464,17 @@ fn runtime_error_names_the_value_and_continues() {
         .args(["filter", "-c", ".a + 1"])
         .stdin("{\"a\":1}\n{\"a\":\"x\"}\n{\"a\":3}\n")
         .run()
-        .code(5)
+        // As jq (1.6 and 1.7): the exit code follows the last input, which succeeded.
+        .code(0)
         .stdout_is("2\n4\n")
         .stderr_has("error (at <stdin>:2)")
         .stderr_has("\"x\"");
+    Test::new()
+        .args(["filter", "-c", ".a + 1"])
+        .stdin("{\"a\":1}\n{\"a\":\"x\"}\n")
+        .run()
+        .code(5)
+        .stdout_is("2\n");
 }
 
 #[test]

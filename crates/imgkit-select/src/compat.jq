@@ -114,3 +114,8 @@ def builtins: [
 def toarray: if type == "array" then . else [.] end;
 def leaf_paths: paths(scalars);
 def isvalid(f): try (f | true) catch false;
+
+def delpaths($paths): jq_delpaths($paths);
+def del(f): delpaths([path(f)]);
+def to_entries: [keys_unsorted[] as $k | {key: $k, value: .[$k]}];
+def with_entries(f): to_entries | map(f) | from_entries;

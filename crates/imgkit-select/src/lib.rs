@@ -17,6 +17,7 @@
 //! ```
 
 mod compile;
+mod fast;
 mod natives;
 mod read;
 mod run;
@@ -96,6 +97,8 @@ pub enum Arg {
 pub struct Filter {
     inner: jaq_core::Filter<compile::Kind>,
     args: Vec<(String, Arg)>,
+    /// The program in the fast subset, when it is (see `fast`).
+    fast: Option<fast::Expr>,
     /// Which built-in globals the program mentions (the others are bound to `null`).
     uses_env: bool,
     uses_loc: bool,
@@ -140,6 +143,7 @@ impl Filter {
         Ok(Filter {
             inner,
             args: args.to_vec(),
+            fast: fast::parse(program),
             uses_env: program.contains("$ENV"),
             uses_loc: program.contains("$__loc__"),
             uses_args: program.contains("$ARGS"),

@@ -159,10 +159,15 @@ fn strip_position(msg: &str) -> String {
         .to_string()
 }
 
-impl<R: Read> Iterator for Values<R> {
-    type Item = Result<Val, ReadError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<R: Read> Values<R> {
+    /// Parses the next value with `parse`, which gets the unparsed input (starting at a
+    /// value) and returns what it made of the first value and the bytes that value used.
+    /// `parse` may be called again on more input when the value was cut by the buffer's end,
+    /// so it must not have side effects.
+    pub(crate) fn next_with<T>(
+        &mut self,
+        mut parse: impl FnMut(&[u8]) -> Option<Result<(T, usize), serde_json::Error>>,
+    ) -> Option<Result<T, ReadError>> {
         if self.failed {
             return None;
         }
@@ -181,16 +186,9 @@ impl<R: Read> Iterator for Values<R> {
                 continue;
             }
             let len = self.end - self.start;
-            let (parsed, used) = {
-                let mut de = serde_json::Deserializer::from_slice(&self.buf[self.start..self.end]);
-                de.disable_recursion_limit();
-                let mut stream = de.into_iter::<Doc>();
-                let parsed = stream.next();
-                (parsed, stream.byte_offset())
-            };
-            match parsed {
+            match parse(&self.buf[self.start..self.end]) {
                 // A value ending right at the buffer's end may continue (`12` of `123`).
-                Some(Ok(Doc(v))) if used < len || self.eof => {
+                Some(Ok((v, used))) if used < len || self.eof => {
                     self.start += used;
                     self.last_line = self.line_at(self.start);
                     return Some(Ok(v));
@@ -205,6 +203,23 @@ impl<R: Read> Iterator for Values<R> {
                 }
             }
         }
+    }
+}
+
+/// Parses the first JSON value of `slice` into a jaq value; `None` at the end.
+pub(crate) fn parse_val(slice: &[u8]) -> Option<Result<(Val, usize), serde_json::Error>> {
+    let mut de = serde_json::Deserializer::from_slice(slice);
+    de.disable_recursion_limit();
+    let mut stream = de.into_iter::<Doc>();
+    let parsed = stream.next()?;
+    Some(parsed.map(|Doc(v)| (v, stream.byte_offset())))
+}
+
+impl<R: Read> Iterator for Values<R> {
+    type Item = Result<Val, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_with(parse_val)
     }
 }
 
