@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let n = r.normalized();
     assert_eq!(n.normalized(), n);
     assert_eq!(ImageRef::parse(&n.to_string()).as_ref(), Ok(&n));
+    // The familiar form names the same image (this found `docker.io/a.b/c` → `a.b/c`).
     let f = r.familiar();
     assert_eq!(f.normalized(), n);
 });

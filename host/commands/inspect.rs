@@ -10,7 +10,7 @@ use imgkit_archive::{Archive, Image, humanize};
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
-use crate::commands::verify::advise;
+use crate::commands::verify::{advise, refuse_terminal};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -25,6 +25,7 @@ pub(crate) struct Args {
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let shown = args.file.display().to_string();
     let opened = if args.file.as_os_str() == "-" {
+        refuse_terminal()?;
         Archive::from_reader(std::io::stdin(), imgkit_archive::Limits::default())
     } else {
         Archive::open(&args.file)

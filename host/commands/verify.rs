@@ -22,6 +22,7 @@ pub(crate) struct Args {
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let shown = args.file.display().to_string();
     let result = if args.file.as_os_str() == "-" {
+        refuse_terminal()?;
         imgkit_archive::verify_reader(std::io::stdin(), imgkit_archive::Limits::default())
     } else {
         imgkit_archive::verify(&args.file)
@@ -92,4 +93,16 @@ pub(crate) fn advise(e: Error, context: String) -> anyhow::Error {
         Some(h) => with_hint(e, h),
         None => e,
     }
+}
+
+/// Reading an archive from stdin when stdin is a terminal would wait forever: say so instead.
+pub(crate) fn refuse_terminal() -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    if std::io::stdin().is_terminal() {
+        return Err(with_hint(
+            anyhow::anyhow!("refusing to read an archive from a terminal"),
+            "pipe one in (`docker save IMAGE | imgkit verify -`) or name a file",
+        ));
+    }
+    Ok(())
 }

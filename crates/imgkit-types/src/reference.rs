@@ -125,15 +125,24 @@ impl ImageRef {
         }
     }
 
-    /// The short name docker prints: `alpine` for `docker.io/library/alpine`.
+    /// The short name docker prints: `alpine` for `docker.io/library/alpine`. A docker.io path
+    /// whose first component would read as a registry (`docker.io/a.b/c`) keeps its domain:
+    /// `a.b/c` would name another registry (or not parse at all).
     pub fn familiar_name(&self) -> String {
         match self.domain.as_deref() {
-            None | Some(DEFAULT_DOMAIN | LEGACY_DEFAULT_DOMAIN) => self
-                .path
-                .strip_prefix(OFFICIAL_REPO_PREFIX)
-                .filter(|rest| !rest.contains('/'))
-                .unwrap_or(&self.path)
-                .to_owned(),
+            None | Some(DEFAULT_DOMAIN | LEGACY_DEFAULT_DOMAIN) => {
+                let short = self
+                    .path
+                    .strip_prefix(OFFICIAL_REPO_PREFIX)
+                    .filter(|rest| !rest.contains('/'))
+                    .unwrap_or(&self.path);
+                match short.split_once('/') {
+                    Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => {
+                        format!("{DEFAULT_DOMAIN}/{}", self.path)
+                    }
+                    _ => short.to_owned(),
+                }
+            }
             Some(d) => format!("{d}/{}", self.path),
         }
     }
@@ -329,6 +338,16 @@ impl FromStr for ImageRef {
             }
             _ => (None, name),
         };
+        // Engines store the qualified name (`docker.io/library/…`): it must fit the limit too,
+        // as in docker's ParseNormalizedNamed (and `normalized()` can then never fail).
+        let qualified_len = match domain {
+            Some(d) if d != DEFAULT_DOMAIN && d != LEGACY_DEFAULT_DOMAIN => d.len() + 1 + path.len(),
+            _ if path.contains('/') => DEFAULT_DOMAIN.len() + 1 + path.len(),
+            _ => DEFAULT_DOMAIN.len() + 1 + OFFICIAL_REPO_PREFIX.len() + path.len(),
+        };
+        if qualified_len > MAX_NAME_LEN {
+            return Err(bad_name("is longer than 255 characters once qualified (docker.io/library/…)"));
+        }
         if !path.split('/').all(valid_path_component) {
             return Err(bad_name(
                 "must be lowercase letters, digits and separators (. _ __ -) between '/' components",
@@ -375,6 +394,32 @@ impl<'de> serde::Deserialize<'de> for ImageRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_too_long_once_qualified_are_refused() {
+        // Found by fuzz/fuzz_targets/reference.rs: `normalized()` panicked on these.
+        let long = format!("{}/x", "a".repeat(246));
+        assert!(ImageRef::parse(&long).is_err());
+        assert!(ImageRef::parse(&"a".repeat(240)).is_err());
+        assert!(ImageRef::parse(&format!("{}/x", "a".repeat(200))).unwrap().normalized().to_string().len() > 200);
+    }
+
+    #[test]
+    fn familiar_names_never_change_registry() {
+        // Found by fuzz/fuzz_targets/reference.rs: these familiarized to another registry, or
+        // to a string that doesn't parse (a panic in `familiar()`).
+        for (input, familiar) in [
+            ("index.docker.io/fx.docker.io/oo/bar", "docker.io/fx.docker.io/oo/bar"),
+            ("index.docker.io/fxc6jr__ooooex.docker.i/barba:r", "docker.io/fxc6jr__ooooex.docker.i/barba:r"),
+            ("docker.io/localhost/x", "docker.io/localhost/x"),
+            ("docker.io/library/alpine:3", "alpine:3"),
+            ("docker.io/team/app", "team/app"),
+        ] {
+            let r = ImageRef::parse(input).unwrap();
+            assert_eq!(r.familiar().to_string(), familiar, "{input}");
+            assert_eq!(r.familiar().normalized(), r.normalized(), "{input}");
+        }
+    }
 
     const HEX: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
 
