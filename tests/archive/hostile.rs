@@ -123,13 +123,13 @@ fn entries(root: &Path) -> Vec<String> {
     out
 }
 
-fn with_extra(header: [u8; 512], data: &[u8]) -> Vec<u8> {
-    let mut members = sample_members();
+fn with_extra(header: &[u8; 512], data: &[u8]) -> Vec<u8> {
+    let members = sample_members();
     let mut out = Vec::new();
-    out.extend_from_slice(&header);
+    out.extend_from_slice(header);
     out.extend_from_slice(data);
     out.resize(out.len().div_ceil(512) * 512, 0);
-    let rest = tar_of(&members.drain(..).collect::<Vec<_>>());
+    let rest = tar_of(&members);
     out.extend_from_slice(&rest);
     out
 }
@@ -137,11 +137,14 @@ fn with_extra(header: [u8; 512], data: &[u8]) -> Vec<u8> {
 #[test]
 fn dot_dot_paths_are_refused() {
     refused(
-        &with_extra(raw_header(b"../escaped.txt", 3, b'0', b""), b"pwn"),
+        &with_extra(&raw_header(b"../escaped.txt", 3, b'0', b""), b"pwn"),
         "`..` component",
     );
     refused(
-        &with_extra(raw_header(b"blobs/../../escaped.txt", 3, b'0', b""), b"pwn"),
+        &with_extra(
+            &raw_header(b"blobs/../../escaped.txt", 3, b'0', b""),
+            b"pwn",
+        ),
         "`..` component",
     );
 }
@@ -151,7 +154,7 @@ fn absolute_paths_are_refused() {
     let target = std::env::temp_dir().join(format!("imgkit-hostile-abs-{}", std::process::id()));
     let name = target.to_string_lossy().into_owned();
     refused(
-        &with_extra(raw_header(name.as_bytes(), 3, b'0', b""), b"pwn"),
+        &with_extra(&raw_header(name.as_bytes(), 3, b'0', b""), b"pwn"),
         "absolute path",
     );
     assert!(!target.exists());
@@ -160,11 +163,14 @@ fn absolute_paths_are_refused() {
 #[test]
 fn escaping_symlinks_are_refused() {
     refused(
-        &with_extra(raw_header(b"evil", 0, b'2', b"../../../../etc/passwd"), b""),
+        &with_extra(
+            &raw_header(b"evil", 0, b'2', b"../../../../etc/passwd"),
+            b"",
+        ),
         "link points outside",
     );
     refused(
-        &with_extra(raw_header(b"evil", 0, b'2', b"/etc/passwd"), b""),
+        &with_extra(&raw_header(b"evil", 0, b'2', b"/etc/passwd"), b""),
         "link points outside",
     );
 }
@@ -172,7 +178,7 @@ fn escaping_symlinks_are_refused() {
 #[test]
 fn escaping_hardlinks_are_refused() {
     refused(
-        &with_extra(raw_header(b"evil", 0, b'1', b"../outside"), b""),
+        &with_extra(&raw_header(b"evil", 0, b'1', b"../outside"), b""),
         "hard link points outside",
     );
 }

@@ -4,6 +4,7 @@
 //!   archive-tool list SRC                        docker-shaped records, one JSON line each
 //!   archive-tool subset SRC OUT [--no-verify] [REF…]   write a sub-archive (`-` = stdout; no REF = all)
 //!   archive-tool verify SRC                      verify every blob
+//!   archive-tool gen OUT MIB IMAGES              IMAGES images of random layers, MIB in all
 
 use std::io::Write;
 use std::path::Path;
@@ -74,7 +75,43 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             };
             writeln!(std::io::stderr(), "{}", serde_json::to_string(&summary)?)?;
         }
-        _ => return Err("usage: archive-tool sample|list|verify|subset …".into()),
+        Some("gen") => {
+            let total: usize = args[2].parse()?;
+            let count: usize = args[3].parse()?;
+            let per = (total << 20) / count;
+            let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+            let images: Vec<imgkit_archive::NewImage> = (0..count)
+                .map(|i| imgkit_archive::NewImage {
+                    names: vec![
+                        format!("bench/image{i}:latest")
+                            .parse()
+                            .expect("valid name"),
+                    ],
+                    created: "2026-11-28T00:00:00Z".into(),
+                    layers: vec![imgkit_archive::layer_tar(&[(
+                        "data",
+                        &random(per, &mut seed),
+                    )])],
+                    run_config: serde_json::json!({}),
+                })
+                .collect();
+            let out = std::io::BufWriter::new(std::fs::File::create(&args[1])?);
+            imgkit_archive::write_images(&images, out, Compression::None)?;
+        }
+        _ => return Err("usage: archive-tool sample|list|verify|subset|gen …".into()),
     }
     Ok(())
+}
+
+/// Incompressible bytes from xorshift64 (fast, reproducible).
+fn random(len: usize, seed: &mut u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        out.extend_from_slice(&seed.to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }

@@ -204,7 +204,9 @@ fn metadata(images: &[OutImage]) -> (Vec<u8>, Vec<u8>) {
             .iter()
             .filter_map(|n| {
                 let n = n.normalized();
-                n.tag().map(|t| format!("{}:{t}", n.familiar_name()))
+                // Full names: podman reads a short `name:tag` as `localhost/name:tag`
+                // (podman#9590); docker normalizes either form to the same name.
+                n.tag().map(|t| format!("{}:{t}", n.normalized_name()))
             })
             .collect();
         docker.push(oci::DockerEntry {
@@ -263,11 +265,9 @@ impl<'a> SubsetWriter<'a> {
             .iter()
             .position(|im| im.matches(r))
             .ok_or_else(|| Error::NoSuchImage(r.to_string()))?;
-        let name = if r.tag().is_none() && r.digest().is_some() {
-            None // selected by digest: keep it nameless unless named otherwise
-        } else {
-            Some(r.normalized())
-        };
+        // `repo@digest` stays a digest reference: containerd keeps it as a name, docker's
+        // manifest.json (tags only) leaves it out.
+        let name = Some(r.normalized());
         match self.selected.iter_mut().find(|(j, _)| *j == i) {
             Some((_, names)) => names.extend(name.filter(|n| !names.contains(n))),
             None => self.selected.push((i, name.into_iter().collect())),

@@ -114,3 +114,38 @@ fn reads_streams_in_one_pass() {
     )
     .unwrap();
 }
+
+#[test]
+fn selecting_by_digest_keeps_a_digest_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = dir.path().join("all.tar");
+    write_images(
+        &sample(),
+        std::fs::File::create(&all).unwrap(),
+        Compression::None,
+    )
+    .unwrap();
+    let archive = Archive::open(&all).unwrap();
+    let id = archive.images()[1].id().clone();
+    let by_digest = r(&format!("tools@{id}"));
+    let mut out = Vec::new();
+    SubsetWriter::new(&archive)
+        .select(&by_digest)
+        .unwrap()
+        .write(&mut out)
+        .unwrap();
+    let sub =
+        Archive::from_reader(std::io::Cursor::new(out), imgkit_archive::Limits::default()).unwrap();
+    assert_eq!(sub.images().len(), 1);
+    assert_eq!(sub.images()[0].names, [by_digest.normalized()]);
+    let rec = &sub.records_at(0)[0];
+    assert_eq!(
+        (
+            rec.repository.as_str(),
+            rec.tag.as_str(),
+            rec.digest.as_str()
+        ),
+        ("tools", "<none>", id.as_str())
+    );
+    assert!(SubsetWriter::new(&archive).select(&r("nope:1")).is_err());
+}

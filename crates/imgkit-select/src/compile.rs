@@ -202,30 +202,52 @@ fn defs() -> impl Iterator<Item = load::parse::Def<&'static str>> {
         .chain(compat)
 }
 
-/// Natives: jaq's, with ours replacing those jq behaves differently in.
+/// jaq natives that `compat.jq` wraps: (name, arity, the name the wrapper calls).
+const ALIASES: &[(&str, usize, &str)] = &[
+    ("limit", 2, "_jaq_limit"),
+    ("skip", 2, "_jaq_skip"),
+    ("trim", 0, "_jaq_trim"),
+    ("ltrim", 0, "_jaq_ltrim"),
+    ("rtrim", 0, "_jaq_rtrim"),
+    ("utf8bytelength", 0, "_jaq_utf8bytelength"),
+    ("implode", 0, "_jaq_implode"),
+    ("indices", 1, "_jaq_indices"),
+];
+
+fn jaq_funs() -> impl Iterator<Item = Fun<Kind>> {
+    let input = jaq_std::input::funs::<Kind>()
+        .into_vec()
+        .into_iter()
+        .map(native::run::<Kind>);
+    jaq_core::funs::<Kind>()
+        .chain(jaq_std::funs())
+        .chain(jaq_json::funs())
+        .chain(input)
+}
+
+/// Natives: jaq's, with ours replacing those jq behaves differently in, and aliases of jaq's
+/// that `compat.jq` wraps.
 fn funs() -> impl Iterator<Item = Fun<Kind>> {
     let ours: Vec<Fun<Kind>> = natives::funs()
         .into_vec()
         .into_iter()
         .map(native::run::<Kind>)
         .collect();
-    let arities: Vec<(&str, usize)> = ours
+    let replaced: Vec<(&str, usize)> = ours
         .iter()
         .map(|(name, args, _)| (*name, args.len()))
         .collect();
-    let keep = move |f: &Fun<Kind>| !arities.contains(&(f.0, f.1.len()));
-    let input = jaq_std::input::funs::<Kind>()
-        .into_vec()
-        .into_iter()
-        .map(native::run::<Kind>);
-    let theirs = jaq_core::funs::<Kind>()
-        .chain(jaq_std::funs())
-        .chain(jaq_json::funs())
-        .chain(input);
+    let theirs = jaq_funs().filter(move |f| !replaced.contains(&(f.0, f.1.len())));
+    let aliases = jaq_funs().filter_map(|(name, args, f)| {
+        ALIASES
+            .iter()
+            .find(|(n, arity, _)| *n == name && *arity == args.len())
+            .map(|(_, _, alias)| (*alias, args, f))
+    });
     theirs
-        .filter(keep)
         .collect::<Vec<_>>()
         .into_iter()
+        .chain(aliases)
         .chain(ours)
 }
 

@@ -55,6 +55,9 @@ pub(crate) struct Values<R> {
     dropped: u64,
     /// Newlines in the dropped bytes.
     dropped_lines: u64,
+    /// Newlines in `buf[..counted]` (counted once, incrementally).
+    counted: usize,
+    counted_lines: u64,
     /// Line on which the last value ended (1-based), for jq's `(at <stdin>:N)`.
     pub(crate) last_line: u64,
 }
@@ -70,6 +73,8 @@ impl<R: Read> Values<R> {
             failed: false,
             dropped: 0,
             dropped_lines: 0,
+            counted: 0,
+            counted_lines: 0,
             last_line: 0,
         }
     }
@@ -78,7 +83,9 @@ impl<R: Read> Values<R> {
     fn fill(&mut self) -> io::Result<()> {
         if self.start > 0 {
             self.dropped += self.start as u64;
-            self.dropped_lines += count_lines(&self.buf[..self.start]);
+            self.dropped_lines += self.lines_before(self.start);
+            self.counted = 0;
+            self.counted_lines = 0;
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
@@ -102,8 +109,19 @@ impl<R: Read> Values<R> {
         }
     }
 
-    fn line_at(&self, pos: usize) -> u64 {
-        self.dropped_lines + count_lines(&self.buf[..pos]) + 1
+    /// Newlines in `buf[..pos]`; positions asked for only grow between refills.
+    fn lines_before(&mut self, pos: usize) -> u64 {
+        if pos >= self.counted {
+            self.counted_lines += count_lines(&self.buf[self.counted..pos]);
+            self.counted = pos;
+            self.counted_lines
+        } else {
+            count_lines(&self.buf[..pos])
+        }
+    }
+
+    fn line_at(&mut self, pos: usize) -> u64 {
+        self.dropped_lines + self.lines_before(pos) + 1
     }
 
     fn syntax(&mut self, err: &serde_json::Error) -> ReadError {
