@@ -99,19 +99,16 @@ impl<R: Read> QualifyNames<R> {
             } else {
                 qualify_repositories(body)
             };
-            match rewritten {
-                Some(new) => {
-                    let mut h = header;
-                    set_size(&mut h, new.len() as u64);
-                    self.out.extend_from_slice(&h);
-                    self.out.extend_from_slice(&new);
-                    let pad = (BLOCK - new.len() % BLOCK) % BLOCK;
-                    self.out.resize(self.out.len() + pad, 0);
-                }
-                None => {
-                    self.out.extend_from_slice(&header);
-                    self.out.extend_from_slice(&content);
-                }
+            if let Some(new) = rewritten {
+                let mut h = header;
+                set_size(&mut h, new.len() as u64);
+                self.out.extend_from_slice(&h);
+                self.out.extend_from_slice(&new);
+                let pad = (BLOCK - new.len() % BLOCK) % BLOCK;
+                self.out.resize(self.out.len() + pad, 0);
+            } else {
+                self.out.extend_from_slice(&header);
+                self.out.extend_from_slice(&content);
             }
             return Ok(());
         }

@@ -148,6 +148,7 @@ impl ImageRef {
     }
 
     /// The same reference, fully qualified, with `:latest` when it has neither tag nor digest.
+    #[must_use]
     pub fn normalized(&self) -> Self {
         let name: Self = self
             .normalized_name()
@@ -165,6 +166,7 @@ impl ImageRef {
     }
 
     /// The same reference in docker's familiar form (`alpine:3.20`).
+    #[must_use]
     pub fn familiar(&self) -> Self {
         let name: Self = self
             .familiar_name()
@@ -184,6 +186,7 @@ impl ImageRef {
     }
 
     /// This name with a digest (and no tag).
+    #[must_use]
     pub fn with_digest(&self, digest: &Digest) -> Self {
         Self {
             domain: self.domain.clone(),
@@ -232,7 +235,7 @@ fn valid_domain_component(c: &str) -> bool {
         && b.iter().all(|x| x.is_ascii_alphanumeric() || *x == b'-')
 }
 
-/// domain := host [':' port], host := domain-name | '[' ipv6 ']'
+/// `domain := host [':' port]`, `host := domain-name | '[' ipv6 ']'`
 fn valid_domain(d: &str) -> bool {
     let (host, port) = if let Some(rest) = d.strip_prefix('[') {
         let Some(end) = rest.find(']') else {
@@ -254,10 +257,10 @@ fn valid_domain(d: &str) -> bool {
             None => (Some(d), None),
         }
     };
-    if let Some(h) = host {
-        if !h.split('.').all(valid_domain_component) {
-            return false;
-        }
+    if let Some(h) = host
+        && !h.split('.').all(valid_domain_component)
+    {
+        return false;
     }
     port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
 }
@@ -312,10 +315,10 @@ impl FromStr for ImageRef {
             Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
             None => (rest, None),
         };
-        if let Some(t) = tag {
-            if !valid_tag(t) {
-                return Err(RefError::InvalidTag(Quoted::new(s), t.to_owned()));
-            }
+        if let Some(t) = tag
+            && !valid_tag(t)
+        {
+            return Err(RefError::InvalidTag(Quoted::new(s), t.to_owned()));
         }
         let bad_name = |why| RefError::InvalidName(Quoted::new(s), name.to_owned(), why);
         if name.is_empty() {
