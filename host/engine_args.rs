@@ -37,6 +37,13 @@ pub(crate) struct EngineArgs {
     /// The engine's binary [default: $IMGKIT_<ENGINE>_BIN, else the engine's name on PATH].
     #[arg(long, value_name = "PATH")]
     pub(crate) engine_bin: Option<PathBuf>,
+    /// Print each engine command line (set from the global -v).
+    #[arg(skip)]
+    pub(crate) trace: bool,
+}
+
+fn print_command(argv: &str) {
+    eprintln!("+ {argv}");
 }
 
 impl EngineArgs {
@@ -52,6 +59,7 @@ impl EngineArgs {
             docker_context: self.context.clone(),
             address: self.address.clone(),
             namespace: Some(self.namespace.clone()),
+            trace: self.trace.then_some(print_command as fn(&str)),
         }
     }
 

@@ -308,6 +308,12 @@ fn programs_select_and_an_empty_selection_exits_1() {
         .code(2)
         .stderr_has("\"evil/image:1\"")
         .stderr_has("names no image");
+    // -v shows the engine command lines
+    Test::new()
+        .args(["-v", "ls", "--engine", "podman"])
+        .run()
+        .success()
+        .stderr_has("images --format");
     let table = ls(&["--engine", "podman", "--format", "table"]).success();
     assert!(table.stdout.starts_with("IMAGE"), "{}", table.stdout);
 }

@@ -5,3 +5,5 @@ mod util;
 mod archive;
 mod cli;
 mod engines;
+mod filter;
+mod transfer;

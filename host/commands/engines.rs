@@ -22,7 +22,10 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let mut probes = probe_all(&args.engine);
+    let mut probes = probe_all(&EngineArgs {
+        trace: global.verbose > 0,
+        ..args.engine.clone()
+    });
     if let Some(kind) = args.engine.engine {
         probes.retain(|p| p.engine == kind);
     }

@@ -63,7 +63,11 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     };
     // Compile before listing: a typo should not wait for the engine.
     let filter = if args.all { None } else { Some(compile(args)?) };
-    let engine = args.engine.engine()?;
+    let engine = EngineArgs {
+        trace: global.verbose > 0,
+        ..args.engine.clone()
+    }
+    .engine()?;
     let records = engine.list().map_err(engine_error)?;
     let selected = match &filter {
         None => selection::select_all(&records),

@@ -141,7 +141,10 @@ fn dot_dot_paths_are_refused() {
         "`..` component",
     );
     refused(
-        &with_extra(&raw_header(b"blobs/../../escaped.txt", 3, b'0', b""), b"pwn"),
+        &with_extra(
+            &raw_header(b"blobs/../../escaped.txt", 3, b'0', b""),
+            b"pwn",
+        ),
         "`..` component",
     );
 }
@@ -160,7 +163,10 @@ fn absolute_paths_are_refused() {
 #[test]
 fn escaping_symlinks_are_refused() {
     refused(
-        &with_extra(&raw_header(b"evil", 0, b'2', b"../../../../etc/passwd"), b""),
+        &with_extra(
+            &raw_header(b"evil", 0, b'2', b"../../../../etc/passwd"),
+            b"",
+        ),
         "link points outside",
     );
     refused(

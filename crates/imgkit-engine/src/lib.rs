@@ -53,6 +53,8 @@ pub struct EngineOptions {
     pub address: Option<String>,
     /// containerd namespace; [`DEFAULT_NAMESPACE`] when `None`.
     pub namespace: Option<String>,
+    /// Called with each command line the engine runs itself (for `-v`), as one display string.
+    pub trace: Option<fn(&str)>,
 }
 
 /// One engine, ready to run commands.
@@ -64,6 +66,7 @@ pub struct Engine {
     docker_context: Option<String>,
     address: Option<String>,
     namespace: String,
+    trace: Option<fn(&str)>,
 }
 
 impl Engine {
@@ -79,6 +82,7 @@ impl Engine {
             namespace: opts
                 .namespace
                 .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+            trace: opts.trace,
         })
     }
 
@@ -160,6 +164,9 @@ impl Engine {
         self.precheck()?;
         let cmd = self.command(args);
         let argv = process::display_argv(&cmd);
+        if let Some(trace) = self.trace {
+            trace(&argv);
+        }
         let done = process::run(cmd)?;
         if done.status.success() {
             return Ok(done.stdout);

@@ -10,9 +10,9 @@ use jaq_json::Val;
 use jaq_std::input::RcIter;
 
 use crate::compile::{Data, Kind};
-use crate::read::{RawLines, ReadError, Values};
+use crate::read::{self, RawLines, ReadError, Values};
 use crate::write::{self, Style};
-use crate::{Error, Filter};
+use crate::{Error, Filter, fast};
 
 /// How to read the input and print the output; the flags of `jq` with the same names.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,7 +45,10 @@ pub struct Outcome {
 pub(crate) fn error_message(e: jaq_core::Error<Val>) -> (String, bool) {
     match e.into_val() {
         Val::TStr(s) | Val::BStr(s) => (String::from_utf8_lossy(&s).into_owned(), true),
-        other => (String::from_utf8_lossy(&write::to_json(&other)).into_owned(), false),
+        other => (
+            String::from_utf8_lossy(&write::to_json(&other)).into_owned(),
+            false,
+        ),
     }
 }
 
@@ -55,7 +58,10 @@ fn inputs<'a, R: Read + 'a>(input: R, opts: &RunOptions, line: &'a Cell<u64>) ->
     if opts.raw_input && opts.slurp {
         let mut input = input;
         let mut all = Vec::new();
-        let all = input.read_to_end(&mut all).map(|_| Val::utf8_str(all)).map_err(ReadError::Io);
+        let all = input
+            .read_to_end(&mut all)
+            .map(|_| Val::utf8_str(all))
+            .map_err(ReadError::Io);
         return Box::new(std::iter::once(all));
     }
     if opts.raw_input {
@@ -83,6 +89,11 @@ impl Filter {
         opts: &RunOptions,
         diagnostics: &mut dyn Write,
     ) -> Result<Outcome, Error> {
+        if let (Some(expr), false, false, false) =
+            (&self.fast, opts.null_input, opts.slurp, opts.raw_input)
+        {
+            return self.run_fast(expr, input, output, opts, diagnostics);
+        }
         let line = Cell::new(0);
         let failure: RefCell<Option<ReadError>> = RefCell::new(None);
         let source = inputs(input, opts, &line);
@@ -96,47 +107,38 @@ impl Filter {
         let shared = RcIter::new(source);
         // Coerce the boxed iterator to the unsized type jaq's `Inputs` wants.
         let shared: &RcIter<dyn Iterator<Item = Result<Val, String>> + '_> = &shared;
-        let data = Data { lut: &self.inner.lut, inputs: shared };
+        let data = Data {
+            lut: &self.inner.lut,
+            inputs: shared,
+        };
         let ctx: Ctx<'_, Kind> = Ctx::new(&data, Vars::new(self.globals()?));
 
         let mut out = BufWriter::with_capacity(1 << 16, output);
-        let mut outcome = Outcome { exit_code: 0, errors: 0, outputs: 0 };
-        let mut last: Option<bool> = None;
+        let mut outcome = Outcome {
+            exit_code: 0,
+            errors: 0,
+            outputs: 0,
+        };
+        let mut state = State::default();
         let null = std::iter::once(Ok(Val::Null));
-        let mut main: Box<dyn Iterator<Item = Result<Val, String>> + '_> =
-            if opts.null_input { Box::new(null) } else { Box::new(shared) };
+        let mut main: Box<dyn Iterator<Item = Result<Val, String>> + '_> = if opts.null_input {
+            Box::new(null)
+        } else {
+            Box::new(shared)
+        };
 
         while let Some(x) = main.next() {
             let x = match x {
                 Ok(x) => x,
                 Err(_) => break,
             };
-            for y in self.inner.id.run((ctx.clone(), x)) {
-                match y {
-                    Ok(v) => {
-                        last = Some(v.as_bool());
-                        outcome.outputs += 1;
-                        write::output(&mut out, &opts.style, &v).map_err(Error::WriteOutput)?;
-                    }
-                    Err(exn) => match exn.get_err() {
-                        Ok(e) => {
-                            outcome.errors += 1;
-                            out.flush().map_err(Error::WriteOutput)?;
-                            let (msg, is_str) = error_message(e);
-                            let tag = if is_str { "" } else { " (not a string)" };
-                            let at = line.get();
-                            let _ = writeln!(diagnostics, "imgkit: error (at <stdin>:{at}){tag}: {msg}");
-                            // Stop pulling this input's outputs, go on with the next input.
-                            break;
-                        }
-                        Err(exn) => {
-                            let code = exn.get_halt().unwrap_or(5);
-                            out.flush().map_err(Error::WriteOutput)?;
-                            outcome.exit_code = code as u8;
-                            return Ok(outcome);
-                        }
-                    },
-                }
+            if let Some(code) =
+                self.eval_one(&ctx, x, &mut out, opts, diagnostics, &mut state, line.get())?
+            {
+                outcome.exit_code = code;
+                outcome.errors = state.errors;
+                outcome.outputs = state.outputs;
+                return Ok(outcome);
             }
             if failure.borrow().is_some() {
                 break;
@@ -145,15 +147,168 @@ impl Filter {
         drop(main);
         out.flush().map_err(Error::WriteOutput)?;
         if let Some(e) = failure.borrow_mut().take() {
-            return Err(match e {
-                ReadError::Syntax { line, offset, reason } => Error::InvalidInput { line, offset, reason },
-                ReadError::Io(e) => Error::ReadInput(e),
-            });
+            return Err(input_error(e));
         }
-        outcome.exit_code = if outcome.errors > 0 {
+        Ok(state.finish(opts))
+    }
+
+    /// Runs the program on one input, printing its outputs and its runtime error (which ends
+    /// this input's evaluation). `Some(code)` when the program halted.
+    fn eval_one(
+        &self,
+        ctx: &Ctx<'_, Kind>,
+        x: Val,
+        out: &mut impl Write,
+        opts: &RunOptions,
+        diagnostics: &mut dyn Write,
+        state: &mut State,
+        line: u64,
+    ) -> Result<Option<u8>, Error> {
+        state.last_failed = false;
+        for y in self.inner.id.run((ctx.clone(), x)) {
+            match y {
+                Ok(v) => {
+                    state.last = Some(v.as_bool());
+                    state.outputs += 1;
+                    write::output(out, &opts.style, &v).map_err(Error::WriteOutput)?;
+                }
+                Err(exn) => match exn.get_err() {
+                    Ok(e) => {
+                        state.errors += 1;
+                        state.last_failed = true;
+                        out.flush().map_err(Error::WriteOutput)?;
+                        let (msg, is_str) = error_message(e);
+                        let tag = if is_str { "" } else { " (not a string)" };
+                        let _ =
+                            writeln!(diagnostics, "imgkit: error (at <stdin>:{line}){tag}: {msg}");
+                        // Stop pulling this input's outputs, go on with the next input.
+                        return Ok(None);
+                    }
+                    Err(exn) => {
+                        out.flush().map_err(Error::WriteOutput)?;
+                        return Ok(Some(exn.get_halt().unwrap_or(5) as u8));
+                    }
+                },
+            }
+        }
+        Ok(None)
+    }
+
+    /// The run with the fast path: records the fast path can't decide go to jaq.
+    pub(crate) fn run_fast<R: Read, W: Write>(
+        &self,
+        expr: &fast::Expr,
+        input: R,
+        output: W,
+        opts: &RunOptions,
+        diagnostics: &mut dyn Write,
+    ) -> Result<Outcome, Error> {
+        enum Step {
+            Nothing,
+            Str(String),
+            Null,
+            Bool(bool),
+            Jaq(Val),
+        }
+        let no_inputs = RcIter::new(std::iter::empty::<Result<Val, String>>());
+        let data = Data {
+            lut: &self.inner.lut,
+            inputs: &no_inputs,
+        };
+        let ctx: Ctx<'_, Kind> = Ctx::new(&data, Vars::new(self.globals()?));
+        let mut out = BufWriter::with_capacity(1 << 16, output);
+        let mut state = State::default();
+        let mut values = Values::new(input);
+        loop {
+            let step = values.next_with(|slice| {
+                let (record, used) = match fast::parse_record(slice)? {
+                    Ok(parsed) => parsed,
+                    Err(e) => return Some(Err(e)),
+                };
+                let step = match record.root().and_then(|root| expr.eval(root)) {
+                    Ok(None) => Step::Nothing,
+                    Ok(Some(fast::V::Str(s))) => Step::Str(s.into_owned()),
+                    Ok(Some(fast::V::Null)) => Step::Null,
+                    Ok(Some(fast::V::Bool(b))) => Step::Bool(b),
+                    Ok(Some(fast::V::Record(_))) | Err(fast::Fallback) => {
+                        match read::parse_val(slice)? {
+                            Ok((v, _)) => Step::Jaq(v),
+                            Err(e) => return Some(Err(e)),
+                        }
+                    }
+                };
+                Some(Ok((step, used)))
+            });
+            let step = match step {
+                None => break,
+                Some(Ok(step)) => step,
+                Some(Err(e)) => {
+                    out.flush().map_err(Error::WriteOutput)?;
+                    return Err(input_error(e));
+                }
+            };
+            let printed = match step {
+                Step::Nothing => {
+                    state.last_failed = false;
+                    continue;
+                }
+                Step::Str(s) => Val::utf8_str(s.into_bytes()),
+                Step::Null => Val::Null,
+                Step::Bool(b) => Val::Bool(b),
+                Step::Jaq(v) => {
+                    let line = values.last_line;
+                    if let Some(code) =
+                        self.eval_one(&ctx, v, &mut out, opts, diagnostics, &mut state, line)?
+                    {
+                        let mut outcome = state.finish(opts);
+                        outcome.exit_code = code;
+                        return Ok(outcome);
+                    }
+                    continue;
+                }
+            };
+            state.last_failed = false;
+            state.last = Some(printed.as_bool());
+            state.outputs += 1;
+            write::output(&mut out, &opts.style, &printed).map_err(Error::WriteOutput)?;
+        }
+        out.flush().map_err(Error::WriteOutput)?;
+        Ok(state.finish(opts))
+    }
+}
+
+fn input_error(e: ReadError) -> Error {
+    match e {
+        ReadError::Syntax {
+            line,
+            offset,
+            reason,
+        } => Error::InvalidInput {
+            line,
+            offset,
+            reason,
+        },
+        ReadError::Io(e) => Error::ReadInput(e),
+    }
+}
+
+/// Counts kept across inputs.
+#[derive(Default)]
+pub(crate) struct State {
+    errors: usize,
+    outputs: u64,
+    last: Option<bool>,
+    /// jq's exit code follows the last input only: 5 if its evaluation failed.
+    last_failed: bool,
+}
+
+impl State {
+    /// jq's exit code at the end of the input.
+    fn finish(&self, opts: &RunOptions) -> Outcome {
+        let exit_code = if self.last_failed {
             5
         } else if opts.exit_status {
-            match last {
+            match self.last {
                 None => 4,
                 Some(false) => 1,
                 Some(true) => 0,
@@ -161,6 +316,10 @@ impl Filter {
         } else {
             0
         };
-        Ok(outcome)
+        Outcome {
+            exit_code,
+            errors: self.errors,
+            outputs: self.outputs,
+        }
     }
 }
