@@ -1,21 +1,48 @@
-# imgkit recipes. `just` is optional: each recipe is a plain command you can run yourself.
+# imgkit recipes. `just` is optional: every recipe wraps a plain command or a script in scripts/.
 
-# Build the release binary.
+default:
+    @just --list
+
+# Build the imgkit binary (release profile: LTO, stripped).
 build:
     cargo build --release
 
-# Install what the tests need and run the whole suite (the same command CI runs).
+# The whole suite on this machine: installs Debian packages, starts real engines, runs every test.
 test:
     scripts/test
 
-# Formatting and lints, as CI checks them.
+# Formatting and lints, as CI wants them.
 lint:
-    cargo fmt --all --check
-    cargo clippy --workspace --all-targets -- -D warnings
+    cargo fmt --all -- --check
+    cargo clippy --all-targets -- -D warnings
 
-# All benchmarks.
-bench: bench-filter
+# Every benchmark (each prints ratios against its anchor measured in the same run).
+bench: bench-filter bench-ls bench-archive bench-transfer
+
+# imgkit ls vs the guide's list+jq vs the engine's own listing, docker and podman, ~1,000 tags.
+bench-ls tags="1000":
+    scripts/bench-ls {{tags}}
+
+# Real engines with all state under DIR (up, seed, down, env): see scripts/engines.
+engines cmd dir:
+    scripts/engines {{cmd}} {{dir}}
 
 # `imgkit filter` vs jq vs gojq on a generated listing: LINES lines, RUNS runs each.
 bench-filter LINES="1000000" RUNS="3":
     scripts/bench-filter {{LINES}} {{RUNS}}
+
+# --- archives (helper "archive") ---------------------------------------------------------------
+
+# Archive throughput vs `cat` and `sha256sum` in the same run (~1 GiB; RUNS=N for medians of N).
+bench-archive size="1024":
+    scripts/bench-archive {{size}}
+
+# Fuzz the archive parsers, whole archives and image references for SECS seconds each
+# (nightly + cargo-fuzz, installed on first use; not in CI). Findings land in fuzz/artifacts/.
+fuzz secs="60":
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    cd fuzz && for t in manifest archive reference; do mkdir -p corpus/$t && cp -n seeds/$t/* corpus/$t/ 2>/dev/null; cargo +nightly fuzz run $t corpus/$t -- -max_total_time={{secs}} || exit 1; done
+# imgkit run vs the guide's two steps vs a raw `save | load` pipe, ~1 GiB, docker → podman and
+# docker → ctr:k8s.io (root; starts its own engines). Args: RUNS IMAGES MIB_PER_IMAGE.
+bench-transfer runs="3" images="8" mib="128":
+    scripts/bench-transfer {{runs}} {{images}} {{mib}}

@@ -2,5 +2,8 @@
 
 mod util;
 
+mod archive;
 mod cli;
+mod engines;
 mod filter;
+mod transfer;
