@@ -28,6 +28,7 @@ program. Exit codes as jq: 0 ok, 1/4 with -e, 2 usage or input error, 3 compile 
 pub(crate) struct Args {
     /// The jq program, then input files (stdin when none). With -f, all are input files.
     #[arg(value_name = "PROGRAM | FILE", allow_hyphen_values = false)]
+    #[allow(clippy::struct_field_names, reason = "jq's positional arguments")]
     args: Vec<OsString>,
     /// Read the program from FILE; a built-in preset name (`default.jq`) works where no such
     /// file exists.
@@ -120,18 +121,22 @@ impl Args {
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let (source, origin, files) = match &args.from_file {
-        Some(spec) => {
-            let (source, origin) = imgkit_select::load_filter(spec).map_err(|e| match e {
-                Error::FilterNotFound { .. } => with_hint(
-                    e,
-                    "give the path of a .jq file, or a preset name such as default.jq",
-                ),
-                other => other.into(),
+    let (source, origin, files) = if let Some(spec) = &args.from_file {
+        {
+            let (source, origin) = imgkit_select::load_filter(spec).map_err(|e| {
+                if matches!(e, Error::FilterNotFound { .. }) {
+                    with_hint(
+                        e,
+                        "give the path of a .jq file, or a preset name such as default.jq",
+                    )
+                } else {
+                    e.into()
+                }
             })?;
             (source, origin, args.args.clone())
         }
-        None => {
+    } else {
+        {
             let Some((program, files)) = args.args.split_first() else {
                 return Err(with_hint(
                     anyhow::anyhow!("no jq program given"),
