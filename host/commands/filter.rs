@@ -122,33 +122,29 @@ impl Args {
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let (source, origin, files) = if let Some(spec) = &args.from_file {
-        {
-            let (source, origin) = imgkit_select::load_filter(spec).map_err(|e| {
-                if matches!(e, Error::FilterNotFound { .. }) {
-                    with_hint(
-                        e,
-                        "give the path of a .jq file, or a preset name such as default.jq",
-                    )
-                } else {
-                    e.into()
-                }
-            })?;
-            (source, origin, args.args.clone())
-        }
+        let (source, origin) = imgkit_select::load_filter(spec).map_err(|e| {
+            if matches!(e, Error::FilterNotFound { .. }) {
+                with_hint(
+                    e,
+                    "give the path of a .jq file, or a preset name such as default.jq",
+                )
+            } else {
+                e.into()
+            }
+        })?;
+        (source, origin, args.args.clone())
     } else {
-        {
-            let Some((program, files)) = args.args.split_first() else {
-                return Err(with_hint(
-                    anyhow::anyhow!("no jq program given"),
-                    "imgkit filter -r -f default.jq < listing.jsonl, or imgkit filter '.Repository'",
-                ));
-            };
-            let program = program
-                .to_str()
-                .context("the jq program is not valid UTF-8")?
-                .to_string();
-            (program, "<program>".to_string(), files.to_vec())
-        }
+        let Some((program, files)) = args.args.split_first() else {
+            return Err(with_hint(
+                anyhow::anyhow!("no jq program given"),
+                "imgkit filter -r -f default.jq < listing.jsonl, or imgkit filter '.Repository'",
+            ));
+        };
+        let program = program
+            .to_str()
+            .context("the jq program is not valid UTF-8")?
+            .to_string();
+        (program, "<program>".to_string(), files.to_vec())
     };
 
     let filter = match Filter::compile_with_args(&source, &origin, &args.named_args()) {
