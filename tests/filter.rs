@@ -478,6 +478,18 @@ fn runtime_error_names_the_value_and_continues() {
 }
 
 #[test]
+fn nested_values_deeper_than_serde_jsons_limit_still_run() {
+    let nested = format!("{}1{}", "[".repeat(500), "]".repeat(500));
+    let input = format!("{{\"Repository\":\"a\",\"Tag\":\"1\",\"x\":{nested}}}\n");
+    Test::new()
+        .args(["filter", "-r", "-f", "default.jq"])
+        .stdin(input)
+        .run()
+        .success()
+        .stdout_is("a:1\n");
+}
+
+#[test]
 fn deep_nesting_is_an_error_not_a_crash() {
     let deep = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
     Test::new()

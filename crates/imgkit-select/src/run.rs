@@ -224,7 +224,13 @@ impl Filter {
             let step = values.next_with(|slice| {
                 let (record, used) = match fast::parse_record(slice)? {
                     Ok(parsed) => parsed,
-                    Err(e) => return Some(Err(e)),
+                    Err(e) if e.is_eof() => return Some(Err(e)),
+                    // serde_json's own nesting limit, or invalid input: the full parser
+                    // decides (10,000 levels) and words the error.
+                    Err(_) => {
+                        return read::parse_val(slice)
+                            .map(|r| r.map(|(v, used)| (Step::Jaq(v), used)));
+                    }
                 };
                 let step = match record.root().and_then(|root| expr.eval(root)) {
                     Ok(None) => Step::Nothing,
