@@ -218,7 +218,10 @@ fn ls_from_an_archive_prints_what_the_guide_would_select() {
         .stdout(std::process::Stdio::piped())
         .spawn();
     let Ok(mut jq) = jq else {
-        assert!(std::env::var_os("CI").is_none(), "jq is missing (scripts/test installs it)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "jq is missing (scripts/test installs it)"
+        );
         eprintln!("skipping: jq is not installed (run scripts/test)");
         return;
     };

@@ -67,17 +67,16 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     };
     // Compile before listing: a typo should not wait for the engine.
     let filter = if args.all { None } else { Some(compile(args)?) };
-    let records = match &args.from {
-        Some(path) => imgkit_archive::list(path)
-            .map_err(|e| with_hint(e, "check the file with `imgkit verify ARCHIVE`"))?,
-        None => {
-            let engine = EngineArgs {
-                trace: global.verbose > 0,
-                ..args.engine.clone()
-            }
-            .engine()?;
-            engine.list().map_err(engine_error)?
+    let records = if let Some(path) = &args.from {
+        imgkit_archive::list(path)
+            .map_err(|e| with_hint(e, "check the file with `imgkit verify ARCHIVE`"))?
+    } else {
+        let engine = EngineArgs {
+            trace: global.verbose > 0,
+            ..args.engine.clone()
         }
+        .engine()?;
+        engine.list().map_err(engine_error)?
     };
     let selected = match &filter {
         None => selection::select_all(&records),
