@@ -34,6 +34,8 @@ pub(crate) struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Run a jq program over JSON input, exactly as `jq` would (in-process, no jq needed).
+    Filter(commands::filter::Args),
     /// Print a shell completion script.
     Completions(commands::completions::Args),
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand; `run` dispatches.
 
 pub(crate) mod completions;
+pub(crate) mod filter;
 
 use std::process::ExitCode;
 
@@ -11,5 +12,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = &cli.global;
     match cli.command {
         Command::Completions(args) => completions::run(&args, global),
+        Command::Filter(args) => filter::run(&args, global),
     }
 }

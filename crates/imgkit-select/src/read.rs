@@ -1,0 +1,445 @@
+//! Reading a stream of JSON values with flat memory: a buffer refilled from any `Read`, parsed by
+//! serde_json straight into jaq values (object keys shared between records), with line and byte
+//! offset for invalid input, as jq reports them.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io::{self, BufRead, Read};
+
+use jaq_json::{Map, Num, Rc, Val};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// Nesting deeper than this is an input error (jq 1.7 has the same limit).
+const MAX_DEPTH: usize = 10_000;
+const INITIAL_BUFFER: usize = 256 * 1024;
+
+/// Where and why the input is not JSON.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// Invalid JSON at 1-based `line`, 0-based byte `offset` from the start of the input.
+    Syntax { line: u64, offset: u64, reason: String },
+    /// Reading failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Syntax { line, offset, reason } => {
+                write!(f, "{reason} at line {line}, byte offset {offset}")
+            }
+            Self::Io(e) => write!(f, "cannot read input: {e}"),
+        }
+    }
+}
+
+/// JSON values from a byte stream, one after another (whitespace-separated, as jq reads them).
+pub(crate) struct Values<R> {
+    src: R,
+    buf: Vec<u8>,
+    /// Parsed up to here.
+    start: usize,
+    /// Valid bytes end here.
+    end: usize,
+    eof: bool,
+    failed: bool,
+    /// Bytes dropped from the front of `buf` so far.
+    dropped: u64,
+    /// Newlines in the dropped bytes.
+    dropped_lines: u64,
+    /// Line on which the last value ended (1-based), for jq's `(at <stdin>:N)`.
+    pub(crate) last_line: u64,
+}
+
+impl<R: Read> Values<R> {
+    pub(crate) fn new(src: R) -> Self {
+        Self {
+            src,
+            buf: vec![0; INITIAL_BUFFER],
+            start: 0,
+            end: 0,
+            eof: false,
+            failed: false,
+            dropped: 0,
+            dropped_lines: 0,
+            last_line: 0,
+        }
+    }
+
+    /// Makes room and reads more; sets `eof` when the source is exhausted.
+    fn fill(&mut self) -> io::Result<()> {
+        if self.start > 0 {
+            self.dropped += self.start as u64;
+            self.dropped_lines += count_lines(&self.buf[..self.start]);
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        loop {
+            match self.src.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(());
+                }
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn line_at(&self, pos: usize) -> u64 {
+        self.dropped_lines + count_lines(&self.buf[..pos]) + 1
+    }
+
+    fn syntax(&mut self, err: &serde_json::Error) -> ReadError {
+        self.failed = true;
+        // serde_json counts lines (1-based) and columns (1-based bytes) within the slice.
+        let slice = &self.buf[self.start..self.end];
+        let mut pos = 0;
+        for _ in 1..err.line() {
+            match slice[pos..].iter().position(|&c| c == b'\n') {
+                Some(i) => pos += i + 1,
+                None => break,
+            }
+        }
+        let pos = self.start + (pos + err.column().saturating_sub(1)).min(slice.len());
+        let reason = match err.classify() {
+            serde_json::error::Category::Eof => "unfinished JSON value at end of input".to_string(),
+            _ => strip_position(&err.to_string()),
+        };
+        ReadError::Syntax { line: self.line_at(pos), offset: self.dropped + pos as u64, reason }
+    }
+}
+
+fn count_lines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&c| c == b'\n').count() as u64
+}
+
+/// serde_json appends " at line L column C"; we say where ourselves.
+fn strip_position(msg: &str) -> String {
+    msg.rfind(" at line ").map_or(msg, |i| &msg[..i]).to_string()
+}
+
+impl<R: Read> Iterator for Values<R> {
+    type Item = Result<Val, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            while self.start < self.end && self.buf[self.start].is_ascii_whitespace() {
+                self.start += 1;
+            }
+            if self.start == self.end {
+                if self.eof {
+                    return None;
+                }
+                if let Err(e) = self.fill() {
+                    self.failed = true;
+                    return Some(Err(ReadError::Io(e)));
+                }
+                continue;
+            }
+            let len = self.end - self.start;
+            let (parsed, used) = {
+                let mut de = serde_json::Deserializer::from_slice(&self.buf[self.start..self.end]);
+                de.disable_recursion_limit();
+                let mut stream = de.into_iter::<Doc>();
+                let parsed = stream.next();
+                (parsed, stream.byte_offset())
+            };
+            match parsed {
+                // A value ending right at the buffer's end may continue (`12` of `123`).
+                Some(Ok(Doc(v))) if used < len || self.eof => {
+                    self.start += used;
+                    self.last_line = self.line_at(self.start);
+                    return Some(Ok(v));
+                }
+                Some(Err(e)) if !(e.is_eof() && !self.eof) => return Some(Err(self.syntax(&e))),
+                // Incomplete: read more and parse again.
+                _ => {
+                    if let Err(e) = self.fill() {
+                        self.failed = true;
+                        return Some(Err(ReadError::Io(e)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `-R`: each line of the input as a string (without its `\n`).
+pub(crate) struct RawLines<R> {
+    src: R,
+    pub(crate) line: u64,
+}
+
+impl<R: BufRead> RawLines<R> {
+    pub(crate) fn new(src: R) -> Self {
+        Self { src, line: 0 }
+    }
+}
+
+impl<R: BufRead> Iterator for RawLines<R> {
+    type Item = Result<Val, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut line = Vec::new();
+        match self.src.read_until(b'\n', &mut line) {
+            Ok(0) => None,
+            Ok(_) => {
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                self.line += 1;
+                Some(Ok(Val::utf8_str(line)))
+            }
+            Err(e) => Some(Err(ReadError::Io(e))),
+        }
+    }
+}
+
+/// One parsed document; deserialized with the thread's key cache.
+struct Doc(Val);
+
+thread_local! {
+    static KEYS: RefCell<KeyCache> = RefCell::new(KeyCache::default());
+}
+
+impl<'de> serde::Deserialize<'de> for Doc {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        KEYS.with_borrow_mut(|keys| ValSeed { keys, depth: 0 }.deserialize(d)).map(Doc)
+    }
+}
+
+/// Parses one JSON text completely (for `--argjson`).
+pub(crate) fn parse_one(text: &str) -> Result<Val, String> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    let v = KEYS
+        .with_borrow_mut(|keys| ValSeed { keys, depth: 0 }.deserialize(&mut de))
+        .map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(v)
+}
+
+/// Object keys seen recently: records repeat the same few keys, so share their bytes.
+#[derive(Default)]
+struct KeyCache {
+    keys: Vec<(Box<[u8]>, Val)>,
+}
+
+impl KeyCache {
+    const MAX: usize = 64;
+
+    fn get(&mut self, key: &str) -> Val {
+        if let Some((_, v)) = self.keys.iter().find(|(k, _)| **k == *key.as_bytes()) {
+            return v.clone();
+        }
+        let v = Val::utf8_str(key.as_bytes().to_vec());
+        if self.keys.len() < Self::MAX {
+            self.keys.push((key.as_bytes().into(), v.clone()));
+        }
+        v
+    }
+}
+
+struct ValSeed<'c> {
+    keys: &'c mut KeyCache,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for ValSeed<'_> {
+    type Value = Val;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Val, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+struct KeySeed<'c>(&'c mut KeyCache);
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Val;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Val, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for KeySeed<'_> {
+    type Value = Val;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Val, E> {
+        Ok(self.0.get(s))
+    }
+}
+
+impl<'de> Visitor<'de> for ValSeed<'_> {
+    type Value = Val;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Val, E> {
+        Ok(Val::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Val, E> {
+        Ok(Val::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Val, E> {
+        Ok(Val::Num(Num::from_integral(i)))
+    }
+    fn visit_u64<E>(self, i: u64) -> Result<Val, E> {
+        Ok(Val::Num(Num::from_integral(i)))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Val, E> {
+        Ok(Val::Num(Num::Float(f)))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Val, E> {
+        Ok(Val::utf8_str(s.as_bytes().to_vec()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Val, E> {
+        Ok(Val::utf8_str(s.into_bytes()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Val, A::Error> {
+        let depth = self.depth + 1;
+        if depth > MAX_DEPTH {
+            return Err(de::Error::custom("exceeds depth limit for parsing"));
+        }
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(x) = seq.next_element_seed(ValSeed { keys: self.keys, depth })? {
+            items.push(x);
+        }
+        Ok(Val::Arr(Rc::new(items)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Val, A::Error> {
+        let depth = self.depth + 1;
+        if depth > MAX_DEPTH {
+            return Err(de::Error::custom("exceeds depth limit for parsing"));
+        }
+        let mut obj = Map::with_capacity_and_hasher(16, Default::default());
+        while let Some(k) = map.next_key_seed(KeySeed(self.keys))? {
+            let v = map.next_value_seed(ValSeed { keys: self.keys, depth })?;
+            obj.insert(k, v);
+        }
+        Ok(Val::obj(obj))
+    }
+}
+
+/// Converts a serde_json value (no parsing involved).
+pub(crate) fn from_serde(v: &serde_json::Value) -> Val {
+    use serde_json::Value as J;
+    match v {
+        J::Null => Val::Null,
+        J::Bool(b) => Val::Bool(*b),
+        J::Number(n) => Val::Num(if let Some(i) = n.as_i64() {
+            Num::from_integral(i)
+        } else if let Some(u) = n.as_u64() {
+            Num::from_integral(u)
+        } else {
+            Num::Float(n.as_f64().unwrap_or(f64::NAN))
+        }),
+        J::String(s) => Val::utf8_str(s.as_bytes().to_vec()),
+        J::Array(a) => Val::Arr(Rc::new(a.iter().map(from_serde).collect())),
+        J::Object(o) => Val::obj(
+            o.iter().map(|(k, v)| (Val::utf8_str(k.as_bytes().to_vec()), from_serde(v))).collect(),
+        ),
+    }
+}
+
+/// Converts to a serde_json value: numbers as jq would print them, NaN as null.
+pub(crate) fn to_serde(v: &Val) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Val::Null => J::Null,
+        Val::Bool(b) => J::Bool(*b),
+        Val::Num(n) => match n {
+            Num::Int(i) => J::from(*i as i64),
+            other => {
+                let mut text = Vec::new();
+                crate::write::number(&mut text, other).expect("writing to a Vec cannot fail");
+                serde_json::from_slice(&text).unwrap_or(J::Null)
+            }
+        },
+        Val::TStr(s) | Val::BStr(s) => J::String(String::from_utf8_lossy(s).into_owned()),
+        Val::Arr(a) => J::Array(a.iter().map(to_serde).collect()),
+        Val::Obj(o) => J::Object(
+            o.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Val::TStr(s) | Val::BStr(s) => String::from_utf8_lossy(s).into_owned(),
+                        other => String::from_utf8_lossy(&crate::write::to_json(other)).into_owned(),
+                    };
+                    (key, to_serde(v))
+                })
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(input: &[u8], buf: usize) -> Vec<Result<String, String>> {
+        let mut values = Values::new(input);
+        values.buf = vec![0; buf];
+        values
+            .map(|r| {
+                r.map(|v| String::from_utf8(crate::write::to_json(&v)).unwrap())
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn values_split_across_refills() {
+        let input = b"123 {\"a\": [1, 2.5, \"x\"]}\r\n\"\xc3\xa9\" true\nnull 45";
+        for buf in [1, 2, 3, 7, 64] {
+            let got = read_all(input, buf);
+            let want: Vec<Result<String, String>> =
+                ["123", r#"{"a":[1,2.5,"x"]}"#, "\"é\"", "true", "null", "45"]
+                    .iter()
+                    .map(|s| Ok((*s).to_string()))
+                    .collect();
+            assert_eq!(got, want, "buffer {buf}");
+        }
+    }
+
+    #[test]
+    fn invalid_json_names_line_and_offset() {
+        let got = read_all(b"{\"a\":1}\n{\"a\":}\n", 4);
+        assert_eq!(got[0], Ok(r#"{"a":1}"#.to_string()));
+        let err = got[1].as_ref().unwrap_err();
+        assert!(err.contains("line 2, byte offset 13"), "{err}");
+        assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn truncated_input_is_an_error() {
+        let got = read_all(b"{\"a\":1", 64);
+        let err = got[0].as_ref().unwrap_err();
+        assert!(err.starts_with("unfinished JSON value at end of input at line 1"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = "[".repeat(MAX_DEPTH + 1);
+        let got = std::thread::Builder::new()
+            .stack_size(crate::STACK_SIZE)
+            .spawn(move || read_all(deep.as_bytes(), 1 << 20))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(got[0].as_ref().unwrap_err().contains("depth limit"), "{got:?}");
+    }
+}

@@ -1,0 +1,166 @@
+//! Running a compiled program over a stream of inputs as `jq` does: outputs printed as they
+//! come, a runtime error reported (naming the input's line) before going on with the next
+//! input, `input`/`inputs` sharing the stream, `-n`, `-s`, `-R`, `-e` and `halt`.
+
+use std::cell::{Cell, RefCell};
+use std::io::{BufReader, BufWriter, Read, Write};
+
+use jaq_core::{Ctx, ValT as _, Vars};
+use jaq_json::Val;
+use jaq_std::input::RcIter;
+
+use crate::compile::{Data, Kind};
+use crate::read::{RawLines, ReadError, Values};
+use crate::write::{self, Style};
+use crate::{Error, Filter};
+
+/// How to read the input and print the output; the flags of `jq` with the same names.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// `-n`: run the program once with `null` as input (`input`/`inputs` still read).
+    pub null_input: bool,
+    /// `-s`: read all inputs into one array (with `-R`: the whole input as one string).
+    pub slurp: bool,
+    /// `-R`: each input line is a string, not JSON.
+    pub raw_input: bool,
+    /// `-e`: exit 1 if the last output was `false` or `null`, 4 if there was none.
+    pub exit_status: bool,
+    /// How outputs are printed.
+    pub style: Style,
+}
+
+/// How a run ended, when it ran to the end (or to `halt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// jq's exit code: 0; 5 after runtime errors; 1 or 4 with `-e`; `halt`'s code.
+    pub exit_code: u8,
+    /// Runtime errors reported (each ended the evaluation of one input).
+    pub errors: usize,
+    /// Values printed.
+    pub outputs: u64,
+}
+
+/// jq's text for a runtime error value: strings as they are, other values as JSON with
+/// jq's `(not a string)` marker.
+pub(crate) fn error_message(e: jaq_core::Error<Val>) -> (String, bool) {
+    match e.into_val() {
+        Val::TStr(s) | Val::BStr(s) => (String::from_utf8_lossy(&s).into_owned(), true),
+        other => (String::from_utf8_lossy(&write::to_json(&other)).into_owned(), false),
+    }
+}
+
+type Inputs<'a> = Box<dyn Iterator<Item = Result<Val, ReadError>> + 'a>;
+
+fn inputs<'a, R: Read + 'a>(input: R, opts: &RunOptions, line: &'a Cell<u64>) -> Inputs<'a> {
+    if opts.raw_input && opts.slurp {
+        let mut input = input;
+        let mut all = Vec::new();
+        let all = input.read_to_end(&mut all).map(|_| Val::utf8_str(all)).map_err(ReadError::Io);
+        return Box::new(std::iter::once(all));
+    }
+    if opts.raw_input {
+        let lines = RawLines::new(BufReader::with_capacity(1 << 16, input));
+        return Box::new(lines.inspect(move |_| line.set(line.get() + 1)));
+    }
+    let mut values = Values::new(input);
+    if opts.slurp {
+        let all: Result<Vec<Val>, ReadError> = values.by_ref().collect();
+        return Box::new(std::iter::once(all.map(|a| a.into_iter().collect())));
+    }
+    Box::new(std::iter::from_fn(move || {
+        let v = values.next();
+        line.set(values.last_line);
+        v
+    }))
+}
+
+impl Filter {
+    /// The run itself, on the current thread (see [`Filter::run`]).
+    pub(crate) fn run_here<R: Read, W: Write>(
+        &self,
+        input: R,
+        output: W,
+        opts: &RunOptions,
+        diagnostics: &mut dyn Write,
+    ) -> Result<Outcome, Error> {
+        let line = Cell::new(0);
+        let failure: RefCell<Option<ReadError>> = RefCell::new(None);
+        let source = inputs(input, opts, &line);
+        let source = source.map(|r| {
+            r.map_err(|e| {
+                let msg = e.to_string();
+                *failure.borrow_mut() = Some(e);
+                msg
+            })
+        });
+        let shared = RcIter::new(source);
+        // Coerce the boxed iterator to the unsized type jaq's `Inputs` wants.
+        let shared: &RcIter<dyn Iterator<Item = Result<Val, String>> + '_> = &shared;
+        let data = Data { lut: &self.inner.lut, inputs: shared };
+        let ctx: Ctx<'_, Kind> = Ctx::new(&data, Vars::new(self.globals()?));
+
+        let mut out = BufWriter::with_capacity(1 << 16, output);
+        let mut outcome = Outcome { exit_code: 0, errors: 0, outputs: 0 };
+        let mut last: Option<bool> = None;
+        let null = std::iter::once(Ok(Val::Null));
+        let mut main: Box<dyn Iterator<Item = Result<Val, String>> + '_> =
+            if opts.null_input { Box::new(null) } else { Box::new(shared) };
+
+        while let Some(x) = main.next() {
+            let x = match x {
+                Ok(x) => x,
+                Err(_) => break,
+            };
+            for y in self.inner.id.run((ctx.clone(), x)) {
+                match y {
+                    Ok(v) => {
+                        last = Some(v.as_bool());
+                        outcome.outputs += 1;
+                        write::output(&mut out, &opts.style, &v).map_err(Error::WriteOutput)?;
+                    }
+                    Err(exn) => match exn.get_err() {
+                        Ok(e) => {
+                            outcome.errors += 1;
+                            out.flush().map_err(Error::WriteOutput)?;
+                            let (msg, is_str) = error_message(e);
+                            let tag = if is_str { "" } else { " (not a string)" };
+                            let at = line.get();
+                            let _ = writeln!(diagnostics, "imgkit: error (at <stdin>:{at}){tag}: {msg}");
+                            // Stop pulling this input's outputs, go on with the next input.
+                            break;
+                        }
+                        Err(exn) => {
+                            let code = exn.get_halt().unwrap_or(5);
+                            out.flush().map_err(Error::WriteOutput)?;
+                            outcome.exit_code = code as u8;
+                            return Ok(outcome);
+                        }
+                    },
+                }
+            }
+            if failure.borrow().is_some() {
+                break;
+            }
+        }
+        drop(main);
+        out.flush().map_err(Error::WriteOutput)?;
+        if let Some(e) = failure.borrow_mut().take() {
+            return Err(match e {
+                ReadError::Syntax { line, offset, reason } => Error::InvalidInput { line, offset, reason },
+                ReadError::Io(e) => Error::ReadInput(e),
+            });
+        }
+        outcome.exit_code = if outcome.errors > 0 {
+            5
+        } else if opts.exit_status {
+            match last {
+                None => 4,
+                Some(false) => 1,
+                Some(true) => 0,
+            }
+        } else {
+            0
+        };
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,297 @@
+//! Printing values exactly as jq 1.7 prints them: jq's number format, jq's string escapes, its
+//! pretty printer (indent, `--tab`, `-c`) and raw output (`-r`, `-j`).
+
+use std::io::{self, Write};
+
+use jaq_json::{Num, Val};
+
+/// How `imgkit filter` lays out each output value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Indent {
+    /// One line per value (`-c`, or `--indent 0`).
+    Compact,
+    /// `n` spaces per level (jq's default is 2; `--indent n`, at most 7 as in jq).
+    Spaces(u8),
+    /// One tab per level (`--tab`).
+    Tab,
+}
+
+impl Default for Indent {
+    fn default() -> Self {
+        Self::Spaces(2)
+    }
+}
+
+/// Output options, spelled like jq's flags.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Style {
+    /// Layout of arrays and objects.
+    pub indent: Indent,
+    /// `-r`: print strings without quotes.
+    pub raw: bool,
+    /// `-j`: like `-r`, and no newline after each value.
+    pub join: bool,
+    /// `-a`: escape every non-ASCII character as `\uXXXX`.
+    pub ascii: bool,
+    /// `-S`: print object keys sorted.
+    pub sort_keys: bool,
+}
+
+/// Writes one output value followed by a newline (unless `join`).
+pub(crate) fn output(w: &mut impl Write, style: &Style, v: &Val) -> io::Result<()> {
+    match v {
+        Val::TStr(s) | Val::BStr(s) if style.raw || style.join => w.write_all(s)?,
+        _ => value(w, style, 0, v)?,
+    }
+    if !style.join {
+        w.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// Writes `v` as JSON in jq's layout.
+pub(crate) fn value(w: &mut impl Write, style: &Style, level: usize, v: &Val) -> io::Result<()> {
+    match v {
+        Val::Null => w.write_all(b"null"),
+        Val::Bool(true) => w.write_all(b"true"),
+        Val::Bool(false) => w.write_all(b"false"),
+        Val::Num(n) => number(w, n),
+        Val::TStr(s) | Val::BStr(s) => string(w, s, style.ascii),
+        Val::Arr(a) if a.is_empty() => w.write_all(b"[]"),
+        Val::Arr(a) => {
+            w.write_all(b"[")?;
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    w.write_all(b",")?;
+                }
+                newline(w, style, level + 1)?;
+                value(w, style, level + 1, x)?;
+            }
+            newline(w, style, level)?;
+            w.write_all(b"]")
+        }
+        Val::Obj(o) if o.is_empty() => w.write_all(b"{}"),
+        Val::Obj(o) => {
+            w.write_all(b"{")?;
+            let mut entries: Vec<(&Val, &Val)> = o.iter().collect();
+            if style.sort_keys {
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+            }
+            for (i, (k, x)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    w.write_all(b",")?;
+                }
+                newline(w, style, level + 1)?;
+                match k {
+                    Val::TStr(s) | Val::BStr(s) => string(w, s, style.ascii)?,
+                    // jq objects only have string keys; show others as JSON text.
+                    other => string(w, &to_json(other), style.ascii)?,
+                }
+                w.write_all(if style.indent == Indent::Compact { b":" } else { b": " })?;
+                value(w, style, level + 1, x)?;
+            }
+            newline(w, style, level)?;
+            w.write_all(b"}")
+        }
+    }
+}
+
+fn newline(w: &mut impl Write, style: &Style, level: usize) -> io::Result<()> {
+    match style.indent {
+        Indent::Compact => Ok(()),
+        Indent::Tab => {
+            w.write_all(b"\n")?;
+            (0..level).try_for_each(|_| w.write_all(b"\t"))
+        }
+        Indent::Spaces(n) => {
+            w.write_all(b"\n")?;
+            (0..level * usize::from(n)).try_for_each(|_| w.write_all(b" "))
+        }
+    }
+}
+
+/// `v` as compact JSON text, numbers as jq prints them.
+pub(crate) fn to_json(v: &Val) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let style = Style { indent: Indent::Compact, ..Style::default() };
+    value(&mut buf, &style, 0, v).expect("writing to a Vec cannot fail");
+    buf
+}
+
+/// Writes a JSON string with jq's escapes: `\"`, `\\`, `\b\f\n\r\t`, other control characters
+/// and DEL as `\u00XX`; everything else as UTF-8 (or `\uXXXX` with `ascii`). Invalid UTF-8
+/// becomes U+FFFD, as jq reads it.
+fn string(w: &mut impl Write, s: &[u8], ascii: bool) -> io::Result<()> {
+    w.write_all(b"\"")?;
+    let mut start = 0;
+    let special = |c: u8| c < 0x20 || c == b'"' || c == b'\\' || c == 0x7f || (ascii && c >= 0x80);
+    let mut i = 0;
+    while i < s.len() {
+        let c = s[i];
+        if !special(c) {
+            i += 1;
+            continue;
+        }
+        if c >= 0x80 {
+            break;
+        }
+        w.write_all(&s[start..i])?;
+        match c {
+            b'"' => w.write_all(b"\\\"")?,
+            b'\\' => w.write_all(b"\\\\")?,
+            b'\n' => w.write_all(b"\\n")?,
+            b'\t' => w.write_all(b"\\t")?,
+            b'\r' => w.write_all(b"\\r")?,
+            0x08 => w.write_all(b"\\b")?,
+            0x0c => w.write_all(b"\\f")?,
+            c => write!(w, "\\u{c:04x}")?,
+        }
+        i += 1;
+        start = i;
+    }
+    if i < s.len() {
+        // ASCII output: escape the rest character by character.
+        w.write_all(&s[start..i])?;
+        for ch in String::from_utf8_lossy(&s[i..]).chars() {
+            match ch {
+                '"' => w.write_all(b"\\\"")?,
+                '\\' => w.write_all(b"\\\\")?,
+                '\n' => w.write_all(b"\\n")?,
+                '\t' => w.write_all(b"\\t")?,
+                '\r' => w.write_all(b"\\r")?,
+                '\u{8}' => w.write_all(b"\\b")?,
+                '\u{c}' => w.write_all(b"\\f")?,
+                c if c.is_ascii() && !c.is_ascii_control() => w.write_all(&[c as u8])?,
+                c => {
+                    let mut units = [0u16; 2];
+                    for u in c.encode_utf16(&mut units) {
+                        write!(w, "\\u{u:04x}")?;
+                    }
+                }
+            }
+        }
+    } else {
+        let rest = &s[start..];
+        match std::str::from_utf8(rest) {
+            Ok(_) => w.write_all(rest)?,
+            Err(_) => w.write_all(String::from_utf8_lossy(rest).as_bytes())?,
+        }
+    }
+    w.write_all(b"\"")
+}
+
+/// Writes a number as jq 1.7 does: integers in full (also beyond 2^53), other numbers in the
+/// shortest form that reads back to the same double, laid out like jq's `jvp_dtoa_fmt`
+/// (`1.0` → `1`, `1E2` → `100`, `1e17` → `1e+17`, `0.00001` → `1e-05`); NaN as `null`,
+/// infinities as ±`1.7976931348623157e+308`.
+pub(crate) fn number(w: &mut impl Write, n: &Num) -> io::Result<()> {
+    match n {
+        Num::Int(i) => write!(w, "{i}"),
+        Num::BigInt(i) => write!(w, "{i}"),
+        Num::Float(f) => float(w, *f),
+        Num::Dec(d) => match integer_literal(d) {
+            Some(digits) => w.write_all(digits.as_bytes()),
+            None => float(w, d.parse().unwrap_or(f64::NAN)),
+        },
+    }
+}
+
+/// A decimal literal that is a plain integer (`-?[0-9]+`), which jq 1.7 prints unchanged.
+fn integer_literal(d: &str) -> Option<&str> {
+    let digits = d.strip_prefix('-').unwrap_or(d);
+    (!digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit())).then_some(d)
+}
+
+fn float(w: &mut impl Write, f: f64) -> io::Result<()> {
+    if f.is_nan() {
+        return w.write_all(b"null");
+    }
+    let f = if f.is_infinite() { f64::MAX.copysign(f) } else { f };
+    w.write_all(format_float(f).as_bytes())
+}
+
+/// jq's layout of the shortest round-trip digits of `f` (finite).
+pub(crate) fn format_float(f: f64) -> String {
+    // `{:e}` yields the shortest round-trip digits: "-1.2345e-5", "0e0", "1e17".
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` always has an exponent");
+    let exp: i32 = exp.parse().expect("`{:e}` exponent is an integer");
+    let (neg, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let n = digits.len() as i32;
+    // jq/dtoa's decpt: the value is 0.DIGITS × 10^decpt.
+    let decpt = exp + 1;
+    let mut out = String::with_capacity(24);
+    if neg {
+        out.push('-');
+    }
+    if digits == "0" {
+        out.push('0');
+    } else if decpt <= -4 || decpt > n + 15 {
+        out.push_str(&digits[..1]);
+        if n > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        out.push('e');
+        let e = decpt - 1;
+        out.push(if e < 0 { '-' } else { '+' });
+        out.push_str(&format!("{:02}", e.abs()));
+    } else if decpt <= 0 {
+        out.push_str("0.");
+        (0..-decpt).for_each(|_| out.push('0'));
+        out.push_str(&digits);
+    } else if decpt >= n {
+        out.push_str(&digits);
+        (0..decpt - n).for_each(|_| out.push('0'));
+    } else {
+        out.push_str(&digits[..decpt as usize]);
+        out.push('.');
+        out.push_str(&digits[decpt as usize..]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_print_like_jq() {
+        let cases = [
+            (1.0, "1"),
+            (100.0, "100"),
+            (-0.0, "-0"),
+            (0.0, "0"),
+            (2.5, "2.5"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1e15, "1000000000000000"),
+            (1e16, "1e+16"),
+            (1e17, "1e+17"),
+            (1.5e17, "1.5e+17"),
+            (123_456_789_012_345_680.0, "123456789012345680"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1.25e-7, "1.25e-07"),
+            (1e300, "1e+300"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (3.0 / 1.0, "3"),
+        ];
+        for (f, want) in cases {
+            assert_eq!(format_float(f), want, "{f:e}");
+        }
+    }
+
+    #[test]
+    fn strings_escape_like_jq() {
+        let mut out = Vec::new();
+        string(&mut out, "a\"\\\n\t\u{1}\u{7f}é".as_bytes(), false).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), r#""a\"\\\n\t\u0001\u007fé""#);
+        let mut out = Vec::new();
+        string(&mut out, "é😀".as_bytes(), true).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), r#""\u00e9\ud83d\ude00""#);
+    }
+}
