@@ -36,6 +36,9 @@ pub(crate) struct GlobalArgs {
 pub(crate) enum Command {
     /// Run a jq program over JSON input, exactly as `jq` would (in-process, no jq needed).
     Filter(commands::filter::Args),
+    /// Check WASM filter plugins: `imgkit plugin check FILE.wasm` validates one and runs it on a
+    /// sample listing.
+    Plugin(commands::plugin::Args),
     /// Print a shell completion script.
     Completions(commands::completions::Args),
 }

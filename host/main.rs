@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod diagnostics;
+mod plugin_args;
 
 use std::process::ExitCode;
 

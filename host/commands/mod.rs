@@ -2,6 +2,7 @@
 
 pub(crate) mod completions;
 pub(crate) mod filter;
+pub(crate) mod plugin;
 
 use std::process::ExitCode;
 
@@ -13,5 +14,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Completions(args) => completions::run(&args, global),
         Command::Filter(args) => filter::run(&args, global),
+        Command::Plugin(args) => plugin::run(&args, global),
     }
 }
