@@ -263,9 +263,11 @@ impl Plugin {
         }
         let kind = match e.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => {
+                // The nominal budget for the records fed (the fuel actually granted may lag
+                // by the last chunk, which the plugin had not read yet).
                 return Some(Error::OutOfFuel {
                     plugin,
-                    budget: finished.fuel_granted,
+                    budget: limits.fuel_for(records),
                     records,
                     stderr,
                 });
