@@ -135,15 +135,23 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 /// `10s`, `500ms`, `2m`, `1h`, or plain seconds.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("expected a duration like 10s or 500ms, got {s:?}"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("expected a duration like 10s or 500ms, got {s:?}"))?;
     let secs = match unit.trim() {
         "" | "s" => n,
         "ms" => n / 1000.0,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
-        other => return Err(format!("unknown duration unit {other:?} (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use ms, s, m or h)"
+            ));
+        }
     };
     if !secs.is_finite() || secs <= 0.0 {
         return Err(format!("the duration must be positive, got {s:?}"));
@@ -157,7 +165,9 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("expected a size like 64MiB, got {s:?}"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("expected a size like 64MiB, got {s:?}"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
@@ -168,7 +178,8 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
         "gb" => 1_000_000_000,
         other => return Err(format!("unknown size unit {other:?} (use KiB, MiB, GiB)")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 #[cfg(test)]

@@ -66,8 +66,11 @@ fn run_check(args: &CheckArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
 
     // A reference the listing does not name is an error in a real run; flag it here.
     let listed = listed_names(&sample);
-    let unlisted: Vec<&String> =
-        outcome.references.iter().filter(|r| !names_listed_image(r, &listed)).collect();
+    let unlisted: Vec<&String> = outcome
+        .references
+        .iter()
+        .filter(|r| !names_listed_image(r, &listed))
+        .collect();
 
     let cache = match plugin.cache_outcome() {
         CacheOutcome::Hit => "loaded from the cache",
@@ -116,20 +119,28 @@ fn run_check(args: &CheckArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             list.join(", ")
         );
     }
-    Ok(if outcome.references.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if outcome.references.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `(repository, tag or None)` of every listed record, normalized, for membership checks.
 fn listed_names(listing: &str) -> HashSet<(String, Option<String>)> {
     let mut set = HashSet::new();
     for line in listing.lines().filter(|l| !l.trim().is_empty()) {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
         let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or(NONE).to_owned();
         let (repo, tag) = (field("Repository"), field("Tag"));
         if repo == NONE {
             continue;
         }
-        let Ok(name) = ImageRef::parse(&repo) else { continue };
+        let Ok(name) = ImageRef::parse(&repo) else {
+            continue;
+        };
         set.insert((name.normalized_name(), None));
         if tag != NONE {
             set.insert((name.normalized_name(), Some(tag)));
@@ -139,6 +150,8 @@ fn listed_names(listing: &str) -> HashSet<(String, Option<String>)> {
 }
 
 fn names_listed_image(reference: &str, listed: &HashSet<(String, Option<String>)>) -> bool {
-    let Ok(r) = ImageRef::parse(reference) else { return false };
+    let Ok(r) = ImageRef::parse(reference) else {
+        return false;
+    };
     listed.contains(&(r.normalized_name(), r.tag().map(str::to_owned)))
 }

@@ -117,7 +117,10 @@ pub fn args() -> BTreeMap<String, String> {
 #[derive(Debug)]
 pub enum Error {
     /// A line of input is not a JSON record (`line` counts from 1).
-    BadRecord { line: usize, source: serde_json::Error },
+    BadRecord {
+        line: usize,
+        source: serde_json::Error,
+    },
     /// Reading stdin or writing stdout failed.
     Io(std::io::Error),
 }
@@ -142,12 +145,20 @@ impl From<std::io::Error> for Error {
 /// Runs `select` on every record of stdin and prints what it returns; the whole plugin in one
 /// call. Returns the exit code for `main`: 0, or 2 after printing the error to stderr.
 pub fn run<F: FnMut(Record) -> Option<String>>(select: F) -> ExitCode {
-    finish(filter(std::io::stdin().lock(), std::io::stdout().lock(), select))
+    finish(filter(
+        std::io::stdin().lock(),
+        std::io::stdout().lock(),
+        select,
+    ))
 }
 
 /// [`run`] with each record as raw JSON (every key, any value type).
 pub fn run_json<F: FnMut(serde_json::Value) -> Option<String>>(select: F) -> ExitCode {
-    finish(filter(std::io::stdin().lock(), std::io::stdout().lock(), select))
+    finish(filter(
+        std::io::stdin().lock(),
+        std::io::stdout().lock(),
+        select,
+    ))
 }
 
 /// Reads all records first, then prints the references `select` returns: for plugins that
@@ -210,8 +221,8 @@ where
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let record = serde_json::from_slice(&line)
-            .map_err(|source| Error::BadRecord { line: n, source })?;
+        let record =
+            serde_json::from_slice(&line).map_err(|source| Error::BadRecord { line: n, source })?;
         each(record)?;
     }
 }
@@ -242,26 +253,37 @@ mod tests {
     #[test]
     fn default_semantics() {
         let input = concat!(
-            r#"{"Repository":"alpine","Tag":"3.20"}"#, "\n",
-            r#"{"Repository":"<none>","Tag":"<none>"}"#, "\n",
+            r#"{"Repository":"alpine","Tag":"3.20"}"#,
             "\n",
-            r#"{"Repository":"busybox","Tag":"<none>","Extra":1}"#, "\n",
+            r#"{"Repository":"<none>","Tag":"<none>"}"#,
+            "\n",
+            "\n",
+            r#"{"Repository":"busybox","Tag":"<none>","Extra":1}"#,
+            "\n",
         );
         assert_eq!(lines(input), "alpine:3.20\nbusybox\n");
     }
 
     #[test]
     fn bad_record_names_its_line() {
-        let err = filter("{}\nnot json\n".as_bytes(), Vec::new(), |r: Record| r.reference())
-            .unwrap_err();
+        let err = filter("{}\nnot json\n".as_bytes(), Vec::new(), |r: Record| {
+            r.reference()
+        })
+        .unwrap_err();
         assert!(err.to_string().starts_with("line 2: not a record"), "{err}");
     }
 
     #[test]
     fn created_at_parses() {
         assert_eq!(created_unix("1970-01-01 00:00:00 +0000 UTC"), Some(0));
-        assert_eq!(created_unix("2026-11-28 06:34:53 +0000 UTC"), Some(1_795_847_693));
-        assert_eq!(created_unix("2026-11-28 07:34:53 +0100 CET"), Some(1_795_847_693));
+        assert_eq!(
+            created_unix("2026-11-28 06:34:53 +0000 UTC"),
+            Some(1_795_847_693)
+        );
+        assert_eq!(
+            created_unix("2026-11-28 07:34:53 +0100 CET"),
+            Some(1_795_847_693)
+        );
         assert_eq!(created_unix("yesterday"), None);
     }
 }

@@ -19,7 +19,11 @@ const WASMTIME_VERSION: &str = "48.0.8";
 /// imgkit's cache directory: `$XDG_CACHE_HOME/imgkit`, else the platform's cache directory
 /// (`~/.cache`, `~/Library/Caches`, `%LOCALAPPDATA%`) + `imgkit`. `None` when no home is known.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let nonempty = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(xdg) = nonempty("XDG_CACHE_HOME") {
         return Some(xdg.join("imgkit"));
     }

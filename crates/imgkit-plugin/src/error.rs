@@ -17,7 +17,11 @@ pub enum Error {
     },
     /// The module file is larger than [`crate::Limits::max_module`].
     #[error("plugin {} is {size} bytes, over the module size limit of {limit} bytes", plugin.display())]
-    ModuleTooLarge { plugin: PathBuf, size: u64, limit: u64 },
+    ModuleTooLarge {
+        plugin: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     /// The file is not a WebAssembly binary.
     #[error("plugin {} is not a WebAssembly module (it does not start with \\0asm)", plugin.display())]
     NotWasm { plugin: PathBuf },
@@ -29,31 +33,66 @@ pub enum Error {
     InvalidModule { plugin: PathBuf, reason: String },
     /// The module imports something outside WASI preview1.
     #[error("plugin {} imports `{module}::{name}`, which the sandbox does not provide (only wasi_snapshot_preview1)", plugin.display())]
-    UnsupportedImport { plugin: PathBuf, module: String, name: String },
+    UnsupportedImport {
+        plugin: PathBuf,
+        module: String,
+        name: String,
+    },
     /// The module has no `_start` export: it is a library/reactor, not a command.
     #[error("plugin {} has no `_start` function: it must be a WASI command (a program with a main)", plugin.display())]
     NoStart { plugin: PathBuf },
     /// The plugin exited with a non-zero code.
     #[error("plugin {} exited with code {code}", plugin.display())]
-    Exit { plugin: PathBuf, code: i32, stderr: String },
+    Exit {
+        plugin: PathBuf,
+        code: i32,
+        stderr: String,
+    },
     /// The plugin trapped (a panic shows as `unreachable`).
     #[error("plugin {} crashed: {kind}", plugin.display())]
-    Trap { plugin: PathBuf, kind: String, stderr: String },
+    Trap {
+        plugin: PathBuf,
+        kind: String,
+        stderr: String,
+    },
     /// The plugin used all of its fuel.
     #[error("plugin {} used its CPU budget of {budget} units on {records} records", plugin.display())]
-    OutOfFuel { plugin: PathBuf, budget: u64, records: u64, stderr: String },
+    OutOfFuel {
+        plugin: PathBuf,
+        budget: u64,
+        records: u64,
+        stderr: String,
+    },
     /// The plugin ran past the wall-clock limit.
     #[error("plugin {} ran past its time limit of {}", plugin.display(), format_duration(*timeout))]
-    Deadline { plugin: PathBuf, timeout: Duration, stderr: String },
+    Deadline {
+        plugin: PathBuf,
+        timeout: Duration,
+        stderr: String,
+    },
     /// The plugin asked for more memory than the cap.
     #[error("plugin {} asked for {requested} bytes of memory, over the limit of {limit} bytes", plugin.display())]
-    MemoryLimit { plugin: PathBuf, requested: u64, limit: u64, stderr: String },
+    MemoryLimit {
+        plugin: PathBuf,
+        requested: u64,
+        limit: u64,
+        stderr: String,
+    },
     /// The plugin printed more than the stdout cap.
     #[error("plugin {} printed more than {limit} bytes", plugin.display())]
-    OutputTooLarge { plugin: PathBuf, limit: u64, stderr: String },
+    OutputTooLarge {
+        plugin: PathBuf,
+        limit: u64,
+        stderr: String,
+    },
     /// A line of the plugin's stdout is not an image reference.
     #[error("plugin {} printed {text:?} on line {line}, which is not an image reference: {reason}", plugin.display())]
-    InvalidOutput { plugin: PathBuf, line: usize, text: String, reason: String },
+    InvalidOutput {
+        plugin: PathBuf,
+        line: usize,
+        text: String,
+        reason: String,
+    },
     /// Reading the records to feed the plugin failed.
     #[error("cannot read the records for plugin {}", plugin.display())]
     Input {

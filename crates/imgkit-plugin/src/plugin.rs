@@ -38,7 +38,11 @@ impl Plugin {
     pub fn load(path: &Path, limits: Limits) -> Result<Plugin, Error> {
         Self::load_with(
             path,
-            Options { limits, cache_dir: cache::default_cache_dir(), ..Options::default() },
+            Options {
+                limits,
+                cache_dir: cache::default_cache_dir(),
+                ..Options::default()
+            },
         )
     }
 
@@ -46,28 +50,44 @@ impl Plugin {
     pub fn load_with(path: &Path, options: Options) -> Result<Plugin, Error> {
         let started = Instant::now();
         let plugin = path.to_path_buf();
-        let read_err = |source| Error::Read { plugin: plugin.clone(), source };
+        let read_err = |source| Error::Read {
+            plugin: plugin.clone(),
+            source,
+        };
         let size = std::fs::metadata(path).map_err(read_err)?.len();
         if size > options.limits.max_module {
-            return Err(Error::ModuleTooLarge { plugin, size, limit: options.limits.max_module });
+            return Err(Error::ModuleTooLarge {
+                plugin,
+                size,
+                limit: options.limits.max_module,
+            });
         }
         let bytes = std::fs::read(path).map_err(read_err)?;
         check_format(&plugin, &bytes)?;
 
-        let engine = engine().map_err(|e| Error::Runtime { plugin: plugin.clone(), reason: e })?;
+        let engine = engine().map_err(|e| Error::Runtime {
+            plugin: plugin.clone(),
+            reason: e,
+        })?;
         let (module, outcome) = compile(&engine, &plugin, &bytes, options.cache_dir.as_deref())?;
         check_interface(&plugin, &module)?;
 
         let mut linker: Linker<State> = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)
-            .map_err(|e| Error::Runtime { plugin: plugin.clone(), reason: format!("{e:#}") })?;
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi).map_err(
+            |e| Error::Runtime {
+                plugin: plugin.clone(),
+                reason: format!("{e:#}"),
+            },
+        )?;
         let pre = linker
             .instantiate_pre(&module)
-            .map_err(|e| Error::InvalidModule { plugin: plugin.clone(), reason: format!("{e:#}") })?;
-        let name = path.file_name().map_or_else(
-            || "plugin".to_owned(),
-            |n| n.to_string_lossy().into_owned(),
-        );
+            .map_err(|e| Error::InvalidModule {
+                plugin: plugin.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        let name = path
+            .file_name()
+            .map_or_else(|| "plugin".to_owned(), |n| n.to_string_lossy().into_owned());
         Ok(Plugin {
             path: plugin,
             name,
@@ -169,6 +189,8 @@ fn check_interface(plugin: &Path, module: &Module) -> Result<(), Error> {
     }
     match module.get_export("_start") {
         Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => Ok(()),
-        _ => Err(Error::NoStart { plugin: plugin.to_path_buf() }),
+        _ => Err(Error::NoStart {
+            plugin: plugin.to_path_buf(),
+        }),
     }
 }

@@ -3,9 +3,9 @@
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -154,11 +154,16 @@ impl Plugin {
             wasi.arg(format!("{k}={v}"));
         }
         if self.options.sandbox.clock == Clock::Fixed {
-            wasi.wall_clock(FixedClock).monotonic_clock(FixedClock).insecure_random_seed(0);
+            wasi.wall_clock(FixedClock)
+                .monotonic_clock(FixedClock)
+                .insecure_random_seed(0);
         }
         let state = State {
             wasi: wasi.build_p1(),
-            limiter: MemoryLimiter { limit: limits.memory, refused: None },
+            limiter: MemoryLimiter {
+                limit: limits.memory,
+                refused: None,
+            },
             progress: progress.clone(),
             fuel_granted: limits.fuel_base(),
             limits: limits.clone(),
@@ -167,7 +172,9 @@ impl Plugin {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_fuel(limits.fuel_base()).map_err(|e| self.runtime(&e))?;
+        store
+            .set_fuel(limits.fuel_base())
+            .map_err(|e| self.runtime(&e))?;
         store.call_hook(top_up_fuel);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut cx| {
@@ -217,12 +224,14 @@ impl Plugin {
 
         let err_text = String::from_utf8_lossy(&stderr.take()).into_owned();
         if let Some(source) = input_error {
-            return Err(Error::Input { plugin: self.path.clone(), source });
+            return Err(Error::Input {
+                plugin: self.path.clone(),
+                source,
+            });
         }
         let records = progress.records.load(Ordering::Relaxed);
         if let Err(e) = &finished.result {
-            if let Some(err) = self.failure(e, &finished, &progress, &limits, records, &err_text)
-            {
+            if let Some(err) = self.failure(e, &finished, &progress, &limits, records, &err_text) {
                 return Err(err);
             }
         }
@@ -253,13 +262,26 @@ impl Plugin {
         }
         if progress.output_overflow.load(Ordering::Relaxed) {
             let limit = limits.output_cap(progress.input_bytes.load(Ordering::Relaxed));
-            return Some(Error::OutputTooLarge { plugin, limit, stderr });
+            return Some(Error::OutputTooLarge {
+                plugin,
+                limit,
+                stderr,
+            });
         }
         if let Some(requested) = finished.memory_refused {
-            return Some(Error::MemoryLimit { plugin, requested, limit: limits.memory, stderr });
+            return Some(Error::MemoryLimit {
+                plugin,
+                requested,
+                limit: limits.memory,
+                stderr,
+            });
         }
         if let Some(code) = exit {
-            return Some(Error::Exit { plugin, code, stderr });
+            return Some(Error::Exit {
+                plugin,
+                code,
+                stderr,
+            });
         }
         let kind = match e.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => {
@@ -273,7 +295,11 @@ impl Plugin {
                 });
             }
             Some(Trap::Interrupt) => {
-                return Some(Error::Deadline { plugin, timeout: limits.timeout, stderr });
+                return Some(Error::Deadline {
+                    plugin,
+                    timeout: limits.timeout,
+                    stderr,
+                });
             }
             Some(Trap::StackOverflow) => "stack overflow".to_owned(),
             Some(Trap::MemoryOutOfBounds) => {
@@ -284,21 +310,35 @@ impl Plugin {
             }
             Some(trap) => trap.to_string(),
             None if finished.deadline_hit => {
-                return Some(Error::Deadline { plugin, timeout: limits.timeout, stderr });
+                return Some(Error::Deadline {
+                    plugin,
+                    timeout: limits.timeout,
+                    stderr,
+                });
             }
             None => format!("{e:#}"),
         };
-        Some(Error::Trap { plugin, kind, stderr })
+        Some(Error::Trap {
+            plugin,
+            kind,
+            stderr,
+        })
     }
 
     fn runtime(&self, e: &wasmtime::Error) -> Error {
-        Error::Runtime { plugin: self.path.clone(), reason: format!("{e:#}") }
+        Error::Runtime {
+            plugin: self.path.clone(),
+            reason: format!("{e:#}"),
+        }
     }
 }
 
 /// The call hook: on every return from a host call (reading stdin among them), grant the
 /// fuel for the records fed since.
-fn top_up_fuel(mut cx: wasmtime::StoreContextMut<'_, State>, hook: CallHook) -> wasmtime::Result<()> {
+fn top_up_fuel(
+    mut cx: wasmtime::StoreContextMut<'_, State>,
+    hook: CallHook,
+) -> wasmtime::Result<()> {
     if !matches!(hook, CallHook::ReturningFromHost) {
         return Ok(());
     }
@@ -371,7 +411,10 @@ fn parse_output(plugin: &Path, out: &[u8]) -> Result<Vec<String>, Error> {
             reason,
         };
         let text = std::str::from_utf8(line).map_err(|_| {
-            invalid(String::from_utf8_lossy(line).into_owned(), "it is not UTF-8".into())
+            invalid(
+                String::from_utf8_lossy(line).into_owned(),
+                "it is not UTF-8".into(),
+            )
         })?;
         if let Err(e) = ImageRef::parse(text) {
             let shown: String = text.chars().take(200).collect();

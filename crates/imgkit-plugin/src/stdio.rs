@@ -33,7 +33,12 @@ struct ChannelReader {
 
 impl ChannelStdin {
     pub(crate) fn new(rx: Receiver<Bytes>) -> Self {
-        Self { inner: Arc::new(Mutex::new(ChannelReader { rx, pending: Bytes::new() })) }
+        Self {
+            inner: Arc::new(Mutex::new(ChannelReader {
+                rx,
+                pending: Bytes::new(),
+            })),
+        }
     }
 }
 
@@ -89,7 +94,10 @@ pub(crate) struct CappedOutput {
 #[derive(Clone)]
 enum OutputKind {
     /// Trap past `cap(progress)`.
-    Stdout { progress: Arc<Progress>, cap: Arc<dyn Fn(u64) -> u64 + Send + Sync> },
+    Stdout {
+        progress: Arc<Progress>,
+        cap: Arc<dyn Fn(u64) -> u64 + Send + Sync>,
+    },
     /// Keep the first `keep` bytes.
     Stderr { keep: usize },
 }
@@ -99,11 +107,17 @@ impl CappedOutput {
         progress: Arc<Progress>,
         cap: Arc<dyn Fn(u64) -> u64 + Send + Sync>,
     ) -> Self {
-        Self { buf: Arc::default(), kind: OutputKind::Stdout { progress, cap } }
+        Self {
+            buf: Arc::default(),
+            kind: OutputKind::Stdout { progress, cap },
+        }
     }
 
     pub(crate) fn stderr(keep: usize) -> Self {
-        Self { buf: Arc::default(), kind: OutputKind::Stderr { keep } }
+        Self {
+            buf: Arc::default(),
+            kind: OutputKind::Stderr { keep },
+        }
     }
 
     pub(crate) fn take(&self) -> Vec<u8> {

@@ -7,11 +7,19 @@ use std::time::Duration;
 use imgkit_plugin::{Error, Limits, Options, Plugin};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/plugins").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/plugins")
+        .join(name)
 }
 
 fn load(name: &str, limits: Limits) -> Result<Plugin, Error> {
-    Plugin::load_with(&fixture(name), Options { limits, ..Options::default() })
+    Plugin::load_with(
+        &fixture(name),
+        Options {
+            limits,
+            ..Options::default()
+        },
+    )
 }
 
 fn run(name: &str, limits: Limits, input: &[u8]) -> Result<Vec<String>, Error> {
@@ -25,24 +33,38 @@ fn hostile_plugins_are_contained_and_the_host_goes_on() {
     let d = Limits::default;
     assert!(matches!(
         run("loop.wat", d(), INPUT),
-        Err(Error::OutOfFuel { budget: 50_400_000, records: 2, .. })
+        Err(Error::OutOfFuel {
+            budget: 50_400_000,
+            records: 2,
+            ..
+        })
     ));
     let fuel_raised = Limits {
         fuel_per_record: u64::MAX / 1024,
         timeout: Duration::from_millis(200),
         ..d()
     };
-    assert!(matches!(run("loop.wat", fuel_raised, INPUT), Err(Error::Deadline { .. })));
+    assert!(matches!(
+        run("loop.wat", fuel_raised, INPUT),
+        Err(Error::Deadline { .. })
+    ));
     assert!(matches!(
         run("grow-4gib.wat", d(), INPUT),
-        Err(Error::MemoryLimit { requested: 4_294_967_296, limit: 67_108_864, .. })
+        Err(Error::MemoryLimit {
+            requested: 4_294_967_296,
+            limit: 67_108_864,
+            ..
+        })
     ));
     let cap = INPUT.len() as u64 + imgkit_plugin::OUTPUT_SLACK;
     assert!(matches!(
         run("print-forever.wat", d(), INPUT),
         Err(Error::OutputTooLarge { limit, .. }) if limit == cap
     ));
-    assert!(matches!(run("exit42.wat", d(), INPUT), Err(Error::Exit { code: 42, .. })));
+    assert!(matches!(
+        run("exit42.wat", d(), INPUT),
+        Err(Error::Exit { code: 42, .. })
+    ));
     assert!(matches!(
         run("recurse.wat", d(), INPUT),
         Err(Error::Trap { ref kind, .. }) if kind == "stack overflow"
@@ -51,7 +73,10 @@ fn hostile_plugins_are_contained_and_the_host_goes_on() {
         run("flag.wat", d(), INPUT),
         Err(Error::InvalidOutput { line: 1, ref text, .. }) if text == "--output=/x"
     ));
-    assert!(matches!(load("no-start.wat", d()), Err(Error::NoStart { .. })));
+    assert!(matches!(
+        load("no-start.wat", d()),
+        Err(Error::NoStart { .. })
+    ));
     assert!(matches!(
         load("wrong-import.wat", d()),
         Err(Error::UnsupportedImport { ref module, ref name, .. }) if module == "env" && name == "system"
@@ -76,6 +101,13 @@ fn big_input_streams_past_a_plugin_that_does_not_read_it() {
 #[test]
 fn error_messages_name_the_plugin_and_hint() {
     let err = run("loop.wat", Limits::default(), INPUT).unwrap_err();
-    assert!(err.to_string().ends_with("loop.wat used its CPU budget of 50400000 units on 2 records"), "{err}");
-    assert_eq!(err.hint().as_deref(), Some("raise with --plugin-fuel (units per record)"));
+    assert!(
+        err.to_string()
+            .ends_with("loop.wat used its CPU budget of 50400000 units on 2 records"),
+        "{err}"
+    );
+    assert_eq!(
+        err.hint().as_deref(),
+        Some("raise with --plugin-fuel (units per record)")
+    );
 }
