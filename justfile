@@ -17,7 +17,37 @@ lint:
     cargo clippy --all-targets -- -D warnings
 
 # Every benchmark (each prints ratios against its anchor measured in the same run).
-bench: bench-filter bench-plugin
+bench: bench-filter bench-ls bench-archive bench-transfer bench-plugin
+
+# imgkit ls vs the guide's list+jq vs the engine's own listing, docker and podman, ~1,000 tags.
+bench-ls tags="1000":
+    scripts/bench-ls {{tags}}
+
+# Real engines with all state under DIR (up, seed, down, env): see scripts/engines.
+engines cmd dir:
+    scripts/engines {{cmd}} {{dir}}
+
+# `imgkit filter` vs jq vs gojq on a generated listing: LINES lines, RUNS runs each.
+bench-filter LINES="1000000" RUNS="3":
+    scripts/bench-filter {{LINES}} {{RUNS}}
+
+# --- archives (helper "archive") ---------------------------------------------------------------
+
+# Archive throughput vs `cat` and `sha256sum` in the same run (~1 GiB; RUNS=N for medians of N).
+bench-archive size="1024":
+    scripts/bench-archive {{size}}
+
+# Fuzz the archive parsers, whole archives and image references for SECS seconds each
+# (nightly + cargo-fuzz, installed on first use; not in CI). Findings land in fuzz/artifacts/.
+fuzz secs="60":
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    cd fuzz && for t in manifest archive reference; do mkdir -p corpus/$t && cp -n seeds/$t/* corpus/$t/ 2>/dev/null; cargo +nightly fuzz run $t corpus/$t -- -max_total_time={{secs}} || exit 1; done
+# imgkit run vs the guide's two steps vs a raw `save | load` pipe, ~1 GiB, docker → podman and
+# docker → ctr:k8s.io (root; starts its own engines). Args: RUNS IMAGES MIB_PER_IMAGE.
+bench-transfer runs="3" images="8" mib="128":
+    scripts/bench-transfer {{runs}} {{images}} {{mib}}
+
+# --- plugins (helper "plugin") ----------------------------------------------------------------
 
 # Build the example filter plugins from source: Rust (filters/plugins/*) and C (filters/plugins/c).
 # Output: target/plugins/*.wasm. Needs `rustup target add wasm32-wasip1` and, for C, Debian's

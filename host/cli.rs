@@ -7,7 +7,12 @@ use crate::commands;
 /// Move container images between engines and image archives — list, select with jq or a
 /// sandboxed WASM filter, and stream save → load with progress and verification.
 #[derive(Debug, Parser)]
-#[command(name = "imgkit", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "imgkit",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 #[command(after_help = "Examples:
   imgkit filter -r -f default.jq < listing.jsonl   the guide's jq step, without jq
   imgkit completions bash > /etc/bash_completion.d/imgkit")]
@@ -36,9 +41,42 @@ pub(crate) struct GlobalArgs {
 pub(crate) enum Command {
     /// Run a jq program over JSON input, exactly as `jq` would (in-process, no jq needed).
     Filter(commands::filter::Args),
+    /// Move images: list the source, select with a jq filter, stream its save into the target's
+    /// load (or an archive file), then check every image's ID in the target.
+    ///
+    /// SRC and DST are `docker`, `podman`, `ctr[:NAMESPACE]`, `nerdctl[:NAMESPACE]` or an archive
+    /// path (write `./docker` for a file named like an engine). Every reference the filter prints
+    /// must parse as an image reference and name an image of the source's listing, or nothing
+    /// runs. Exit 1 when the filter selects nothing.
+    #[command(after_help = "Examples:
+  imgkit run --from docker --to podman                    the guide's default selection
+  imgkit run --from docker --to ctr:k8s.io -f mine.jq     into Kubernetes' containerd namespace
+  imgkit run --from docker --to podman --via images.tar   …and keep the archive
+  imgkit run -f default.jq                                docker → ./images.tar (the guide's step 1)
+  imgkit run --from podman --to docker --dry-run          show images, sizes and commands only")]
+    Run(commands::run::Args),
+    /// Save images from an engine into an archive file (or stdout with `-o -`).
+    #[command(after_help = "Examples:
+  imgkit save -o images.tar                     the default selection (the one engine here)
+  imgkit save --engine podman -o - seed/app:1.0 | gzip > app.tar.gz
+  imgkit save --engine ctr -n k8s.io -f mine.jq -o k8s.tar")]
+    Save(commands::save::Args),
+    /// Load an archive (docker-save or OCI; plain, gzip or zstd) into an engine.
+    #[command(after_help = "Examples:
+  imgkit load --engine podman -i images.tar
+  zstd -dc images.tar.zst | imgkit load --engine ctr -n k8s.io")]
+    Load(commands::load::Args),
+    /// List an engine's images, select them with a jq program, print references or records.
+    Ls(commands::ls::Args),
+    /// Show which container engines are installed and reachable here.
+    Engines(commands::engines::Args),
     /// Check WASM filter plugins: `imgkit plugin check FILE.wasm` validates one and runs it on a
     /// sample listing.
     Plugin(commands::plugin::Args),
     /// Print a shell completion script.
     Completions(commands::completions::Args),
+    /// Check an image archive: every blob's sha256 and size, every manifest's references.
+    Verify(commands::verify::Args),
+    /// Show what an image archive holds: images, names, platforms, layers, shared layers.
+    Inspect(commands::inspect::Args),
 }

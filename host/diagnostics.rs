@@ -31,12 +31,17 @@ impl std::error::Error for Hinted {
 
 /// Attaches a hint to an error; the renderer prints it as `hint: …`.
 pub(crate) fn with_hint(error: impl Into<anyhow::Error>, hint: impl fmt::Display) -> anyhow::Error {
-    anyhow::Error::new(Hinted { error: error.into(), hint: hint.to_string() })
+    anyhow::Error::new(Hinted {
+        error: error.into(),
+        hint: hint.to_string(),
+    })
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain()
-        .any(|c| c.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
+    err.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Renders `err` on stderr (or as a JSON object with `--json`) and returns the exit code.
@@ -45,8 +50,11 @@ pub(crate) fn report(err: &anyhow::Error, global: &GlobalArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let causes: Vec<String> = err.chain().skip(1).map(ToString::to_string).collect();
-    let hints: Vec<&str> =
-        err.chain().filter_map(|c| c.downcast_ref::<Hinted>()).map(|h| h.hint.as_str()).collect();
+    let hints: Vec<&str> = err
+        .chain()
+        .filter_map(|c| c.downcast_ref::<Hinted>())
+        .map(|h| h.hint.as_str())
+        .collect();
     let mut out = io::stderr().lock();
     if global.json {
         let obj = serde_json::json!({

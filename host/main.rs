@@ -6,6 +6,12 @@
 mod cli;
 mod commands;
 mod diagnostics;
+mod endpoint;
+mod engine_args;
+mod plan;
+mod progress;
+mod selection;
+mod transfer;
 mod plugin_args;
 
 use std::process::ExitCode;

@@ -12,5 +12,9 @@ fn completions_are_generated_for_every_shell() {
 
 #[test]
 fn an_unknown_command_is_a_usage_error() {
-    Test::new().args(["frobnicate"]).run().code(2).stderr_has("unrecognized subcommand");
+    Test::new()
+        .args(["frobnicate"])
+        .run()
+        .code(2)
+        .stderr_has("unrecognized subcommand");
 }

@@ -2,5 +2,9 @@
 
 mod util;
 
+mod archive;
 mod cli;
+mod engines;
+mod filter;
+mod transfer;
 mod plugin;

@@ -25,7 +25,10 @@ impl Test {
     pub(crate) fn new() -> Self {
         let mut cmd = Command::new(bin());
         cmd.env_remove("IMGKIT_LOG").env("NO_COLOR", "1");
-        Self { cmd, stdin: Vec::new() }
+        Self {
+            cmd,
+            stdin: Vec::new(),
+        }
     }
 
     pub(crate) fn args<I, S>(mut self, args: I) -> Self
@@ -65,7 +68,11 @@ impl Test {
         let writer = std::thread::spawn(move || {
             let _ = stdin.write_all(&input);
         });
-        let Output { status, stdout, stderr } = child.wait_with_output().expect("wait imgkit");
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = child.wait_with_output().expect("wait imgkit");
         writer.join().unwrap();
         Run {
             status: status.code(),
@@ -101,8 +108,23 @@ impl Run {
     }
 
     #[track_caller]
+    pub(crate) fn stdout_has(self, needle: &str) -> Self {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}:\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
     pub(crate) fn stderr_has(self, needle: &str) -> Self {
-        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}:\n{}", self.stderr);
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
         self
     }
 }

@@ -32,7 +32,12 @@ pub(crate) struct Args {
     args: Vec<OsString>,
     /// Read the program from FILE; a built-in preset name (`default.jq`) works where no such
     /// file exists.
-    #[arg(short = 'f', long = "from-file", visible_alias = "filter", value_name = "FILE")]
+    #[arg(
+        short = 'f',
+        long = "from-file",
+        visible_alias = "filter",
+        value_name = "FILE"
+    )]
     from_file: Option<PathBuf>,
     /// Print strings without quotes.
     #[arg(short = 'r', long)]
@@ -110,8 +115,14 @@ impl Args {
     }
 
     fn named_args(&self) -> Vec<(String, Arg)> {
-        let strings = self.arg.chunks(2).map(|p| (p[0].clone(), Arg::String(p[1].clone())));
-        let json = self.argjson.chunks(2).map(|p| (p[0].clone(), Arg::Json(p[1].clone())));
+        let strings = self
+            .arg
+            .chunks(2)
+            .map(|p| (p[0].clone(), Arg::String(p[1].clone())));
+        let json = self
+            .argjson
+            .chunks(2)
+            .map(|p| (p[0].clone(), Arg::Json(p[1].clone())));
         strings.chain(json).collect()
     }
 }
@@ -123,9 +134,10 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     let (source, origin, files) = match &args.from_file {
         Some(spec) => {
             let (source, origin) = imgkit_select::load_filter(spec).map_err(|e| match e {
-                Error::FilterNotFound { .. } => {
-                    with_hint(e, "give the path of a .jq file, or a preset name such as default.jq")
-                }
+                Error::FilterNotFound { .. } => with_hint(
+                    e,
+                    "give the path of a .jq file, or a preset name such as default.jq",
+                ),
                 other => other.into(),
             })?;
             (source, origin, args.args.clone())
@@ -149,7 +161,8 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         Ok(filter) => filter,
         Err(Error::Compile(report)) => {
             if global.json {
-                let obj = serde_json::json!({ "error": report.summary(), "causes": [], "hints": [] });
+                let obj =
+                    serde_json::json!({ "error": report.summary(), "causes": [], "hints": [] });
                 eprintln!("{obj}");
             } else {
                 eprintln!("error: {report}");
@@ -168,9 +181,10 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     let outcome = filter
         .run(input, io::stdout(), &args.run_options(), &mut stderr)
         .map_err(|e| match e {
-            Error::InvalidInput { .. } => {
-                with_hint(e, "the input must be JSON values, e.g. docker image ls --format '{{json .}}'")
-            }
+            Error::InvalidInput { .. } => with_hint(
+                e,
+                "the input must be JSON values, e.g. docker image ls --format '{{json .}}'",
+            ),
             other => other.into(),
         })?;
     let _ = stderr.flush();
@@ -233,7 +247,10 @@ impl Files {
             }
         }
         let rest: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
-        Ok(Self { rest: rest.into_iter(), current: None })
+        Ok(Self {
+            rest: rest.into_iter(),
+            current: None,
+        })
     }
 }
 

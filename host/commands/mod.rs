@@ -1,7 +1,14 @@
 //! One module per subcommand; `run` dispatches.
 
 pub(crate) mod completions;
+pub(crate) mod engines;
 pub(crate) mod filter;
+pub(crate) mod inspect;
+pub(crate) mod load;
+pub(crate) mod ls;
+pub(crate) mod run;
+pub(crate) mod save;
+pub(crate) mod verify;
 pub(crate) mod plugin;
 
 use std::process::ExitCode;
@@ -14,6 +21,13 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Completions(args) => completions::run(&args, global),
         Command::Filter(args) => filter::run(&args, global),
+        Command::Save(args) => save::run(&args, global),
+        Command::Load(args) => load::run(&args, global),
+        Command::Run(args) => run::run(&args, global),
+        Command::Verify(args) => verify::run(&args, global),
+        Command::Inspect(args) => inspect::run(&args, global),
+        Command::Ls(args) => ls::run(&args, global),
+        Command::Engines(args) => engines::run(&args, global),
         Command::Plugin(args) => plugin::run(&args, global),
     }
 }

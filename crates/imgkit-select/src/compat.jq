@@ -16,8 +16,9 @@ def JOIN($idx; stream; idx_expr): stream | [., $idx[idx_expr]];
 def JOIN($idx; stream; idx_expr; join_expr): stream | [., $idx[idx_expr]] | join_expr;
 
 def tostring: jq_tostring;
+def tonumber: jq_tonumber;
 def join($x): reduce .[] as $i (null; (if . == null then "" else . + $x end) +
-  ($i | if . == null then "" elif type == "string" then . else tojson end)) // "";
+  ($i | if . == null then "" elif type == "boolean" or type == "number" then tojson else . end)) // "";
 
 def trimstr($x): ltrimstr($x) | rtrimstr($x);
 
@@ -44,3 +45,72 @@ def @tsv:
   end;
 def @text: tostring;
 def @json: tojson;
+
+def limit($n; f): if $n < 0 then error("limit doesn't support negative count") else _jaq_limit($n; f) end;
+def skip($n; f): if $n < 0 then error("skip doesn't support negative count") else _jaq_skip($n; f) end;
+def nth($n): .[$n];
+def nth($n; f): if $n < 0 then error("nth doesn't support negative indices") else first(skip($n; f)) end;
+
+def trim: if type == "string" then _jaq_trim else error("trim input must be a string") end;
+def ltrim: if type == "string" then _jaq_ltrim else error("trim input must be a string") end;
+def rtrim: if type == "string" then _jaq_rtrim else error("trim input must be a string") end;
+def utf8bytelength:
+  if type == "string" then _jaq_utf8bytelength
+  else error("\(type) (\(tojson)) only strings have UTF-8 byte length") end;
+def toboolean:
+  if type == "boolean" then .
+  elif . == "true" then true
+  elif . == "false" then false
+  else error("\(type) (\(tojson)) cannot be parsed as a boolean") end;
+def flatten($d):
+  if $d < 0 then error("flatten depth must not be negative")
+  else reduce .[] as $i ([]; if $i | type == "array" and $d > 0 then . + ($i | flatten($d - 1)) else . + [$i] end) end;
+def flatten: flatten(1e9);
+def _strindices($i):
+  if type != "string" then error("\(type) (\(tojson)) cannot be searched, as it is not a string")
+  else _jaq_indices($i) end;
+
+def from_entries: reduce .[] as $x ({};
+  . + { ($x | if .key == null then .k // .name // .Name // .K // .Key else .key end
+            | if type == "string" then . else tojson end):
+        ($x | if has("value") then .value elif has("v") then .v else .Value end) });
+
+def tostream: path(def r: (.[]?|r), .; r) as $p | getpath($p) | reduce path(.[]?) as $q ([$p, .]; [$p+$q]);
+def truncate_stream(stream): . as $n | null | stream | . as $input
+  | if (.[0]|length) > $n then setpath([0];.[0][$n:]) else empty end;
+def fromstream(f): { x: null, e: false } as $init
+  | foreach f as $i ($init;
+      if .e then $init else . end
+      | if $i | length == 2
+        then setpath(["e"]; $i[0] | length == 0) | setpath(["x"] + $i[0]; $i[1])
+        else setpath(["e"]; $i[0] | length == 1) end;
+      if .e then .x else empty end);
+
+def ascii: [.] | implode;
+def builtins: [
+  "IN/1", "IN/2", "INDEX/1", "INDEX/2", "JOIN/2", "JOIN/3", "JOIN/4", "abs/0", "add/0", "add/1",
+  "all/0", "all/1", "all/2", "any/0", "any/1", "any/2", "arrays/0", "ascii/0", "ascii_downcase/0",
+  "ascii_upcase/0", "booleans/0", "bsearch/1", "builtins/0", "capture/1", "capture/2",
+  "combinations/0", "combinations/1", "contains/1", "debug/0", "debug/1", "del/1", "delpaths/1",
+  "empty/0", "endswith/1", "env/0", "error/0", "error/1", "explode/0", "first/0", "first/1",
+  "flatten/0", "flatten/1", "floor/0", "from_entries/0", "fromdate/0", "fromjson/0",
+  "fromstream/1", "getpath/1", "gmtime/0", "group_by/1", "gsub/2", "gsub/3", "halt/0",
+  "halt_error/0", "halt_error/1", "has/1", "implode/0", "in/1", "index/1", "indices/1",
+  "infinite/0", "input/0", "input_filename/0", "inputs/0", "inside/1", "isempty/1",
+  "isinfinite/0", "isnan/0", "isnormal/0", "isvalid/1", "iterables/0", "join/1", "keys/0",
+  "keys_unsorted/0", "last/0", "last/1", "leaf_paths/0", "length/0", "limit/2", "ltrimstr/1",
+  "map/1", "map_values/1", "match/1", "match/2", "max/0", "max_by/1", "min/0", "min_by/1",
+  "mktime/0", "nan/0", "not/0", "now/0", "nth/1", "nth/2", "nulls/0", "numbers/0", "objects/0",
+  "path/1", "paths/0", "paths/1", "pick/1", "range/1", "range/2", "range/3", "recurse/0",
+  "recurse/1", "recurse/2", "repeat/1", "reverse/0", "rindex/1", "rtrimstr/1",
+  "scalars/0", "scan/1", "scan/2", "select/1", "setpath/2", "sort/0", "sort_by/1", "split/1",
+  "split/2", "splits/1", "splits/2", "sqrt/0", "startswith/1", "stderr/0", "strftime/1",
+  "strings/0", "strptime/1", "sub/2", "sub/3", "test/1", "test/2", "to_entries/0", "toarray/0",
+  "todate/0", "tojson/0", "tonumber/0", "tostream/0", "tostring/0", "transpose/0", "trim/0",
+  "ltrim/0", "rtrim/0", "truncate_stream/1", "type/0", "unique/0", "unique_by/1", "until/2",
+  "utf8bytelength/0", "values/0", "walk/1", "while/2", "with_entries/1", "getpath/1",
+  "splits/1", "significand/0", "trimstr/1", "toboolean/0", "have_decnum/0", "have_literal_numbers/0"
+];
+def toarray: if type == "array" then . else [.] end;
+def leaf_paths: paths(scalars);
+def isvalid(f): try (f | true) catch false;

@@ -121,7 +121,9 @@ fn diagnostic(code: &str, found: &str, message: String, label: &str) -> Diagnost
         line,
         column,
         width,
-        source_line: code[line_start..line_end].trim_end_matches('\r').to_string(),
+        source_line: code[line_start..line_end]
+            .trim_end_matches('\r')
+            .to_string(),
     }
 }
 
@@ -132,7 +134,12 @@ fn load_diagnostics(errs: load::Errors<&str, ()>) -> Vec<Diagnostic> {
         match err {
             load::Error::Io(errs) => {
                 for (path, e) in errs {
-                    out.push(diagnostic(code, path, format!("cannot load module {path}"), &e));
+                    out.push(diagnostic(
+                        code,
+                        path,
+                        format!("cannot load module {path}"),
+                        &e,
+                    ));
                 }
             }
             load::Error::Lex(errs) => {
@@ -151,8 +158,11 @@ fn load_diagnostics(errs: load::Errors<&str, ()>) -> Vec<Diagnostic> {
             }
             load::Error::Parse(errs) => {
                 for (expected, found) in errs {
-                    let label =
-                        if found.is_empty() { "unexpected end of program" } else { "unexpected token" };
+                    let label = if found.is_empty() {
+                        "unexpected end of program"
+                    } else {
+                        "unexpected token"
+                    };
                     let message = format!("syntax error: expected {}", expected.as_str());
                     out.push(diagnostic(code, found, message, label));
                 }
@@ -186,18 +196,59 @@ fn compile_diagnostics(errs: jaq_core::compile::Errors<&str, ()>) -> Vec<Diagnos
 /// Definitions of jaq's core, std and json libraries, then ours.
 fn defs() -> impl Iterator<Item = load::parse::Def<&'static str>> {
     let compat = load::parse(COMPAT, |p| p.defs()).expect("compat.jq parses");
-    jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs()).chain(compat)
+    jaq_core::defs()
+        .chain(jaq_std::defs())
+        .chain(jaq_json::defs())
+        .chain(compat)
 }
 
-/// Natives: jaq's, with ours replacing those jq behaves differently in.
+/// jaq natives that `compat.jq` wraps: (name, arity, the name the wrapper calls).
+const ALIASES: &[(&str, usize, &str)] = &[
+    ("limit", 2, "_jaq_limit"),
+    ("skip", 2, "_jaq_skip"),
+    ("trim", 0, "_jaq_trim"),
+    ("ltrim", 0, "_jaq_ltrim"),
+    ("rtrim", 0, "_jaq_rtrim"),
+    ("utf8bytelength", 0, "_jaq_utf8bytelength"),
+    ("implode", 0, "_jaq_implode"),
+    ("indices", 1, "_jaq_indices"),
+];
+
+fn jaq_funs() -> impl Iterator<Item = Fun<Kind>> {
+    let input = jaq_std::input::funs::<Kind>()
+        .into_vec()
+        .into_iter()
+        .map(native::run::<Kind>);
+    jaq_core::funs::<Kind>()
+        .chain(jaq_std::funs())
+        .chain(jaq_json::funs())
+        .chain(input)
+}
+
+/// Natives: jaq's, with ours replacing those jq behaves differently in, and aliases of jaq's
+/// that `compat.jq` wraps.
 fn funs() -> impl Iterator<Item = Fun<Kind>> {
-    let ours: Vec<Fun<Kind>> = natives::funs().into_vec().into_iter().map(native::run::<Kind>).collect();
-    let arities: Vec<(&str, usize)> =
-        ours.iter().map(|(name, args, _)| (*name, args.len())).collect();
-    let keep = move |f: &Fun<Kind>| !arities.contains(&(f.0, f.1.len()));
-    let input = jaq_std::input::funs::<Kind>().into_vec().into_iter().map(native::run::<Kind>);
-    let theirs = jaq_core::funs::<Kind>().chain(jaq_std::funs()).chain(jaq_json::funs()).chain(input);
-    theirs.filter(keep).collect::<Vec<_>>().into_iter().chain(ours)
+    let ours: Vec<Fun<Kind>> = natives::funs()
+        .into_vec()
+        .into_iter()
+        .map(native::run::<Kind>)
+        .collect();
+    let replaced: Vec<(&str, usize)> = ours
+        .iter()
+        .map(|(name, args, _)| (*name, args.len()))
+        .collect();
+    let theirs = jaq_funs().filter(move |f| !replaced.contains(&(f.0, f.1.len())));
+    let aliases = jaq_funs().filter_map(|(name, args, f)| {
+        ALIASES
+            .iter()
+            .find(|(n, arity, _)| *n == name && *arity == args.len())
+            .map(|(_, _, alias)| (*alias, args, f))
+    });
+    theirs
+        .collect::<Vec<_>>()
+        .into_iter()
+        .chain(aliases)
+        .chain(ours)
 }
 
 /// Compiles `code`; `vars` are the user's global variable names without `$`.
@@ -206,15 +257,23 @@ pub(crate) fn compile(
     origin: &str,
     vars: &[String],
 ) -> Result<jaq_core::Filter<Kind>, CompileReport> {
-    let report = |diagnostics| CompileReport { origin: origin.to_string(), diagnostics };
+    let report = |diagnostics| CompileReport {
+        origin: origin.to_string(),
+        diagnostics,
+    };
     let arena = Arena::default();
     let loader = Loader::new(defs());
-    let modules = loader.load(&arena, File { path: (), code }).map_err(|e| report(load_diagnostics(e)))?;
+    let modules = loader
+        .load(&arena, File { path: (), code })
+        .map_err(|e| report(load_diagnostics(e)))?;
     let modules = load::import(&modules, |_path| Err("modules are not supported".into()))
         .map(|()| modules)
         .map_err(|e| report(load_diagnostics(e)))?;
-    let globals: Vec<String> =
-        BUILTIN_VARS.iter().map(ToString::to_string).chain(vars.iter().map(|v| format!("${v}"))).collect();
+    let globals: Vec<String> = BUILTIN_VARS
+        .iter()
+        .map(ToString::to_string)
+        .chain(vars.iter().map(|v| format!("${v}")))
+        .collect();
     Compiler::default()
         .with_funs(funs())
         .with_global_vars(globals.iter().map(String::as_str))

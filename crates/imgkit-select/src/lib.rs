@@ -48,7 +48,10 @@ pub enum Error {
     Compile(CompileReport),
     /// `--filter SPEC` is neither an existing file nor a preset name.
     #[error("no filter file {spec} and no built-in preset of that name (presets: {})", .presets.join(", "))]
-    FilterNotFound { spec: PathBuf, presets: Vec<&'static str> },
+    FilterNotFound {
+        spec: PathBuf,
+        presets: Vec<&'static str>,
+    },
     /// The filter file exists but can't be read.
     #[error("cannot read filter file {path}")]
     ReadFilter {
@@ -61,7 +64,11 @@ pub enum Error {
     InvalidArgJson { name: String, reason: String },
     /// The input is not a sequence of JSON texts.
     #[error("invalid JSON input at line {line}, byte offset {offset}: {reason}")]
-    InvalidInput { line: u64, offset: u64, reason: String },
+    InvalidInput {
+        line: u64,
+        offset: u64,
+        reason: String,
+    },
     /// Reading the input failed.
     #[error("cannot read input")]
     ReadInput(#[source] io::Error),
@@ -97,7 +104,9 @@ pub struct Filter {
 
 impl std::fmt::Debug for Filter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Filter").field("args", &self.args).finish_non_exhaustive()
+        f.debug_struct("Filter")
+            .field("args", &self.args)
+            .finish_non_exhaustive()
     }
 }
 
@@ -120,8 +129,10 @@ impl Filter {
     ) -> Result<Filter, Error> {
         for (name, arg) in args {
             if let Arg::Json(text) = arg {
-                read::parse_one(text)
-                    .map_err(|reason| Error::InvalidArgJson { name: name.clone(), reason })?;
+                read::parse_one(text).map_err(|reason| Error::InvalidArgJson {
+                    name: name.clone(),
+                    reason,
+                })?;
             }
         }
         let names: Vec<String> = args.iter().map(|(n, _)| n.clone()).collect();
@@ -139,7 +150,11 @@ impl Filter {
     fn globals(&self) -> Result<Vec<Val>, Error> {
         let s = |s: &str| Val::utf8_str(s.as_bytes().to_vec());
         let env = if self.uses_env {
-            Val::obj(std::env::vars_os().map(|(k, v)| (s(&k.to_string_lossy()), s(&v.to_string_lossy()))).collect())
+            Val::obj(
+                std::env::vars_os()
+                    .map(|(k, v)| (s(&k.to_string_lossy()), s(&v.to_string_lossy())))
+                    .collect(),
+            )
         } else {
             Val::Null
         };
@@ -155,12 +170,20 @@ impl Filter {
         for (name, arg) in &self.args {
             values.push(match arg {
                 Arg::String(v) => s(v),
-                Arg::Json(text) => read::parse_one(text)
-                    .map_err(|reason| Error::InvalidArgJson { name: name.clone(), reason })?,
+                Arg::Json(text) => {
+                    read::parse_one(text).map_err(|reason| Error::InvalidArgJson {
+                        name: name.clone(),
+                        reason,
+                    })?
+                }
             });
         }
         let args = if self.uses_args {
-            let named = self.args.iter().zip(&values).map(|((n, _), v)| (s(n), v.clone()));
+            let named = self
+                .args
+                .iter()
+                .zip(&values)
+                .map(|((n, _), v)| (s(n), v.clone()));
             let mut m = Map::default();
             m.insert(s("positional"), Val::Arr(Default::default()));
             m.insert(s("named"), Val::obj(named.collect()));
@@ -175,7 +198,10 @@ impl Filter {
     /// `inputs` see no further input). The first runtime error ends the evaluation.
     pub fn select(&self, record: &serde_json::Value) -> Result<Vec<serde_json::Value>, Error> {
         let no_inputs = RcIter::new(std::iter::empty::<Result<Val, String>>());
-        let data = compile::Data { lut: &self.inner.lut, inputs: &no_inputs };
+        let data = compile::Data {
+            lut: &self.inner.lut,
+            inputs: &no_inputs,
+        };
         let ctx = jaq_core::Ctx::<compile::Kind>::new(&data, jaq_core::Vars::new(self.globals()?));
         let mut outputs = Vec::new();
         for y in self.inner.id.run((ctx, read::from_serde(record))) {
@@ -183,8 +209,12 @@ impl Filter {
                 Ok(v) => outputs.push(read::to_serde(&v)),
                 Err(exn) => {
                     return Err(match exn.get_err() {
-                        Ok(e) => Error::Runtime { message: run::error_message(e).0 },
-                        Err(exn) => Error::Halted { code: exn.get_halt().unwrap_or(5) },
+                        Ok(e) => Error::Runtime {
+                            message: run::error_message(e).0,
+                        },
+                        Err(exn) => Error::Halted {
+                            code: exn.get_halt().unwrap_or(5),
+                        },
                     });
                 }
             }
@@ -230,13 +260,18 @@ pub fn presets() -> &'static [(&'static str, &'static str)] {
 /// Returns the program text and its origin (the path, or `default.jq (built-in)`).
 pub fn load_filter(spec: &Path) -> Result<(String, String), Error> {
     if spec.is_file() {
-        let source = std::fs::read_to_string(spec)
-            .map_err(|source| Error::ReadFilter { path: spec.to_path_buf(), source })?;
+        let source = std::fs::read_to_string(spec).map_err(|source| Error::ReadFilter {
+            path: spec.to_path_buf(),
+            source,
+        })?;
         return Ok((source, spec.display().to_string()));
     }
     if spec.exists() {
         let source = io::Error::other("not a regular file");
-        return Err(Error::ReadFilter { path: spec.to_path_buf(), source });
+        return Err(Error::ReadFilter {
+            path: spec.to_path_buf(),
+            source,
+        });
     }
     let name = spec.to_str().map(|s| s.strip_suffix(".jq").unwrap_or(s));
     if let Some((name, source)) = PRESETS.iter().find(|(n, _)| Some(*n) == name) {
@@ -274,12 +309,18 @@ mod tests {
 
     #[test]
     fn syntax_error_points_at_line_and_column() {
-        let Err(Error::Compile(report)) = Filter::compile(".a |\n  select(.b == )", "<program>") else {
+        let Err(Error::Compile(report)) = Filter::compile(".a |\n  select(.b == )", "<program>")
+        else {
             panic!("expected a compile error")
         };
         let d = &report.diagnostics[0];
         assert_eq!((d.line, d.column), (2, 16), "{report}");
-        assert!(report.to_string().contains("2 |   select(.b == )\n  |                ^"), "{report}");
+        assert!(
+            report
+                .to_string()
+                .contains("2 |   select(.b == )\n  |                ^"),
+            "{report}"
+        );
     }
 
     #[test]
@@ -287,8 +328,14 @@ mod tests {
         let (source, origin) = load_filter(Path::new("default.jq")).unwrap();
         let f = Filter::compile(&source, &origin).unwrap();
         let rec = |r: &str, t: &str| serde_json::json!({"Repository": r, "Tag": t});
-        assert_eq!(f.select(&rec("alpine", "3.20")).unwrap(), vec![serde_json::json!("alpine:3.20")]);
-        assert_eq!(f.select(&rec("alpine", "<none>")).unwrap(), vec![serde_json::json!("alpine")]);
+        assert_eq!(
+            f.select(&rec("alpine", "3.20")).unwrap(),
+            vec![serde_json::json!("alpine:3.20")]
+        );
+        assert_eq!(
+            f.select(&rec("alpine", "<none>")).unwrap(),
+            vec![serde_json::json!("alpine")]
+        );
         assert!(f.select(&rec("<none>", "<none>")).unwrap().is_empty());
     }
 
@@ -301,9 +348,16 @@ mod tests {
 
     #[test]
     fn numbers_print_as_jq_17() {
-        let f = Filter::compile("[1.0, 3/1, 1E2, 100000000000000000, 0.5] | tojson, tostring", "<p>").unwrap();
+        let f = Filter::compile(
+            "[1.0, 3/1, 1E2, 100000000000000000, 0.5] | tojson, tostring",
+            "<p>",
+        )
+        .unwrap();
         let out = f.select(&serde_json::Value::Null).unwrap();
-        assert_eq!(out[0], serde_json::json!("[1,3,100,100000000000000000,0.5]"));
+        assert_eq!(
+            out[0],
+            serde_json::json!("[1,3,100,100000000000000000,0.5]")
+        );
         assert_eq!(out[1], out[0]);
     }
 }

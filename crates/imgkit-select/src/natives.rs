@@ -24,7 +24,9 @@ fn eprint_raw(v: &Val) {
 /// Our natives; each replaces jaq's filter of the same name and arity.
 pub(crate) fn funs() -> Box<[NativeRun]> {
     Box::new([
-        ("tojson", v(0), |cv| bome(Ok(Val::utf8_str(write::to_json(&cv.1))))),
+        ("tojson", v(0), |cv| {
+            bome(Ok(Val::utf8_str(write::to_json(&cv.1))))
+        }),
         ("input_filename", v(0), |_| bome(Ok(Val::Null))),
         ("stderr_empty", v(0), |cv| {
             eprint_raw(&cv.1);
@@ -64,16 +66,83 @@ pub(crate) fn funs() -> Box<[NativeRun]> {
                 other => Val::utf8_str(write::to_json(&other)),
             }))
         }),
+        ("jq_tonumber", v(0), |cv| {
+            bome(match cv.1 {
+                n @ Val::Num(_) => Ok(n),
+                Val::TStr(s) => parse_number(&s).ok_or_else(|| {
+                    let v = Val::TStr(s);
+                    jaq_core::Error::str(format_args!(
+                        "{} cannot be parsed as a number",
+                        described(&v)
+                    ))
+                }),
+                other => Err(jaq_core::Error::str(format_args!(
+                    "{} cannot be parsed as a number",
+                    described(&other)
+                ))),
+            })
+        }),
     ])
+}
+
+/// jq 1.7's `tonumber`: the whole string is a decimal number (`+` and a leading `.` allowed,
+/// no whitespace, no `nan`); integers stay exact.
+fn parse_number(s: &[u8]) -> Option<Val> {
+    let text = std::str::from_utf8(s).ok()?;
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let valid = unsigned
+        .bytes()
+        .next()
+        .is_some_and(|c| c.is_ascii_digit() || c == b'.')
+        && unsigned
+            .bytes()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-'));
+    if !valid {
+        return None;
+    }
+    let text = text.strip_prefix('+').unwrap_or(text);
+    if unsigned.bytes().all(|c| c.is_ascii_digit()) {
+        return jaq_core::ValT::from_num(text).ok();
+    }
+    text.parse::<f64>()
+        .ok()
+        .map(|f| Val::Num(jaq_json::Num::Float(f)))
 }
 
 /// jq's `ltrimstr`/`rtrimstr`: the input unchanged unless both are strings and it matches.
 fn trim(input: Val, affix: &Val, left: bool) -> Val {
     if let (Val::TStr(s), Val::TStr(a)) = (&input, affix) {
-        let rest = if left { s.strip_prefix(&a[..]) } else { s.strip_suffix(&a[..]) };
+        let rest = if left {
+            s.strip_prefix(&a[..])
+        } else {
+            s.strip_suffix(&a[..])
+        };
         if let Some(rest) = rest {
             return Val::utf8_str(rest.to_vec());
         }
     }
     input
+}
+
+/// jq's way of naming a value in errors: `string ("abc")`, with long JSON cut at 11 bytes.
+pub(crate) fn described(v: &Val) -> String {
+    let kind = match v {
+        Val::Null => "null",
+        Val::Bool(_) => "boolean",
+        Val::Num(_) => "number",
+        Val::TStr(_) | Val::BStr(_) => "string",
+        Val::Arr(_) => "array",
+        Val::Obj(_) => "object",
+    };
+    let json = write::to_json(v);
+    let text = if json.len() > 11 {
+        let mut cut = 11;
+        while cut > 0 && !std::str::from_utf8(&json[..cut]).is_ok() {
+            cut -= 1;
+        }
+        format!("{}...", String::from_utf8_lossy(&json[..cut]))
+    } else {
+        String::from_utf8_lossy(&json).into_owned()
+    };
+    format!("{kind} ({text})")
 }

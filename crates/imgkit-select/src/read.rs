@@ -17,7 +17,11 @@ const INITIAL_BUFFER: usize = 256 * 1024;
 #[derive(Debug)]
 pub(crate) enum ReadError {
     /// Invalid JSON at 1-based `line`, 0-based byte `offset` from the start of the input.
-    Syntax { line: u64, offset: u64, reason: String },
+    Syntax {
+        line: u64,
+        offset: u64,
+        reason: String,
+    },
     /// Reading failed.
     Io(io::Error),
 }
@@ -25,7 +29,11 @@ pub(crate) enum ReadError {
 impl fmt::Display for ReadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Syntax { line, offset, reason } => {
+            Self::Syntax {
+                line,
+                offset,
+                reason,
+            } => {
                 write!(f, "{reason} at line {line}, byte offset {offset}")
             }
             Self::Io(e) => write!(f, "cannot read input: {e}"),
@@ -47,6 +55,9 @@ pub(crate) struct Values<R> {
     dropped: u64,
     /// Newlines in the dropped bytes.
     dropped_lines: u64,
+    /// Newlines in `buf[..counted]` (counted once, incrementally).
+    counted: usize,
+    counted_lines: u64,
     /// Line on which the last value ended (1-based), for jq's `(at <stdin>:N)`.
     pub(crate) last_line: u64,
 }
@@ -62,6 +73,8 @@ impl<R: Read> Values<R> {
             failed: false,
             dropped: 0,
             dropped_lines: 0,
+            counted: 0,
+            counted_lines: 0,
             last_line: 0,
         }
     }
@@ -70,7 +83,9 @@ impl<R: Read> Values<R> {
     fn fill(&mut self) -> io::Result<()> {
         if self.start > 0 {
             self.dropped += self.start as u64;
-            self.dropped_lines += count_lines(&self.buf[..self.start]);
+            self.dropped_lines += self.lines_before(self.start);
+            self.counted = 0;
+            self.counted_lines = 0;
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
@@ -94,8 +109,19 @@ impl<R: Read> Values<R> {
         }
     }
 
-    fn line_at(&self, pos: usize) -> u64 {
-        self.dropped_lines + count_lines(&self.buf[..pos]) + 1
+    /// Newlines in `buf[..pos]`; positions asked for only grow between refills.
+    fn lines_before(&mut self, pos: usize) -> u64 {
+        if pos >= self.counted {
+            self.counted_lines += count_lines(&self.buf[self.counted..pos]);
+            self.counted = pos;
+            self.counted_lines
+        } else {
+            count_lines(&self.buf[..pos])
+        }
+    }
+
+    fn line_at(&mut self, pos: usize) -> u64 {
+        self.dropped_lines + self.lines_before(pos) + 1
     }
 
     fn syntax(&mut self, err: &serde_json::Error) -> ReadError {
@@ -114,7 +140,11 @@ impl<R: Read> Values<R> {
             serde_json::error::Category::Eof => "unfinished JSON value at end of input".to_string(),
             _ => strip_position(&err.to_string()),
         };
-        ReadError::Syntax { line: self.line_at(pos), offset: self.dropped + pos as u64, reason }
+        ReadError::Syntax {
+            line: self.line_at(pos),
+            offset: self.dropped + pos as u64,
+            reason,
+        }
     }
 }
 
@@ -124,7 +154,9 @@ fn count_lines(bytes: &[u8]) -> u64 {
 
 /// serde_json appends " at line L column C"; we say where ourselves.
 fn strip_position(msg: &str) -> String {
-    msg.rfind(" at line ").map_or(msg, |i| &msg[..i]).to_string()
+    msg.rfind(" at line ")
+        .map_or(msg, |i| &msg[..i])
+        .to_string()
 }
 
 impl<R: Read> Iterator for Values<R> {
@@ -216,7 +248,8 @@ thread_local! {
 
 impl<'de> serde::Deserialize<'de> for Doc {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        KEYS.with_borrow_mut(|keys| ValSeed { keys, depth: 0 }.deserialize(d)).map(Doc)
+        KEYS.with_borrow_mut(|keys| ValSeed { keys, depth: 0 }.deserialize(d))
+            .map(Doc)
     }
 }
 
@@ -316,7 +349,10 @@ impl<'de> Visitor<'de> for ValSeed<'_> {
             return Err(de::Error::custom("exceeds depth limit for parsing"));
         }
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(x) = seq.next_element_seed(ValSeed { keys: self.keys, depth })? {
+        while let Some(x) = seq.next_element_seed(ValSeed {
+            keys: self.keys,
+            depth,
+        })? {
             items.push(x);
         }
         Ok(Val::Arr(Rc::new(items)))
@@ -328,7 +364,10 @@ impl<'de> Visitor<'de> for ValSeed<'_> {
         }
         let mut obj = Map::with_capacity_and_hasher(16, Default::default());
         while let Some(k) = map.next_key_seed(KeySeed(self.keys))? {
-            let v = map.next_value_seed(ValSeed { keys: self.keys, depth })?;
+            let v = map.next_value_seed(ValSeed {
+                keys: self.keys,
+                depth,
+            })?;
             obj.insert(k, v);
         }
         Ok(Val::obj(obj))
@@ -351,7 +390,9 @@ pub(crate) fn from_serde(v: &serde_json::Value) -> Val {
         J::String(s) => Val::utf8_str(s.as_bytes().to_vec()),
         J::Array(a) => Val::Arr(Rc::new(a.iter().map(from_serde).collect())),
         J::Object(o) => Val::obj(
-            o.iter().map(|(k, v)| (Val::utf8_str(k.as_bytes().to_vec()), from_serde(v))).collect(),
+            o.iter()
+                .map(|(k, v)| (Val::utf8_str(k.as_bytes().to_vec()), from_serde(v)))
+                .collect(),
         ),
     }
 }
@@ -377,7 +418,9 @@ pub(crate) fn to_serde(v: &Val) -> serde_json::Value {
                 .map(|(k, v)| {
                     let key = match k {
                         Val::TStr(s) | Val::BStr(s) => String::from_utf8_lossy(s).into_owned(),
-                        other => String::from_utf8_lossy(&crate::write::to_json(other)).into_owned(),
+                        other => {
+                            String::from_utf8_lossy(&crate::write::to_json(other)).into_owned()
+                        }
                     };
                     (key, to_serde(v))
                 })
@@ -428,7 +471,10 @@ mod tests {
     fn truncated_input_is_an_error() {
         let got = read_all(b"{\"a\":1", 64);
         let err = got[0].as_ref().unwrap_err();
-        assert!(err.starts_with("unfinished JSON value at end of input at line 1"), "{err}");
+        assert!(
+            err.starts_with("unfinished JSON value at end of input at line 1"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -440,6 +486,9 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
-        assert!(got[0].as_ref().unwrap_err().contains("depth limit"), "{got:?}");
+        assert!(
+            got[0].as_ref().unwrap_err().contains("depth limit"),
+            "{got:?}"
+        );
     }
 }

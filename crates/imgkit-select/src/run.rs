@@ -45,7 +45,10 @@ pub struct Outcome {
 pub(crate) fn error_message(e: jaq_core::Error<Val>) -> (String, bool) {
     match e.into_val() {
         Val::TStr(s) | Val::BStr(s) => (String::from_utf8_lossy(&s).into_owned(), true),
-        other => (String::from_utf8_lossy(&write::to_json(&other)).into_owned(), false),
+        other => (
+            String::from_utf8_lossy(&write::to_json(&other)).into_owned(),
+            false,
+        ),
     }
 }
 
@@ -55,7 +58,10 @@ fn inputs<'a, R: Read + 'a>(input: R, opts: &RunOptions, line: &'a Cell<u64>) ->
     if opts.raw_input && opts.slurp {
         let mut input = input;
         let mut all = Vec::new();
-        let all = input.read_to_end(&mut all).map(|_| Val::utf8_str(all)).map_err(ReadError::Io);
+        let all = input
+            .read_to_end(&mut all)
+            .map(|_| Val::utf8_str(all))
+            .map_err(ReadError::Io);
         return Box::new(std::iter::once(all));
     }
     if opts.raw_input {
@@ -96,15 +102,25 @@ impl Filter {
         let shared = RcIter::new(source);
         // Coerce the boxed iterator to the unsized type jaq's `Inputs` wants.
         let shared: &RcIter<dyn Iterator<Item = Result<Val, String>> + '_> = &shared;
-        let data = Data { lut: &self.inner.lut, inputs: shared };
+        let data = Data {
+            lut: &self.inner.lut,
+            inputs: shared,
+        };
         let ctx: Ctx<'_, Kind> = Ctx::new(&data, Vars::new(self.globals()?));
 
         let mut out = BufWriter::with_capacity(1 << 16, output);
-        let mut outcome = Outcome { exit_code: 0, errors: 0, outputs: 0 };
+        let mut outcome = Outcome {
+            exit_code: 0,
+            errors: 0,
+            outputs: 0,
+        };
         let mut last: Option<bool> = None;
         let null = std::iter::once(Ok(Val::Null));
-        let mut main: Box<dyn Iterator<Item = Result<Val, String>> + '_> =
-            if opts.null_input { Box::new(null) } else { Box::new(shared) };
+        let mut main: Box<dyn Iterator<Item = Result<Val, String>> + '_> = if opts.null_input {
+            Box::new(null)
+        } else {
+            Box::new(shared)
+        };
 
         while let Some(x) = main.next() {
             let x = match x {
@@ -125,7 +141,10 @@ impl Filter {
                             let (msg, is_str) = error_message(e);
                             let tag = if is_str { "" } else { " (not a string)" };
                             let at = line.get();
-                            let _ = writeln!(diagnostics, "imgkit: error (at <stdin>:{at}){tag}: {msg}");
+                            let _ = writeln!(
+                                diagnostics,
+                                "imgkit: error (at <stdin>:{at}){tag}: {msg}"
+                            );
                             // Stop pulling this input's outputs, go on with the next input.
                             break;
                         }
@@ -146,7 +165,15 @@ impl Filter {
         out.flush().map_err(Error::WriteOutput)?;
         if let Some(e) = failure.borrow_mut().take() {
             return Err(match e {
-                ReadError::Syntax { line, offset, reason } => Error::InvalidInput { line, offset, reason },
+                ReadError::Syntax {
+                    line,
+                    offset,
+                    reason,
+                } => Error::InvalidInput {
+                    line,
+                    offset,
+                    reason,
+                },
                 ReadError::Io(e) => Error::ReadInput(e),
             });
         }

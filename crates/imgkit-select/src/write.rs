@@ -87,7 +87,11 @@ pub(crate) fn value(w: &mut impl Write, style: &Style, level: usize, v: &Val) ->
                     // jq objects only have string keys; show others as JSON text.
                     other => string(w, &to_json(other), style.ascii)?,
                 }
-                w.write_all(if style.indent == Indent::Compact { b":" } else { b": " })?;
+                w.write_all(if style.indent == Indent::Compact {
+                    b":"
+                } else {
+                    b": "
+                })?;
                 value(w, style, level + 1, x)?;
             }
             newline(w, style, level)?;
@@ -113,7 +117,10 @@ fn newline(w: &mut impl Write, style: &Style, level: usize) -> io::Result<()> {
 /// `v` as compact JSON text, numbers as jq prints them.
 pub(crate) fn to_json(v: &Val) -> Vec<u8> {
     let mut buf = Vec::new();
-    let style = Style { indent: Indent::Compact, ..Style::default() };
+    let style = Style {
+        indent: Indent::Compact,
+        ..Style::default()
+    };
     value(&mut buf, &style, 0, v).expect("writing to a Vec cannot fail");
     buf
 }
@@ -206,7 +213,11 @@ fn float(w: &mut impl Write, f: f64) -> io::Result<()> {
     if f.is_nan() {
         return w.write_all(b"null");
     }
-    let f = if f.is_infinite() { f64::MAX.copysign(f) } else { f };
+    let f = if f.is_infinite() {
+        f64::MAX.copysign(f)
+    } else {
+        f
+    };
     w.write_all(format_float(f).as_bytes())
 }
 
@@ -289,7 +300,10 @@ mod tests {
     fn strings_escape_like_jq() {
         let mut out = Vec::new();
         string(&mut out, "a\"\\\n\t\u{1}\u{7f}é".as_bytes(), false).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), r#""a\"\\\n\t\u0001\u007fé""#);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#""a\"\\\n\t\u0001\u007fé""#
+        );
         let mut out = Vec::new();
         string(&mut out, "é😀".as_bytes(), true).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), r#""\u00e9\ud83d\ude00""#);

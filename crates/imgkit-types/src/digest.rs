@@ -23,7 +23,9 @@ pub enum DigestError {
     MissingAlgorithm(String),
     #[error("digest algorithm {0:?} is not valid (letters, digits and + . _ - only)")]
     InvalidAlgorithm(String),
-    #[error("digest {0:?} must be lowercase hex of the algorithm's length (sha256: 64, sha512: 128)")]
+    #[error(
+        "digest {0:?} must be lowercase hex of the algorithm's length (sha256: 64, sha512: 128)"
+    )]
     InvalidHex(String),
 }
 
@@ -58,9 +60,11 @@ impl Digest {
 fn valid_algorithm(alg: &str) -> bool {
     // algorithm-component (separator algorithm-component)*, component = [a-z0-9]+
     !alg.is_empty()
-        && alg
-            .split(['+', '.', '_', '-'])
-            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && alg.split(['+', '.', '_', '-']).all(|c| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
 }
 
 impl FromStr for Digest {
@@ -79,7 +83,9 @@ impl FromStr for Digest {
             "sha512" => Some(128),
             _ => None,
         };
-        let hex_ok = hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        let hex_ok = hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
             && match want {
                 Some(n) => hex.len() == n,
                 None => hex.len() >= 32,
@@ -87,7 +93,10 @@ impl FromStr for Digest {
         if !hex_ok {
             return Err(DigestError::InvalidHex(s.to_owned()));
         }
-        Ok(Self { text: s.to_owned(), colon })
+        Ok(Self {
+            text: s.to_owned(),
+            colon,
+        })
     }
 }
 

@@ -3,9 +3,10 @@
 //! `docker image ls --format '{{json .}}'`. No I/O happens here.
 
 mod digest;
+pub mod humanize;
 mod record;
 mod reference;
 
 pub use digest::{Digest, DigestError};
 pub use record::{ImageRecord, NONE};
-pub use reference::{ImageRef, RefError, MAX_NAME_LEN};
+pub use reference::{ImageRef, MAX_NAME_LEN, RefError};

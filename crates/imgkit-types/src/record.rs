@@ -42,7 +42,9 @@ impl ImageRecord {
     /// The record as one compact JSON line, keys sorted as docker (Go) prints them.
     pub fn to_json_line(&self) -> String {
         let value = serde_json::to_value(self).expect("records serialize");
-        let Value::Object(map) = value else { unreachable!("a record is an object") };
+        let Value::Object(map) = value else {
+            unreachable!("a record is an object")
+        };
         let sorted: BTreeMap<&String, &Value> = map.iter().collect();
         serde_json::to_string(&sorted).expect("records serialize")
     }
@@ -55,7 +57,8 @@ impl ImageRecord {
         if self.tag != NONE {
             return Some(format!("{}:{}", self.repository, self.tag));
         }
-        (self.digest != NONE && !self.digest.is_empty()).then(|| format!("{}@{}", self.repository, self.digest))
+        (self.digest != NONE && !self.digest.is_empty())
+            .then(|| format!("{}@{}", self.repository, self.digest))
     }
 }
 
@@ -74,16 +77,24 @@ mod tests {
         assert_eq!(again, serde_json::from_str::<Value>(DOCKER_LINE).unwrap());
         let line = rec.to_json_line();
         let at = |k: &str| line.find(&format!("\"{k}\":")).unwrap();
-        assert!(at("Containers") < at("ID") && at("ID") < at("Tag") && at("Tag") < at("VirtualSize"));
+        assert!(
+            at("Containers") < at("ID") && at("ID") < at("Tag") && at("Tag") < at("VirtualSize")
+        );
     }
 
     #[test]
     fn reference_follows_the_none_convention() {
         let mut rec: ImageRecord = serde_json::from_str(DOCKER_LINE).unwrap();
-        assert_eq!(rec.reference().as_deref(), Some("localhost:5000/team/app:v1"));
+        assert_eq!(
+            rec.reference().as_deref(),
+            Some("localhost:5000/team/app:v1")
+        );
         rec.tag = NONE.into();
         assert_eq!(rec.reference(), None);
         rec.digest = "sha256:abc".into();
-        assert_eq!(rec.reference().as_deref(), Some("localhost:5000/team/app@sha256:abc"));
+        assert_eq!(
+            rec.reference().as_deref(),
+            Some("localhost:5000/team/app@sha256:abc")
+        );
     }
 }

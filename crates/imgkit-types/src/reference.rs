@@ -52,7 +52,9 @@ pub enum RefError {
     ForbiddenChar(Quoted, &'static str),
     #[error("{0} is not an image reference: repository name {1:?} {2}")]
     InvalidName(Quoted, String, &'static str),
-    #[error("{0} is not an image reference: tag {1:?} must match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")]
+    #[error(
+        "{0} is not an image reference: tag {1:?} must match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}"
+    )]
     InvalidTag(Quoted, String),
     #[error("{0} is not an image reference: {1}")]
     InvalidDigest(Quoted, DigestError),
@@ -138,7 +140,10 @@ impl ImageRef {
 
     /// The same reference, fully qualified, with `:latest` when it has neither tag nor digest.
     pub fn normalized(&self) -> Self {
-        let name: Self = self.normalized_name().parse().expect("normalized name is valid");
+        let name: Self = self
+            .normalized_name()
+            .parse()
+            .expect("normalized name is valid");
         Self {
             domain: name.domain,
             path: name.path,
@@ -152,8 +157,16 @@ impl ImageRef {
 
     /// The same reference in docker's familiar form (`alpine:3.20`).
     pub fn familiar(&self) -> Self {
-        let name: Self = self.familiar_name().parse().expect("familiar name is valid");
-        Self { domain: name.domain, path: name.path, tag: self.tag.clone(), digest: self.digest.clone() }
+        let name: Self = self
+            .familiar_name()
+            .parse()
+            .expect("familiar name is valid");
+        Self {
+            domain: name.domain,
+            path: name.path,
+            tag: self.tag.clone(),
+            digest: self.digest.clone(),
+        }
     }
 
     /// This name with another tag (and no digest).
@@ -163,7 +176,12 @@ impl ImageRef {
 
     /// This name with a digest (and no tag).
     pub fn with_digest(&self, digest: &Digest) -> Self {
-        Self { domain: self.domain.clone(), path: self.path.clone(), tag: None, digest: Some(digest.clone()) }
+        Self {
+            domain: self.domain.clone(),
+            path: self.path.clone(),
+            tag: None,
+            digest: Some(digest.clone()),
+        }
     }
 }
 
@@ -208,7 +226,9 @@ fn valid_domain_component(c: &str) -> bool {
 /// domain := host [':' port], host := domain-name | '[' ipv6 ']'
 fn valid_domain(d: &str) -> bool {
     let (host, port) = if let Some(rest) = d.strip_prefix('[') {
-        let Some(end) = rest.find(']') else { return false };
+        let Some(end) = rest.find(']') else {
+            return false;
+        };
         let ip = &rest[..end];
         if ip.is_empty() || !ip.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
             return false;
@@ -236,7 +256,10 @@ fn valid_domain(d: &str) -> bool {
 fn valid_tag(t: &str) -> bool {
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let b = t.as_bytes();
-    !b.is_empty() && b.len() <= MAX_TAG_LEN && word(b[0]) && b.iter().all(|&x| word(x) || x == b'.' || x == b'-')
+    !b.is_empty()
+        && b.len() <= MAX_TAG_LEN
+        && word(b[0])
+        && b.iter().all(|&x| word(x) || x == b'.' || x == b'-')
 }
 
 impl FromStr for ImageRef {
@@ -253,15 +276,24 @@ impl FromStr for ImageRef {
             return Err(RefError::LooksLikeFlag(Quoted::new(s)));
         }
         if let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control()) {
-            let what = if c.is_whitespace() { "whitespace" } else { "a control character" };
+            let what = if c.is_whitespace() {
+                "whitespace"
+            } else {
+                "a control character"
+            };
             return Err(RefError::ForbiddenChar(Quoted::new(s), what));
         }
         if !s.is_ascii() {
-            return Err(RefError::ForbiddenChar(Quoted::new(s), "a non-ASCII character"));
+            return Err(RefError::ForbiddenChar(
+                Quoted::new(s),
+                "a non-ASCII character",
+            ));
         }
         let (rest, digest) = match s.split_once('@') {
             Some((rest, d)) => {
-                let digest = d.parse::<Digest>().map_err(|e| RefError::InvalidDigest(Quoted::new(s), e))?;
+                let digest = d
+                    .parse::<Digest>()
+                    .map_err(|e| RefError::InvalidDigest(Quoted::new(s), e))?;
                 (rest, Some(digest))
             }
             None => (s, None),
@@ -351,23 +383,59 @@ mod tests {
         let cases = [
             ("alpine", None, "alpine", None),
             ("alpine:3.20", None, "alpine", Some("3.20")),
-            ("library/alpine:latest", None, "library/alpine", Some("latest")),
-            ("localhost:5000/team/app:v1", Some("localhost:5000"), "team/app", Some("v1")),
+            (
+                "library/alpine:latest",
+                None,
+                "library/alpine",
+                Some("latest"),
+            ),
+            (
+                "localhost:5000/team/app:v1",
+                Some("localhost:5000"),
+                "team/app",
+                Some("v1"),
+            ),
             ("localhost/app", Some("localhost"), "app", None),
-            ("registry.k8s.io/pause:3.9", Some("registry.k8s.io"), "pause", Some("3.9")),
-            ("Registry.Example/app", Some("Registry.Example"), "app", None),
+            (
+                "registry.k8s.io/pause:3.9",
+                Some("registry.k8s.io"),
+                "pause",
+                Some("3.9"),
+            ),
+            (
+                "Registry.Example/app",
+                Some("Registry.Example"),
+                "app",
+                None,
+            ),
             ("[::1]:5000/app:x", Some("[::1]:5000"), "app", Some("x")),
-            ("a__b/c.d/e-f---g:_T.a-g", None, "a__b/c.d/e-f---g", Some("_T.a-g")),
-            ("rancher/mirrored-pause:3.6", None, "rancher/mirrored-pause", Some("3.6")),
+            (
+                "a__b/c.d/e-f---g:_T.a-g",
+                None,
+                "a__b/c.d/e-f---g",
+                Some("_T.a-g"),
+            ),
+            (
+                "rancher/mirrored-pause:3.6",
+                None,
+                "rancher/mirrored-pause",
+                Some("3.6"),
+            ),
         ];
         for (input, domain, path, tag) in cases {
             let r: ImageRef = input.parse().unwrap_or_else(|e| panic!("{input}: {e}"));
-            assert_eq!((r.domain(), r.path(), r.tag()), (domain, path, tag), "{input}");
+            assert_eq!(
+                (r.domain(), r.path(), r.tag()),
+                (domain, path, tag),
+                "{input}"
+            );
             assert_eq!(r.to_string(), input);
         }
         let r: ImageRef = format!("app@sha256:{HEX}").parse().unwrap();
         assert_eq!(r.digest().unwrap().hex(), HEX);
-        let r: ImageRef = format!("localhost:5000/app:v1@sha256:{HEX}").parse().unwrap();
+        let r: ImageRef = format!("localhost:5000/app:v1@sha256:{HEX}")
+            .parse()
+            .unwrap();
         assert_eq!((r.tag(), r.digest().is_some()), (Some("v1"), true));
     }
 
@@ -412,17 +480,30 @@ mod tests {
         assert_eq!(n("team/app").normalized_name(), "docker.io/team/app");
         assert_eq!(n("localhost/app").normalized_name(), "localhost/app");
         assert_eq!(n("docker.io/library/alpine").familiar_name(), "alpine");
-        assert_eq!(n("index.docker.io/library/alpine").familiar_name(), "alpine");
+        assert_eq!(
+            n("index.docker.io/library/alpine").familiar_name(),
+            "alpine"
+        );
         assert_eq!(n("docker.io/team/app").familiar_name(), "team/app");
         assert_eq!(n("docker.io/library/a/b").familiar_name(), "library/a/b");
         assert_eq!(n("quay.io/a/b").familiar_name(), "quay.io/a/b");
-        assert_eq!(n("alpine").normalized().to_string(), "docker.io/library/alpine:latest");
-        assert_eq!(n("docker.io/library/alpine:3").familiar().to_string(), "alpine:3");
+        assert_eq!(
+            n("alpine").normalized().to_string(),
+            "docker.io/library/alpine:latest"
+        );
+        assert_eq!(
+            n("docker.io/library/alpine:3").familiar().to_string(),
+            "alpine:3"
+        );
     }
 
     #[test]
     fn errors_quote_and_cut_the_input() {
-        let e = "x".repeat(2000).parse::<ImageRef>().unwrap_err().to_string();
+        let e = "x"
+            .repeat(2000)
+            .parse::<ImageRef>()
+            .unwrap_err()
+            .to_string();
         assert!(e.len() < 200, "{e}");
         let e = "--output=/x".parse::<ImageRef>().unwrap_err().to_string();
         assert!(e.contains("flag"), "{e}");

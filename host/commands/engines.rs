@@ -1,0 +1,107 @@
+//! `imgkit engines`: which engines are installed and reachable here, their versions, sockets,
+//! and images (per namespace for containerd).
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use imgkit_engine::probe::Probe;
+
+use crate::cli::GlobalArgs;
+use crate::engine_args::{EngineArgs, probe_all};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  imgkit engines
+  imgkit engines --json | jq -r '.[] | select(.reachable) | .engine'
+  DOCKER_HOST=unix:///run/user/1000/docker.sock imgkit engines
+
+Exit codes: 0 at least one engine is reachable, 1 none is.")]
+pub(crate) struct Args {
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let mut probes = probe_all(&args.engine);
+    if let Some(kind) = args.engine.engine {
+        probes.retain(|p| p.engine == kind);
+    }
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    if global.json {
+        writeln!(out, "{}", serde_json::to_string(&probes)?)?;
+    } else {
+        print_table(&mut out, &probes)?;
+    }
+    out.flush()?;
+    Ok(if probes.iter().any(|p| p.reachable) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn status(p: &Probe) -> &'static str {
+    match (&p.bin, p.reachable) {
+        (None, _) => "not installed",
+        (Some(_), true) => "reachable",
+        (Some(_), false) => "unreachable",
+    }
+}
+
+fn images(p: &Probe) -> String {
+    if !p.namespaces.is_empty() {
+        return p
+            .namespaces
+            .iter()
+            .map(|n| format!("{}: {}", n.name, n.images))
+            .collect::<Vec<_>>()
+            .join(", ");
+    }
+    p.images.map_or_else(|| "-".to_owned(), |n| n.to_string())
+}
+
+fn print_table(out: &mut impl Write, probes: &[Probe]) -> io::Result<()> {
+    let head = ["ENGINE", "STATUS", "VERSION", "ENDPOINT", "IMAGES"].map(str::to_owned);
+    let rows: Vec<[String; 5]> = probes
+        .iter()
+        .map(|p| {
+            [
+                p.engine.to_string(),
+                status(p).to_owned(),
+                p.version.clone().unwrap_or_else(|| "-".to_owned()),
+                if p.endpoint.is_empty() {
+                    "-".to_owned()
+                } else {
+                    p.endpoint.clone()
+                },
+                images(p),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..5)
+        .map(|c| {
+            rows.iter()
+                .chain([&head])
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in std::iter::once(&head).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        writeln!(out, "{}", line.join("   ").trim_end())?;
+    }
+    for p in probes.iter().filter(|p| p.bin.is_some() && !p.reachable) {
+        if let Some(e) = &p.error {
+            writeln!(out, "{}: {e}", p.engine)?;
+        }
+        if let Some(h) = &p.hint {
+            writeln!(out, "  hint: {h}")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! `imgkit ls`: list an engine's images as records, select them (the guide's program by
+//! default), print references, records or a table.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use imgkit_select::Filter;
+use imgkit_types::ImageRecord;
+
+use crate::cli::GlobalArgs;
+use crate::diagnostics::with_hint;
+use crate::engine_args::{EngineArgs, engine_error};
+use crate::selection::{self, Selected};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// One image reference per line, as the guide's `… | jq -r` pipeline prints them.
+    Refs,
+    /// The selected records, one JSON object per line (docker's `{{json .}}` shape).
+    Json,
+    /// A table for people.
+    Table,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  imgkit ls --engine docker                       the guide's docker image ls | jq pipeline
+  imgkit ls --engine ctr -n k8s.io --format table Kubernetes' images in containerd
+  imgkit ls --engine podman -e 'select(.Repository | startswith(\"seed/\")) | .Repository + \":\" + .Tag'
+  imgkit ls --engine docker --all --format json   every record, unselected
+
+Every output of the program must name an image of the listing; a bare repository printed for a
+digest-only row (Tag <none>) selects that image by digest. Exit codes: 0 selected something,
+1 nothing selected, 2 error.")]
+pub(crate) struct Args {
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Select with this jq program file or built-in preset [default: default.jq, the guide's].
+    #[arg(short = 'f', long, value_name = "FILE", conflicts_with_all = ["expression", "all"])]
+    filter: Option<PathBuf>,
+    /// Select with this jq program.
+    #[arg(
+        short = 'e',
+        long = "expression",
+        value_name = "PROGRAM",
+        conflicts_with = "all"
+    )]
+    expression: Option<String>,
+    /// Select every record (no program).
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// What to print.
+    #[arg(long, value_enum, default_value = "refs")]
+    format: Format,
+}
+
+pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let format = if global.json {
+        Format::Json
+    } else {
+        args.format
+    };
+    // Compile before listing: a typo should not wait for the engine.
+    let filter = if args.all { None } else { Some(compile(args)?) };
+    let engine = args.engine.engine()?;
+    let records = engine.list().map_err(engine_error)?;
+    let selected = match &filter {
+        None => selection::select_all(&records),
+        Some(f) => selection::select(&records, |v| Ok(f.select(v)?))?,
+    };
+    print(&records, &selected, format)?;
+    Ok(if selected.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn compile(args: &Args) -> anyhow::Result<Filter> {
+    let (source, origin) = match (&args.expression, &args.filter) {
+        (Some(p), _) => (p.clone(), "<program>".to_owned()),
+        (None, Some(spec)) => imgkit_select::load_filter(spec)?,
+        (None, None) => imgkit_select::load_filter(std::path::Path::new("default"))?,
+    };
+    Filter::compile(&source, &origin)
+        .map_err(|e| with_hint(e, "check the jq program with `imgkit filter`"))
+}
+
+fn print(records: &[ImageRecord], selected: &[Selected], format: Format) -> anyhow::Result<()> {
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    match format {
+        Format::Refs => {
+            for s in selected {
+                writeln!(out, "{}", s.reference)?;
+            }
+        }
+        Format::Json => {
+            let mut shown = std::collections::HashSet::new();
+            for s in selected.iter().filter(|s| shown.insert(s.record)) {
+                writeln!(out, "{}", records[s.record].to_json_line())?;
+            }
+        }
+        Format::Table => {
+            let rows: Vec<[String; 5]> = selected
+                .iter()
+                .map(|s| {
+                    let r = &records[s.record];
+                    [
+                        s.reference.to_string(),
+                        r.id.clone(),
+                        r.created_since.clone(),
+                        r.size.clone(),
+                        platform(r),
+                    ]
+                })
+                .collect();
+            let head = ["IMAGE", "ID", "CREATED", "SIZE", "PLATFORM"].map(str::to_owned);
+            let widths: Vec<usize> = (0..5)
+                .map(|c| {
+                    rows.iter()
+                        .chain([&head])
+                        .map(|r| r[c].chars().count())
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            for row in std::iter::once(&head).chain(&rows) {
+                let line: Vec<String> = row
+                    .iter()
+                    .zip(&widths)
+                    .map(|(v, w)| format!("{v:<w$}"))
+                    .collect();
+                writeln!(out, "{}", line.join("   ").trim_end())?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn platform(r: &ImageRecord) -> String {
+    r.extra
+        .get("Platform")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("-")
+        .to_owned()
+}

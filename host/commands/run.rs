@@ -1,0 +1,202 @@
+//! `imgkit run --from SRC --to DST`: list → select → stream the source's save into the target's
+//! load (or an archive file) → verify each image's ID in the target → summary.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use imgkit_archive::Compression;
+use imgkit_transfer::{Pump, QualifyNames, Sink};
+use serde_json::json;
+
+use crate::cli::GlobalArgs;
+use crate::diagnostics::with_hint;
+use crate::endpoint::EndpointSpec;
+use crate::plan::{self, Endpoint, Plan};
+use crate::progress::Printer;
+use crate::transfer::{Summary, run_pump};
+
+/// Exit code when the selection is empty (like grep finding nothing).
+const EXIT_NOTHING: u8 = 1;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Where the images are: docker, podman, ctr[:NAMESPACE], nerdctl[:NAMESPACE] or an archive
+    /// file (plain, gzip or zstd).
+    #[arg(long, value_name = "SRC", default_value = "docker")]
+    pub(crate) from: EndpointSpec,
+    /// Where they go: an engine as for --from, or an archive file to write (written as
+    /// FILE.partial and renamed when complete).
+    #[arg(long, value_name = "DST", default_value = "images.tar")]
+    pub(crate) to: EndpointSpec,
+    /// jq program choosing the images: a file, or a preset name [default: default]. Repeat for
+    /// the union of several filters.
+    #[arg(long, short = 'f', value_name = "FILTER")]
+    pub(crate) filter: Vec<PathBuf>,
+    /// Also keep the stream as an archive file while loading it into the target (a tee).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) via: Option<PathBuf>,
+    /// Print the plan (images, sizes, commands) and touch nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Skip checking the image IDs in the target after loading.
+    #[arg(long)]
+    pub(crate) no_verify: bool,
+}
+
+pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    if args.from == args.to {
+        return Err(with_hint(
+            anyhow::anyhow!("--from and --to are both {}", args.from),
+            "name a different target, e.g. --to podman or --to images.tar",
+        ));
+    }
+    let mut printer = Printer::new(global);
+    let source = plan::open(&args.from)?;
+    let target = plan::open(&args.to)?;
+    // An archive is rewritten by imgkit (and can be compressed); an engine's stream is copied.
+    let compression = match (&source, &args.to) {
+        (Endpoint::Archive(_), EndpointSpec::Archive(to)) => Compression::from_file_name(to),
+        (Endpoint::Engine { .. }, EndpointSpec::Archive(to))
+            if Compression::from_file_name(to) != Compression::None =>
+        {
+            return Err(with_hint(
+                anyhow::anyhow!(
+                    "{} asks for compression, and engines write plain tars",
+                    to.display()
+                ),
+                format!(
+                    "write a plain .tar, or compress the stream: imgkit save {} -o - … | zstd > {}",
+                    args.from.engine_flags(),
+                    to.display()
+                ),
+            ));
+        }
+        _ => Compression::None,
+    };
+    let Some(plan) = Plan::select(&source, &args.filter, &[], &mut printer)? else {
+        if !global.quiet {
+            eprintln!(
+                "imgkit: the filter selected no image in {}; nothing to do",
+                args.from
+            );
+        }
+        return Ok(ExitCode::from(EXIT_NOTHING));
+    };
+
+    let multi = plan.multi_platform();
+    if !multi.is_empty() {
+        printer.step(
+            "plan",
+            &format!(
+                "note: {} list several platforms; only the platform present here (the host's) is exported, nothing is pulled: {}",
+                multi.len(),
+                multi.join(", ")
+            ),
+        );
+    }
+    let load = target.load_command().ok();
+    if args.dry_run {
+        print_plan(&plan, args, &source, load.as_ref(), global);
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let mut pump =
+        Pump::new(source.source(&plan.refs, compression)).expected_bytes(plan.expected_bytes);
+    pump = match (load, &args.to) {
+        (Some(load), _) => pump.sink(Sink::command(target.step_label("load"), load)),
+        (None, EndpointSpec::Archive(path)) => pump.sink(Sink::file(path)),
+        (None, EndpointSpec::Engine { .. }) => unreachable!("an engine has a load command"),
+    };
+    if plan::names_short_names_localhost(&target) {
+        pump = pump.transform(|r| Box::new(QualifyNames::new(r)));
+    }
+    if let Some(via) = &args.via {
+        pump = pump.sink(Sink::file(via));
+    }
+    printer.stream(format!("{} → {}", args.from, args.to));
+    let what = format!(
+        "{} from {} to {}",
+        plan.describe_with_names(),
+        args.from,
+        args.to
+    );
+    let done = run_pump(pump, &mut printer, &what)?;
+    plan::after_load(&target, &done.target_stdout, &plan)
+        .with_context(|| format!("moved {what}, but naming them failed"))?;
+
+    let verified = if args.no_verify {
+        None
+    } else {
+        printer.step(
+            "verify",
+            &format!("checking {} image IDs in {}", plan.refs.len(), args.to),
+        );
+        let v = plan
+            .verify(&source, &target)
+            .with_context(|| format!("moved {what}, but the target does not match"))?;
+        for note in &v.notes {
+            printer.step("verify", &format!("note: {note}"));
+        }
+        Some(v.checked)
+    };
+    Summary {
+        images: plan.refs.len(),
+        bytes: done.bytes,
+        elapsed: done.elapsed,
+        from: args.from.to_string(),
+        to: args.to.to_string(),
+        verified,
+    }
+    .print(global, false);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_plan(
+    plan: &Plan,
+    args: &Args,
+    source: &Endpoint,
+    load: Option<&std::process::Command>,
+    global: &GlobalArgs,
+) {
+    let save = source.save_command(&plan.refs);
+    if global.json {
+        let obj = json!({
+            "from": args.from.to_string(),
+            "to": args.to.to_string(),
+            "via": args.via,
+            "images": plan.images.iter().map(|i| json!({"ref": i.reference.to_string(), "id": i.id, "size": i.size})).collect::<Vec<_>>(),
+            "expected_bytes": plan.expected_bytes,
+            "save": save.as_ref().map(plan::argv),
+            "load": load.map(plan::argv),
+        });
+        println!("{obj}");
+        return;
+    }
+    println!(
+        "would move {} from {} to {}:",
+        plan.describe(),
+        args.from,
+        args.to
+    );
+    let width = plan
+        .images
+        .iter()
+        .map(|i| i.reference.to_string().len())
+        .max()
+        .unwrap_or(0);
+    for i in &plan.images {
+        println!("  {:width$}  {}  {}", i.reference.to_string(), i.id, i.size);
+    }
+    match &save {
+        Some(s) => println!("save: {}", plan::display_argv(s)),
+        None => println!("read: {} (only the selected images' blobs)", args.from),
+    }
+    match load {
+        Some(l) => println!("load: {}", plan::display_argv(l)),
+        None => println!("write: {}", args.to),
+    }
+    if let Some(via) = &args.via {
+        println!("also write: {}", via.display());
+    }
+}

@@ -1,0 +1,83 @@
+//! `imgkit save`: write images of one engine to an archive file (or stdout), streaming.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use imgkit_transfer::{Pump, Sink};
+
+use crate::cli::GlobalArgs;
+use crate::diagnostics::with_hint;
+use crate::endpoint::EndpointSpec;
+use crate::engine_args::EngineArgs;
+use crate::plan::{Endpoint, Plan};
+use crate::progress::Printer;
+use crate::transfer::{Summary, run_pump};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
+    /// jq program choosing the images when no REF is given: a file or a preset name
+    /// [default: default]. Repeat for the union of several.
+    #[arg(long, short = 'f', value_name = "FILTER", conflicts_with = "refs")]
+    pub(crate) filter: Vec<PathBuf>,
+    /// The archive to write (as FILE.partial, renamed when complete); `-` for stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub(crate) output: PathBuf,
+    /// Images to save; each must be in the engine's listing. None: the filter's selection.
+    #[arg(value_name = "REF")]
+    pub(crate) refs: Vec<String>,
+}
+
+pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let to_stdout = args.output.as_os_str() == "-";
+    if to_stdout && std::io::stdout().is_terminal() {
+        return Err(with_hint(
+            anyhow::anyhow!("refusing to write an archive to a terminal"),
+            "redirect it (-o - > images.tar), pipe it, or name a file with -o FILE",
+        ));
+    }
+    let engine = args.engine.engine()?;
+    let spec = EndpointSpec::of(&engine);
+    let source = Endpoint::Engine {
+        engine,
+        spec: spec.clone(),
+    };
+    let mut printer = Printer::new(global);
+    let Some(plan) = Plan::select(&source, &args.filter, &args.refs, &mut printer)? else {
+        if !global.quiet {
+            eprintln!("imgkit: the filter selected no image in {spec}; nothing to save");
+        }
+        return Ok(ExitCode::from(1));
+    };
+    let sink = if to_stdout {
+        Sink::writer("stdout", std::io::stdout())
+    } else {
+        Sink::file(&args.output)
+    };
+    let to = if to_stdout {
+        "stdout".to_owned()
+    } else {
+        args.output.display().to_string()
+    };
+    let pump = Pump::new(source.source(&plan.refs, imgkit_archive::Compression::None))
+        .sink(sink)
+        .expected_bytes(plan.expected_bytes);
+    printer.stream(format!("{spec} → {to}"));
+    let done = run_pump(
+        pump,
+        &mut printer,
+        &format!("{} from {spec} to {to}", plan.describe_with_names()),
+    )?;
+    Summary {
+        images: plan.refs.len(),
+        bytes: done.bytes,
+        elapsed: done.elapsed,
+        from: spec.to_string(),
+        to,
+        verified: None,
+    }
+    .print(global, to_stdout);
+    Ok(ExitCode::SUCCESS)
+}

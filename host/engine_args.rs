@@ -1,0 +1,126 @@
+//! The options that pick and reach an engine, shared by every command that talks to one, and
+//! the choice of engine when none is named.
+
+use std::path::PathBuf;
+use std::thread;
+
+use imgkit_engine::probe::{Probe, probe};
+use imgkit_engine::{Engine, EngineKind, EngineOptions};
+
+use crate::diagnostics::with_hint;
+
+/// `--engine`, `-n/--namespace`, `--address`, `--host`, `--context`, `--engine-bin`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct EngineArgs {
+    /// The engine [default: the one engine reachable here].
+    #[arg(long, value_enum, env = "IMGKIT_ENGINE")]
+    pub(crate) engine: Option<EngineKind>,
+    /// containerd namespace for ctr and nerdctl (`k8s.io` holds Kubernetes' images).
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "NS",
+        env = "CONTAINERD_NAMESPACE",
+        default_value = "default"
+    )]
+    pub(crate) namespace: String,
+    /// containerd socket for ctr and nerdctl [default: $CONTAINERD_ADDRESS, else
+    /// /run/containerd/containerd.sock].
+    #[arg(long, value_name = "SOCKET")]
+    pub(crate) address: Option<String>,
+    /// docker daemon socket [default: $DOCKER_HOST, else docker's own default].
+    #[arg(long, value_name = "URL")]
+    pub(crate) host: Option<String>,
+    /// docker context.
+    #[arg(long, value_name = "NAME", conflicts_with = "host")]
+    pub(crate) context: Option<String>,
+    /// The engine's binary [default: $IMGKIT_<ENGINE>_BIN, else the engine's name on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) engine_bin: Option<PathBuf>,
+}
+
+impl EngineArgs {
+    /// The options for `kind` (`--engine-bin` applies to the named engine only).
+    pub(crate) fn options(&self, kind: EngineKind) -> EngineOptions {
+        EngineOptions {
+            bin: if Some(kind) == self.engine {
+                self.engine_bin.clone()
+            } else {
+                None
+            },
+            docker_host: self.host.clone(),
+            docker_context: self.context.clone(),
+            address: self.address.clone(),
+            namespace: Some(self.namespace.clone()),
+        }
+    }
+
+    /// The named engine, or the one engine reachable here.
+    pub(crate) fn engine(&self) -> anyhow::Result<Engine> {
+        if let Some(kind) = self.engine {
+            return Engine::new(kind, self.options(kind)).map_err(engine_error);
+        }
+        if self.engine_bin.is_some() {
+            anyhow::bail!(with_hint(
+                anyhow::anyhow!("--engine-bin needs --engine"),
+                "say which engine the binary is, e.g. --engine docker --engine-bin /usr/bin/docker"
+            ));
+        }
+        let probes = probe_all(self);
+        let reachable: Vec<&Probe> = probes.iter().filter(|p| p.reachable).collect();
+        match reachable.as_slice() {
+            [one] => Engine::new(one.engine, self.options(one.engine)).map_err(engine_error),
+            [] => {
+                let why: Vec<String> = probes
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}: {}",
+                            p.engine,
+                            p.error.as_deref().unwrap_or("not reachable")
+                        )
+                    })
+                    .collect();
+                Err(with_hint(
+                    anyhow::anyhow!("no container engine is reachable here ({})", why.join("; ")),
+                    "start one (dockerd, containerd) or install podman, which needs no daemon; `imgkit engines` shows details",
+                ))
+            }
+            many => {
+                let names: Vec<&str> = many.iter().map(|p| p.engine.as_str()).collect();
+                Err(with_hint(
+                    anyhow::anyhow!(
+                        "several engines are reachable here ({}); which one?",
+                        names.join(", ")
+                    ),
+                    format!("pick one with --engine {}", names.join("|")),
+                ))
+            }
+        }
+    }
+}
+
+/// Probes every engine kind in parallel (each is a separate CLI call or two).
+pub(crate) fn probe_all(args: &EngineArgs) -> Vec<Probe> {
+    thread::scope(|s| {
+        let handles: Vec<_> = EngineKind::ALL
+            .into_iter()
+            .map(|kind| {
+                let opts = args.options(kind);
+                s.spawn(move || probe(kind, opts))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("probe thread"))
+            .collect()
+    })
+}
+
+/// An engine error with its hint attached.
+pub(crate) fn engine_error(e: imgkit_engine::Error) -> anyhow::Error {
+    match e.hint() {
+        Some(h) => with_hint(e, h),
+        None => e.into(),
+    }
+}

@@ -1,0 +1,643 @@
+//! From an endpoint to a checked plan: open the endpoint, list its images, run the filters,
+//! resolve every output to an image of the listing (each parsed as an [`ImageRef`] first), and,
+//! after a transfer, verify the target holds each image with the same ID.
+//!
+//! Nothing here starts a save or a load: a plan is complete — every reference validated —
+//! before any engine is asked to move a byte.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use imgkit_engine::{Engine, EngineKind};
+use imgkit_types::{Digest, ImageRecord, ImageRef, NONE};
+
+use imgkit_archive::{Archive, Compression, SubsetWriter};
+use imgkit_transfer::Source;
+
+use crate::diagnostics::with_hint;
+use crate::endpoint::{EndpointSpec, open_engine};
+use crate::progress::Printer;
+use crate::selection;
+use crate::transfer::parse_size;
+
+/// An opened endpoint.
+pub(crate) enum Endpoint {
+    Engine { engine: Engine, spec: EndpointSpec },
+    Archive(PathBuf),
+}
+
+/// Opens `spec`: resolves an engine's binary (nothing runs yet).
+pub(crate) fn open(spec: &EndpointSpec) -> anyhow::Result<Endpoint> {
+    match spec {
+        EndpointSpec::Engine { kind, namespace } => Ok(Endpoint::Engine {
+            engine: open_engine(*kind, namespace.clone())?,
+            spec: spec.clone(),
+        }),
+        EndpointSpec::Archive(p) => Ok(Endpoint::Archive(p.clone())),
+    }
+}
+
+impl Endpoint {
+    pub(crate) fn engine(&self) -> Option<&Engine> {
+        match self {
+            Endpoint::Engine { engine, .. } => Some(engine),
+            Endpoint::Archive(_) => None,
+        }
+    }
+
+    /// "docker save", "ctr:k8s.io load", "images.tar".
+    pub(crate) fn step_label(&self, step: &str) -> String {
+        match self {
+            Endpoint::Engine { spec, .. } => format!("{spec} {step}"),
+            Endpoint::Archive(p) => p.display().to_string(),
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Endpoint::Engine { spec, .. } => spec.to_string(),
+            Endpoint::Archive(p) => p.display().to_string(),
+        }
+    }
+
+    /// The source's listing, in docker's record shape.
+    pub(crate) fn list(&self) -> anyhow::Result<Vec<ImageRecord>> {
+        match self {
+            Endpoint::Engine { engine, spec } => engine
+                .list()
+                .map_err(|e| engine_error(e, &format!("could not list the images in {spec}"))),
+            Endpoint::Archive(p) => imgkit_archive::list(p)
+                .with_context(|| format!("could not read the archive {}", p.display())),
+        }
+    }
+
+    /// The command that writes `refs` as a tar to stdout (engines only).
+    pub(crate) fn save_command(&self, refs: &[ImageRef]) -> Option<Command> {
+        match self {
+            Endpoint::Engine { engine, .. } => {
+                Some(engine.command(&engine.save_args(&native(engine, refs))))
+            }
+            Endpoint::Archive(_) => None,
+        }
+    }
+
+    /// The pump's source for `refs`: the engine's save, or a sub-archive of just those images
+    /// (each shared blob once) streamed from an archive file, compressed as `compression`.
+    pub(crate) fn source(&self, refs: &[ImageRef], compression: Compression) -> Source {
+        match self {
+            Endpoint::Engine { engine, .. } => Source::command(
+                self.step_label("save"),
+                engine.command(&engine.save_args(&native(engine, refs))),
+            ),
+            Endpoint::Archive(path) => subset_source(path.clone(), refs.to_vec(), compression),
+        }
+    }
+
+    /// The command that loads a tar from stdin.
+    pub(crate) fn load_command(&self) -> anyhow::Result<Command> {
+        match self {
+            Endpoint::Engine { engine, .. } => Ok(engine.command(&engine.load_args())),
+            Endpoint::Archive(p) => {
+                bail!("{} is an archive, not an engine to load into", p.display())
+            }
+        }
+    }
+}
+
+/// References as the engine stores them (containerd and podman: fully qualified), so that a
+/// save finds exactly the listed image.
+fn native(engine: &Engine, refs: &[ImageRef]) -> Vec<ImageRef> {
+    refs.iter().map(|r| engine.native_ref(r)).collect()
+}
+
+fn engine_error(e: imgkit_engine::Error, context: &str) -> anyhow::Error {
+    let hint = e.hint();
+    let err = anyhow::Error::new(e).context(context.to_owned());
+    match hint {
+        Some(h) => with_hint(err, h),
+        None => err,
+    }
+}
+
+/// One image of a plan.
+#[derive(Debug, Clone)]
+pub(crate) struct Selected {
+    /// The reference handed to the engine (validated, named in the listing).
+    pub(crate) reference: ImageRef,
+    /// The listing's ID (short config digest; manifest digest for containerd).
+    pub(crate) id: String,
+    /// The listing's size text.
+    pub(crate) size: String,
+    /// The platforms a containerd listing names for it (nerdctl's `Platform`, comma-joined).
+    pub(crate) platforms: Option<String>,
+}
+
+/// The images to move, every reference checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) images: Vec<Selected>,
+    pub(crate) refs: Vec<ImageRef>,
+    /// Sum of the listed sizes of the distinct images (an estimate of the stream's size).
+    pub(crate) expected_bytes: Option<u64>,
+}
+
+impl Plan {
+    /// Lists `source`, runs `filters` (the built-in `default` when none and no `given` refs),
+    /// resolves outputs against the listing. `given` refs (from the command line) replace the
+    /// filters. `None` when nothing was selected.
+    pub(crate) fn select(
+        source: &Endpoint,
+        filters: &[PathBuf],
+        given: &[String],
+        printer: &mut Printer,
+    ) -> anyhow::Result<Option<Plan>> {
+        // Refs from the command line are checked before anything runs.
+        let given: Vec<ImageRef> = given
+            .iter()
+            .map(|s| ImageRef::parse(s))
+            .collect::<Result<_, _>>()
+            .context("refusing to run any engine")?;
+        let compiled = if given.is_empty() {
+            compile_filters(filters)?
+        } else {
+            Vec::new()
+        };
+
+        printer.step("list", &format!("listing images in {}", source.name()));
+        let records = source.list()?;
+        let index = Index::new(&records);
+
+        let mut chosen: Vec<(ImageRef, usize)> = Vec::new();
+        if given.is_empty() {
+            printer.step(
+                "select",
+                &format!("selecting from {} records", records.len()),
+            );
+            let selected = selection::select(&records, |value| {
+                let mut outputs = Vec::new();
+                for (filter, origin) in &compiled {
+                    outputs.extend(
+                        filter
+                            .select(value)
+                            .with_context(|| format!("filter {origin} failed"))?,
+                    );
+                }
+                Ok(outputs)
+            })
+            .context("refusing to run any engine")?;
+            chosen.extend(selected.into_iter().map(|s| (s.reference, s.record)));
+        } else {
+            for r in given {
+                let resolved = index.resolve(&r).ok_or_else(|| not_listed(&r, source))?;
+                chosen.push(resolved);
+            }
+        }
+
+        let mut seen = HashSet::new();
+        let mut images = Vec::new();
+        for (reference, i) in chosen {
+            if seen.insert(reference.to_string()) {
+                let rec = &records[i];
+                let platforms = rec
+                    .extra
+                    .get("Platform")
+                    .and_then(|p| p.as_str())
+                    .map(str::to_owned);
+                images.push(Selected {
+                    reference,
+                    id: rec.id.clone(),
+                    size: rec.size.clone(),
+                    platforms,
+                });
+            }
+        }
+        if images.is_empty() {
+            return Ok(None);
+        }
+        let mut sizes: BTreeMap<&str, u64> = BTreeMap::new();
+        for img in &images {
+            if let Some(s) = parse_size(&img.size) {
+                sizes.insert(&img.id, s);
+            }
+        }
+        let expected_bytes = (!sizes.is_empty()).then(|| sizes.values().sum());
+        let refs = images.iter().map(|i| i.reference.clone()).collect();
+        Ok(Some(Plan {
+            images,
+            refs,
+            expected_bytes,
+        }))
+    }
+
+    /// Images whose listing names several platforms: their saves export only what the engine
+    /// holds (ctr and nerdctl: the host's platform), and nothing is pulled.
+    pub(crate) fn multi_platform(&self) -> Vec<String> {
+        self.images
+            .iter()
+            .filter_map(|i| {
+                i.platforms
+                    .as_deref()
+                    .filter(|p| p.contains(','))
+                    .map(|p| format!("{} ({p})", i.reference))
+            })
+            .collect()
+    }
+
+    /// "2 images (~786 kB: seed/app:1.0, seed/base:1.0)", naming at most five, for errors.
+    pub(crate) fn describe_with_names(&self) -> String {
+        let mut names: Vec<String> = self.refs.iter().take(5).map(ToString::to_string).collect();
+        if self.refs.len() > 5 {
+            names.push(format!("and {} more", self.refs.len() - 5));
+        }
+        format!("{} [{}]", self.describe(), names.join(", "))
+    }
+
+    /// "3 images (~1.2 MB)".
+    pub(crate) fn describe(&self) -> String {
+        let n = self.images.len();
+        let size = self
+            .expected_bytes
+            .map(|b| format!(" (~{})", indicatif::HumanBytes(b)))
+            .unwrap_or_default();
+        format!("{n} image{}{size}", if n == 1 { "" } else { "s" })
+    }
+
+    /// Checks that each reference resolves in `target` to the same image ID (config digest) as
+    /// in `source`. A digest-only reference has no name to load under (a digest belongs to a
+    /// registry), so it is found in the target by its ID.
+    pub(crate) fn verify(&self, source: &Endpoint, target: &Endpoint) -> anyhow::Result<Verified> {
+        let want: Vec<Option<Digest>> = source
+            .ids(&self.refs, None)
+            .context("could not read the source's image IDs")?
+            .into_iter()
+            .map(|f| match f {
+                Found::Id(d) => Some(d),
+                Found::Missing | Found::Unnamed => None,
+            })
+            .collect();
+        let got = target
+            .ids(&self.refs, Some(&want))
+            .context("could not read the target's image IDs")?;
+        let mut problems = Vec::new();
+        let mut notes = Vec::new();
+        let mut checked = 0;
+        for ((r, want), got) in self.refs.iter().zip(&want).zip(got) {
+            match (want, got) {
+                (Some(w), Found::Id(g)) if *w == g => checked += 1,
+                (w, Found::Id(g)) => problems.push(format!("{r}: ID {g} in the target, {} in the source", show(w.as_ref()))),
+                (w, Found::Missing) => problems.push(format!("{r}: missing in the target (source ID {})", show(w.as_ref()))),
+                (_, Found::Unnamed) => notes.push(format!(
+                    "{r}: loaded without a name (a digest reference needs a registry); {} keeps no unnamed image",
+                    target.name()
+                )),
+            }
+        }
+        if problems.is_empty() {
+            Ok(Verified { checked, notes })
+        } else {
+            Err(anyhow::anyhow!(
+                "{} of {} images differ:\n  {}",
+                problems.len(),
+                want.len(),
+                problems.join("\n  ")
+            ))
+        }
+    }
+}
+
+/// The outcome of [`Plan::verify`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Verified {
+    pub(crate) checked: usize,
+    /// Images that could not be checked, and why.
+    pub(crate) notes: Vec<String>,
+}
+
+/// What the target holds for one reference.
+enum Found {
+    Id(Digest),
+    Missing,
+    /// A digest-only reference in an engine that keeps no unnamed images (containerd).
+    Unnamed,
+}
+
+impl Endpoint {
+    /// The image ID of each reference here. With `by_id` (the source's IDs), digest-only
+    /// references are looked up by ID instead.
+    fn ids(
+        &self,
+        refs: &[ImageRef],
+        by_id: Option<&[Option<Digest>]>,
+    ) -> anyhow::Result<Vec<Found>> {
+        let digest_only = |r: &ImageRef| r.tag().is_none() && r.digest().is_some();
+        match self {
+            Endpoint::Engine { engine, .. } => {
+                let named: Vec<ImageRef> = refs
+                    .iter()
+                    .filter(|r| by_id.is_none() || !digest_only(r))
+                    .cloned()
+                    .collect();
+                let mut ids = engine
+                    .image_ids(&named)
+                    .map_err(|e| engine_error(e, "could not inspect the images"))?
+                    .into_iter()
+                    .map(|(_, id)| id);
+                let mut out = Vec::new();
+                for (i, r) in refs.iter().enumerate() {
+                    if by_id.is_some() && digest_only(r) {
+                        let want = by_id.and_then(|w| w[i].clone());
+                        out.push(match want {
+                            Some(id) if !engine.kind().is_containerd() => {
+                                let args: Vec<OsString> =
+                                    ["image", "inspect", "--format", "{{.ID}}", "--", id.as_str()]
+                                        .iter()
+                                        .map(OsString::from)
+                                        .collect();
+                                if engine.output(&args).is_ok() {
+                                    Found::Id(id)
+                                } else {
+                                    Found::Missing
+                                }
+                            }
+                            _ => Found::Unnamed,
+                        });
+                    } else {
+                        out.push(ids.next().flatten().map_or(Found::Missing, Found::Id));
+                    }
+                }
+                Ok(out)
+            }
+            Endpoint::Archive(path) => {
+                let archive = Archive::open(path)
+                    .with_context(|| format!("could not read {}", path.display()))?;
+                Ok(refs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let by_name = archive.find(r).map(|im| im.id().clone());
+                        let wanted = by_id.and_then(|w| w[i].as_ref());
+                        let by_digest = wanted
+                            .filter(|w| archive.images().iter().any(|im| im.id() == *w))
+                            .cloned();
+                        by_name
+                            .or(if digest_only(r) { by_digest } else { None })
+                            .map_or(Found::Missing, Found::Id)
+                    })
+                    .collect())
+            }
+        }
+    }
+}
+
+fn show(d: Option<&Digest>) -> String {
+    d.map_or_else(|| "unknown".to_owned(), ToString::to_string)
+}
+
+fn not_listed(r: &ImageRef, source: &Endpoint) -> anyhow::Error {
+    with_hint(
+        anyhow::anyhow!(
+            "{r} names no image in {}; refusing to run any engine",
+            source.name()
+        ),
+        match source {
+            Endpoint::Engine { spec, .. } => {
+                format!("see what is there with: imgkit ls {}", spec.engine_flags())
+            }
+            Endpoint::Archive(p) => {
+                format!("see what is there with: imgkit inspect {}", p.display())
+            }
+        },
+    )
+}
+
+fn compile_filters(filters: &[PathBuf]) -> anyhow::Result<Vec<(imgkit_select::Filter, String)>> {
+    let default = [PathBuf::from("default")];
+    let specs: &[PathBuf] = if filters.is_empty() {
+        &default
+    } else {
+        filters
+    };
+    specs
+        .iter()
+        .map(|spec| {
+            let (program, origin) = imgkit_select::load_filter(spec)?;
+            let filter = imgkit_select::Filter::compile(&program, &origin)?;
+            Ok((filter, origin))
+        })
+        .collect()
+}
+
+/// The listing's names, normalized, for resolving filter outputs.
+struct Index {
+    /// normalized "name:tag" / "name@digest" → (reference as the listing spells it, record).
+    by_ref: BTreeMap<String, (ImageRef, usize)>,
+}
+
+impl Index {
+    fn new(records: &[ImageRecord]) -> Self {
+        let mut by_ref = BTreeMap::new();
+        for (i, rec) in records.iter().enumerate() {
+            if rec.repository == NONE {
+                continue;
+            }
+            if rec.tag != NONE
+                && let Ok(r) = ImageRef::parse(&format!("{}:{}", rec.repository, rec.tag))
+            {
+                by_ref.entry(r.normalized().to_string()).or_insert((r, i));
+            }
+            if !rec.digest.is_empty()
+                && rec.digest != NONE
+                && let Ok(r) = ImageRef::parse(&format!("{}@{}", rec.repository, rec.digest))
+            {
+                by_ref.entry(r.normalized().to_string()).or_insert((r, i));
+            }
+        }
+        Self { by_ref }
+    }
+
+    /// The listing's image named by `r` (a bare name means its `latest` tag, as engines read it).
+    fn resolve(&self, r: &ImageRef) -> Option<(ImageRef, usize)> {
+        if r.tag().is_some() || r.digest().is_some() {
+            return self.by_ref.get(&r.normalized().to_string()).cloned();
+        }
+        let latest = r.with_tag("latest").ok()?;
+        self.by_ref.get(&latest.normalized().to_string()).cloned()
+    }
+}
+
+/// The argv of `cmd`, program first, for plans and `-v`.
+pub(crate) fn argv(cmd: &Command) -> Vec<String> {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The argv of `cmd` as one line a person can paste into a POSIX shell (display only: imgkit
+/// itself never runs a shell).
+pub(crate) fn display_argv(cmd: &Command) -> String {
+    argv(cmd)
+        .iter()
+        .map(|a| quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn quote(a: &str) -> String {
+    let plain = !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@=,+%".contains(c));
+    if plain {
+        a.to_owned()
+    } else {
+        format!("'{}'", a.replace('\'', r"'\''"))
+    }
+}
+
+/// Streams a sub-archive of `refs` from the archive at `path`: written on a thread into a pipe;
+/// a failure of the writer becomes a read error at the end of the stream.
+fn subset_source(path: PathBuf, refs: Vec<ImageRef>, compression: Compression) -> Source {
+    Source::open_with(path.display().to_string(), move || {
+        let (reader, writer) = std::io::pipe()?;
+        let writer_thread = std::thread::spawn(move || -> Result<(), imgkit_archive::Error> {
+            let archive = Archive::open(&path)?;
+            let mut w = SubsetWriter::new(&archive);
+            for r in &refs {
+                w.select(r)?;
+            }
+            w.compression(compression).write(writer)?;
+            Ok(())
+        });
+        Ok(Box::new(JoinedReader {
+            reader,
+            writer: Some(writer_thread),
+        }) as Box<dyn Read>)
+    })
+}
+
+/// A pipe's read end that, at end of stream, reports how its writer thread ended.
+struct JoinedReader {
+    reader: std::io::PipeReader,
+    writer: Option<std::thread::JoinHandle<Result<(), imgkit_archive::Error>>>,
+}
+
+impl Read for JoinedReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.reader.read(buf)?;
+        if n == 0
+            && let Some(w) = self.writer.take()
+        {
+            match w.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(std::io::Error::other(e)),
+                Err(_) => return Err(std::io::Error::other("the archive writer panicked")),
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Whether `target` files the short names of a docker archive under `localhost/` (podman): the
+/// stream's names are then qualified on the way ([`imgkit_transfer::QualifyNames`]).
+pub(crate) fn names_short_names_localhost(target: &Endpoint) -> bool {
+    target
+        .engine()
+        .is_some_and(|e| e.kind() == EngineKind::Podman)
+}
+
+/// After a load, for names the stream rewrite could not reach: podman files the short names of a docker archive under `localhost/`
+/// (`seed/app:1.0` → `localhost/seed/app:1.0`); rename them to what docker means by them
+/// (`docker.io/seed/app:1.0`), as a pull would have named them. Two podman calls per image.
+pub(crate) fn after_load(target: &Endpoint, loaded: &str, plan: &Plan) -> anyhow::Result<()> {
+    let Some(engine) = target.engine() else {
+        return Ok(());
+    };
+    if engine.kind() != EngineKind::Podman {
+        return Ok(());
+    }
+    let loaded: HashSet<&str> = loaded
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Loaded image: "))
+        .map(str::trim)
+        .collect();
+    // image ID → (local names, qualified names)
+    let mut by_image: BTreeMap<&str, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    for img in &plan.images {
+        let r = &img.reference;
+        if r.domain().is_some() || r.tag().is_none() {
+            continue;
+        }
+        let local = format!("localhost/{r}");
+        if loaded.contains(local.as_str()) {
+            let entry = by_image.entry(img.id.as_str()).or_default();
+            entry.0.push(local);
+            entry.1.push(r.normalized().to_string());
+        }
+    }
+    for (local, qualified) in by_image.values() {
+        let mut tag = vec![OsString::from("tag"), OsString::from(&local[0])];
+        tag.extend(qualified.iter().map(OsString::from));
+        engine
+            .output(&tag)
+            .map_err(|e| engine_error(e, "could not rename the loaded images"))?;
+        let mut untag = vec![OsString::from("untag"), OsString::from(&local[0])];
+        untag.extend(local.iter().map(OsString::from));
+        engine
+            .output(&untag)
+            .map_err(|e| engine_error(e, "could not rename the loaded images"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(repo: &str, tag: &str, digest: &str, id: &str) -> ImageRecord {
+        ImageRecord {
+            repository: repo.into(),
+            tag: tag.into(),
+            digest: digest.into(),
+            id: id.into(),
+            size: "1MB".into(),
+            ..ImageRecord::default()
+        }
+    }
+
+    const D: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+    #[test]
+    fn resolves_command_line_refs_against_the_listing() {
+        let records = vec![
+            rec("seed/app", "1.0", NONE, "aaa"),
+            rec("seed/pinned", NONE, D, "bbb"),
+            rec("docker.io/library/alpine", "latest", NONE, "ccc"),
+        ];
+        let idx = Index::new(&records);
+        let p = |s: &str| ImageRef::parse(s).unwrap();
+        assert_eq!(
+            idx.resolve(&p("seed/app:1.0")).unwrap().0.to_string(),
+            "seed/app:1.0"
+        );
+        assert_eq!(idx.resolve(&p("docker.io/seed/app:1.0")).unwrap().1, 0);
+        assert_eq!(idx.resolve(&p(&format!("seed/pinned@{D}"))).unwrap().1, 1);
+        assert_eq!(
+            idx.resolve(&p("alpine")).unwrap().1,
+            2,
+            "a bare name means :latest"
+        );
+        assert!(idx.resolve(&p("nope/none:1")).is_none());
+        assert!(idx.resolve(&p("seed/app")).is_none(), "no seed/app:latest");
+    }
+
+    #[test]
+    fn quotes_for_display_only() {
+        assert_eq!(quote("save"), "save");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+    }
+}

@@ -1,0 +1,192 @@
+//! What `save`, `load` and `run` share: Ctrl-C handling, running the pump with progress, turning
+//! its errors into advice, and the summary line (or JSON object) at the end.
+
+use std::io::Write;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use imgkit_transfer::{Cancel, Error as PumpError, Pump, Side, Step, Transferred};
+use serde_json::json;
+
+use crate::cli::GlobalArgs;
+use crate::diagnostics::with_hint;
+use crate::progress::Printer;
+
+/// The process-wide cancellation flag, set by Ctrl-C (SIGINT on Unix, console Ctrl-C on
+/// Windows). The first Ctrl-C asks the pump to stop both sides and clean up; a second one exits
+/// at once.
+pub(crate) fn interrupt_flag() -> Cancel {
+    static FLAG: OnceLock<Cancel> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let cancel = Cancel::new();
+        let handler = cancel.clone();
+        // If a handler can't be installed (already set by an embedding), Ctrl-C kills us the
+        // default way; the pump's children still die of EOF/EPIPE.
+        let _ = ctrlc::set_handler(move || {
+            if handler.is_cancelled() {
+                std::process::exit(130);
+            }
+            handler.cancel();
+        });
+        cancel
+    })
+    .clone()
+}
+
+/// Runs `pump`, drawing progress on `printer`, and explains a failure with a hint.
+/// `what` names the images for the error ("3 images from docker").
+pub(crate) fn run_pump(
+    pump: Pump,
+    printer: &mut Printer,
+    what: &str,
+) -> anyhow::Result<Transferred> {
+    let pump = pump.cancel(interrupt_flag());
+    pump.run(printer).map_err(|e| explain(e, what))
+}
+
+fn explain(err: PumpError, what: &str) -> anyhow::Error {
+    let hint = match &err {
+        PumpError::Spawn { source, label, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            Some(format!(
+                "install the engine's CLI, or point imgkit at it (--engine-bin or IMGKIT_<ENGINE>_BIN); tried `{label}`"
+            ))
+        }
+        PumpError::Spawn { .. } => {
+            Some("check that the engine's CLI is executable by you".to_owned())
+        }
+        PumpError::ChildFailed {
+            side: Side::Source,
+            step: Step::Save,
+            ..
+        } => Some(format!(
+            "nothing was loaded or written; check that the images still exist (`imgkit ls`) and retry ({what})"
+        )),
+        PumpError::ChildFailed {
+            side: Side::Target, ..
+        } => Some(
+            "the target stopped the stream and kept nothing from it; its own message is above. \
+             To look closer, save to a file first (imgkit save -o images.tar …) and load that"
+                .to_owned(),
+        ),
+        PumpError::ChildFailed { .. } | PumpError::Cancelled { .. } => None,
+        PumpError::Create { source, .. }
+        | PumpError::Write { source, .. }
+        | PumpError::Finish { source, .. } => Some(match source.raw_os_error() {
+            Some(28) => "the disk is full: free space there or write elsewhere (-o / --to / --via)"
+                .to_owned(),
+            _ if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                "that directory is not writable by you: choose another output path".to_owned()
+            }
+            _ if source.kind() == std::io::ErrorKind::NotFound => {
+                "the output directory does not exist: create it or choose another path".to_owned()
+            }
+            _ => "check the output path and the space left on its filesystem".to_owned(),
+        }),
+        PumpError::Read { .. } => {
+            Some("check that the input is a complete image archive".to_owned())
+        }
+    };
+    let err = anyhow::Error::new(err).context(format!("could not move {what}"));
+    match hint {
+        Some(h) => with_hint(err, h),
+        None => err,
+    }
+}
+
+/// The end-of-run report.
+#[derive(Debug, Clone)]
+pub(crate) struct Summary {
+    pub(crate) images: usize,
+    pub(crate) bytes: u64,
+    pub(crate) elapsed: Duration,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) verified: Option<usize>,
+}
+
+impl Summary {
+    pub(crate) fn mib_per_second(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.bytes as f64 / 1_048_576.0 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Prints the summary: a JSON object on stdout with `--json` (stderr when stdout carries the
+    /// archive), else one line on stderr (none with `--quiet`).
+    pub(crate) fn print(&self, global: &GlobalArgs, stdout_is_data: bool) {
+        if global.json {
+            let obj = json!({
+                "from": self.from,
+                "to": self.to,
+                "images": self.images,
+                "bytes": self.bytes,
+                "seconds": (self.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+                "mib_per_second": (self.mib_per_second() * 10.0).round() / 10.0,
+                "verified": self.verified,
+            });
+            if stdout_is_data {
+                let _ = writeln!(std::io::stderr(), "{obj}");
+            } else {
+                let _ = writeln!(std::io::stdout(), "{obj}");
+            }
+            return;
+        }
+        if global.quiet {
+            return;
+        }
+        let verified = match self.verified {
+            Some(n) => format!(", {n} verified by image ID"),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            std::io::stderr(),
+            "imgkit: moved {} image{} from {} to {}: {} in {:.1} s ({:.1} MiB/s){verified}",
+            self.images,
+            if self.images == 1 { "" } else { "s" },
+            self.from,
+            self.to,
+            indicatif::HumanBytes(self.bytes),
+            self.elapsed.as_secs_f64(),
+            self.mib_per_second(),
+        );
+    }
+}
+
+/// Parses a size as engines print it ("72.9MB", "1.2GB", "512kB", "721 kB", "261.3 KiB") into
+/// bytes; `None` for "N/A" and other text. Only an estimate for progress ETAs.
+pub(crate) fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().ok()?;
+    let mult: f64 = match unit.trim() {
+        "B" => 1.0,
+        "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KiB" => 1024.0,
+        "MiB" => 1_048_576.0,
+        "GiB" => 1_073_741_824.0,
+        _ => return None,
+    };
+    Some((value * mult) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn parses_engine_sizes() {
+        assert_eq!(parse_size("72.9MB"), Some(72_900_000));
+        assert_eq!(parse_size("721kB"), Some(721_000));
+        assert_eq!(parse_size("261.3 KiB"), Some(267_571));
+        assert_eq!(parse_size("1.5GB"), Some(1_500_000_000));
+        assert_eq!(parse_size("N/A"), None);
+        assert_eq!(parse_size(""), None);
+    }
+}
