@@ -84,7 +84,11 @@ pub(crate) struct Args {
     /// Select with a WASM filter plugin (a WASI preview1 command) instead of a jq program: it
     /// reads the records as JSON lines and prints one image reference per line. All positional
     /// arguments are then input files. See docs/plugins.md.
-    #[arg(long, value_name = "FILE.wasm", conflicts_with_all = ["from_file", "null_input", "slurp", "raw_input", "arg", "argjson"])]
+    #[arg(
+        long,
+        value_name = "FILE.wasm",
+        conflicts_with_all = ["from_file", "null_input", "slurp", "raw_input", "arg", "argjson"]
+    )]
     plugin: Option<PathBuf>,
     #[command(flatten)]
     plugin_flags: PluginArgs,
