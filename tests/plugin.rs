@@ -10,22 +10,10 @@ use crate::util::{Run, Test};
 
 /// Assertions this theme adds to `Run`.
 trait RunExt: Sized {
-    fn stdout_has(self, needle: &str) -> Self;
     fn stderr_lacks(self, needle: &str) -> Self;
 }
 
 impl RunExt for Run {
-    #[track_caller]
-    fn stdout_has(self, needle: &str) -> Self {
-        assert!(
-            self.stdout.contains(needle),
-            "stdout lacks {needle:?}:\n{}\n--- stderr\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
     #[track_caller]
     fn stderr_lacks(self, needle: &str) -> Self {
         assert!(

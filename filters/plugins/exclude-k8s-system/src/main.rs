@@ -38,7 +38,12 @@ fn is_system(repository: &str, extra: &[String]) -> bool {
 fn main() -> std::process::ExitCode {
     let extra: Vec<String> = args()
         .get("drop")
-        .map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     run(|r: Record| {
         // Digest-only rows would name "all tags" to `docker save`: skip them.
@@ -67,7 +72,12 @@ mod tests {
         ] {
             assert!(is_system(repo, &[]), "{repo}");
         }
-        for repo in ["alpine", "rancher/rancher", "ghcr.io/me/app", "registry.k8s.io.example/x"] {
+        for repo in [
+            "alpine",
+            "rancher/rancher",
+            "ghcr.io/me/app",
+            "registry.k8s.io.example/x",
+        ] {
             assert!(!is_system(repo, &[]), "{repo}");
         }
         assert!(is_system("ghcr.io/me/app", &["ghcr.io/me/".into()]));

@@ -25,7 +25,10 @@ fn newest(records: Vec<Record>) -> Vec<String> {
             }
         }
     }
-    order.into_iter().map(|repo| format!("{repo}:{}", best[&repo].1)).collect()
+    order
+        .into_iter()
+        .map(|repo| format!("{repo}:{}", best[&repo].1))
+        .collect()
 }
 
 fn main() -> std::process::ExitCode {
