@@ -12,6 +12,7 @@ mod plan;
 mod progress;
 mod selection;
 mod transfer;
+mod plugin_args;
 
 use std::process::ExitCode;
 

@@ -7,3 +7,4 @@ mod cli;
 mod engines;
 mod filter;
 mod transfer;
+mod plugin;

@@ -9,6 +9,7 @@ pub(crate) mod ls;
 pub(crate) mod run;
 pub(crate) mod save;
 pub(crate) mod verify;
+pub(crate) mod plugin;
 
 use std::process::ExitCode;
 
@@ -27,5 +28,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(&args, global),
         Command::Ls(args) => ls::run(&args, global),
         Command::Engines(args) => engines::run(&args, global),
+        Command::Plugin(args) => plugin::run(&args, global),
     }
 }
