@@ -11,6 +11,7 @@ mod engine_args;
 mod plan;
 mod progress;
 mod selection;
+mod skip;
 mod transfer;
 
 use std::process::ExitCode;

@@ -57,7 +57,7 @@ impl Endpoint {
         }
     }
 
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         match self {
             Endpoint::Engine { spec, .. } => spec.to_string(),
             Endpoint::Archive(p) => p.display().to_string(),
@@ -114,7 +114,7 @@ fn native(engine: &Engine, refs: &[ImageRef]) -> Vec<ImageRef> {
     refs.iter().map(|r| engine.native_ref(r)).collect()
 }
 
-fn engine_error(e: imgkit_engine::Error, context: &str) -> anyhow::Error {
+pub(crate) fn engine_error(e: imgkit_engine::Error, context: &str) -> anyhow::Error {
     let hint = e.hint();
     let err = anyhow::Error::new(e).context(context.to_owned());
     match hint {
@@ -318,7 +318,7 @@ pub(crate) struct Verified {
 }
 
 /// What the target holds for one reference.
-enum Found {
+pub(crate) enum Found {
     Id(Digest),
     Missing,
     /// A digest-only reference in an engine that keeps no unnamed images (containerd).
@@ -328,7 +328,7 @@ enum Found {
 impl Endpoint {
     /// The image ID of each reference here. With `by_id` (the source's IDs), digest-only
     /// references are looked up by ID instead.
-    fn ids(
+    pub(crate) fn ids(
         &self,
         refs: &[ImageRef],
         by_id: Option<&[Option<Digest>]>,

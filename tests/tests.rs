@@ -6,4 +6,5 @@ mod archive;
 mod cli;
 mod engines;
 mod filter;
+mod sync;
 mod transfer;

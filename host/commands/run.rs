@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::Context;
 use imgkit_archive::Compression;
@@ -14,7 +15,8 @@ use crate::diagnostics::with_hint;
 use crate::endpoint::EndpointSpec;
 use crate::plan::{self, Endpoint, Plan};
 use crate::progress::Printer;
-use crate::transfer::{Summary, run_pump};
+use crate::skip::{self, Partition};
+use crate::transfer::{Summary, SyncReport, run_pump};
 
 /// Exit code when the selection is empty (like grep finding nothing).
 const EXIT_NOTHING: u8 = 1;
@@ -42,6 +44,10 @@ pub(crate) struct Args {
     /// Skip checking the image IDs in the target after loading.
     #[arg(long)]
     pub(crate) no_verify: bool,
+    /// Copy every selected image, even those the target already has with the same image ID
+    /// (by default they are skipped).
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -74,6 +80,7 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         }
         _ => Compression::None,
     };
+    let started = Instant::now();
     let Some(plan) = Plan::select(&source, &args.filter, &[], &mut printer)? else {
         if !global.quiet {
             eprintln!(
@@ -96,10 +103,62 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         );
     }
     let load = target.load_command().ok();
+    let Partition {
+        copy: plan,
+        skipped,
+    } = if args.force {
+        skip::partition_none(plan)
+    } else {
+        if target.engine().is_some() {
+            printer.step(
+                "skip",
+                &format!(
+                    "checking which of {} images {} already has",
+                    plan.refs.len(),
+                    args.to
+                ),
+            );
+        }
+        skip::partition(plan, &source, &target)?
+    };
+    let skipped: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+    if !skipped.is_empty() {
+        printer.step(
+            "skip",
+            &format!(
+                "{} already in {} with the same image ID, not moved (--force moves them)",
+                skipped.len(),
+                args.to
+            ),
+        );
+    }
     if args.dry_run {
-        print_plan(&plan, args, &source, load.as_ref(), global);
+        print_plan(
+            plan.as_ref(),
+            &skipped,
+            args,
+            &source,
+            load.as_ref(),
+            global,
+        );
         return Ok(ExitCode::SUCCESS);
     }
+    let Some(plan) = plan else {
+        Summary {
+            images: 0,
+            bytes: 0,
+            elapsed: started.elapsed(),
+            from: args.from.to_string(),
+            to: args.to.to_string(),
+            verified: None,
+            sync: Some(SyncReport {
+                copied: Vec::new(),
+                skipped,
+            }),
+        }
+        .print(global, false);
+        return Ok(ExitCode::SUCCESS);
+    };
 
     let mut pump =
         Pump::new(source.source(&plan.refs, compression)).expected_bytes(plan.expected_bytes);
@@ -147,32 +206,45 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         from: args.from.to_string(),
         to: args.to.to_string(),
         verified,
+        sync: Some(SyncReport {
+            copied: plan.refs.iter().map(ToString::to_string).collect(),
+            skipped,
+        }),
     }
     .print(global, false);
     Ok(ExitCode::SUCCESS)
 }
 
 fn print_plan(
-    plan: &Plan,
+    plan: Option<&Plan>,
+    skipped: &[String],
     args: &Args,
     source: &Endpoint,
     load: Option<&std::process::Command>,
     global: &GlobalArgs,
 ) {
-    let save = source.save_command(&plan.refs);
+    let save = plan.and_then(|p| source.save_command(&p.refs));
     if global.json {
         let obj = json!({
             "from": args.from.to_string(),
             "to": args.to.to_string(),
             "via": args.via,
-            "images": plan.images.iter().map(|i| json!({"ref": i.reference.to_string(), "id": i.id, "size": i.size})).collect::<Vec<_>>(),
-            "expected_bytes": plan.expected_bytes,
+            "images": plan.map(|p| p.images.iter().map(|i| json!({"ref": i.reference.to_string(), "id": i.id, "size": i.size})).collect::<Vec<_>>()).unwrap_or_default(),
+            "skipped": skipped,
+            "expected_bytes": plan.and_then(|p| p.expected_bytes),
             "save": save.as_ref().map(plan::argv),
-            "load": load.map(plan::argv),
+            "load": plan.and(load).map(plan::argv),
         });
         println!("{obj}");
         return;
     }
+    for s in skipped {
+        println!("skip {s} (already in {} with the same image ID)", args.to);
+    }
+    let Some(plan) = plan else {
+        println!("nothing to move from {} to {}", args.from, args.to);
+        return;
+    };
     println!(
         "would move {} from {} to {}:",
         plan.describe(),

@@ -77,6 +77,7 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         from: spec.to_string(),
         to,
         verified: None,
+        sync: None,
     }
     .print(global, to_stdout);
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,191 @@
+//! Sync semantics of `imgkit run` on real engines: a repeated run moves nothing, a run after one
+//! image changed moves only that image, `--force` moves everything again. The engines are the
+//! ones `tests/transfer.rs` uses (from `scripts/test`); without them these tests skip.
+#![cfg(unix)]
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::transfer::{
+    Engines, K8S_DST, SELECT_TWO, ctr, ctr_images, empty_ctr, engines, fresh_podman, imgkit, kv,
+    lock, output, podman_images, src_docker, want_two, write_filter,
+};
+
+fn need() -> Option<&'static Engines> {
+    let e = engines();
+    if e.is_none() {
+        eprintln!(
+            "skipped: sync tests need real engines; run scripts/test (as root), which starts them and sets IMGKIT_ENGINES_DIR and IMGKIT_TRANSFER_DST"
+        );
+    }
+    e
+}
+
+/// The `--json` summary of a run (the last stdout line).
+fn summary(stdout: &str) -> Value {
+    let line = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no summary"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    let mut out: Vec<String> = v
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_repeated_run_moves_nothing_and_a_changed_image_moves_alone() {
+    let Some(e) = need() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    let mut env = fresh_podman(tmp.path());
+    env.push(src_docker(e));
+    let run = || {
+        imgkit(&env)
+            .args(["--json", "run", "--from", "docker", "--to", "podman", "-f"])
+            .args([&filter])
+            .run()
+            .success()
+    };
+
+    let first = summary(&run().stdout);
+    assert_eq!(strings(&first["copied"]), ["seed/app:1.0", "seed/base:1.0"]);
+    assert!(strings(&first["skipped"]).is_empty());
+    assert!(first["bytes"].as_u64().unwrap() > 0);
+
+    let second = summary(&run().stdout);
+    assert_eq!(second["bytes"], 0, "{second}");
+    assert!(strings(&second["copied"]).is_empty(), "{second}");
+    assert_eq!(
+        strings(&second["skipped"]),
+        ["seed/app:1.0", "seed/base:1.0"]
+    );
+    assert_eq!(podman_images(&env), want_two(e, "docker.io/"));
+
+    // seed/base:1.0 now names another image in the target: only it moves.
+    let mut tag = Command::new("podman");
+    tag.args(["tag", "docker.io/seed/app:1.0", "docker.io/seed/base:1.0"]);
+    tag.envs(env.iter().map(|(k, v)| (k, v)));
+    output(&mut tag);
+    let third = summary(&run().stdout);
+    assert_eq!(strings(&third["copied"]), ["seed/base:1.0"], "{third}");
+    assert_eq!(strings(&third["skipped"]), ["seed/app:1.0"], "{third}");
+    assert_eq!(third["verified"], 1);
+    assert_eq!(podman_images(&env), want_two(e, "docker.io/"));
+
+    // --force moves both again; the human summary names what it skipped.
+    let forced = imgkit(&env)
+        .args([
+            "--json", "run", "--force", "--from", "docker", "--to", "podman", "-f",
+        ])
+        .args([&filter])
+        .run()
+        .success();
+    assert_eq!(
+        strings(&summary(&forced.stdout)["copied"]),
+        ["seed/app:1.0", "seed/base:1.0"]
+    );
+    imgkit(&env)
+        .args(["run", "--from", "docker", "--to", "podman", "-f"])
+        .args([&filter])
+        .run()
+        .success()
+        .stderr_has("nothing to move from docker to podman")
+        .stderr_has("skipped 2 already there with the same ID");
+}
+
+#[test]
+fn the_default_selection_repeats_as_nothing_including_digest_only_images() {
+    let Some(e) = need() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut env = fresh_podman(tmp.path());
+    env.push(src_docker(e));
+    let run = || {
+        imgkit(&env)
+            .args(["--json", "run", "--from", "docker", "--to", "podman"])
+            .run()
+            .success()
+    };
+    let first = summary(&run().stdout);
+    let copied = strings(&first["copied"]);
+    assert!(
+        copied.iter().any(|r| r.starts_with("seed/pinned@sha256:")),
+        "{copied:?}"
+    );
+    let second = summary(&run().stdout);
+    assert_eq!(second["bytes"], 0, "{second}");
+    assert_eq!(strings(&second["skipped"]), copied);
+    // the dry run says the same without moving anything
+    imgkit(&env)
+        .args(["run", "--dry-run", "--from", "docker", "--to", "podman"])
+        .run()
+        .success()
+        .stdout_is(&format!(
+            "{}nothing to move from docker to podman\n",
+            second["skipped"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| format!(
+                    "skip {} (already in podman with the same image ID)\n",
+                    s.as_str().unwrap()
+                ))
+                .collect::<String>()
+        ));
+}
+
+#[test]
+fn a_repeated_run_into_ctr_k8s_moves_nothing() {
+    let Some(e) = need() else { return };
+    let _guard = lock(&K8S_DST);
+    let addr = e.dst.var("CONTAINERD_ADDRESS");
+    empty_ctr(addr, "k8s.io");
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    let env = vec![src_docker(e), kv("CONTAINERD_ADDRESS", addr)];
+    let run = || {
+        imgkit(&env)
+            .args([
+                "--json",
+                "run",
+                "--from",
+                "docker",
+                "--to",
+                "ctr:k8s.io",
+                "-f",
+            ])
+            .args([&filter])
+            .run()
+            .success()
+    };
+    assert_eq!(
+        strings(&summary(&run().stdout)["copied"]),
+        ["seed/app:1.0", "seed/base:1.0"]
+    );
+    let second = summary(&run().stdout);
+    assert_eq!(second["bytes"], 0, "{second}");
+    assert_eq!(
+        strings(&second["skipped"]),
+        ["seed/app:1.0", "seed/base:1.0"]
+    );
+    // retag seed/base in the target to seed/app's image: only seed/base moves
+    output(ctr(addr, "k8s.io").args(["images", "rm", "docker.io/seed/base:1.0"]));
+    output(ctr(addr, "k8s.io").args([
+        "images",
+        "tag",
+        "docker.io/seed/app:1.0",
+        "docker.io/seed/base:1.0",
+    ]));
+    let third = summary(&run().stdout);
+    assert_eq!(strings(&third["copied"]), ["seed/base:1.0"], "{third}");
+    assert_eq!(ctr_images(addr, "k8s.io"), want_two(e, "docker.io/"));
+}
