@@ -6,5 +6,6 @@ mod archive;
 mod cli;
 mod engines;
 mod filter;
+mod presets;
 mod sync;
 mod transfer;
