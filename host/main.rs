@@ -9,6 +9,7 @@ mod diagnostics;
 mod endpoint;
 mod engine_args;
 mod plan;
+mod pipeline;
 mod progress;
 mod selection;
 mod skip;

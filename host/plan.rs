@@ -20,6 +20,7 @@ use imgkit_transfer::Source;
 
 use crate::diagnostics::with_hint;
 use crate::endpoint::{EndpointSpec, open_engine};
+use crate::pipeline::Pipeline;
 use crate::progress::Printer;
 use crate::selection;
 use crate::transfer::parse_size;
@@ -161,10 +162,10 @@ impl Plan {
             .map(|s| ImageRef::parse(s))
             .collect::<Result<_, _>>()
             .context("refusing to run any engine")?;
-        let compiled = if given.is_empty() {
-            compile_filters(filters)?
+        let pipeline = if given.is_empty() {
+            Some(Pipeline::compile(filters)?)
         } else {
-            Vec::new()
+            None
         };
 
         printer.step("list", &format!("listing images in {}", source.name()));
@@ -172,23 +173,13 @@ impl Plan {
         let index = Index::new(&records);
 
         let mut chosen: Vec<(ImageRef, usize)> = Vec::new();
-        if given.is_empty() {
+        if let Some(pipeline) = &pipeline {
             printer.step(
                 "select",
                 &format!("selecting from {} records", records.len()),
             );
-            let selected = selection::select(&records, |value| {
-                let mut outputs = Vec::new();
-                for (filter, origin) in &compiled {
-                    outputs.extend(
-                        filter
-                            .select(value)
-                            .with_context(|| format!("filter {origin} failed"))?,
-                    );
-                }
-                Ok(outputs)
-            })
-            .context("refusing to run any engine")?;
+            let selected = selection::select(&records, |value| pipeline.select(value))
+                .context("refusing to run any engine")?;
             chosen.extend(selected.into_iter().map(|s| (s.reference, s.record)));
         } else {
             for r in given {
@@ -412,23 +403,6 @@ fn not_listed(r: &ImageRef, source: &Endpoint) -> anyhow::Error {
             }
         },
     )
-}
-
-fn compile_filters(filters: &[PathBuf]) -> anyhow::Result<Vec<(imgkit_select::Filter, String)>> {
-    let default = [PathBuf::from("default")];
-    let specs: &[PathBuf] = if filters.is_empty() {
-        &default
-    } else {
-        filters
-    };
-    specs
-        .iter()
-        .map(|spec| {
-            let (program, origin) = imgkit_select::load_filter(spec)?;
-            let filter = imgkit_select::Filter::compile(&program, &origin)?;
-            Ok((filter, origin))
-        })
-        .collect()
 }
 
 /// The listing's names, normalized, for resolving filter outputs.

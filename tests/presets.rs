@@ -165,3 +165,57 @@ fn exclude_k8s_system_on_a_real_k3s_like_namespace() {
         assert!(!out.iter().any(|o| o.starts_with(dropped)), "{out:?}");
     }
 }
+
+/// `-f a -f b` is a pipeline in `ls` and `run`: records that pass `a` go into `b`.
+#[cfg(unix)]
+#[test]
+fn repeated_filters_compose_as_a_pipeline() {
+    use crate::transfer::{engines, src_docker, write_filter};
+    let Some(e) = engines() else {
+        eprintln!("skipped: needs real engines; run scripts/test (as root)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let seed_only = tmp.path().join("seed.jq");
+    std::fs::write(&seed_only, r#"select(.Repository | startswith("seed/m"))"#).unwrap();
+    let tagged = write_filter(tmp.path(), r#".Repository + ":" + .Tag"#);
+    let (k, v) = src_docker(e);
+    Test::new()
+        .env(&k, &v)
+        .env("IMGKIT_DOCKER_BIN", crate::transfer::DOCKER)
+        .args(["ls", "--engine", "docker", "-f"])
+        .args([&seed_only, &"-f".into(), &tagged])
+        .run()
+        .success()
+        .stdout_is(
+            "seed/multi:latest\nseed/many:v1\nseed/many:v2\nseed/many:v3\nseed/many:v4\nseed/many:v5\n",
+        );
+    // a preset first, then a program choosing among what it kept
+    let multi = tmp.path().join("multi.jq");
+    std::fs::write(
+        &multi,
+        r#"select(.Repository == "seed/multi") | .Repository + ":" + .Tag"#,
+    )
+    .unwrap();
+    let run = Test::new()
+        .env(&k, &v)
+        .env("IMGKIT_DOCKER_BIN", crate::transfer::DOCKER)
+        .args([
+            "--json",
+            "run",
+            "--dry-run",
+            "--force",
+            "--from",
+            "docker",
+            "--to",
+            "x.tar",
+        ])
+        .args(["-f", "exclude-k8s-system", "-f"])
+        .args([&multi])
+        .current_dir(tmp.path())
+        .run()
+        .success();
+    let plan: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(plan["images"].as_array().unwrap().len(), 1, "{plan}");
+    assert_eq!(plan["images"][0]["ref"], "seed/multi:latest");
+}

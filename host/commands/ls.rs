@@ -11,6 +11,7 @@ use imgkit_types::ImageRecord;
 use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
 use crate::engine_args::{EngineArgs, engine_error};
+use crate::pipeline::Pipeline;
 use crate::selection::{self, Selected};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -29,6 +30,7 @@ pub(crate) enum Format {
   imgkit ls --engine ctr -n k8s.io --format table Kubernetes' images in containerd
   imgkit ls --engine podman -e 'select(.Repository | startswith(\"seed/\")) | .Repository + \":\" + .Tag'
   imgkit ls --engine docker --all --format json   every record, unselected
+  imgkit ls --engine ctr -n k8s.io -f exclude-k8s-system -f my.jq   a pipeline of two filters
 
 Every output of the program must name an image of the listing; a bare repository printed for a
 digest-only row (Tag <none>) selects that image by digest. Exit codes: 0 selected something,
@@ -37,8 +39,10 @@ pub(crate) struct Args {
     #[command(flatten)]
     engine: EngineArgs,
     /// Select with this jq program file or built-in preset [default: default.jq, the guide's].
+    /// Repeat for a pipeline: records that pass one filter go into the next; the last one
+    /// prints the references.
     #[arg(short = 'f', long, value_name = "FILE", conflicts_with_all = ["expression", "all"])]
-    filter: Option<PathBuf>,
+    filter: Vec<PathBuf>,
     /// Select with this jq program.
     #[arg(
         short = 'e',
@@ -71,7 +75,7 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     let records = engine.list().map_err(engine_error)?;
     let selected = match &filter {
         None => selection::select_all(&records),
-        Some(f) => selection::select(&records, |v| Ok(f.select(v)?))?,
+        Some(f) => selection::select(&records, |v| f.select(v))?,
     };
     print(&records, &selected, format)?;
     Ok(if selected.is_empty() {
@@ -81,14 +85,14 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     })
 }
 
-fn compile(args: &Args) -> anyhow::Result<Filter> {
-    let (source, origin) = match (&args.expression, &args.filter) {
-        (Some(p), _) => (p.clone(), "<program>".to_owned()),
-        (None, Some(spec)) => imgkit_select::load_filter(spec)?,
-        (None, None) => imgkit_select::load_filter(std::path::Path::new("default"))?,
-    };
-    Filter::compile(&source, &origin)
-        .map_err(|e| with_hint(e, "check the jq program with `imgkit filter`"))
+fn compile(args: &Args) -> anyhow::Result<Pipeline> {
+    match &args.expression {
+        Some(p) => Filter::compile(p, "<program>")
+            .map(|f| Pipeline::one(f, "<program>".to_owned()))
+            .map_err(|e| with_hint(e, "check the jq program with `imgkit filter`")),
+        None => Pipeline::compile(&args.filter)
+            .map_err(|e| with_hint(e, "check the jq program with `imgkit filter`")),
+    }
 }
 
 fn print(records: &[ImageRecord], selected: &[Selected], format: Format) -> anyhow::Result<()> {

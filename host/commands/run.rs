@@ -32,7 +32,7 @@ pub(crate) struct Args {
     #[arg(long, value_name = "DST", default_value = "images.tar")]
     pub(crate) to: EndpointSpec,
     /// jq program choosing the images: a file, or a preset name [default: default]. Repeat for
-    /// the union of several filters.
+    /// a pipeline: records that pass one filter go into the next; the last prints references.
     #[arg(long, short = 'f', value_name = "FILTER")]
     pub(crate) filter: Vec<PathBuf>,
     /// Also keep the stream as an archive file while loading it into the target (a tee).

@@ -19,7 +19,8 @@ pub(crate) struct Args {
     #[command(flatten)]
     pub(crate) engine: EngineArgs,
     /// jq program choosing the images when no REF is given: a file or a preset name
-    /// [default: default]. Repeat for the union of several.
+    /// [default: default]. Repeat for a pipeline: records that pass one filter go into the
+    /// next; the last prints references.
     #[arg(long, short = 'f', value_name = "FILTER", conflicts_with = "refs")]
     pub(crate) filter: Vec<PathBuf>,
     /// The archive to write (as FILE.partial, renamed when complete); `-` for stdout.
