@@ -11,6 +11,7 @@ mod engine_args;
 mod plan;
 mod pipeline;
 mod progress;
+mod rename;
 mod selection;
 mod skip;
 mod transfer;

@@ -135,6 +135,8 @@ pub(crate) struct Selected {
     pub(crate) size: String,
     /// The platforms a containerd listing names for it (nerdctl's `Platform`, comma-joined).
     pub(crate) platforms: Option<String>,
+    /// New names the filter asked for (`{"ref": …, "as": […]}`), unchecked.
+    pub(crate) rename: Vec<String>,
 }
 
 /// The images to move, every reference checked.
@@ -172,7 +174,7 @@ impl Plan {
         let records = source.list()?;
         let index = Index::new(&records);
 
-        let mut chosen: Vec<(ImageRef, usize)> = Vec::new();
+        let mut chosen: Vec<(ImageRef, usize, Vec<String>)> = Vec::new();
         if let Some(pipeline) = &pipeline {
             printer.step(
                 "select",
@@ -180,17 +182,21 @@ impl Plan {
             );
             let selected = selection::select(&records, |value| pipeline.select(value))
                 .context("refusing to run any engine")?;
-            chosen.extend(selected.into_iter().map(|s| (s.reference, s.record)));
+            chosen.extend(
+                selected
+                    .into_iter()
+                    .map(|s| (s.reference, s.record, s.rename)),
+            );
         } else {
             for r in given {
-                let resolved = index.resolve(&r).ok_or_else(|| not_listed(&r, source))?;
-                chosen.push(resolved);
+                let (r, i) = index.resolve(&r).ok_or_else(|| not_listed(&r, source))?;
+                chosen.push((r, i, Vec::new()));
             }
         }
 
         let mut seen = HashSet::new();
         let mut images = Vec::new();
-        for (reference, i) in chosen {
+        for (reference, i, rename) in chosen {
             if seen.insert(reference.to_string()) {
                 let rec = &records[i];
                 let platforms = rec
@@ -203,6 +209,7 @@ impl Plan {
                     id: rec.id.clone(),
                     size: rec.size.clone(),
                     platforms,
+                    rename,
                 });
             }
         }

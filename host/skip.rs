@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use imgkit_types::ImageRef;
 
 use crate::plan::{Endpoint, Found, Plan, Selected};
+use crate::rename;
 use crate::transfer::parse_size;
 
 /// A plan split into what to move and what the target already holds.
@@ -50,57 +51,67 @@ pub(crate) fn partition(
         .map(|r| key(&r))
         .collect();
     let ids: HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
-    // Candidates: named refs the target lists by name; digest-only refs (loaded without a name)
-    // when the target lists an image with the source's short ID and keeps unnamed images.
+    // Candidates: images whose every target name (their own, or their new names) the target
+    // lists; digest-only refs (loaded without a name) when the target lists an image with the
+    // source's short ID and keeps unnamed images.
     let keeps_unnamed = !engine.kind().is_containerd();
-    let candidates: Vec<ImageRef> = plan
+    let candidates: Vec<&Selected> = plan
         .images
         .iter()
         .filter(|i| {
             if digest_only(&i.reference) {
                 keeps_unnamed && ids.contains(i.id.as_str())
             } else {
-                listed.contains(&key(&i.reference))
+                rename::target_names(i)
+                    .iter()
+                    .all(|n| listed.contains(&key(n)))
             }
         })
-        .map(|i| i.reference.clone())
         .collect();
     if candidates.is_empty() {
         return Ok(everything(plan));
     }
+    let refs: Vec<ImageRef> = candidates.iter().map(|i| i.reference.clone()).collect();
     let want: Vec<Option<imgkit_types::Digest>> = source
-        .ids(&candidates, None)?
+        .ids(&refs, None)?
         .into_iter()
         .map(|f| match f {
             Found::Id(d) => Some(d),
             Found::Missing | Found::Unnamed => None,
         })
         .collect();
-    // Named refs: the target's config digest for the same name (one batched lookup). A
-    // digest-only ref has no name in the target: the listing's ID must be the source's.
-    let (named, unnamed): (Vec<_>, Vec<_>) = candidates
-        .iter()
-        .zip(&want)
-        .partition(|(r, _)| !digest_only(r));
-    let named_refs: Vec<ImageRef> = named.iter().map(|(r, _)| (*r).clone()).collect();
-    let got = if named_refs.is_empty() {
+    // Named images: the target's config digest under each target name (one batched lookup).
+    // A digest-only ref has no name in the target: the listing's ID must be the source's.
+    let mut lookups: Vec<(usize, ImageRef)> = Vec::new();
+    for (c, img) in candidates.iter().enumerate() {
+        if !digest_only(&img.reference) {
+            lookups.extend(rename::target_names(img).into_iter().map(|n| (c, n)));
+        }
+    }
+    let names: Vec<ImageRef> = lookups.iter().map(|(_, n)| n.clone()).collect();
+    let got = if names.is_empty() {
         Vec::new()
     } else {
-        target.ids(&named_refs, None)?
+        target.ids(&names, None)?
     };
-    let mut same: HashSet<String> = named
-        .iter()
-        .zip(got)
-        .filter_map(|((r, w), g)| match (w, g) {
-            (Some(w), Found::Id(g)) if *w == g => Some(r.to_string()),
-            _ => None,
-        })
-        .collect();
-    same.extend(unnamed.iter().filter_map(|(r, w)| {
-        w.as_ref()
-            .filter(|w| ids.contains(w.short_id()))
-            .map(|_| r.to_string())
-    }));
+    let mut differs = vec![false; candidates.len()];
+    for ((c, _), g) in lookups.iter().zip(got) {
+        match (&want[*c], g) {
+            (Some(w), Found::Id(g)) if *w == g => {}
+            _ => differs[*c] = true,
+        }
+    }
+    let mut same: HashSet<String> = HashSet::new();
+    for (c, img) in candidates.iter().enumerate() {
+        let present = if digest_only(&img.reference) {
+            want[c].as_ref().is_some_and(|w| ids.contains(w.short_id()))
+        } else {
+            want[c].is_some() && !differs[c]
+        };
+        if present {
+            same.insert(img.reference.to_string());
+        }
+    }
     let (skipped, copy): (Vec<Selected>, Vec<Selected>) = plan
         .images
         .into_iter()
@@ -167,6 +178,7 @@ mod tests {
             id: id.into(),
             size: size.into(),
             platforms: None,
+            rename: Vec::new(),
         }
     }
 

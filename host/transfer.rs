@@ -111,6 +111,8 @@ pub(crate) struct Summary {
 pub(crate) struct SyncReport {
     pub(crate) copied: Vec<String>,
     pub(crate) skipped: Vec<String>,
+    /// Copied images given new names in the target: (reference, new names).
+    pub(crate) renamed: Vec<(String, Vec<String>)>,
 }
 
 impl Summary {
@@ -139,6 +141,12 @@ impl Summary {
             if let Some(sync) = &self.sync {
                 obj["copied"] = json!(sync.copied);
                 obj["skipped"] = json!(sync.skipped);
+                obj["renamed"] = sync
+                    .renamed
+                    .iter()
+                    .map(|(r, n)| (r.clone(), json!(n)))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into();
             }
             if stdout_is_data {
                 let _ = writeln!(std::io::stderr(), "{obj}");
@@ -162,6 +170,17 @@ impl Summary {
             ),
             _ => String::new(),
         };
+        let renamed = match &self.sync {
+            Some(s) if !s.renamed.is_empty() => {
+                let each: Vec<String> = s
+                    .renamed
+                    .iter()
+                    .map(|(r, n)| format!("{r} → {}", n.join(", ")))
+                    .collect();
+                format!("; renamed {}", names(&each))
+            }
+            _ => String::new(),
+        };
         if self.images == 0 {
             let _ = writeln!(
                 std::io::stderr(),
@@ -173,7 +192,7 @@ impl Summary {
         }
         let _ = writeln!(
             std::io::stderr(),
-            "imgkit: moved {} image{} from {} to {}: {} in {:.1} s ({:.1} MiB/s){verified}{skipped}",
+            "imgkit: moved {} image{} from {} to {}: {} in {:.1} s ({:.1} MiB/s){verified}{renamed}{skipped}",
             self.images,
             if self.images == 1 { "" } else { "s" },
             self.from,

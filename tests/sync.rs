@@ -124,23 +124,19 @@ fn the_default_selection_repeats_as_nothing_including_digest_only_images() {
     let second = summary(&run().stdout);
     assert_eq!(second["bytes"], 0, "{second}");
     assert_eq!(strings(&second["skipped"]), copied);
-    // the dry run says the same without moving anything
-    imgkit(&env)
+    // the dry run says the same without moving anything (docker lists in no stable order)
+    let dry = imgkit(&env)
         .args(["run", "--dry-run", "--from", "docker", "--to", "podman"])
         .run()
-        .success()
-        .stdout_is(&format!(
-            "{}nothing to move from docker to podman\n",
-            second["skipped"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| format!(
-                    "skip {} (already in podman with the same image ID)\n",
-                    s.as_str().unwrap()
-                ))
-                .collect::<String>()
-        ));
+        .success();
+    let mut lines: Vec<&str> = dry.stdout.lines().collect();
+    assert_eq!(lines.pop(), Some("nothing to move from docker to podman"));
+    lines.sort_unstable();
+    let want: Vec<String> = strings(&second["skipped"])
+        .iter()
+        .map(|s| format!("skip {s} (already in podman with the same image ID)"))
+        .collect();
+    assert_eq!(lines, want);
 }
 
 #[test]
@@ -188,4 +184,146 @@ fn a_repeated_run_into_ctr_k8s_moves_nothing() {
     let third = summary(&run().stdout);
     assert_eq!(strings(&third["copied"]), ["seed/base:1.0"], "{third}");
     assert_eq!(ctr_images(addr, "k8s.io"), want_two(e, "docker.io/"));
+}
+
+// ---- renames ---------------------------------------------------------------------------------
+
+fn ids(map: &std::collections::BTreeMap<String, String>, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .map(|n| {
+            map.get(*n)
+                .cloned()
+                .unwrap_or_else(|| format!("{n} missing: {map:?}"))
+        })
+        .collect()
+}
+
+#[test]
+fn renames_land_in_podman_and_a_repeat_skips_them() {
+    let Some(e) = need() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    let mut env = fresh_podman(tmp.path());
+    env.push(src_docker(e));
+    let run = || {
+        imgkit(&env)
+            .args(["--json", "run", "--from", "docker", "--to", "podman", "-f"])
+            .args([&filter])
+            .args(["--rename", "docker.io/seed/(.*)=registry.local/team/$1"])
+            .run()
+            .success()
+    };
+    let first = summary(&run().stdout);
+    assert_eq!(
+        first["renamed"]["seed/app:1.0"],
+        serde_json::json!(["registry.local/team/app:1.0"]),
+        "{first}"
+    );
+    assert_eq!(first["verified"], 2, "{first}");
+    let images = podman_images(&env);
+    assert_eq!(
+        images.keys().collect::<Vec<_>>(),
+        [
+            "registry.local/team/app:1.0",
+            "registry.local/team/base:1.0"
+        ]
+    );
+    assert_eq!(
+        ids(
+            &images,
+            &[
+                "registry.local/team/app:1.0",
+                "registry.local/team/base:1.0"
+            ]
+        ),
+        [
+            e.src.seed["SEED_APP_ID"].clone(),
+            e.src.seed["SEED_BASE_ID"].clone()
+        ]
+    );
+    let second = summary(&run().stdout);
+    assert_eq!(second["bytes"], 0, "{second}");
+    assert_eq!(
+        strings(&second["skipped"]),
+        ["seed/app:1.0", "seed/base:1.0"]
+    );
+}
+
+#[test]
+fn a_filter_renames_into_ctr_k8s_with_as() {
+    let Some(e) = need() else { return };
+    let _guard = lock(&K8S_DST);
+    let addr = e.dst.var("CONTAINERD_ADDRESS");
+    empty_ctr(addr, "k8s.io");
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write_filter(
+        tmp.path(),
+        r#"select(.Repository == "seed/app" and .Tag == "1.0") | {ref: (.Repository + ":" + .Tag), as: ["team/app:1.0", "team/app:stable"]}"#,
+    );
+    let env = vec![src_docker(e), kv("CONTAINERD_ADDRESS", addr)];
+    imgkit(&env)
+        .args(["run", "--from", "docker", "--to", "ctr:k8s.io", "-f"])
+        .args([&filter])
+        .run()
+        .success()
+        .stderr_has("2 verified by image ID")
+        .stderr_has("renamed seed/app:1.0 → docker.io/team/app:1.0, docker.io/team/app:stable");
+    let app = e.src.seed["SEED_APP_ID"].clone();
+    assert_eq!(
+        ctr_images(addr, "k8s.io"),
+        std::collections::BTreeMap::from([
+            ("docker.io/team/app:1.0".to_owned(), app.clone()),
+            ("docker.io/team/app:stable".to_owned(), app),
+        ])
+    );
+}
+
+#[test]
+fn renames_land_in_docker() {
+    let Some(e) = need() else { return };
+    let _guard = lock(&crate::transfer::DOCKER_DST);
+    let host = e.dst.var("DOCKER_HOST");
+    crate::transfer::empty_docker(host);
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    let mut env = crate::transfer::src_podman(e);
+    env.push(kv("DOCKER_HOST", host));
+    imgkit(&env)
+        .args(["run", "--from", "podman", "--to", "docker", "-f"])
+        .args([&filter])
+        .args(["--rename", "seed/app:(.*)=team/app:$1-renamed"])
+        .run()
+        .success()
+        .stderr_has("2 verified by image ID");
+    let images = crate::transfer::docker_images(host);
+    assert_eq!(
+        images.keys().collect::<Vec<_>>(),
+        ["seed/base:1.0", "team/app:1.0-renamed"]
+    );
+    assert_eq!(images["team/app:1.0-renamed"], e.src.seed["SEED_APP_ID"]);
+}
+
+#[test]
+fn invalid_or_colliding_new_names_are_rejected_before_anything_moves() {
+    let Some(e) = need() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    let mut env = fresh_podman(tmp.path());
+    env.push(src_docker(e));
+    let attempt = |rule: &str| {
+        imgkit(&env)
+            .args(["run", "--from", "docker", "--to", "podman", "-f"])
+            .args([&filter])
+            .args(["--rename", rule])
+            .run()
+            .code(2)
+    };
+    attempt("docker.io/seed/(app|base):1.0=team/one:1")
+        .stderr_has("would be named docker.io/team/one:1 in the target");
+    attempt("docker.io/seed/app:1.0=Bad Name:1").stderr_has("not an image reference");
+    attempt("docker.io/seed/app:(.*)=-$1").stderr_has("not an image reference");
+    attempt("docker.io/seed/app:1.0=team/app@sha256:0000000000000000000000000000000000000000000000000000000000000000")
+        .stderr_has("holds a digest");
+    assert!(podman_images(&env).is_empty(), "{:?}", podman_images(&env));
 }

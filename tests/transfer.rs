@@ -295,7 +295,7 @@ pub(crate) fn src_docker(e: &Engines) -> (String, String) {
     kv("DOCKER_HOST", e.src.var("DOCKER_HOST"))
 }
 
-fn src_podman(e: &Engines) -> Vec<(String, String)> {
+pub(crate) fn src_podman(e: &Engines) -> Vec<(String, String)> {
     vec![
         kv(
             "CONTAINERS_STORAGE_CONF",

@@ -15,6 +15,7 @@ use crate::diagnostics::with_hint;
 use crate::endpoint::EndpointSpec;
 use crate::plan::{self, Endpoint, Plan};
 use crate::progress::Printer;
+use crate::rename::{self, Rule};
 use crate::skip::{self, Partition};
 use crate::transfer::{Summary, SyncReport, run_pump};
 
@@ -48,6 +49,12 @@ pub(crate) struct Args {
     /// (by default they are skipped).
     #[arg(long)]
     pub(crate) force: bool,
+    /// Rename on the way: a reference matching REGEX (whole, fully qualified as
+    /// docker.io/library/alpine:3 or as docker shows it) gets REPLACEMENT ($1, ${name}) as its
+    /// name in the target instead. Repeatable; the first matching rule wins. A filter may
+    /// also print {"ref": "…", "as": ["new/name:tag", …]}.
+    #[arg(long, value_name = "REGEX=REPLACEMENT")]
+    pub(crate) rename: Vec<Rule>,
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -81,7 +88,7 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         _ => Compression::None,
     };
     let started = Instant::now();
-    let Some(plan) = Plan::select(&source, &args.filter, &[], &mut printer)? else {
+    let Some(mut plan) = Plan::select(&source, &args.filter, &[], &mut printer)? else {
         if !global.quiet {
             eprintln!(
                 "imgkit: the filter selected no image in {}; nothing to do",
@@ -101,6 +108,16 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
                 multi.join(", ")
             ),
         );
+    }
+    let renames = rename::resolve(&mut plan, &args.rename)?;
+    if renames > 0 && target.engine().is_none() {
+        return Err(with_hint(
+            anyhow::anyhow!(
+                "renames are applied by the target engine, and {} is an archive",
+                args.to
+            ),
+            "load into an engine with --to, or rename after loading the archive",
+        ));
     }
     let load = target.load_command().ok();
     let Partition {
@@ -154,6 +171,7 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             sync: Some(SyncReport {
                 copied: Vec::new(),
                 skipped,
+                renamed: Vec::new(),
             }),
         }
         .print(global, false);
@@ -183,6 +201,8 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     let done = run_pump(pump, &mut printer, &what)?;
     plan::after_load(&target, &done.target_stdout, &plan)
         .with_context(|| format!("moved {what}, but naming them failed"))?;
+    rename::apply(&target, &plan)
+        .with_context(|| format!("moved {what}, but renaming them failed"))?;
 
     let verified = if args.no_verify {
         None
@@ -191,13 +211,25 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             "verify",
             &format!("checking {} image IDs in {}", plan.refs.len(), args.to),
         );
-        let v = plan
-            .verify(&source, &target)
+        let kept_names = skip::plan_of(
+            plan.images
+                .iter()
+                .filter(|i| i.rename.is_empty())
+                .cloned()
+                .collect(),
+        );
+        let mut checked = rename::verify(&plan, &source, &target)
             .with_context(|| format!("moved {what}, but the target does not match"))?;
-        for note in &v.notes {
-            printer.step("verify", &format!("note: {note}"));
+        if let Some(kept) = kept_names {
+            let v = kept
+                .verify(&source, &target)
+                .with_context(|| format!("moved {what}, but the target does not match"))?;
+            for note in &v.notes {
+                printer.step("verify", &format!("note: {note}"));
+            }
+            checked += v.checked;
         }
-        Some(v.checked)
+        Some(checked)
     };
     Summary {
         images: plan.refs.len(),
@@ -209,10 +241,20 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         sync: Some(SyncReport {
             copied: plan.refs.iter().map(ToString::to_string).collect(),
             skipped,
+            renamed: renamed_of(&plan),
         }),
     }
     .print(global, false);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each renamed image with its new names.
+fn renamed_of(plan: &Plan) -> Vec<(String, Vec<String>)> {
+    plan.images
+        .iter()
+        .filter(|i| !i.rename.is_empty())
+        .map(|i| (i.reference.to_string(), i.rename.clone()))
+        .collect()
 }
 
 fn print_plan(
@@ -229,7 +271,7 @@ fn print_plan(
             "from": args.from.to_string(),
             "to": args.to.to_string(),
             "via": args.via,
-            "images": plan.map(|p| p.images.iter().map(|i| json!({"ref": i.reference.to_string(), "id": i.id, "size": i.size})).collect::<Vec<_>>()).unwrap_or_default(),
+            "images": plan.map(|p| p.images.iter().map(|i| json!({"ref": i.reference.to_string(), "id": i.id, "size": i.size, "as": i.rename})).collect::<Vec<_>>()).unwrap_or_default(),
             "skipped": skipped,
             "expected_bytes": plan.and_then(|p| p.expected_bytes),
             "save": save.as_ref().map(plan::argv),
@@ -258,7 +300,17 @@ fn print_plan(
         .max()
         .unwrap_or(0);
     for i in &plan.images {
-        println!("  {:width$}  {}  {}", i.reference.to_string(), i.id, i.size);
+        let renamed = if i.rename.is_empty() {
+            String::new()
+        } else {
+            format!("  → {}", i.rename.join(", "))
+        };
+        println!(
+            "  {:width$}  {}  {}{renamed}",
+            i.reference.to_string(),
+            i.id,
+            i.size
+        );
     }
     match &save {
         Some(s) => println!("save: {}", plan::display_argv(s)),
