@@ -327,3 +327,80 @@ fn invalid_or_colliding_new_names_are_rejected_before_anything_moves() {
         .stderr_has("holds a digest");
     assert!(podman_images(&env).is_empty(), "{:?}", podman_images(&env));
 }
+
+// ---- containerd namespaces -------------------------------------------------------------------
+
+#[test]
+fn ls_namespace_all_lists_every_namespace_for_filters() {
+    let Some(e) = need() else { return };
+    let addr = e.src.var("CONTAINERD_ADDRESS");
+    let ls = |program: &str| {
+        imgkit(&[kv("CONTAINERD_ADDRESS", addr)])
+            .args(["ls", "--engine", "ctr", "-n", "all", "-e", program])
+            .run()
+    };
+    // seed/pinned is only in k8s.io
+    ls(r#"select(.Namespace == "k8s.io" and .Repository == "seed/pinned") | .Repository"#)
+        .success()
+        .stdout_has("seed/pinned@sha256:");
+    ls(r#"select(.Namespace == "default" and .Repository == "seed/pinned") | .Repository"#).code(1);
+    let json = imgkit(&[kv("CONTAINERD_ADDRESS", addr)])
+        .args(["ls", "--engine", "ctr", "-n", "all", "--format", "json"])
+        .run()
+        .success();
+    assert!(
+        json.stdout.contains(r#""Namespace":"default""#),
+        "{}",
+        json.stdout
+    );
+    // run takes one namespace, and says how to see them all
+    imgkit(&[kv("CONTAINERD_ADDRESS", addr)])
+        .args(["run", "--from", "ctr:all", "--to", "x.tar"])
+        .run()
+        .code(2)
+        .stderr_has("one containerd namespace at a time")
+        .stderr_has("-n all");
+}
+
+#[test]
+fn loading_into_a_namespace_kubernetes_does_not_read_is_noted() {
+    let Some(e) = need() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    let env = vec![
+        src_docker(e),
+        kv("CONTAINERD_ADDRESS", e.dst.var("CONTAINERD_ADDRESS")),
+    ];
+    imgkit(&env)
+        .args([
+            "run",
+            "--dry-run",
+            "--from",
+            "docker",
+            "--to",
+            "ctr:imgkit-note",
+            "-f",
+        ])
+        .args([&filter])
+        .run()
+        .success()
+        .stderr_has("Kubernetes (CRI, k3s) only sees images in k8s.io");
+    let quiet = imgkit(&env)
+        .args([
+            "run",
+            "--dry-run",
+            "--from",
+            "docker",
+            "--to",
+            "ctr:k8s.io",
+            "-f",
+        ])
+        .args([&filter])
+        .run()
+        .success();
+    assert!(
+        !quiet.stderr.contains("only sees images"),
+        "{}",
+        quiet.stderr
+    );
+}

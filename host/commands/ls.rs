@@ -30,6 +30,7 @@ pub(crate) enum Format {
   imgkit ls --engine ctr -n k8s.io --format table Kubernetes' images in containerd
   imgkit ls --engine podman -e 'select(.Repository | startswith(\"seed/\")) | .Repository + \":\" + .Tag'
   imgkit ls --engine docker --all --format json   every record, unselected
+  imgkit ls --engine ctr -n all --format json     every containerd namespace (records carry Namespace)
   imgkit ls --engine ctr -n k8s.io -f exclude-k8s-system -f my.jq   a pipeline of two filters
 
 Every output of the program must name an image of the listing; a bare repository printed for a
@@ -72,7 +73,11 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         ..args.engine.clone()
     }
     .engine()?;
-    let records = engine.list().map_err(engine_error)?;
+    let records = if engine.kind().is_containerd() && engine.namespace() == ALL_NAMESPACES {
+        list_every_namespace(&engine)?
+    } else {
+        engine.list().map_err(engine_error)?
+    };
     let selected = match &filter {
         None => selection::select_all(&records),
         Some(f) => selection::select(&records, |v| f.select(v))?,
@@ -83,6 +88,24 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `-n all` for containerd: this namespace name lists every namespace.
+const ALL_NAMESPACES: &str = "all";
+
+/// Every containerd namespace's records, each with a `Namespace` key for filters.
+fn list_every_namespace(engine: &imgkit_engine::Engine) -> anyhow::Result<Vec<ImageRecord>> {
+    let mut records = Vec::new();
+    for ns in engine.namespaces().map_err(engine_error)? {
+        for mut rec in engine.with_namespace(&ns).list().map_err(engine_error)? {
+            rec.extra.insert(
+                "Namespace".to_owned(),
+                serde_json::Value::String(ns.clone()),
+            );
+            records.push(rec);
+        }
+    }
+    Ok(records)
 }
 
 fn compile(args: &Args) -> anyhow::Result<Pipeline> {

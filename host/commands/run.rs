@@ -64,6 +64,20 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             "name a different target, e.g. --to podman or --to images.tar",
         ));
     }
+    if let EndpointSpec::Engine {
+        kind,
+        namespace: Some(ns),
+    } = &args.from
+        && kind.is_containerd()
+        && ns == "all"
+    {
+        return Err(with_hint(
+            anyhow::anyhow!("run reads one containerd namespace at a time"),
+            format!(
+                "see every namespace with: imgkit ls --engine {kind} -n all --format json; then run once per namespace (--from {kind}:NAMESPACE)"
+            ),
+        ));
+    }
     let mut printer = Printer::new(global);
     let source = plan::open(&args.from)?;
     let target = plan::open(&args.to)?;
@@ -108,6 +122,9 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
                 multi.join(", ")
             ),
         );
+    }
+    if let Some(note) = k8s_note(&args.to) {
+        printer.step("plan", &note);
     }
     let renames = rename::resolve(&mut plan, &args.rename)?;
     if renames > 0 && target.engine().is_none() {
@@ -246,6 +263,25 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     }
     .print(global, false);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A note when the target is a containerd namespace Kubernetes does not read (CRI reads
+/// `k8s.io` only).
+fn k8s_note(to: &EndpointSpec) -> Option<String> {
+    let EndpointSpec::Engine { kind, namespace } = to else {
+        return None;
+    };
+    if !kind.is_containerd() {
+        return None;
+    }
+    let ns = namespace
+        .as_deref()
+        .unwrap_or(imgkit_engine::DEFAULT_NAMESPACE);
+    (ns != "k8s.io").then(|| {
+        format!(
+            "note: loading into containerd namespace {ns}; Kubernetes (CRI, k3s) only sees images in k8s.io (--to {kind}:k8s.io)"
+        )
+    })
 }
 
 /// Each renamed image with its new names.
