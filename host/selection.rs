@@ -205,7 +205,7 @@ pub(crate) fn select(
 ) -> anyhow::Result<Vec<Selected>> {
     let index = Index::new(records);
     let mut seen = HashSet::new();
-    let mut out = Vec::new();
+    let mut out: Vec<Selected> = Vec::new();
     for (i, rec) in records.iter().enumerate() {
         let value = serde_json::to_value(rec)?;
         let outputs = program(&value)
@@ -215,15 +215,11 @@ pub(crate) fn select(
                 let mut s = resolve(&index, i, &output?)?;
                 s.rename = rename
                     .map_err(|e| e.context(format!("the filter's output for {}", describe(rec))))?;
-                match out
-                    .iter_mut()
-                    .find(|x: &&mut Selected| x.reference == s.reference)
-                {
-                    Some(x) => x.rename.extend(s.rename),
-                    None => {
-                        seen.insert(s.reference.to_string());
-                        out.push(s);
-                    }
+                if let Some(x) = out.iter_mut().find(|x| x.reference == s.reference) {
+                    x.rename.extend(s.rename);
+                } else {
+                    seen.insert(s.reference.to_string());
+                    out.push(s);
                 }
                 continue;
             }

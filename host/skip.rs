@@ -46,7 +46,7 @@ pub(crate) fn partition(
     };
     let listed: HashSet<String> = records
         .iter()
-        .filter_map(|r| r.reference())
+        .filter_map(imgkit_types::ImageRecord::reference)
         .filter_map(|s| ImageRef::parse(&s).ok())
         .map(|r| key(&r))
         .collect();
