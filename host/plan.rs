@@ -68,9 +68,21 @@ impl Endpoint {
     /// The source's listing, in docker's record shape.
     pub(crate) fn list(&self) -> anyhow::Result<Vec<ImageRecord>> {
         match self {
-            Endpoint::Engine { engine, spec } => engine
-                .list()
-                .map_err(|e| engine_error(e, &format!("could not list the images in {spec}"))),
+            Endpoint::Engine { engine, spec } => {
+                let mut records = engine.list().map_err(|e| {
+                    engine_error(e, &format!("could not list the images in {spec}"))
+                })?;
+                // Filters may choose by containerd namespace (`run --from ctr:all`).
+                if engine.kind().is_containerd() {
+                    for rec in &mut records {
+                        rec.extra.insert(
+                            "Namespace".to_owned(),
+                            serde_json::Value::String(engine.namespace().to_owned()),
+                        );
+                    }
+                }
+                Ok(records)
+            }
             Endpoint::Archive(p) => imgkit_archive::list(p)
                 .with_context(|| format!("could not read the archive {}", p.display())),
         }

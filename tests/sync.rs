@@ -353,13 +353,12 @@ fn ls_namespace_all_lists_every_namespace_for_filters() {
         "{}",
         json.stdout
     );
-    // run takes one namespace, and says how to see them all
+    // an archive target would be rewritten by each namespace's run
     imgkit(&[kv("CONTAINERD_ADDRESS", addr)])
         .args(["run", "--from", "ctr:all", "--to", "x.tar"])
         .run()
         .code(2)
-        .stderr_has("one containerd namespace at a time")
-        .stderr_has("-n all");
+        .stderr_has("runs once per namespace");
 }
 
 #[test]
@@ -403,4 +402,49 @@ fn loading_into_a_namespace_kubernetes_does_not_read_is_noted() {
         "{}",
         quiet.stderr
     );
+}
+
+#[test]
+fn run_from_every_namespace_moves_each_image_once() {
+    let Some(e) = need() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    let mut env = fresh_podman(tmp.path());
+    env.push(kv("CONTAINERD_ADDRESS", e.src.var("CONTAINERD_ADDRESS")));
+    let run = imgkit(&env)
+        .args(["--json", "run", "--from", "ctr:all", "--to", "podman", "-f"])
+        .args([&filter])
+        .run()
+        .success();
+    // default and k8s.io hold the same two images: the first namespace moves them, the second
+    // finds them there
+    let summaries: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(summaries.len(), 2, "{}", run.stdout);
+    assert_eq!(
+        strings(&summaries[0]["copied"]),
+        ["seed/app:1.0", "seed/base:1.0"]
+    );
+    assert_eq!(
+        strings(&summaries[1]["skipped"]),
+        ["seed/app:1.0", "seed/base:1.0"]
+    );
+    assert_eq!(podman_images(&env), want_two(e, "docker.io/"));
+    // filters see the namespace
+    let only_k8s = write_filter(
+        tmp.path(),
+        &format!(r#"select(.Namespace == "k8s.io") | {SELECT_TWO}"#),
+    );
+    let run = imgkit(&env)
+        .args([
+            "--json", "run", "--force", "--from", "ctr:all", "--to", "podman", "-f",
+        ])
+        .args([&only_k8s])
+        .run()
+        .success();
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    assert_eq!(summary(&run.stdout)["from"], "ctr:k8s.io");
 }

@@ -22,10 +22,11 @@ use crate::transfer::{Summary, SyncReport, run_pump};
 /// Exit code when the selection is empty (like grep finding nothing).
 const EXIT_NOTHING: u8 = 1;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Args {
     /// Where the images are: docker, podman, ctr[:NAMESPACE], nerdctl[:NAMESPACE] or an archive
-    /// file (plain, gzip or zstd).
+    /// file (plain, gzip or zstd). `ctr:all` reads every containerd namespace, one run each
+    /// (filters see each record's `Namespace`).
     #[arg(long, value_name = "SRC", default_value = "docker")]
     pub(crate) from: EndpointSpec,
     /// Where they go: an engine as for --from, or an archive file to write (written as
@@ -69,14 +70,9 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         namespace: Some(ns),
     } = &args.from
         && kind.is_containerd()
-        && ns == "all"
+        && ns == ALL_NAMESPACES
     {
-        return Err(with_hint(
-            anyhow::anyhow!("run reads one containerd namespace at a time"),
-            format!(
-                "see every namespace with: imgkit ls --engine {kind} -n all --format json; then run once per namespace (--from {kind}:NAMESPACE)"
-            ),
-        ));
+        return run_every_namespace(*kind, args, global);
     }
     let mut printer = Printer::new(global);
     let source = plan::open(&args.from)?;
@@ -264,6 +260,64 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     .print(global, false);
     Ok(ExitCode::SUCCESS)
 }
+
+/// `--from ctr:all`: one run per containerd namespace, in the order containerd lists them
+/// (each skips what an earlier one moved). Exit 0 when any namespace selected something.
+fn run_every_namespace(
+    kind: imgkit_engine::EngineKind,
+    args: &Args,
+    global: &GlobalArgs,
+) -> anyhow::Result<ExitCode> {
+    if let EndpointSpec::Archive(to) = &args.to {
+        return Err(with_hint(
+            anyhow::anyhow!(
+                "--from {kind}:all runs once per namespace, and each run would rewrite {}",
+                to.display()
+            ),
+            format!("load into an engine, or save one namespace: --from {kind}:NAMESPACE"),
+        ));
+    }
+    if args.via.is_some() {
+        return Err(with_hint(
+            anyhow::anyhow!(
+                "--via keeps one archive, and --from {kind}:all runs once per namespace"
+            ),
+            format!("leave out --via, or run one namespace: --from {kind}:NAMESPACE"),
+        ));
+    }
+    let engine = crate::endpoint::open_engine(kind, None)?;
+    let namespaces = engine
+        .namespaces()
+        .map_err(|e| plan::engine_error(e, "could not list containerd's namespaces"))?;
+    let mut selected_any = false;
+    for ns in namespaces {
+        let from = EndpointSpec::Engine {
+            kind,
+            namespace: Some(ns.clone()),
+        };
+        if from == args.to {
+            if !global.quiet {
+                eprintln!("imgkit: {from} is the target; not reading it");
+            }
+            continue;
+        }
+        let one = Args {
+            from,
+            ..args.clone()
+        };
+        if run(&one, global)? == ExitCode::SUCCESS {
+            selected_any = true;
+        }
+    }
+    Ok(if selected_any {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NOTHING)
+    })
+}
+
+/// `--from ctr:all`: every containerd namespace.
+const ALL_NAMESPACES: &str = "all";
 
 /// A note when the target is a containerd namespace Kubernetes does not read (CRI reads
 /// `k8s.io` only).
