@@ -30,6 +30,7 @@ pub(crate) enum Format {
   imgkit ls --engine ctr -n k8s.io --format table Kubernetes' images in containerd
   imgkit ls --engine podman -e 'select(.Repository | startswith(\"seed/\")) | .Repository + \":\" + .Tag'
   imgkit ls --engine docker --all --format json   every record, unselected
+  imgkit ls --from examples/images.tar --format table   an archive, read natively
   imgkit ls --engine ctr -n all --format json     every containerd namespace (records carry Namespace)
   imgkit ls --engine ctr -n k8s.io -f exclude-k8s-system -f my.jq   a pipeline of two filters
 
@@ -39,6 +40,9 @@ digest-only row (Tag <none>) selects that image by digest. Exit codes: 0 selecte
 pub(crate) struct Args {
     #[command(flatten)]
     engine: EngineArgs,
+    /// List an image archive (docker-save or OCI; plain, gzip or zstd) instead of an engine.
+    #[arg(long, value_name = "ARCHIVE", conflicts_with = "engine")]
+    from: Option<PathBuf>,
     /// Select with this jq program file or built-in preset [default: default.jq, the guide's].
     /// Repeat for a pipeline: records that pass one filter go into the next; the last one
     /// prints the references.
@@ -68,15 +72,20 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     };
     // Compile before listing: a typo should not wait for the engine.
     let filter = if args.all { None } else { Some(compile(args)?) };
-    let engine = EngineArgs {
-        trace: global.verbose > 0,
-        ..args.engine.clone()
-    }
-    .engine()?;
-    let records = if engine.kind().is_containerd() && engine.namespace() == ALL_NAMESPACES {
-        list_every_namespace(&engine)?
+    let records = if let Some(path) = &args.from {
+        imgkit_archive::list(path)
+            .map_err(|e| with_hint(e, "check the file with `imgkit verify ARCHIVE`"))?
     } else {
-        engine.list().map_err(engine_error)?
+        let engine = EngineArgs {
+            trace: global.verbose > 0,
+            ..args.engine.clone()
+        }
+        .engine()?;
+        if engine.kind().is_containerd() && engine.namespace() == ALL_NAMESPACES {
+            list_every_namespace(&engine)?
+        } else {
+            engine.list().map_err(engine_error)?
+        }
     };
     let selected = match &filter {
         None => selection::select_all(&records),

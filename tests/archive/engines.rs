@@ -442,13 +442,13 @@ fn partial_multi_platform(name: &str) -> (Vec<u8>, String) {
     use imgkit_archive::oci;
     use sha2::{Digest as _, Sha256};
     let sha = |b: &[u8]| {
-        format!(
-            "sha256:{}",
-            Sha256::digest(b)
-                .iter()
-                .map(|x| format!("{x:02x}"))
-                .collect::<String>()
-        )
+        Sha256::digest(b)
+            .iter()
+            .fold(String::from("sha256:"), |mut s, x| {
+                use std::fmt::Write as _;
+                let _ = write!(s, "{x:02x}");
+                s
+            })
     };
     let unique = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
     let layer = layer_tar(&[("multi", unique.as_bytes())]);
