@@ -17,7 +17,7 @@ lint:
     cargo clippy --all-targets -- -D warnings
 
 # Every benchmark (each prints ratios against its anchor measured in the same run).
-bench: bench-filter bench-ls bench-archive bench-transfer bench-plugin
+bench: bench-filter bench-ls bench-archive bench-transfer bench-plugin bench-sync
 
 # imgkit ls vs the guide's list+jq vs the engine's own listing, docker and podman, ~1,000 tags.
 bench-ls tags="1000":
@@ -62,3 +62,7 @@ plugins:
 # Plugin benchmark: the Rust default plugin vs `jq -r` and the jaq default, 1k and 1M records.
 bench-plugin:
     scripts/bench-plugin
+# A repeated `imgkit run` (everything already in the target: 0 bytes) vs the guide's method
+# repeated, ~1 GiB docker → podman (root; starts its own engines). Args: RUNS IMAGES MIB_PER_IMAGE.
+bench-sync runs="5" images="8" mib="128":
+    scripts/bench-sync {{runs}} {{images}} {{mib}}

@@ -6,5 +6,7 @@ mod archive;
 mod cli;
 mod engines;
 mod filter;
+mod presets;
+mod sync;
 mod transfer;
 mod plugin;

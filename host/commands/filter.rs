@@ -23,8 +23,9 @@ const EXIT_COMPILE: u8 = 3;
   docker image ls --format '{{json .}}' | imgkit filter -r 'select(.Repository!=\"<none>\") | .Repository'
   imgkit filter -c --arg repo alpine 'select(.Repository == $repo)' listing.jsonl
 
-Built-in presets (usable with -f even where no such file exists): default.jq, the guide's
-program. Exit codes as jq: 0 ok, 1/4 with -e, 2 usage or input error, 3 compile error,
+Built-in presets (usable with -f even where no such file exists): default (the guide's
+program), all (every image, untagged ones by ID), dangling (untagged images), exclude-k8s-system
+(all but what Kubernetes/k3s runs itself). Exit codes as jq: 0 ok, 1/4 with -e, 2 usage or input error, 3 compile error,
 5 runtime error.")]
 pub(crate) struct Args {
     /// The jq program, then input files (stdin when none). With -f, all are input files.
