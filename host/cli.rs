@@ -24,7 +24,7 @@ pub(crate) struct Cli {
 }
 
 /// Options every command accepts.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub(crate) struct GlobalArgs {
     /// Print machine-readable JSON instead of human output (one schema per command).
     #[arg(long, global = true)]

@@ -10,12 +10,12 @@ mod endpoint;
 mod engine_args;
 mod pipeline;
 mod plan;
+mod plugin_args;
 mod progress;
 mod rename;
 mod selection;
 mod skip;
 mod transfer;
-mod plugin_args;
 
 use std::process::ExitCode;
 

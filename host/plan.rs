@@ -22,7 +22,6 @@ use crate::diagnostics::with_hint;
 use crate::endpoint::{EndpointSpec, open_engine};
 use crate::pipeline::Pipeline;
 use crate::progress::Printer;
-use crate::selection;
 use crate::transfer::parse_size;
 
 /// An opened endpoint.
@@ -161,12 +160,11 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// Lists `source`, runs `filters` (the built-in `default` when none and no `given` refs),
-    /// resolves outputs against the listing. `given` refs (from the command line) replace the
-    /// filters. `None` when nothing was selected.
+    /// Lists `source`, runs `pipeline`, resolves outputs against the listing. `given` refs (from
+    /// the command line) replace the pipeline. `None` when nothing was selected.
     pub(crate) fn select(
         source: &Endpoint,
-        filters: &[PathBuf],
+        pipeline: &Pipeline,
         given: &[String],
         printer: &mut Printer,
     ) -> anyhow::Result<Option<Plan>> {
@@ -176,23 +174,19 @@ impl Plan {
             .map(|s| ImageRef::parse(s))
             .collect::<Result<_, _>>()
             .context("refusing to run any engine")?;
-        let pipeline = if given.is_empty() {
-            Some(Pipeline::compile(filters)?)
-        } else {
-            None
-        };
 
         printer.step("list", &format!("listing images in {}", source.name()));
         let records = source.list()?;
         let index = Index::new(&records);
 
         let mut chosen: Vec<(ImageRef, usize, Vec<String>)> = Vec::new();
-        if let Some(pipeline) = &pipeline {
+        if given.is_empty() {
             printer.step(
                 "select",
                 &format!("selecting from {} records", records.len()),
             );
-            let selected = selection::select(&records, |value| pipeline.select(value))
+            let selected = pipeline
+                .select_from(&records)
                 .context("refusing to run any engine")?;
             chosen.extend(
                 selected

@@ -242,6 +242,50 @@ pub(crate) fn select(
     Ok(drop_digest_aliases(records, out))
 }
 
+/// Resolves the references a WASM plugin printed for the whole listing. A plugin's output is not
+/// tied to one record, so each is resolved as if printed for the record that bears its name (a
+/// bare repository: the digest-only row of that repository, when the listing has one and no
+/// `:latest`), and must name an image of the listing like any other output.
+pub(crate) fn select_outputs(
+    records: &[ImageRecord],
+    outputs: &[String],
+) -> anyhow::Result<Vec<Selected>> {
+    let index = Index::new(records);
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for output in outputs {
+        let bearer = ImageRef::parse(output).ok().and_then(|r| {
+            index.by_key.get(&key(&r)).copied().or_else(|| {
+                let name = r.normalized_name();
+                records.iter().position(|x| {
+                    x.tag == NONE && x.digest != NONE && repo_key(&x.repository) == name
+                })
+            })
+        });
+        let from = match bearer {
+            Some(i) => i,
+            // An image ID names its image wherever it stands.
+            None if looks_like_id(output) && index.by_id(output).next().is_some() => {
+                index.by_id(output).next().unwrap_or_default()
+            }
+            None => {
+                return Err(with_hint(
+                    anyhow::anyhow!(
+                        "the plugin printed {output:?}, which names no image of this listing"
+                    ),
+                    "a filter can only select listed images; print a record's own name, e.g. \
+                     Repository + \":\" + Tag",
+                ));
+            }
+        };
+        let s = resolve(&index, from, output)?;
+        if seen.insert(s.reference.to_string()) {
+            out.push(s);
+        }
+    }
+    Ok(drop_digest_aliases(records, out))
+}
+
 /// An output `{"ref": "…", "as": ["new:tag", …]}`: the reference and its new names.
 #[allow(clippy::type_complexity)]
 fn renaming(v: &Value) -> Option<(anyhow::Result<String>, anyhow::Result<Vec<String>>)> {

@@ -2,6 +2,7 @@
 //! of the Rust default plugin with `jq -r -f filters/default.jq`, the module cache, and hostile
 //! plugins — each contained with the right typed error while imgkit itself exits normally.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -261,14 +262,21 @@ fn generated_listing(n: usize) -> String {
             format!("{repo}{}", i % 97)
         };
         let digest = if tag == "<none>" {
-            format!("sha256:{:064x}", state)
+            format!("sha256:{state:064x}")
         } else {
             "<none>".into()
         };
-        out.push_str(&format!(
-            "{{\"Containers\":\"N/A\",\"CreatedAt\":\"2026-11-{:02} 0{}:12:01 +0000 UTC\",\"CreatedSince\":\"{} days ago\",\"Digest\":\"{digest}\",\"ID\":\"{:012x}\",\"Repository\":\"{repo}\",\"SharedSize\":\"N/A\",\"Size\":\"{}.{}MB\",\"Tag\":\"{tag}\",\"UniqueSize\":\"N/A\",\"VirtualSize\":\"{}MB\"}}\n",
-            1 + i % 28, i % 10, i % 30, state & 0xffff_ffff_ffff, i % 900, i % 10, i % 1000
-        ));
+        let _ = writeln!(
+            out,
+            "{{\"Containers\":\"N/A\",\"CreatedAt\":\"2026-11-{:02} 0{}:12:01 +0000 UTC\",\"CreatedSince\":\"{} days ago\",\"Digest\":\"{digest}\",\"ID\":\"{:012x}\",\"Repository\":\"{repo}\",\"SharedSize\":\"N/A\",\"Size\":\"{}.{}MB\",\"Tag\":\"{tag}\",\"UniqueSize\":\"N/A\",\"VirtualSize\":\"{}MB\"}}",
+            1 + i % 28,
+            i % 10,
+            i % 30,
+            state & 0xffff_ffff_ffff,
+            i % 900,
+            i % 10,
+            i % 1000
+        );
     }
     out
 }
@@ -615,4 +623,116 @@ fn cache_hits_and_survives_corrupt_files() {
     // A foreign file (say, another tool's cwasm) under our name is never deserialized.
     std::fs::write(&files[0], b"\x7fELF not ours").unwrap();
     check().stdout_has("a bad cache file was replaced");
+}
+
+// ---- plugins as the selection step of ls and run ------------------------------------------
+
+fn sample() -> PathBuf {
+    root().join("examples/images.tar")
+}
+
+#[test]
+fn ls_selects_with_a_plugin_as_with_the_default_program() {
+    let Some(g) = guests() else { return };
+    let want = imgkit()
+        .args(["ls", "--from"])
+        .arg(sample())
+        .run()
+        .success();
+    assert!(!want.stdout.is_empty());
+    imgkit()
+        .args(["ls", "--from"])
+        .arg(sample())
+        .arg("--filter")
+        .arg(&g.default)
+        .run()
+        .success()
+        .stdout_is(&want.stdout);
+}
+
+#[test]
+fn a_plugin_after_a_jq_step_sees_only_the_records_that_passed() {
+    let Some(g) = guests() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let jq = dir.path().join("tools.jq");
+    std::fs::write(&jq, r#"select(.Repository == "imgkit.example/tools")"#).unwrap();
+    imgkit()
+        .args(["ls", "--from"])
+        .arg(sample())
+        .arg("--filter")
+        .arg(&jq)
+        .arg("--filter")
+        .arg(&g.default)
+        .run()
+        .success()
+        .stdout_is("imgkit.example/tools:2.1\n");
+}
+
+#[test]
+fn run_with_a_plugin_writes_exactly_its_selection() {
+    let Some(g) = guests() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.tar");
+    imgkit()
+        .args(["run", "--from"])
+        .arg(sample())
+        .arg("--to")
+        .arg(&out)
+        .arg("--filter")
+        .arg(&g.default)
+        .run()
+        .success();
+    let want = imgkit()
+        .args(["ls", "--from"])
+        .arg(sample())
+        .run()
+        .success();
+    imgkit()
+        .args(["ls", "--from"])
+        .arg(&out)
+        .run()
+        .success()
+        .stdout_is(&want.stdout);
+}
+
+/// In `imgkit run`, a failing plugin means nothing is saved or loaded.
+#[test]
+fn run_with_a_failing_plugin_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.tar");
+    for (plugin, error) in [
+        ("loop.wat", "used its CPU budget"),
+        ("exit42.wat", "exited with code 42"),
+        ("flag.wat", "not an image reference"),
+        (
+            "hello.wat",
+            "\"alpine:latest\", which names no image of this listing",
+        ),
+    ] {
+        imgkit()
+            .args(["run", "--from"])
+            .arg(sample())
+            .arg("--to")
+            .arg(&out)
+            .arg("--filter")
+            .arg(fixture(plugin))
+            .run()
+            .code(2)
+            .stderr_has(error);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{plugin}: left {left:?}");
+    }
+}
+
+#[test]
+fn a_plugin_must_be_the_last_filter() {
+    imgkit()
+        .args(["ls", "--from"])
+        .arg(sample())
+        .arg("--filter")
+        .arg(fixture("hello.wat"))
+        .args(["--filter", "default"])
+        .run()
+        .code(2)
+        .stderr_has("is not the last --filter");
 }

@@ -6,7 +6,7 @@ mod archive;
 mod cli;
 mod engines;
 mod filter;
+mod plugin;
 mod presets;
 mod sync;
 mod transfer;
-mod plugin;

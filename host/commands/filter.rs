@@ -228,7 +228,10 @@ const EXIT_RUNTIME: u8 = 5;
 
 fn is_input_error(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        matches!(c.downcast_ref::<imgkit_plugin::Error>(), Some(imgkit_plugin::Error::Input { .. }))
+        matches!(
+            c.downcast_ref::<imgkit_plugin::Error>(),
+            Some(imgkit_plugin::Error::Input { .. })
+        )
     })
 }
 

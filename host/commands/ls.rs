@@ -12,6 +12,7 @@ use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
 use crate::engine_args::{EngineArgs, engine_error};
 use crate::pipeline::Pipeline;
+use crate::plugin_args::PluginArgs;
 use crate::selection::{self, Selected};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -45,9 +46,11 @@ pub(crate) struct Args {
     from: Option<PathBuf>,
     /// Select with this jq program file or built-in preset [default: default.jq, the guide's].
     /// Repeat for a pipeline: records that pass one filter go into the next; the last one
-    /// prints the references.
+    /// prints the references. A `.wasm` file as the last filter runs that WASM plugin.
     #[arg(short = 'f', long, value_name = "FILE", conflicts_with_all = ["expression", "all"])]
     filter: Vec<PathBuf>,
+    #[command(flatten)]
+    plugin: PluginArgs,
     /// Select with this jq program.
     #[arg(
         short = 'e',
@@ -71,7 +74,11 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         args.format
     };
     // Compile before listing: a typo should not wait for the engine.
-    let filter = if args.all { None } else { Some(compile(args)?) };
+    let filter = if args.all {
+        None
+    } else {
+        Some(compile(args, global)?)
+    };
     let records = if let Some(path) = &args.from {
         imgkit_archive::list(path)
             .map_err(|e| with_hint(e, "check the file with `imgkit verify ARCHIVE`"))?
@@ -89,7 +96,7 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     };
     let selected = match &filter {
         None => selection::select_all(&records),
-        Some(f) => selection::select(&records, |v| f.select(v))?,
+        Some(f) => f.select_from(&records)?,
     };
     print(&records, &selected, format)?;
     Ok(if selected.is_empty() {
@@ -117,13 +124,12 @@ fn list_every_namespace(engine: &imgkit_engine::Engine) -> anyhow::Result<Vec<Im
     Ok(records)
 }
 
-fn compile(args: &Args) -> anyhow::Result<Pipeline> {
+fn compile(args: &Args, global: &GlobalArgs) -> anyhow::Result<Pipeline> {
     match &args.expression {
         Some(p) => Filter::compile(p, "<program>")
             .map(|f| Pipeline::one(f, "<program>".to_owned()))
             .map_err(|e| with_hint(e, "check the jq program with `imgkit filter`")),
-        None => Pipeline::compile(&args.filter)
-            .map_err(|e| with_hint(e, "check the jq program with `imgkit filter`")),
+        None => Pipeline::compile(&args.filter, &args.plugin, global),
     }
 }
 

@@ -6,10 +6,10 @@ pub(crate) mod filter;
 pub(crate) mod inspect;
 pub(crate) mod load;
 pub(crate) mod ls;
+pub(crate) mod plugin;
 pub(crate) mod run;
 pub(crate) mod save;
 pub(crate) mod verify;
-pub(crate) mod plugin;
 
 use std::process::ExitCode;
 

@@ -13,7 +13,9 @@ use serde_json::json;
 use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
 use crate::endpoint::EndpointSpec;
+use crate::pipeline::Pipeline;
 use crate::plan::{self, Endpoint, Plan};
+use crate::plugin_args::PluginArgs;
 use crate::progress::Printer;
 use crate::rename::{self, Rule};
 use crate::skip::{self, Partition};
@@ -34,9 +36,13 @@ pub(crate) struct Args {
     #[arg(long, value_name = "DST", default_value = "images.tar")]
     pub(crate) to: EndpointSpec,
     /// jq program choosing the images: a file, or a preset name [default: default]. Repeat for
-    /// a pipeline: records that pass one filter go into the next; the last prints references.
+    /// a pipeline: records that pass one filter go into the next; the last prints references. A
+    /// `.wasm` file as the last filter runs that WASM plugin in the sandbox. A `.wasm` file as the last filter
+    /// runs that WASM plugin in the sandbox (see the plugin flags).
     #[arg(long, short = 'f', value_name = "FILTER")]
     pub(crate) filter: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) plugin: PluginArgs,
     /// Also keep the stream as an archive file while loading it into the target (a tee).
     #[arg(long, value_name = "FILE")]
     pub(crate) via: Option<PathBuf>,
@@ -74,6 +80,8 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     {
         return run_every_namespace(*kind, args, global);
     }
+    // Compile (and load a plugin) before any engine runs: a typo should not wait for a listing.
+    let pipeline = Pipeline::compile(&args.filter, &args.plugin, global)?;
     let mut printer = Printer::new(global);
     let source = plan::open(&args.from)?;
     let target = plan::open(&args.to)?;
@@ -98,7 +106,7 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         _ => Compression::None,
     };
     let started = Instant::now();
-    let Some(mut plan) = Plan::select(&source, &args.filter, &[], &mut printer)? else {
+    let Some(mut plan) = Plan::select(&source, &pipeline, &[], &mut printer)? else {
         if !global.quiet {
             eprintln!(
                 "imgkit: the filter selected no image in {}; nothing to do",

@@ -10,7 +10,9 @@ use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
 use crate::endpoint::EndpointSpec;
 use crate::engine_args::EngineArgs;
+use crate::pipeline::Pipeline;
 use crate::plan::{Endpoint, Plan};
+use crate::plugin_args::PluginArgs;
 use crate::progress::Printer;
 use crate::transfer::{Summary, run_pump};
 
@@ -20,9 +22,12 @@ pub(crate) struct Args {
     pub(crate) engine: EngineArgs,
     /// jq program choosing the images when no REF is given: a file or a preset name
     /// [default: default]. Repeat for a pipeline: records that pass one filter go into the
-    /// next; the last prints references.
+    /// next; the last prints references. A `.wasm` file as the last filter
+    /// runs that WASM plugin in the sandbox (see the plugin flags).
     #[arg(long, short = 'f', value_name = "FILTER", conflicts_with = "refs")]
     pub(crate) filter: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) plugin: PluginArgs,
     /// The archive to write (as FILE.partial, renamed when complete); `-` for stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub(crate) output: PathBuf,
@@ -39,6 +44,7 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             "redirect it (-o - > images.tar), pipe it, or name a file with -o FILE",
         ));
     }
+    let pipeline = Pipeline::compile(&args.filter, &args.plugin, global)?;
     let engine = args.engine.engine()?;
     let spec = EndpointSpec::of(&engine);
     let source = Endpoint::Engine {
@@ -46,7 +52,7 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         spec: spec.clone(),
     };
     let mut printer = Printer::new(global);
-    let Some(plan) = Plan::select(&source, &args.filter, &args.refs, &mut printer)? else {
+    let Some(plan) = Plan::select(&source, &pipeline, &args.refs, &mut printer)? else {
         if !global.quiet {
             eprintln!("imgkit: the filter selected no image in {spec}; nothing to save");
         }
