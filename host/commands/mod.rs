@@ -6,6 +6,8 @@ pub(crate) mod filter;
 pub(crate) mod inspect;
 pub(crate) mod load;
 pub(crate) mod ls;
+pub(crate) mod man;
+pub(crate) mod parse;
 pub(crate) mod run;
 pub(crate) mod save;
 pub(crate) mod verify;
