@@ -4,6 +4,8 @@ mod util;
 
 mod archive;
 mod cli;
+mod docs;
 mod engines;
 mod filter;
+mod snapshots;
 mod transfer;
