@@ -24,6 +24,10 @@ completions dir="target/completions":
     cargo run --release --quiet -- completions powershell > {{dir}}/_imgkit.ps1
     cargo run --release --quiet -- completions elvish > {{dir}}/imgkit.elv
 
+# `cargo check` for Windows (x86_64-pc-windows-gnu); installs the target and mingw on first use.
+check-portability:
+    scripts/check-portability
+
 # Formatting and lints, as CI wants them.
 lint:
     cargo fmt --all -- --check
