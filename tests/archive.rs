@@ -201,3 +201,46 @@ fn verify_of_something_else_hints_at_save() {
         .stderr_has("not an image archive")
         .stderr_has("hint:");
 }
+
+#[test]
+fn ls_from_an_archive_prints_what_the_guide_would_select() {
+    // The records `ls --from` selects from are the listing's; the guide's program over them,
+    // run by real jq, must name the same images.
+    let records = Test::new()
+        .args(["ls", "--all", "--format", "json", "--from"])
+        .arg(sample_path())
+        .run()
+        .success();
+    let jq = std::process::Command::new("jq")
+        .args(["-r", "-f"])
+        .arg(repo_root().join("filters/default.jq"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut jq) = jq else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "jq is missing (scripts/test installs it)"
+        );
+        eprintln!("skipping: jq is not installed (run scripts/test)");
+        return;
+    };
+    std::io::Write::write_all(jq.stdin.as_mut().unwrap(), records.stdout.as_bytes()).unwrap();
+    drop(jq.stdin.take());
+    let guide = String::from_utf8(jq.wait_with_output().unwrap().stdout).unwrap();
+    Test::new()
+        .args(["ls", "--from"])
+        .arg(sample_path())
+        .run()
+        .success()
+        .stdout_is(&guide);
+}
+
+#[test]
+fn ls_from_a_missing_archive_names_it() {
+    Test::new()
+        .args(["ls", "--from", "no-such-archive.tar"])
+        .run()
+        .code(2)
+        .stderr_has("no-such-archive.tar");
+}

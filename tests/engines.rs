@@ -370,8 +370,7 @@ fn error_permission_denied_on_the_socket() {
     let root = Command::new("id")
         .arg("-u")
         .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
+        .is_ok_and(|o| o.stdout == b"0\n");
     if !root || Command::new("setpriv").arg("--version").output().is_err() {
         eprintln!("skipped: needs root and setpriv to run imgkit as another user");
         return;

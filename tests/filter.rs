@@ -89,7 +89,7 @@ fn listing(n: usize, seed: u64) -> String {
         let r = rng.next() % 100;
         let repo = if r < 5 { "<none>" } else { rng.pick(&repos) };
         let tag = if r < 12 { "<none>" } else { rng.pick(&tags) };
-        let digest = if rng.next() % 2 == 0 {
+        let digest = if rng.next().is_multiple_of(2) {
             "<none>".to_string()
         } else {
             format!(
@@ -190,10 +190,10 @@ const PER_RECORD: &[&str] = &[
     r#"select(.Repository | test("^[ -~]*$")) | (.Repository | index("/")) // -1"#,
     "tojson",
     "tostring | length",
-    r#"del(.CreatedSince, .VirtualSize)"#,
+    "del(.CreatedSince, .VirtualSize)",
     r#"select(.Repository | IN("alpine", "debian")) | .Tag"#,
     r#".Repository as $r | .Tag as $t | "\($r)@\($t)""#,
-    r#"[paths] | length"#,
+    "[paths] | length",
     // The fast-path subset (paths, strings, ==, !=, +, and/or/not, select, if):
     ".",
     r#"select(.Tag == "<none>")"#,
@@ -201,7 +201,7 @@ const PER_RECORD: &[&str] = &[
     r#"(.Tag == "latest") or (.Repository == "debian") | not"#,
     r#"if .Tag == "latest" then .ID elif .Tag == "<none>" then null else .Tag end"#,
     r#"select(.Repository != "<none>" and .Digest != "<none>") | .Repository + "@" + .Digest"#,
-    r#".Nope + .Repository + .Nope2"#,
+    ".Nope + .Repository + .Nope2",
     r#"to_entries | map(select(.value == "<none>") | .key) | sort | join(",")"#,
     "[.[] | ascii_downcase] | sort | unique | length",
     r#".Size | ascii_downcase | ltrimstr("0") | .[0:3]"#,
@@ -279,7 +279,7 @@ fn slurped_and_null_input_programs_print_what_jq_prints() {
 fn output_flags_print_what_jq_prints() {
     let Some(jq) = reference("jq") else { return };
     let input = listing(40, 3);
-    let program = r#"{r: .Repository, t: [.Tag, 1, 2.5, null, true], e: {}, a: []}"#;
+    let program = "{r: .Repository, t: [.Tag, 1, 2.5, null, true], e: {}, a: []}";
     for flags in [
         &[][..],
         &["-c"],
@@ -475,6 +475,18 @@ fn runtime_error_names_the_value_and_continues() {
         .run()
         .code(5)
         .stdout_is("2\n");
+}
+
+#[test]
+fn nested_values_deeper_than_serde_jsons_limit_still_run() {
+    let nested = format!("{}1{}", "[".repeat(500), "]".repeat(500));
+    let input = format!("{{\"Repository\":\"a\",\"Tag\":\"1\",\"x\":{nested}}}\n");
+    Test::new()
+        .args(["filter", "-r", "-f", "default.jq"])
+        .stdin(input)
+        .run()
+        .success()
+        .stdout_is("a:1\n");
 }
 
 #[test]

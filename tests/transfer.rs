@@ -17,34 +17,6 @@ use std::time::{Duration, Instant};
 
 use crate::util::{Run, Test, bin};
 
-/// Small additions to the shared builder, local to this theme.
-trait TestExt {
-    fn arg(self, a: impl AsRef<std::ffi::OsStr>) -> Self;
-}
-
-impl TestExt for Test {
-    fn arg(self, a: impl AsRef<std::ffi::OsStr>) -> Self {
-        self.args([a])
-    }
-}
-
-trait RunExt {
-    fn stdout_has(self, needle: &str) -> Self;
-}
-
-impl RunExt for Run {
-    #[track_caller]
-    fn stdout_has(self, needle: &str) -> Self {
-        assert!(
-            self.stdout.contains(needle),
-            "stdout lacks {needle:?}:\n{}\n--- stderr\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-}
-
 const DOCKER: &str = "/usr/bin/docker";
 /// What the tests select: two images sharing nothing, named as every engine lists them.
 const SELECT_TWO: &str = r#"select((.Repository == "seed/app" or .Repository == "seed/base") and .Tag == "1.0") | .Repository + ":" + .Tag"#;

@@ -1,6 +1,6 @@
 //! `imgkit completions SHELL`: completion scripts generated from the clap definitions.
 
-use std::io::{self, Write as _};
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::CommandFactory;
@@ -20,10 +20,9 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    // Generated into memory first: clap_complete panics on a write error, and a closed stdout
-    // (`imgkit completions bash | head`) should end quietly like every other command.
+    // Render first: clap_complete panics on a write error, and `| head` closes stdout.
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut Cli::command(), "imgkit", &mut script);
-    io::stdout().lock().write_all(&script)?;
+    io::stdout().write_all(&script)?;
     Ok(ExitCode::SUCCESS)
 }

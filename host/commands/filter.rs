@@ -28,6 +28,7 @@ program. Exit codes as jq: 0 ok, 1/4 with -e, 2 usage or input error, 3 compile 
 pub(crate) struct Args {
     /// The jq program, then input files (stdin when none). With -f, all are input files.
     #[arg(value_name = "PROGRAM | FILE", allow_hyphen_values = false)]
+    #[allow(clippy::struct_field_names, reason = "jq's positional arguments")]
     args: Vec<OsString>,
     /// Read the program from FILE; a built-in preset name (`default.jq`) works where no such
     /// file exists.
@@ -120,30 +121,30 @@ impl Args {
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let (source, origin, files) = match &args.from_file {
-        Some(spec) => {
-            let (source, origin) = imgkit_select::load_filter(spec).map_err(|e| match e {
-                Error::FilterNotFound { .. } => with_hint(
+    let (source, origin, files) = if let Some(spec) = &args.from_file {
+        let (source, origin) = imgkit_select::load_filter(spec).map_err(|e| {
+            if matches!(e, Error::FilterNotFound { .. }) {
+                with_hint(
                     e,
                     "give the path of a .jq file, or a preset name such as default.jq",
-                ),
-                other => other.into(),
-            })?;
-            (source, origin, args.args.clone())
-        }
-        None => {
-            let Some((program, files)) = args.args.split_first() else {
-                return Err(with_hint(
-                    anyhow::anyhow!("no jq program given"),
-                    "imgkit filter -r -f default.jq < listing.jsonl, or imgkit filter '.Repository'",
-                ));
-            };
-            let program = program
-                .to_str()
-                .context("the jq program is not valid UTF-8")?
-                .to_string();
-            (program, "<program>".to_string(), files.to_vec())
-        }
+                )
+            } else {
+                e.into()
+            }
+        })?;
+        (source, origin, args.args.clone())
+    } else {
+        let Some((program, files)) = args.args.split_first() else {
+            return Err(with_hint(
+                anyhow::anyhow!("no jq program given"),
+                "imgkit filter -r -f default.jq < listing.jsonl, or imgkit filter '.Repository'",
+            ));
+        };
+        let program = program
+            .to_str()
+            .context("the jq program is not valid UTF-8")?
+            .to_string();
+        (program, "<program>".to_string(), files.to_vec())
     };
 
     let filter = match Filter::compile_with_args(&source, &origin, &args.named_args()) {

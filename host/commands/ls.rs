@@ -29,6 +29,7 @@ pub(crate) enum Format {
   imgkit ls --engine ctr -n k8s.io --format table Kubernetes' images in containerd
   imgkit ls --engine podman -e 'select(.Repository | startswith(\"seed/\")) | .Repository + \":\" + .Tag'
   imgkit ls --engine docker --all --format json   every record, unselected
+  imgkit ls --from examples/images.tar --format table   an archive, read natively
 
 Every output of the program must name an image of the listing; a bare repository printed for a
 digest-only row (Tag <none>) selects that image by digest. Exit codes: 0 selected something,
@@ -36,6 +37,9 @@ digest-only row (Tag <none>) selects that image by digest. Exit codes: 0 selecte
 pub(crate) struct Args {
     #[command(flatten)]
     engine: EngineArgs,
+    /// List an image archive (docker-save or OCI; plain, gzip or zstd) instead of an engine.
+    #[arg(long, value_name = "ARCHIVE", conflicts_with = "engine")]
+    from: Option<PathBuf>,
     /// Select with this jq program file or built-in preset [default: default.jq, the guide's].
     #[arg(short = 'f', long, value_name = "FILE", conflicts_with_all = ["expression", "all"])]
     filter: Option<PathBuf>,
@@ -63,12 +67,17 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     };
     // Compile before listing: a typo should not wait for the engine.
     let filter = if args.all { None } else { Some(compile(args)?) };
-    let engine = EngineArgs {
-        trace: global.verbose > 0,
-        ..args.engine.clone()
-    }
-    .engine()?;
-    let records = engine.list().map_err(engine_error)?;
+    let records = if let Some(path) = &args.from {
+        imgkit_archive::list(path)
+            .map_err(|e| with_hint(e, "check the file with `imgkit verify ARCHIVE`"))?
+    } else {
+        let engine = EngineArgs {
+            trace: global.verbose > 0,
+            ..args.engine.clone()
+        }
+        .engine()?;
+        engine.list().map_err(engine_error)?
+    };
     let selected = match &filter {
         None => selection::select_all(&records),
         Some(f) => selection::select(&records, |v| Ok(f.select(v)?))?,

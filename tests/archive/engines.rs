@@ -435,3 +435,95 @@ fn podman_loads_imgkit_archives_and_imgkit_reads_podman_save() {
     assert_eq!(listed(&oci), want_oci);
     imgkit_archive::verify(&oci).unwrap();
 }
+
+/// A two-platform image whose arm64 content is absent, as `docker save` / `ctr export` of a
+/// pulled multi-platform image leave it.
+fn partial_multi_platform(name: &str) -> (Vec<u8>, String) {
+    use imgkit_archive::oci;
+    use sha2::{Digest as _, Sha256};
+    let sha = |b: &[u8]| {
+        Sha256::digest(b)
+            .iter()
+            .fold(String::from("sha256:"), |mut s, x| {
+                use std::fmt::Write as _;
+                let _ = write!(s, "{x:02x}");
+                s
+            })
+    };
+    let unique = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
+    let layer = layer_tar(&[("multi", unique.as_bytes())]);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "created": "2026-11-28T06:34:53Z",
+        "rootfs": {"type": "layers", "diff_ids": [sha(&layer)]}
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": oci::MEDIA_OCI_MANIFEST,
+        "config": {"mediaType": oci::MEDIA_OCI_CONFIG, "digest": sha(&config), "size": config.len()},
+        "layers": [{"mediaType": oci::MEDIA_OCI_LAYER, "digest": sha(&layer), "size": layer.len()}],
+    }))
+    .unwrap();
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": oci::MEDIA_OCI_INDEX,
+        "manifests": [
+            {"mediaType": oci::MEDIA_OCI_MANIFEST, "digest": sha(&manifest), "size": manifest.len(),
+             "platform": {"architecture": "amd64", "os": "linux"}},
+            {"mediaType": oci::MEDIA_OCI_MANIFEST, "digest": format!("sha256:{}", "1".repeat(64)), "size": 400,
+             "platform": {"architecture": "arm64", "os": "linux"}},
+        ],
+    }))
+    .unwrap();
+    let top = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": oci::MEDIA_OCI_INDEX, "digest": sha(&index), "size": index.len(),
+            "annotations": {oci::ANNOTATION_IMAGE_NAME: name}}],
+    }))
+    .unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: String, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, path, data).unwrap();
+    };
+    add("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#);
+    for blob in [&layer, &config, &manifest, &index] {
+        add(
+            format!("blobs/sha256/{}", &sha(blob)["sha256:".len()..]),
+            blob,
+        );
+    }
+    add("index.json".into(), &top);
+    (b.into_inner().unwrap(), sha(&config))
+}
+
+#[test]
+fn containerd_imports_the_present_platform_of_a_partial_multi_platform_archive() {
+    let Some(ctr) = ctr() else { return };
+    let name = format!("imgkit.test/archive/{}-partial:multi", std::process::id());
+    let (bytes, config) = partial_multi_platform(&name);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("partial.tar");
+    std::fs::write(&src, bytes).unwrap();
+    let archive = Archive::open(&src).unwrap();
+    assert_eq!(archive.images()[0].missing_platforms.len(), 1);
+    assert_eq!(archive.images()[0].id().to_string(), config);
+
+    // The subset names only content it holds: ctr imports it (no "content digest … not found").
+    let sub = dir.path().join("sub.tar");
+    let mut w = SubsetWriter::new(&archive);
+    w.select(&r(&name)).unwrap();
+    w.write(std::fs::File::create(&sub).unwrap()).unwrap();
+    let _ = run(&mut with(&ctr, &["images", "rm", &name]));
+    ok(&mut with(
+        &ctr,
+        &["images", "import", sub.to_str().unwrap()],
+    ));
+    let listing = ok(&mut with(&ctr, &["images", "ls"]));
+    let row = listing
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .expect("imported under its name");
+    assert!(row.contains("linux/amd64"), "{row}");
+    let _ = run(&mut with(&ctr, &["images", "rm", &name]));
+}

@@ -255,6 +255,10 @@ type Out<'r, 'a> = Result<Option<V<'r, 'a>>, Fallback>;
 
 impl Expr {
     /// Evaluates on `input`: `Ok(None)` = no output, `Ok(Some(v))` = one output.
+    #[allow(
+        clippy::many_single_char_names,
+        reason = "a, b, x, y read like the grammar"
+    )]
     pub(crate) fn eval<'r, 'a>(&self, input: V<'r, 'a>) -> Out<'r, 'a> {
         Ok(Some(match self {
             Expr::Identity => input,
@@ -553,7 +557,7 @@ mod tests {
         );
         assert_eq!(run(".Size", rec), Err(()));
         assert_eq!(run(".Repository.x", rec), Err(()));
-        assert_eq!(run(r#".Repository + .b"#, rec), Err(()));
+        assert_eq!(run(".Repository + .b", rec), Err(()));
         assert_eq!(run(".Tag", "[1]"), Err(()));
     }
 }

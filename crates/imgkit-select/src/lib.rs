@@ -189,7 +189,7 @@ impl Filter {
                 .zip(&values)
                 .map(|((n, _), v)| (s(n), v.clone()));
             let mut m = Map::default();
-            m.insert(s("positional"), Val::Arr(Default::default()));
+            m.insert(s("positional"), Val::Arr(jaq_json::Rc::default()));
             m.insert(s("named"), Val::obj(named.collect()));
             Val::obj(m)
         } else {

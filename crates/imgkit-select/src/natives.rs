@@ -142,7 +142,7 @@ pub(crate) fn described(v: &Val) -> String {
     let json = write::to_json(v);
     let text = if json.len() > 11 {
         let mut cut = 11;
-        while cut > 0 && !std::str::from_utf8(&json[..cut]).is_ok() {
+        while cut > 0 && std::str::from_utf8(&json[..cut]).is_err() {
             cut -= 1;
         }
         format!("{}...", String::from_utf8_lossy(&json[..cut]))
@@ -182,7 +182,7 @@ fn delpath(v: Val, path: &[Val]) -> Result<Val, String> {
             Ok(Val::Obj(o))
         }
         (Val::Arr(mut a), Val::Num(n)) => {
-            let len = a.len() as isize;
+            let len = isize::try_from(a.len()).unwrap_or(isize::MAX);
             let Some(i) = n
                 .as_isize()
                 .or_else(|| first.as_f64().map(|f| f.floor() as isize))
@@ -205,7 +205,7 @@ fn delpath(v: Val, path: &[Val]) -> Result<Val, String> {
             Ok(Val::Arr(a))
         }
         (Val::Arr(mut a), Val::Obj(range)) if rest.is_empty() => {
-            let len = a.len() as isize;
+            let len = isize::try_from(a.len()).unwrap_or(isize::MAX);
             let bound = |k: &str, default: isize| -> isize {
                 let b = range
                     .get(&Val::utf8_str(k.as_bytes().to_vec()))

@@ -148,6 +148,10 @@ impl<R: Read> Values<R> {
     }
 }
 
+#[allow(
+    clippy::naive_bytecount,
+    reason = "auto-vectorised; not worth a dependency"
+)]
 fn count_lines(bytes: &[u8]) -> u64 {
     bytes.iter().filter(|&&c| c == b'\n').count() as u64
 }
@@ -193,7 +197,7 @@ impl<R: Read> Values<R> {
                     self.last_line = self.line_at(self.start);
                     return Some(Ok(v));
                 }
-                Some(Err(e)) if !(e.is_eof() && !self.eof) => return Some(Err(self.syntax(&e))),
+                Some(Err(e)) if !e.is_eof() || self.eof => return Some(Err(self.syntax(&e))),
                 // Incomplete: read more and parse again.
                 _ => {
                     if let Err(e) = self.fill() {
@@ -377,7 +381,8 @@ impl<'de> Visitor<'de> for ValSeed<'_> {
         if depth > MAX_DEPTH {
             return Err(de::Error::custom("exceeds depth limit for parsing"));
         }
-        let mut obj = Map::with_capacity_and_hasher(16, Default::default());
+        let mut obj = Map::default();
+        obj.reserve(16);
         while let Some(k) = map.next_key_seed(KeySeed(self.keys))? {
             let v = map.next_value_seed(ValSeed {
                 keys: self.keys,

@@ -127,11 +127,8 @@ impl Filter {
             Box::new(shared)
         };
 
-        while let Some(x) = main.next() {
-            let x = match x {
-                Ok(x) => x,
-                Err(_) => break,
-            };
+        for x in main.by_ref() {
+            let Ok(x) = x else { break };
             if let Some(code) =
                 self.eval_one(&ctx, x, &mut out, opts, diagnostics, &mut state, line.get())?
             {
@@ -152,6 +149,10 @@ impl Filter {
         Ok(state.finish(opts))
     }
 
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the run's state, passed down unchanged"
+    )]
     /// Runs the program on one input, printing its outputs and its runtime error (which ends
     /// this input's evaluation). `Some(code)` when the program halted.
     fn eval_one(
@@ -170,7 +171,7 @@ impl Filter {
                 Ok(v) => {
                     state.last = Some(v.as_bool());
                     state.outputs += 1;
-                    write::output(out, &opts.style, &v).map_err(Error::WriteOutput)?;
+                    write::output(out, opts.style, &v).map_err(Error::WriteOutput)?;
                 }
                 Err(exn) => match exn.get_err() {
                     Ok(e) => {
@@ -223,7 +224,13 @@ impl Filter {
             let step = values.next_with(|slice| {
                 let (record, used) = match fast::parse_record(slice)? {
                     Ok(parsed) => parsed,
-                    Err(e) => return Some(Err(e)),
+                    Err(e) if e.is_eof() => return Some(Err(e)),
+                    // serde_json's own nesting limit, or invalid input: the full parser
+                    // decides (10,000 levels) and words the error.
+                    Err(_) => {
+                        return read::parse_val(slice)
+                            .map(|r| r.map(|(v, used)| (Step::Jaq(v), used)));
+                    }
                 };
                 let step = match record.root().and_then(|root| expr.eval(root)) {
                     Ok(None) => Step::Nothing,
@@ -270,7 +277,7 @@ impl Filter {
             state.last_failed = false;
             state.last = Some(printed.as_bool());
             state.outputs += 1;
-            write::output(&mut out, &opts.style, &printed).map_err(Error::WriteOutput)?;
+            write::output(&mut out, opts.style, &printed).map_err(Error::WriteOutput)?;
         }
         out.flush().map_err(Error::WriteOutput)?;
         Ok(state.finish(opts))

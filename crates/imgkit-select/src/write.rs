@@ -1,6 +1,7 @@
 //! Printing values exactly as jq 1.7 prints them: jq's number format, jq's string escapes, its
 //! pretty printer (indent, `--tab`, `-c`) and raw output (`-r`, `-j`).
 
+use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use jaq_json::{Num, Val};
@@ -38,7 +39,7 @@ pub struct Style {
 }
 
 /// Writes one output value followed by a newline (unless `join`).
-pub(crate) fn output(w: &mut impl Write, style: &Style, v: &Val) -> io::Result<()> {
+pub(crate) fn output(w: &mut impl Write, style: Style, v: &Val) -> io::Result<()> {
     match v {
         Val::TStr(s) | Val::BStr(s) if style.raw || style.join => w.write_all(s)?,
         _ => value(w, style, 0, v)?,
@@ -50,7 +51,7 @@ pub(crate) fn output(w: &mut impl Write, style: &Style, v: &Val) -> io::Result<(
 }
 
 /// Writes `v` as JSON in jq's layout.
-pub(crate) fn value(w: &mut impl Write, style: &Style, level: usize, v: &Val) -> io::Result<()> {
+pub(crate) fn value(w: &mut impl Write, style: Style, level: usize, v: &Val) -> io::Result<()> {
     match v {
         Val::Null => w.write_all(b"null"),
         Val::Bool(true) => w.write_all(b"true"),
@@ -100,7 +101,7 @@ pub(crate) fn value(w: &mut impl Write, style: &Style, level: usize, v: &Val) ->
     }
 }
 
-fn newline(w: &mut impl Write, style: &Style, level: usize) -> io::Result<()> {
+fn newline(w: &mut impl Write, style: Style, level: usize) -> io::Result<()> {
     match style.indent {
         Indent::Compact => Ok(()),
         Indent::Tab => {
@@ -121,7 +122,7 @@ pub(crate) fn to_json(v: &Val) -> Vec<u8> {
         indent: Indent::Compact,
         ..Style::default()
     };
-    value(&mut buf, &style, 0, v).expect("writing to a Vec cannot fail");
+    value(&mut buf, style, 0, v).expect("writing to a Vec cannot fail");
     buf
 }
 
@@ -232,7 +233,7 @@ pub(crate) fn format_float(f: f64) -> String {
         None => (false, mantissa),
     };
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let n = digits.len() as i32;
+    let n = i32::try_from(digits.len()).unwrap_or(i32::MAX);
     // jq/dtoa's decpt: the value is 0.DIGITS × 10^decpt.
     let decpt = exp + 1;
     let mut out = String::with_capacity(24);
@@ -250,7 +251,7 @@ pub(crate) fn format_float(f: f64) -> String {
         out.push('e');
         let e = decpt - 1;
         out.push(if e < 0 { '-' } else { '+' });
-        out.push_str(&format!("{:02}", e.abs()));
+        let _ = write!(out, "{:02}", e.abs());
     } else if decpt <= 0 {
         out.push_str("0.");
         (0..-decpt).for_each(|_| out.push('0'));

@@ -344,12 +344,16 @@ impl FromStr for ImageRef {
         // Engines store the qualified name (`docker.io/library/…`): it must fit the limit too,
         // as in docker's ParseNormalizedNamed (and `normalized()` can then never fail).
         let qualified_len = match domain {
-            Some(d) if d != DEFAULT_DOMAIN && d != LEGACY_DEFAULT_DOMAIN => d.len() + 1 + path.len(),
+            Some(d) if d != DEFAULT_DOMAIN && d != LEGACY_DEFAULT_DOMAIN => {
+                d.len() + 1 + path.len()
+            }
             _ if path.contains('/') => DEFAULT_DOMAIN.len() + 1 + path.len(),
             _ => DEFAULT_DOMAIN.len() + 1 + OFFICIAL_REPO_PREFIX.len() + path.len(),
         };
         if qualified_len > MAX_NAME_LEN {
-            return Err(bad_name("is longer than 255 characters once qualified (docker.io/library/…)"));
+            return Err(bad_name(
+                "is longer than 255 characters once qualified (docker.io/library/…)",
+            ));
         }
         if !path.split('/').all(valid_path_component) {
             return Err(bad_name(
@@ -404,7 +408,14 @@ mod tests {
         let long = format!("{}/x", "a".repeat(246));
         assert!(ImageRef::parse(&long).is_err());
         assert!(ImageRef::parse(&"a".repeat(240)).is_err());
-        assert!(ImageRef::parse(&format!("{}/x", "a".repeat(200))).unwrap().normalized().to_string().len() > 200);
+        assert!(
+            ImageRef::parse(&format!("{}/x", "a".repeat(200)))
+                .unwrap()
+                .normalized()
+                .to_string()
+                .len()
+                > 200
+        );
     }
 
     #[test]
@@ -412,8 +423,14 @@ mod tests {
         // Found by fuzz/fuzz_targets/reference.rs: these familiarized to another registry, or
         // to a string that doesn't parse (a panic in `familiar()`).
         for (input, familiar) in [
-            ("index.docker.io/fx.docker.io/oo/bar", "docker.io/fx.docker.io/oo/bar"),
-            ("index.docker.io/fxc6jr__ooooex.docker.i/barba:r", "docker.io/fxc6jr__ooooex.docker.i/barba:r"),
+            (
+                "index.docker.io/fx.docker.io/oo/bar",
+                "docker.io/fx.docker.io/oo/bar",
+            ),
+            (
+                "index.docker.io/fxc6jr__ooooex.docker.i/barba:r",
+                "docker.io/fxc6jr__ooooex.docker.i/barba:r",
+            ),
             ("docker.io/localhost/x", "docker.io/localhost/x"),
             ("docker.io/library/alpine:3", "alpine:3"),
             ("docker.io/team/app", "team/app"),
