@@ -2,6 +2,7 @@
 //! the choice of engine when none is named.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use imgkit_engine::probe::{Probe, probe};
@@ -45,7 +46,23 @@ pub(crate) struct EngineArgs {
     pub(crate) trace: bool,
 }
 
-fn print_command(argv: &str) {
+/// `-v` for the whole process: every engine command line is printed (`+ argv` on stderr), also
+/// those built outside [`EngineArgs`] (`run`'s endpoints, the save and load of a transfer).
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// Turns the printing of engine command lines on (the global `-v`).
+pub(crate) fn set_verbose(on: bool) {
+    VERBOSE.store(on, Ordering::Relaxed);
+}
+
+/// The engine's trace callback when `-v` is on.
+pub(crate) fn trace() -> Option<fn(&str)> {
+    VERBOSE
+        .load(Ordering::Relaxed)
+        .then_some(print_command as fn(&str))
+}
+
+pub(crate) fn print_command(argv: &str) {
     eprintln!("+ {argv}");
 }
 
@@ -63,7 +80,10 @@ impl EngineArgs {
             docker_context: self.context.clone(),
             address: self.address.clone(),
             namespace: Some(self.namespace.clone()),
-            trace: self.trace.then_some(print_command as fn(&str)),
+            trace: self
+                .trace
+                .then_some(print_command as fn(&str))
+                .or_else(trace),
         };
         rancher_desktop::Places::here().apply(kind, opts)
     }

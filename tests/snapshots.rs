@@ -210,3 +210,36 @@ fn filter_output_that_is_not_a_reference() {
         insta::assert_snapshot!("error-filter-output-not-a-reference", text);
     });
 }
+
+#[test]
+fn verbose_shows_engine_command_lines_on_every_engine_command() {
+    // /bin/echo stands in for docker: it prints its argv, which is no listing, so the command
+    // fails after the traced call. Enough to see that -v reached the engine.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out.tar");
+    for args in [
+        vec![
+            "-v",
+            "ls",
+            "--engine",
+            "docker",
+            "--engine-bin",
+            "/bin/echo",
+        ],
+        vec![
+            "-v",
+            "save",
+            "--engine",
+            "docker",
+            "--engine-bin",
+            "/bin/echo",
+            "-o",
+        ],
+    ] {
+        let mut t = Test::new().args(&args);
+        if args.contains(&"save") {
+            t = t.args([&out]);
+        }
+        t.run().code(2).stderr_has("+ /bin/echo ");
+    }
+}
