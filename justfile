@@ -28,6 +28,10 @@ completions dir="target/completions":
 check-portability:
     scripts/check-portability
 
+# Cold start: imgkit --version and imgkit filter on one record vs `jq -n empty`, same run.
+bench-startup runs="300":
+    scripts/bench-startup {{runs}}
+
 # Formatting and lints, as CI wants them.
 lint:
     cargo fmt --all -- --check
