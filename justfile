@@ -38,7 +38,7 @@ lint:
     cargo clippy --all-targets -- -D warnings
 
 # Every benchmark (each prints ratios against its anchor measured in the same run).
-bench: bench-filter bench-ls bench-archive bench-transfer
+bench: bench-filter bench-ls bench-archive bench-transfer bench-plugin bench-sync
 
 # imgkit ls vs the guide's list+jq vs the engine's own listing, docker and podman, ~1,000 tags.
 bench-ls tags="1000":
@@ -67,3 +67,23 @@ fuzz secs="60":
 # docker → ctr:k8s.io (root; starts its own engines). Args: RUNS IMAGES MIB_PER_IMAGE.
 bench-transfer runs="3" images="8" mib="128":
     scripts/bench-transfer {{runs}} {{images}} {{mib}}
+
+# --- plugins (helper "plugin") ----------------------------------------------------------------
+
+# Build the example filter plugins from source: Rust (filters/plugins/*) and C (filters/plugins/c).
+# Output: target/plugins/*.wasm. Needs `rustup target add wasm32-wasip1` and, for C, Debian's
+# clang, lld, wasi-libc and libclang-rt-14-dev-wasm32 (scripts/test installs them).
+plugins:
+    cargo build --release --target wasm32-wasip1 --manifest-path filters/plugins/Cargo.toml --target-dir target/plugin-guests
+    mkdir -p target/plugins
+    cp target/plugin-guests/wasm32-wasip1/release/default.wasm target/plugin-guests/wasm32-wasip1/release/exclude-k8s-system.wasm target/plugin-guests/wasm32-wasip1/release/newest-tag.wasm target/plugins/
+    clang --target=wasm32-wasi -O2 -Wall -o target/plugins/by-prefix.wasm filters/plugins/c/by-prefix.c
+    @ls -l target/plugins
+
+# Plugin benchmark: the Rust default plugin vs `jq -r` and the jaq default, 1k and 1M records.
+bench-plugin:
+    scripts/bench-plugin
+# A repeated `imgkit run` (everything already in the target: 0 bytes) vs the guide's method
+# repeated, ~1 GiB docker → podman (root; starts its own engines). Args: RUNS IMAGES MIB_PER_IMAGE.
+bench-sync runs="5" images="8" mib="128":
+    scripts/bench-sync {{runs}} {{images}} {{mib}}

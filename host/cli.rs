@@ -75,6 +75,9 @@ pub(crate) enum Command {
     Ls(commands::ls::Args),
     /// Show which container engines are installed and reachable here.
     Engines(commands::engines::Args),
+    /// Check WASM filter plugins: `imgkit plugin check FILE.wasm` validates one and runs it on a
+    /// sample listing.
+    Plugin(commands::plugin::Args),
     /// Print a shell completion script.
     Completions(commands::completions::Args),
     /// Check an image archive: every blob's sha256 and size, every manifest's references.

@@ -8,10 +8,14 @@ mod commands;
 mod diagnostics;
 mod endpoint;
 mod engine_args;
+mod pipeline;
 mod plan;
 mod progress;
+mod rename;
 mod selection;
+mod skip;
 mod transfer;
+mod plugin_args;
 
 use std::process::ExitCode;
 

@@ -20,6 +20,7 @@ use imgkit_transfer::Source;
 
 use crate::diagnostics::with_hint;
 use crate::endpoint::{EndpointSpec, open_engine};
+use crate::pipeline::Pipeline;
 use crate::progress::Printer;
 use crate::selection;
 use crate::transfer::parse_size;
@@ -57,7 +58,7 @@ impl Endpoint {
         }
     }
 
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         match self {
             Endpoint::Engine { spec, .. } => spec.to_string(),
             Endpoint::Archive(p) => p.display().to_string(),
@@ -67,9 +68,21 @@ impl Endpoint {
     /// The source's listing, in docker's record shape.
     pub(crate) fn list(&self) -> anyhow::Result<Vec<ImageRecord>> {
         match self {
-            Endpoint::Engine { engine, spec } => engine
-                .list()
-                .map_err(|e| engine_error(e, &format!("could not list the images in {spec}"))),
+            Endpoint::Engine { engine, spec } => {
+                let mut records = engine.list().map_err(|e| {
+                    engine_error(e, &format!("could not list the images in {spec}"))
+                })?;
+                // Filters may choose by containerd namespace (`run --from ctr:all`).
+                if engine.kind().is_containerd() {
+                    for rec in &mut records {
+                        rec.extra.insert(
+                            "Namespace".to_owned(),
+                            serde_json::Value::String(engine.namespace().to_owned()),
+                        );
+                    }
+                }
+                Ok(records)
+            }
             Endpoint::Archive(p) => imgkit_archive::list(p)
                 .with_context(|| format!("could not read the archive {}", p.display())),
         }
@@ -123,7 +136,7 @@ fn native(engine: &Engine, refs: &[ImageRef]) -> Vec<ImageRef> {
     refs.iter().map(|r| engine.native_ref(r)).collect()
 }
 
-fn engine_error(e: imgkit_engine::Error, context: &str) -> anyhow::Error {
+pub(crate) fn engine_error(e: imgkit_engine::Error, context: &str) -> anyhow::Error {
     let hint = e.hint();
     let err = anyhow::Error::new(e).context(context.to_owned());
     match hint {
@@ -143,6 +156,8 @@ pub(crate) struct Selected {
     pub(crate) size: String,
     /// The platforms a containerd listing names for it (nerdctl's `Platform`, comma-joined).
     pub(crate) platforms: Option<String>,
+    /// New names the filter asked for (`{"ref": …, "as": […]}`), unchecked.
+    pub(crate) rename: Vec<String>,
 }
 
 /// The images to move, every reference checked.
@@ -170,45 +185,39 @@ impl Plan {
             .map(|s| ImageRef::parse(s))
             .collect::<Result<_, _>>()
             .context("refusing to run any engine")?;
-        let compiled = if given.is_empty() {
-            compile_filters(filters)?
+        let pipeline = if given.is_empty() {
+            Some(Pipeline::compile(filters)?)
         } else {
-            Vec::new()
+            None
         };
 
         printer.step("list", &format!("listing images in {}", source.name()));
         let records = source.list()?;
         let index = Index::new(&records);
 
-        let mut chosen: Vec<(ImageRef, usize)> = Vec::new();
-        if given.is_empty() {
+        let mut chosen: Vec<(ImageRef, usize, Vec<String>)> = Vec::new();
+        if let Some(pipeline) = &pipeline {
             printer.step(
                 "select",
                 &format!("selecting from {} records", records.len()),
             );
-            let selected = selection::select(&records, |value| {
-                let mut outputs = Vec::new();
-                for (filter, origin) in &compiled {
-                    outputs.extend(
-                        filter
-                            .select(value)
-                            .with_context(|| format!("filter {origin} failed"))?,
-                    );
-                }
-                Ok(outputs)
-            })
-            .context("refusing to run any engine")?;
-            chosen.extend(selected.into_iter().map(|s| (s.reference, s.record)));
+            let selected = selection::select(&records, |value| pipeline.select(value))
+                .context("refusing to run any engine")?;
+            chosen.extend(
+                selected
+                    .into_iter()
+                    .map(|s| (s.reference, s.record, s.rename)),
+            );
         } else {
             for r in given {
-                let resolved = index.resolve(&r).ok_or_else(|| not_listed(&r, source))?;
-                chosen.push(resolved);
+                let (r, i) = index.resolve(&r).ok_or_else(|| not_listed(&r, source))?;
+                chosen.push((r, i, Vec::new()));
             }
         }
 
         let mut seen = HashSet::new();
         let mut images = Vec::new();
-        for (reference, i) in chosen {
+        for (reference, i, rename) in chosen {
             if seen.insert(reference.to_string()) {
                 let rec = &records[i];
                 let platforms = rec
@@ -221,6 +230,7 @@ impl Plan {
                     id: rec.id.clone(),
                     size: rec.size.clone(),
                     platforms,
+                    rename,
                 });
             }
         }
@@ -327,7 +337,7 @@ pub(crate) struct Verified {
 }
 
 /// What the target holds for one reference.
-enum Found {
+pub(crate) enum Found {
     Id(Digest),
     Missing,
     /// A digest-only reference in an engine that keeps no unnamed images (containerd).
@@ -337,7 +347,7 @@ enum Found {
 impl Endpoint {
     /// The image ID of each reference here. With `by_id` (the source's IDs), digest-only
     /// references are looked up by ID instead.
-    fn ids(
+    pub(crate) fn ids(
         &self,
         refs: &[ImageRef],
         by_id: Option<&[Option<Digest>]>,
@@ -421,23 +431,6 @@ fn not_listed(r: &ImageRef, source: &Endpoint) -> anyhow::Error {
             }
         },
     )
-}
-
-fn compile_filters(filters: &[PathBuf]) -> anyhow::Result<Vec<(imgkit_select::Filter, String)>> {
-    let default = [PathBuf::from("default")];
-    let specs: &[PathBuf] = if filters.is_empty() {
-        &default
-    } else {
-        filters
-    };
-    specs
-        .iter()
-        .map(|spec| {
-            let (program, origin) = imgkit_select::load_filter(spec)?;
-            let filter = imgkit_select::Filter::compile(&program, &origin)?;
-            Ok((filter, origin))
-        })
-        .collect()
 }
 
 /// The listing's names, normalized, for resolving filter outputs.

@@ -32,6 +32,8 @@ pub(crate) struct Selected {
     pub(crate) reference: ImageRef,
     /// Index in the listing of the record naming the image.
     pub(crate) record: usize,
+    /// New names for the target, from an output `{"ref": …, "as": [names]}` (checked later).
+    pub(crate) rename: Vec<String>,
 }
 
 /// Fully qualified lookup key of a reference (`docker.io/library/alpine:3`).
@@ -132,6 +134,7 @@ fn resolve(index: &Index<'_>, from: usize, output: &str) -> anyhow::Result<Selec
             output: output.to_owned(),
             reference,
             record,
+            rename: Vec::new(),
         })
     };
     if looks_like_id(output) {
@@ -202,12 +205,24 @@ pub(crate) fn select(
 ) -> anyhow::Result<Vec<Selected>> {
     let index = Index::new(records);
     let mut seen = HashSet::new();
-    let mut out = Vec::new();
+    let mut out: Vec<Selected> = Vec::new();
     for (i, rec) in records.iter().enumerate() {
         let value = serde_json::to_value(rec)?;
         let outputs = program(&value)
             .map_err(|e| e.context(format!("the filter failed on {}", describe(rec))))?;
         for v in &outputs {
+            if let Some((output, rename)) = renaming(v) {
+                let mut s = resolve(&index, i, &output?)?;
+                s.rename = rename
+                    .map_err(|e| e.context(format!("the filter's output for {}", describe(rec))))?;
+                if let Some(x) = out.iter_mut().find(|x| x.reference == s.reference) {
+                    x.rename.extend(s.rename);
+                } else {
+                    seen.insert(s.reference.to_string());
+                    out.push(s);
+                }
+                continue;
+            }
             if !v.is_string() {
                 return Err(with_hint(
                     anyhow::anyhow!(
@@ -225,6 +240,33 @@ pub(crate) fn select(
         }
     }
     Ok(drop_digest_aliases(records, out))
+}
+
+/// An output `{"ref": "…", "as": ["new:tag", …]}`: the reference and its new names.
+#[allow(clippy::type_complexity)]
+fn renaming(v: &Value) -> Option<(anyhow::Result<String>, anyhow::Result<Vec<String>>)> {
+    let obj = v.as_object()?;
+    let hint = "print {\"ref\": .Repository + \":\" + .Tag, \"as\": [\"new/name:tag\"]}";
+    let reference = match obj.get("ref") {
+        Some(Value::String(r)) => Ok(r.clone()),
+        _ => Err(with_hint(
+            anyhow::anyhow!("the filter printed {v} (an object needs a string \"ref\")"),
+            hint,
+        )),
+    };
+    let names = match obj.get("as") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(n)) => Ok(vec![n.clone()]),
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => Ok(a
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect()),
+        Some(_) => Err(with_hint(
+            anyhow::anyhow!("the filter printed {v} (\"as\" must be a list of names)"),
+            hint,
+        )),
+    };
+    Some((reference, names))
 }
 
 /// `repo@digest` adds nothing when `repo:tag` of the same image is selected too (CRI keeps such
@@ -256,6 +298,7 @@ pub(crate) fn select_all(records: &[ImageRecord]) -> Vec<Selected> {
                 output: reference.to_string(),
                 reference,
                 record,
+                rename: Vec::new(),
             })
         })
         .collect();

@@ -102,6 +102,17 @@ pub(crate) struct Summary {
     pub(crate) from: String,
     pub(crate) to: String,
     pub(crate) verified: Option<usize>,
+    /// `run` only: the references moved, and those skipped because the target had them.
+    pub(crate) sync: Option<SyncReport>,
+}
+
+/// What `run` moved and what it left alone.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SyncReport {
+    pub(crate) copied: Vec<String>,
+    pub(crate) skipped: Vec<String>,
+    /// Copied images given new names in the target: (reference, new names).
+    pub(crate) renamed: Vec<(String, Vec<String>)>,
 }
 
 impl Summary {
@@ -118,7 +129,7 @@ impl Summary {
     /// archive), else one line on stderr (none with `--quiet`).
     pub(crate) fn print(&self, global: &GlobalArgs, stdout_is_data: bool) {
         if global.json {
-            let obj = json!({
+            let mut obj = json!({
                 "from": self.from,
                 "to": self.to,
                 "images": self.images,
@@ -127,6 +138,16 @@ impl Summary {
                 "mib_per_second": (self.mib_per_second() * 10.0).round() / 10.0,
                 "verified": self.verified,
             });
+            if let Some(sync) = &self.sync {
+                obj["copied"] = json!(sync.copied);
+                obj["skipped"] = json!(sync.skipped);
+                obj["renamed"] = sync
+                    .renamed
+                    .iter()
+                    .map(|(r, n)| (r.clone(), json!(n)))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into();
+            }
             if stdout_is_data {
                 let _ = writeln!(std::io::stderr(), "{obj}");
             } else {
@@ -141,9 +162,37 @@ impl Summary {
             Some(n) => format!(", {n} verified by image ID"),
             None => String::new(),
         };
+        let skipped = match &self.sync {
+            Some(s) if !s.skipped.is_empty() => format!(
+                "; skipped {} already there with the same ID: {}",
+                s.skipped.len(),
+                names(&s.skipped)
+            ),
+            _ => String::new(),
+        };
+        let renamed = match &self.sync {
+            Some(s) if !s.renamed.is_empty() => {
+                let each: Vec<String> = s
+                    .renamed
+                    .iter()
+                    .map(|(r, n)| format!("{r} → {}", n.join(", ")))
+                    .collect();
+                format!("; renamed {}", names(&each))
+            }
+            _ => String::new(),
+        };
+        if self.images == 0 {
+            let _ = writeln!(
+                std::io::stderr(),
+                "imgkit: nothing to move from {} to {}{skipped}",
+                self.from,
+                self.to,
+            );
+            return;
+        }
         let _ = writeln!(
             std::io::stderr(),
-            "imgkit: moved {} image{} from {} to {}: {} in {:.1} s ({:.1} MiB/s){verified}",
+            "imgkit: moved {} image{} from {} to {}: {} in {:.1} s ({:.1} MiB/s){verified}{renamed}{skipped}",
             self.images,
             if self.images == 1 { "" } else { "s" },
             self.from,
@@ -153,6 +202,17 @@ impl Summary {
             self.mib_per_second(),
         );
     }
+}
+
+/// Up to five names, then "and N more".
+fn names(all: &[String]) -> String {
+    let mut shown: Vec<&str> = all.iter().take(5).map(String::as_str).collect();
+    let more = all.len().saturating_sub(5);
+    let more = format!("and {more} more");
+    if all.len() > 5 {
+        shown.push(&more);
+    }
+    shown.join(", ")
 }
 
 /// Parses a size as engines print it ("72.9MB", "1.2GB", "512kB", "721 kB", "261.3 KiB") into

@@ -7,5 +7,8 @@ mod cli;
 mod docs;
 mod engines;
 mod filter;
+mod presets;
 mod snapshots;
+mod sync;
 mod transfer;
+mod plugin;

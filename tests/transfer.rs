@@ -17,14 +17,14 @@ use std::time::{Duration, Instant};
 
 use crate::util::{Run, Test, bin};
 
-const DOCKER: &str = "/usr/bin/docker";
+pub(crate) const DOCKER: &str = "/usr/bin/docker";
 /// What the tests select: two images sharing nothing, named as every engine lists them.
-const SELECT_TWO: &str = r#"select((.Repository == "seed/app" or .Repository == "seed/base") and .Tag == "1.0") | .Repository + ":" + .Tag"#;
+pub(crate) const SELECT_TWO: &str = r#"select((.Repository == "seed/app" or .Repository == "seed/base") and .Tag == "1.0") | .Repository + ":" + .Tag"#;
 
-struct Set {
+pub(crate) struct Set {
     dir: PathBuf,
     env: BTreeMap<String, String>,
-    seed: BTreeMap<String, String>,
+    pub(crate) seed: BTreeMap<String, String>,
 }
 
 impl Set {
@@ -34,7 +34,7 @@ impl Set {
         Set { dir, env, seed }
     }
 
-    fn var(&self, k: &str) -> &str {
+    pub(crate) fn var(&self, k: &str) -> &str {
         self.env.get(k).map_or_else(
             || panic!("{} lacks {k}", self.dir.display()),
             String::as_str,
@@ -54,12 +54,12 @@ fn read_vars(path: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-struct Engines {
-    src: Set,
-    dst: Set,
+pub(crate) struct Engines {
+    pub(crate) src: Set,
+    pub(crate) dst: Set,
 }
 
-fn engines() -> Option<&'static Engines> {
+pub(crate) fn engines() -> Option<&'static Engines> {
     static ENGINES: OnceLock<Option<Engines>> = OnceLock::new();
     ENGINES
         .get_or_init(|| {
@@ -94,13 +94,13 @@ macro_rules! need_engines {
 }
 
 /// One engine at a time may be a shared target.
-fn lock(m: &'static Mutex<()>) -> MutexGuard<'static, ()> {
+pub(crate) fn lock(m: &'static Mutex<()>) -> MutexGuard<'static, ()> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
-static DOCKER_DST: Mutex<()> = Mutex::new(());
-static K8S_DST: Mutex<()> = Mutex::new(());
+pub(crate) static DOCKER_DST: Mutex<()> = Mutex::new(());
+pub(crate) static K8S_DST: Mutex<()> = Mutex::new(());
 
-fn output(cmd: &mut Command) -> String {
+pub(crate) fn output(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -110,20 +110,20 @@ fn output(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn docker(host: &str) -> Command {
+pub(crate) fn docker(host: &str) -> Command {
     let mut c = Command::new(DOCKER);
     c.args(["-H", host]);
     c
 }
 
-fn ctr(addr: &str, ns: &str) -> Command {
+pub(crate) fn ctr(addr: &str, ns: &str) -> Command {
     let mut c = Command::new("ctr");
     c.args(["-a", addr, "-n", ns]);
     c
 }
 
 /// `repo:tag → config digest` in a docker.
-fn docker_images(host: &str) -> BTreeMap<String, String> {
+pub(crate) fn docker_images(host: &str) -> BTreeMap<String, String> {
     output(docker(host).args([
         "image",
         "ls",
@@ -138,7 +138,7 @@ fn docker_images(host: &str) -> BTreeMap<String, String> {
     .collect()
 }
 
-fn empty_docker(host: &str) {
+pub(crate) fn empty_docker(host: &str) {
     let ids = output(docker(host).args(["image", "ls", "-aq", "--no-trunc"]));
     let ids: Vec<&str> = ids.lines().collect();
     if !ids.is_empty() {
@@ -147,7 +147,7 @@ fn empty_docker(host: &str) {
 }
 
 /// `name → config digest` in a containerd namespace (config digests read from the manifests).
-fn ctr_images(addr: &str, ns: &str) -> BTreeMap<String, String> {
+pub(crate) fn ctr_images(addr: &str, ns: &str) -> BTreeMap<String, String> {
     let table = output(ctr(addr, ns).args(["images", "ls"]));
     let mut out = BTreeMap::new();
     for line in table.lines().skip(1) {
@@ -164,7 +164,7 @@ fn ctr_images(addr: &str, ns: &str) -> BTreeMap<String, String> {
     out
 }
 
-fn empty_ctr(addr: &str, ns: &str) {
+pub(crate) fn empty_ctr(addr: &str, ns: &str) {
     let names = output(ctr(addr, ns).args(["images", "ls", "-q"]));
     let names: Vec<&str> = names.lines().collect();
     if !names.is_empty() {
@@ -173,7 +173,7 @@ fn empty_ctr(addr: &str, ns: &str) {
 }
 
 /// Fresh, empty podman storage under `dir`: the env vars that point podman at it.
-fn fresh_podman(dir: &Path) -> Vec<(String, String)> {
+pub(crate) fn fresh_podman(dir: &Path) -> Vec<(String, String)> {
     let p = dir.join("podman");
     for sub in ["root", "run", "tmp"] {
         std::fs::create_dir_all(p.join(sub)).unwrap();
@@ -205,7 +205,7 @@ fn fresh_podman(dir: &Path) -> Vec<(String, String)> {
     ]
 }
 
-fn podman_images(env: &[(String, String)]) -> BTreeMap<String, String> {
+pub(crate) fn podman_images(env: &[(String, String)]) -> BTreeMap<String, String> {
     let mut c = Command::new("podman");
     c.args([
         "images",
@@ -231,7 +231,7 @@ fn podman_images(env: &[(String, String)]) -> BTreeMap<String, String> {
 }
 
 /// imgkit with the source's and target's environment.
-fn imgkit(env: &[(String, String)]) -> Test {
+pub(crate) fn imgkit(env: &[(String, String)]) -> Test {
     let mut t = Test::new().env("IMGKIT_DOCKER_BIN", DOCKER);
     for (k, v) in env {
         t = t.env(k, v);
@@ -239,18 +239,18 @@ fn imgkit(env: &[(String, String)]) -> Test {
     t
 }
 
-fn kv(k: &str, v: &str) -> (String, String) {
+pub(crate) fn kv(k: &str, v: &str) -> (String, String) {
     (k.to_owned(), v.to_owned())
 }
 
-fn write_filter(dir: &Path, program: &str) -> PathBuf {
+pub(crate) fn write_filter(dir: &Path, program: &str) -> PathBuf {
     let f = dir.join("select.jq");
     std::fs::write(&f, program).unwrap();
     f
 }
 
 /// The seeded IDs of what SELECT_TWO selects.
-fn want_two(e: &Engines, prefix: &str) -> BTreeMap<String, String> {
+pub(crate) fn want_two(e: &Engines, prefix: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (
             format!("{prefix}seed/app:1.0"),
@@ -263,11 +263,11 @@ fn want_two(e: &Engines, prefix: &str) -> BTreeMap<String, String> {
     ])
 }
 
-fn src_docker(e: &Engines) -> (String, String) {
+pub(crate) fn src_docker(e: &Engines) -> (String, String) {
     kv("DOCKER_HOST", e.src.var("DOCKER_HOST"))
 }
 
-fn src_podman(e: &Engines) -> Vec<(String, String)> {
+pub(crate) fn src_podman(e: &Engines) -> Vec<(String, String)> {
     vec![
         kv(
             "CONTAINERS_STORAGE_CONF",
@@ -698,6 +698,8 @@ fn dry_run_prints_the_plan_and_touches_nothing() {
             "-f",
             "select.jq",
             "--dry-run",
+            // the seeded podman has both images already: without --force nothing would move
+            "--force",
         ],
         None,
     );

@@ -12,6 +12,7 @@ use imgkit_select::{Arg, Error, Filter, Indent, RunOptions, Style};
 
 use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
+use crate::plugin_args::{PluginArgs, run_plugin};
 
 /// jq's exit code for a program that does not compile.
 const EXIT_COMPILE: u8 = 3;
@@ -22,8 +23,9 @@ const EXIT_COMPILE: u8 = 3;
   docker image ls --format '{{json .}}' | imgkit filter -r 'select(.Repository!=\"<none>\") | .Repository'
   imgkit filter -c --arg repo alpine 'select(.Repository == $repo)' listing.jsonl
 
-Built-in presets (usable with -f even where no such file exists): default.jq, the guide's
-program. Exit codes as jq: 0 ok, 1/4 with -e, 2 usage or input error, 3 compile error,
+Built-in presets (usable with -f even where no such file exists): default (the guide's
+program), all (every image, untagged ones by ID), dangling (untagged images), exclude-k8s-system
+(all but what Kubernetes/k3s runs itself). Exit codes as jq: 0 ok, 1/4 with -e, 2 usage or input error, 3 compile error,
 5 runtime error.")]
 pub(crate) struct Args {
     /// The jq program, then input files (stdin when none). With -f, all are input files.
@@ -81,6 +83,17 @@ pub(crate) struct Args {
     /// Bind $NAME to the JSON value TEXT.
     #[arg(long, num_args = 2, value_names = ["NAME", "TEXT"], action = clap::ArgAction::Append)]
     argjson: Vec<String>,
+    /// Select with a WASM filter plugin (a WASI preview1 command) instead of a jq program: it
+    /// reads the records as JSON lines and prints one image reference per line. All positional
+    /// arguments are then input files. See docs/plugins.md.
+    #[arg(
+        long,
+        value_name = "FILE.wasm",
+        conflicts_with_all = ["from_file", "null_input", "slurp", "raw_input", "arg", "argjson"]
+    )]
+    plugin: Option<PathBuf>,
+    #[command(flatten)]
+    plugin_flags: PluginArgs,
 }
 
 impl Args {
@@ -121,6 +134,9 @@ impl Args {
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    if let Some(plugin) = &args.plugin {
+        return run_with_plugin(plugin, args, global);
+    }
     let (source, origin, files) = if let Some(spec) = &args.from_file {
         let (source, origin) = imgkit_select::load_filter(spec).map_err(|e| {
             if matches!(e, Error::FilterNotFound { .. }) {
@@ -179,6 +195,46 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         })?;
     let _ = stderr.flush();
     Ok(ExitCode::from(outcome.exit_code))
+}
+
+/// `imgkit filter --plugin FILE`: the plugin's references on stdout, one per line, as `jq -r`
+/// prints the default program's. Exit codes follow jq's: 3 when the module cannot be loaded
+/// (its "compile error"), 5 when a run fails, 2 for input errors.
+fn run_with_plugin(plugin: &Path, args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let loaded = match args.plugin_flags.load(plugin) {
+        Ok(p) => p,
+        Err(e) => return Ok(report_plugin_failure(&e, global, EXIT_COMPILE)),
+    };
+    let mut input: Box<dyn Read + Send> = if args.args.is_empty() {
+        Box::new(io::stdin())
+    } else {
+        Box::new(Files::open(&args.args)?)
+    };
+    let outcome = match run_plugin(&loaded, &mut input, global) {
+        Ok(o) => o,
+        Err(e) if is_input_error(&e) => return Err(e),
+        Err(e) => return Ok(report_plugin_failure(&e, global, EXIT_RUNTIME)),
+    };
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    for r in &outcome.references {
+        writeln!(out, "{r}")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// jq's exit code for a runtime error.
+const EXIT_RUNTIME: u8 = 5;
+
+fn is_input_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(c.downcast_ref::<imgkit_plugin::Error>(), Some(imgkit_plugin::Error::Input { .. }))
+    })
+}
+
+fn report_plugin_failure(e: &anyhow::Error, global: &GlobalArgs, code: u8) -> ExitCode {
+    crate::diagnostics::report(e, global);
+    ExitCode::from(code)
 }
 
 /// Input files read one after another, as jq concatenates them.

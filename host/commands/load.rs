@@ -84,6 +84,7 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         from,
         to: spec.to_string(),
         verified: None,
+        sync: None,
     }
     .print(global, false);
     Ok(ExitCode::SUCCESS)

@@ -11,6 +11,7 @@ use imgkit_types::ImageRecord;
 use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
 use crate::engine_args::{EngineArgs, engine_error};
+use crate::pipeline::Pipeline;
 use crate::selection::{self, Selected};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,6 +31,8 @@ pub(crate) enum Format {
   imgkit ls --engine podman -e 'select(.Repository | startswith(\"seed/\")) | .Repository + \":\" + .Tag'
   imgkit ls --engine docker --all --format json   every record, unselected
   imgkit ls --from examples/images.tar --format table   an archive, read natively
+  imgkit ls --engine ctr -n all --format json     every containerd namespace (records carry Namespace)
+  imgkit ls --engine ctr -n k8s.io -f exclude-k8s-system -f my.jq   a pipeline of two filters
 
 Every output of the program must name an image of the listing; a bare repository printed for a
 digest-only row (Tag <none>) selects that image by digest. Exit codes: 0 selected something,
@@ -41,8 +44,10 @@ pub(crate) struct Args {
     #[arg(long, value_name = "ARCHIVE", conflicts_with = "engine")]
     from: Option<PathBuf>,
     /// Select with this jq program file or built-in preset [default: default.jq, the guide's].
+    /// Repeat for a pipeline: records that pass one filter go into the next; the last one
+    /// prints the references.
     #[arg(short = 'f', long, value_name = "FILE", conflicts_with_all = ["expression", "all"])]
-    filter: Option<PathBuf>,
+    filter: Vec<PathBuf>,
     /// Select with this jq program.
     #[arg(
         short = 'e',
@@ -76,11 +81,15 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             ..args.engine.clone()
         }
         .engine()?;
-        engine.list().map_err(engine_error)?
+        if engine.kind().is_containerd() && engine.namespace() == ALL_NAMESPACES {
+            list_every_namespace(&engine)?
+        } else {
+            engine.list().map_err(engine_error)?
+        }
     };
     let selected = match &filter {
         None => selection::select_all(&records),
-        Some(f) => selection::select(&records, |v| Ok(f.select(v)?))?,
+        Some(f) => selection::select(&records, |v| f.select(v))?,
     };
     print(&records, &selected, format)?;
     Ok(if selected.is_empty() {
@@ -90,14 +99,32 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     })
 }
 
-fn compile(args: &Args) -> anyhow::Result<Filter> {
-    let (source, origin) = match (&args.expression, &args.filter) {
-        (Some(p), _) => (p.clone(), "<program>".to_owned()),
-        (None, Some(spec)) => imgkit_select::load_filter(spec)?,
-        (None, None) => imgkit_select::load_filter(std::path::Path::new("default"))?,
-    };
-    Filter::compile(&source, &origin)
-        .map_err(|e| with_hint(e, "check the jq program with `imgkit filter`"))
+/// `-n all` for containerd: this namespace name lists every namespace.
+const ALL_NAMESPACES: &str = "all";
+
+/// Every containerd namespace's records, each with a `Namespace` key for filters.
+fn list_every_namespace(engine: &imgkit_engine::Engine) -> anyhow::Result<Vec<ImageRecord>> {
+    let mut records = Vec::new();
+    for ns in engine.namespaces().map_err(engine_error)? {
+        for mut rec in engine.with_namespace(&ns).list().map_err(engine_error)? {
+            rec.extra.insert(
+                "Namespace".to_owned(),
+                serde_json::Value::String(ns.clone()),
+            );
+            records.push(rec);
+        }
+    }
+    Ok(records)
+}
+
+fn compile(args: &Args) -> anyhow::Result<Pipeline> {
+    match &args.expression {
+        Some(p) => Filter::compile(p, "<program>")
+            .map(|f| Pipeline::one(f, "<program>".to_owned()))
+            .map_err(|e| with_hint(e, "check the jq program with `imgkit filter`")),
+        None => Pipeline::compile(&args.filter)
+            .map_err(|e| with_hint(e, "check the jq program with `imgkit filter`")),
+    }
 }
 
 fn print(records: &[ImageRecord], selected: &[Selected], format: Format) -> anyhow::Result<()> {

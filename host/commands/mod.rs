@@ -11,6 +11,7 @@ pub(crate) mod parse;
 pub(crate) mod run;
 pub(crate) mod save;
 pub(crate) mod verify;
+pub(crate) mod plugin;
 
 use std::process::ExitCode;
 
@@ -30,5 +31,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(&args, global),
         Command::Ls(args) => ls::run(&args, global),
         Command::Engines(args) => engines::run(&args, global),
+        Command::Plugin(args) => plugin::run(&args, global),
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::Context;
 use imgkit_archive::Compression;
@@ -14,15 +15,18 @@ use crate::diagnostics::with_hint;
 use crate::endpoint::EndpointSpec;
 use crate::plan::{self, Endpoint, Plan};
 use crate::progress::Printer;
-use crate::transfer::{Summary, run_pump};
+use crate::rename::{self, Rule};
+use crate::skip::{self, Partition};
+use crate::transfer::{Summary, SyncReport, run_pump};
 
 /// Exit code when the selection is empty (like grep finding nothing).
 const EXIT_NOTHING: u8 = 1;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Args {
     /// Where the images are: docker, podman, ctr[:NAMESPACE], nerdctl[:NAMESPACE] or an archive
-    /// file (plain, gzip or zstd).
+    /// file (plain, gzip or zstd). `ctr:all` reads every containerd namespace, one run each
+    /// (filters see each record's `Namespace`).
     #[arg(long, value_name = "SRC", default_value = "docker")]
     pub(crate) from: EndpointSpec,
     /// Where they go: an engine as for --from, or an archive file to write (written as
@@ -30,7 +34,7 @@ pub(crate) struct Args {
     #[arg(long, value_name = "DST", default_value = "images.tar")]
     pub(crate) to: EndpointSpec,
     /// jq program choosing the images: a file, or a preset name [default: default]. Repeat for
-    /// the union of several filters.
+    /// a pipeline: records that pass one filter go into the next; the last prints references.
     #[arg(long, short = 'f', value_name = "FILTER")]
     pub(crate) filter: Vec<PathBuf>,
     /// Also keep the stream as an archive file while loading it into the target (a tee).
@@ -42,6 +46,16 @@ pub(crate) struct Args {
     /// Skip checking the image IDs in the target after loading.
     #[arg(long)]
     pub(crate) no_verify: bool,
+    /// Copy every selected image, even those the target already has with the same image ID
+    /// (by default they are skipped).
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Rename on the way: a reference matching REGEX (whole, fully qualified as
+    /// docker.io/library/alpine:3 or as docker shows it) gets REPLACEMENT ($1, ${name}) as its
+    /// name in the target instead. Repeatable; the first matching rule wins. A filter may
+    /// also print {"ref": "…", "as": ["new/name:tag", …]}.
+    #[arg(long, value_name = "REGEX=REPLACEMENT")]
+    pub(crate) rename: Vec<Rule>,
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -50,6 +64,15 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             anyhow::anyhow!("--from and --to are both {}", args.from),
             "name a different target, e.g. --to podman or --to images.tar",
         ));
+    }
+    if let EndpointSpec::Engine {
+        kind,
+        namespace: Some(ns),
+    } = &args.from
+        && kind.is_containerd()
+        && ns == ALL_NAMESPACES
+    {
+        return run_every_namespace(*kind, args, global);
     }
     let mut printer = Printer::new(global);
     let source = plan::open(&args.from)?;
@@ -74,7 +97,8 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         }
         _ => Compression::None,
     };
-    let Some(plan) = Plan::select(&source, &args.filter, &[], &mut printer)? else {
+    let started = Instant::now();
+    let Some(mut plan) = Plan::select(&source, &args.filter, &[], &mut printer)? else {
         if !global.quiet {
             eprintln!(
                 "imgkit: the filter selected no image in {}; nothing to do",
@@ -95,11 +119,77 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             ),
         );
     }
+    if let Some(note) = k8s_note(&args.to) {
+        printer.step("plan", &note);
+    }
+    let renames = rename::resolve(&mut plan, &args.rename)?;
+    if renames > 0 && target.engine().is_none() {
+        return Err(with_hint(
+            anyhow::anyhow!(
+                "renames are applied by the target engine, and {} is an archive",
+                args.to
+            ),
+            "load into an engine with --to, or rename after loading the archive",
+        ));
+    }
     let load = target.load_command().ok();
+    let Partition {
+        copy: plan,
+        skipped,
+    } = if args.force {
+        skip::partition_none(plan)
+    } else {
+        if target.engine().is_some() {
+            printer.step(
+                "skip",
+                &format!(
+                    "checking which of {} images {} already has",
+                    plan.refs.len(),
+                    args.to
+                ),
+            );
+        }
+        skip::partition(plan, &source, &target)?
+    };
+    let skipped: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+    if !skipped.is_empty() {
+        printer.step(
+            "skip",
+            &format!(
+                "{} already in {} with the same image ID, not moved (--force moves them)",
+                skipped.len(),
+                args.to
+            ),
+        );
+    }
     if args.dry_run {
-        print_plan(&plan, args, &source, load.as_ref(), global);
+        print_plan(
+            plan.as_ref(),
+            &skipped,
+            args,
+            &source,
+            load.as_ref(),
+            global,
+        );
         return Ok(ExitCode::SUCCESS);
     }
+    let Some(plan) = plan else {
+        Summary {
+            images: 0,
+            bytes: 0,
+            elapsed: started.elapsed(),
+            from: args.from.to_string(),
+            to: args.to.to_string(),
+            verified: None,
+            sync: Some(SyncReport {
+                copied: Vec::new(),
+                skipped,
+                renamed: Vec::new(),
+            }),
+        }
+        .print(global, false);
+        return Ok(ExitCode::SUCCESS);
+    };
 
     let mut pump =
         Pump::new(source.source(&plan.refs, compression)).expected_bytes(plan.expected_bytes);
@@ -124,6 +214,8 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     let done = run_pump(pump, &mut printer, &what)?;
     plan::after_load(&target, &done.target_stdout, &plan)
         .with_context(|| format!("moved {what}, but naming them failed"))?;
+    rename::apply(&target, &plan)
+        .with_context(|| format!("moved {what}, but renaming them failed"))?;
 
     let verified = if args.no_verify {
         None
@@ -132,13 +224,25 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             "verify",
             &format!("checking {} image IDs in {}", plan.refs.len(), args.to),
         );
-        let v = plan
-            .verify(&source, &target)
+        let kept_names = skip::plan_of(
+            plan.images
+                .iter()
+                .filter(|i| i.rename.is_empty())
+                .cloned()
+                .collect(),
+        );
+        let mut checked = rename::verify(&plan, &source, &target)
             .with_context(|| format!("moved {what}, but the target does not match"))?;
-        for note in &v.notes {
-            printer.step("verify", &format!("note: {note}"));
+        if let Some(kept) = kept_names {
+            let v = kept
+                .verify(&source, &target)
+                .with_context(|| format!("moved {what}, but the target does not match"))?;
+            for note in &v.notes {
+                printer.step("verify", &format!("note: {note}"));
+            }
+            checked += v.checked;
         }
-        Some(v.checked)
+        Some(checked)
     };
     Summary {
         images: plan.refs.len(),
@@ -147,32 +251,132 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         from: args.from.to_string(),
         to: args.to.to_string(),
         verified,
+        sync: Some(SyncReport {
+            copied: plan.refs.iter().map(ToString::to_string).collect(),
+            skipped,
+            renamed: renamed_of(&plan),
+        }),
     }
     .print(global, false);
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--from ctr:all`: one run per containerd namespace, in the order containerd lists them
+/// (each skips what an earlier one moved). Exit 0 when any namespace selected something.
+fn run_every_namespace(
+    kind: imgkit_engine::EngineKind,
+    args: &Args,
+    global: &GlobalArgs,
+) -> anyhow::Result<ExitCode> {
+    if let EndpointSpec::Archive(to) = &args.to {
+        return Err(with_hint(
+            anyhow::anyhow!(
+                "--from {kind}:all runs once per namespace, and each run would rewrite {}",
+                to.display()
+            ),
+            format!("load into an engine, or save one namespace: --from {kind}:NAMESPACE"),
+        ));
+    }
+    if args.via.is_some() {
+        return Err(with_hint(
+            anyhow::anyhow!(
+                "--via keeps one archive, and --from {kind}:all runs once per namespace"
+            ),
+            format!("leave out --via, or run one namespace: --from {kind}:NAMESPACE"),
+        ));
+    }
+    let engine = crate::endpoint::open_engine(kind, None)?;
+    let namespaces = engine
+        .namespaces()
+        .map_err(|e| plan::engine_error(e, "could not list containerd's namespaces"))?;
+    let mut selected_any = false;
+    for ns in namespaces {
+        let from = EndpointSpec::Engine {
+            kind,
+            namespace: Some(ns.clone()),
+        };
+        if from == args.to {
+            if !global.quiet {
+                eprintln!("imgkit: {from} is the target; not reading it");
+            }
+            continue;
+        }
+        let one = Args {
+            from,
+            ..args.clone()
+        };
+        if run(&one, global)? == ExitCode::SUCCESS {
+            selected_any = true;
+        }
+    }
+    Ok(if selected_any {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NOTHING)
+    })
+}
+
+/// `--from ctr:all`: every containerd namespace.
+const ALL_NAMESPACES: &str = "all";
+
+/// A note when the target is a containerd namespace Kubernetes does not read (CRI reads
+/// `k8s.io` only).
+fn k8s_note(to: &EndpointSpec) -> Option<String> {
+    let EndpointSpec::Engine { kind, namespace } = to else {
+        return None;
+    };
+    if !kind.is_containerd() {
+        return None;
+    }
+    let ns = namespace
+        .as_deref()
+        .unwrap_or(imgkit_engine::DEFAULT_NAMESPACE);
+    (ns != "k8s.io").then(|| {
+        format!(
+            "note: loading into containerd namespace {ns}; Kubernetes (CRI, k3s) only sees images in k8s.io (--to {kind}:k8s.io)"
+        )
+    })
+}
+
+/// Each renamed image with its new names.
+fn renamed_of(plan: &Plan) -> Vec<(String, Vec<String>)> {
+    plan.images
+        .iter()
+        .filter(|i| !i.rename.is_empty())
+        .map(|i| (i.reference.to_string(), i.rename.clone()))
+        .collect()
+}
+
 fn print_plan(
-    plan: &Plan,
+    plan: Option<&Plan>,
+    skipped: &[String],
     args: &Args,
     source: &Endpoint,
     load: Option<&std::process::Command>,
     global: &GlobalArgs,
 ) {
-    let save = source.save_command(&plan.refs);
+    let save = plan.and_then(|p| source.save_command(&p.refs));
     if global.json {
         let obj = json!({
             "from": args.from.to_string(),
             "to": args.to.to_string(),
             "via": args.via,
-            "images": plan.images.iter().map(|i| json!({"ref": i.reference.to_string(), "id": i.id, "size": i.size})).collect::<Vec<_>>(),
-            "expected_bytes": plan.expected_bytes,
+            "images": plan.map(|p| p.images.iter().map(|i| json!({"ref": i.reference.to_string(), "id": i.id, "size": i.size, "as": i.rename})).collect::<Vec<_>>()).unwrap_or_default(),
+            "skipped": skipped,
+            "expected_bytes": plan.and_then(|p| p.expected_bytes),
             "save": save.as_ref().map(plan::argv),
-            "load": load.map(plan::argv),
+            "load": plan.and(load).map(plan::argv),
         });
         println!("{obj}");
         return;
     }
+    for s in skipped {
+        println!("skip {s} (already in {} with the same image ID)", args.to);
+    }
+    let Some(plan) = plan else {
+        println!("nothing to move from {} to {}", args.from, args.to);
+        return;
+    };
     println!(
         "would move {} from {} to {}:",
         plan.describe(),
@@ -186,7 +390,17 @@ fn print_plan(
         .max()
         .unwrap_or(0);
     for i in &plan.images {
-        println!("  {:width$}  {}  {}", i.reference.to_string(), i.id, i.size);
+        let renamed = if i.rename.is_empty() {
+            String::new()
+        } else {
+            format!("  → {}", i.rename.join(", "))
+        };
+        println!(
+            "  {:width$}  {}  {}{renamed}",
+            i.reference.to_string(),
+            i.id,
+            i.size
+        );
     }
     match &save {
         Some(s) => println!("save: {}", plan::display_argv(s)),

@@ -19,7 +19,8 @@ pub(crate) struct Args {
     #[command(flatten)]
     pub(crate) engine: EngineArgs,
     /// jq program choosing the images when no REF is given: a file or a preset name
-    /// [default: default]. Repeat for the union of several.
+    /// [default: default]. Repeat for a pipeline: records that pass one filter go into the
+    /// next; the last prints references.
     #[arg(long, short = 'f', value_name = "FILTER", conflicts_with = "refs")]
     pub(crate) filter: Vec<PathBuf>,
     /// The archive to write (as FILE.partial, renamed when complete); `-` for stdout.
@@ -77,6 +78,7 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         from: spec.to_string(),
         to,
         verified: None,
+        sync: None,
     }
     .print(global, to_stdout);
     Ok(ExitCode::SUCCESS)

@@ -38,7 +38,15 @@ pub use write::{Indent, Style};
 pub const STACK_SIZE: usize = 1 << 30;
 
 /// Built-in presets, embedded from `filters/*.jq`.
-const PRESETS: &[(&str, &str)] = &[("default", include_str!("../../../filters/default.jq"))];
+const PRESETS: &[(&str, &str)] = &[
+    ("default", include_str!("../../../filters/default.jq")),
+    ("all", include_str!("../../../filters/all.jq")),
+    ("dangling", include_str!("../../../filters/dangling.jq")),
+    (
+        "exclude-k8s-system",
+        include_str!("../../../filters/exclude-k8s-system.jq"),
+    ),
+];
 
 /// Everything that can go wrong compiling or running a jq program.
 #[derive(Debug, thiserror::Error)]
@@ -307,7 +315,7 @@ mod tests {
         let err = load_filter(Path::new("no-such.jq")).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "no filter file no-such.jq and no built-in preset of that name (presets: default)"
+            "no filter file no-such.jq and no built-in preset of that name (presets: default, all, dangling, exclude-k8s-system)"
         );
     }
 

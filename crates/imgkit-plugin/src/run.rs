@@ -1,0 +1,426 @@
+//! Running a plugin: a fresh store per run with fuel topped up as records arrive, an epoch
+//! deadline, a memory limiter, capped outputs, and the input streamed in from a feeding loop.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{RecvTimeoutError, sync_channel};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use imgkit_types::ImageRef;
+use wasmtime::{CallHook, ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, I32Exit, WasiCtxBuilder};
+
+use crate::error::Error;
+use crate::limits::{Clock, Limits, STDERR_SHOWN};
+use crate::plugin::Plugin;
+use crate::stdio::{CappedOutput, ChannelStdin, Progress};
+
+/// How often the deadline is checked.
+const TICK: Duration = Duration::from_millis(50);
+/// Input chunk size, and how many chunks may wait for the plugin.
+const CHUNK: usize = 64 << 10;
+const CHUNKS_IN_FLIGHT: usize = 4;
+/// The plugin runs on its own thread with this much native stack (the wasm stack is 1 MiB).
+const THREAD_STACK: usize = 8 << 20;
+
+/// What a successful run produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// The references printed, one per non-empty stdout line, each checked with
+    /// [`ImageRef::parse`] and returned as printed.
+    pub references: Vec<String>,
+    /// The plugin's stderr (up to [`Limits::max_stderr`] bytes, lossily decoded).
+    pub stderr: String,
+    /// Input records (lines) fed.
+    pub records: u64,
+    /// Fuel the run used.
+    pub fuel_used: u64,
+}
+
+/// Per-run store data.
+pub(crate) struct State {
+    pub(crate) wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+    progress: Arc<Progress>,
+    limits: Limits,
+    fuel_granted: u64,
+    deadline: Instant,
+    deadline_hit: bool,
+}
+
+struct MemoryLimiter {
+    limit: u64,
+    refused: Option<u64>,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.limit {
+            self.refused = Some(desired as u64);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1 << 20)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        4
+    }
+}
+
+/// 2026-01-01T00:00:00Z, and a monotonic clock that never moves.
+struct FixedClock;
+
+impl HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::from_secs(1_767_225_600)
+    }
+}
+
+impl HostMonotonicClock for FixedClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// What the plugin thread hands back.
+struct Finished {
+    result: wasmtime::Result<()>,
+    fuel_left: u64,
+    fuel_granted: u64,
+    deadline_hit: bool,
+    memory_refused: Option<u64>,
+}
+
+impl Plugin {
+    /// Runs the plugin on `records_jsonl` (one JSON record per line, streamed) and returns the
+    /// references it printed. Its stderr is dropped; use [`Plugin::execute`] to show it.
+    pub fn run(&self, records_jsonl: &mut dyn Read) -> Result<Vec<String>, Error> {
+        self.execute(records_jsonl).map(|o| o.references)
+    }
+
+    /// Runs the plugin on `records_jsonl` and returns everything it produced.
+    pub fn execute(&self, records_jsonl: &mut dyn Read) -> Result<Outcome, Error> {
+        let limits = self.options.limits.clone();
+        let progress = Arc::new(Progress::default());
+        let (tx, rx) = sync_channel::<Bytes>(CHUNKS_IN_FLIGHT);
+        let cap_limits = limits.clone();
+        let stdout = CappedOutput::stdout(
+            progress.clone(),
+            Arc::new(move |input| cap_limits.output_cap(input)),
+        );
+        let stderr = CappedOutput::stderr(usize::try_from(limits.max_stderr).unwrap_or(usize::MAX));
+
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdin(ChannelStdin::new(rx))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .arg(&self.name)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        for (k, v) in &self.options.sandbox.args {
+            wasi.arg(format!("{k}={v}"));
+        }
+        if self.options.sandbox.clock == Clock::Fixed {
+            wasi.wall_clock(FixedClock)
+                .monotonic_clock(FixedClock)
+                .insecure_random_seed(0);
+        }
+        let state = State {
+            wasi: wasi.build_p1(),
+            limiter: MemoryLimiter {
+                limit: limits.memory,
+                refused: None,
+            },
+            progress: progress.clone(),
+            fuel_granted: limits.fuel_base(),
+            limits: limits.clone(),
+            deadline: Instant::now() + limits.timeout,
+            deadline_hit: false,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store
+            .set_fuel(limits.fuel_base())
+            .map_err(|e| self.runtime(&e))?;
+        store.call_hook(top_up_fuel);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut cx| {
+            if Instant::now() >= cx.data().deadline {
+                cx.data_mut().deadline_hit = true;
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Continue(1))
+            }
+        });
+
+        let (stop_tx, stop_rx) = sync_channel::<()>(0);
+        let (finished, input_error) = std::thread::scope(|scope| {
+            let engine = &self.engine;
+            let ticker = scope.spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(TICK) {
+                    engine.increment_epoch();
+                }
+            });
+            let pre = &self.pre;
+            let guest = std::thread::Builder::new()
+                .name("imgkit-plugin".into())
+                .stack_size(THREAD_STACK)
+                .spawn_scoped(scope, move || {
+                    let result = pre.instantiate(&mut store).and_then(|instance| {
+                        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                        start.call(&mut store, ())
+                    });
+                    let data = store.data();
+                    Finished {
+                        result,
+                        fuel_left: store.get_fuel().unwrap_or(0),
+                        fuel_granted: data.fuel_granted,
+                        deadline_hit: data.deadline_hit,
+                        memory_refused: data.limiter.refused,
+                    }
+                    // The store (and with it stdin's receiver) drops here, which stops the feeder.
+                })
+                .expect("spawn the plugin thread");
+            let input_error = feed(records_jsonl, &tx, &progress).err();
+            drop(tx);
+            let finished = guest.join().expect("plugin thread does not panic");
+            drop(stop_tx);
+            ticker.join().expect("ticker thread does not panic");
+            (finished, input_error)
+        });
+
+        let err_text = String::from_utf8_lossy(&stderr.take()).into_owned();
+        if let Some(source) = input_error {
+            return Err(Error::Input {
+                plugin: self.path.clone(),
+                source,
+            });
+        }
+        let records = progress.records.load(Ordering::Relaxed);
+        if let Err(e) = &finished.result {
+            if let Some(err) = self.failure(e, &finished, &progress, &limits, records, &err_text) {
+                return Err(err);
+            }
+        }
+        let references = parse_output(&self.path, &stdout.take())?;
+        Ok(Outcome {
+            references,
+            stderr: err_text,
+            records,
+            fuel_used: finished.fuel_granted.saturating_sub(finished.fuel_left),
+        })
+    }
+
+    /// Maps a failed `_start` to a typed error; `None` for `exit(0)`.
+    fn failure(
+        &self,
+        e: &wasmtime::Error,
+        finished: &Finished,
+        progress: &Progress,
+        limits: &Limits,
+        records: u64,
+        stderr: &str,
+    ) -> Option<Error> {
+        let plugin = self.path.clone();
+        let stderr = head(stderr);
+        let exit = e.downcast_ref::<I32Exit>().map(|x| x.0);
+        if exit == Some(0) {
+            return None;
+        }
+        if progress.output_overflow.load(Ordering::Relaxed) {
+            let limit = limits.output_cap(progress.input_bytes.load(Ordering::Relaxed));
+            return Some(Error::OutputTooLarge {
+                plugin,
+                limit,
+                stderr,
+            });
+        }
+        if let Some(requested) = finished.memory_refused {
+            return Some(Error::MemoryLimit {
+                plugin,
+                requested,
+                limit: limits.memory,
+                stderr,
+            });
+        }
+        if let Some(code) = exit {
+            return Some(Error::Exit {
+                plugin,
+                code,
+                stderr,
+            });
+        }
+        let kind = match e.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => {
+                // The nominal budget for the records fed (the fuel actually granted may lag
+                // by the last chunk, which the plugin had not read yet).
+                return Some(Error::OutOfFuel {
+                    plugin,
+                    budget: limits.fuel_for(records),
+                    records,
+                    stderr,
+                });
+            }
+            Some(Trap::Interrupt) => {
+                return Some(Error::Deadline {
+                    plugin,
+                    timeout: limits.timeout,
+                    stderr,
+                });
+            }
+            Some(Trap::StackOverflow) => "stack overflow".to_owned(),
+            Some(Trap::MemoryOutOfBounds) => {
+                "out-of-bounds memory access (also how a guest stack overflow shows)".to_owned()
+            }
+            Some(Trap::UnreachableCodeReached) => {
+                "unreachable instruction (how a Rust panic or abort shows)".to_owned()
+            }
+            Some(trap) => trap.to_string(),
+            None if finished.deadline_hit => {
+                return Some(Error::Deadline {
+                    plugin,
+                    timeout: limits.timeout,
+                    stderr,
+                });
+            }
+            None => format!("{e:#}"),
+        };
+        Some(Error::Trap {
+            plugin,
+            kind,
+            stderr,
+        })
+    }
+
+    fn runtime(&self, e: &wasmtime::Error) -> Error {
+        Error::Runtime {
+            plugin: self.path.clone(),
+            reason: format!("{e:#}"),
+        }
+    }
+}
+
+/// The call hook: on every return from a host call (reading stdin among them), grant the
+/// fuel for the records fed since.
+fn top_up_fuel(
+    mut cx: wasmtime::StoreContextMut<'_, State>,
+    hook: CallHook,
+) -> wasmtime::Result<()> {
+    if !matches!(hook, CallHook::ReturningFromHost) {
+        return Ok(());
+    }
+    let records = cx.data().progress.records.load(Ordering::Relaxed);
+    let want = cx.data().limits.fuel_for(records);
+    let granted = cx.data().fuel_granted;
+    if want > granted {
+        let left = cx.get_fuel()?;
+        cx.set_fuel(left.saturating_add(want - granted))?;
+        cx.data_mut().fuel_granted = want;
+    }
+    Ok(())
+}
+
+/// Copies the input into the channel in chunks, counting lines and bytes before each send so
+/// the fuel and output caps already include a chunk when the plugin sees it.
+fn feed(
+    input: &mut dyn Read,
+    tx: &std::sync::mpsc::SyncSender<Bytes>,
+    progress: &Progress,
+) -> std::io::Result<()> {
+    let mut last = b'\n';
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        buf.truncate(n);
+        last = buf[n - 1];
+        let lines = buf.iter().filter(|&&b| b == b'\n').count() as u64;
+        progress.records.fetch_add(lines, Ordering::Relaxed);
+        progress.input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        if tx.send(Bytes::from(buf)).is_err() {
+            // The plugin has finished without reading everything: that is its right.
+            return Ok(());
+        }
+    }
+    if last != b'\n' {
+        progress.records.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// The first [`STDERR_SHOWN`] bytes of `s`, cut at a character boundary.
+fn head(s: &str) -> String {
+    if s.len() <= STDERR_SHOWN {
+        return s.to_owned();
+    }
+    let mut end = STDERR_SHOWN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Splits stdout into lines and checks each is an image reference.
+fn parse_output(plugin: &Path, out: &[u8]) -> Result<Vec<String>, Error> {
+    let mut refs = Vec::new();
+    for (i, line) in out.split(|&b| b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let invalid = |text: String, reason: String| Error::InvalidOutput {
+            plugin: plugin.to_path_buf(),
+            line: i + 1,
+            text,
+            reason,
+        };
+        let text = std::str::from_utf8(line).map_err(|_| {
+            invalid(
+                String::from_utf8_lossy(line).into_owned(),
+                "it is not UTF-8".into(),
+            )
+        })?;
+        if let Err(e) = ImageRef::parse(text) {
+            let shown: String = text.chars().take(200).collect();
+            return Err(invalid(shown, e.to_string()));
+        }
+        refs.push(text.to_owned());
+    }
+    Ok(refs)
+}

@@ -1,0 +1,618 @@
+//! WASM filter plugins end to end: the example plugins built from source (Rust and C), parity
+//! of the Rust default plugin with `jq -r -f filters/default.jq`, the module cache, and hostile
+//! plugins — each contained with the right typed error while imgkit itself exits normally.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::util::{Run, Test};
+
+/// Assertions this theme adds to `Run`.
+trait RunExt: Sized {
+    fn stderr_lacks(self, needle: &str) -> Self;
+}
+
+impl RunExt for Run {
+    #[track_caller]
+    fn stderr_lacks(self, needle: &str) -> Self {
+        assert!(
+            !self.stderr.contains(needle),
+            "stderr has {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+const LISTING: &str = include_str!("../examples/listing.jsonl");
+/// `imgkit filter --plugin` exit codes (jq's): 3 the module cannot be loaded, 5 a run failed.
+const LOAD_FAILED: i32 = 3;
+const RUN_FAILED: i32 = 5;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The cargo target dir the tests were built in (`…/target/debug/imgkit` → `…/target`).
+fn target_dir() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_imgkit"));
+    bin.ancestors().nth(2).expect("target dir").to_path_buf()
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures/plugins").join(name)
+}
+
+/// Paths of the plugins built from source, once per test run (cargo and clang keep their own
+/// caches in the target dir, so later runs only check freshness).
+struct Guests {
+    default: PathBuf,
+    exclude_k8s: PathBuf,
+    newest_tag: PathBuf,
+    hostile: PathBuf,
+    c_by_prefix: PathBuf,
+}
+
+fn guests() -> Option<&'static Guests> {
+    static GUESTS: OnceLock<Option<Guests>> = OnceLock::new();
+    GUESTS
+        .get_or_init(|| match build_guests() {
+            Ok(g) => Some(g),
+            Err(why) if std::env::var_os("CI").is_some() => {
+                panic!("cannot build the test plugins: {why}")
+            }
+            Err(why) => {
+                eprintln!(
+                    "SKIP: cannot build the test plugins ({why}); run scripts/test, or \
+                     `rustup target add wasm32-wasip1` and install clang, lld, wasi-libc and \
+                     libclang-rt-14-dev-wasm32"
+                );
+                None
+            }
+        })
+        .as_ref()
+}
+
+fn build_guests() -> Result<Guests, String> {
+    let dir = target_dir().join("plugin-guests");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    for manifest in [
+        "filters/plugins/Cargo.toml",
+        "tests/fixtures/plugins/hostile/Cargo.toml",
+    ] {
+        let status = Command::new(&cargo)
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "--target",
+                "wasm32-wasip1",
+                "--manifest-path",
+            ])
+            .arg(root().join(manifest))
+            .env("CARGO_TARGET_DIR", &dir)
+            .env_remove("RUSTFLAGS")
+            .status()
+            .map_err(|e| format!("cargo: {e}"))?;
+        if !status.success() {
+            return Err(format!("cargo build of {manifest} failed"));
+        }
+    }
+    let c_out = dir.join("c");
+    std::fs::create_dir_all(&c_out).map_err(|e| e.to_string())?;
+    let c_wasm = c_out.join("by-prefix.wasm");
+    let status = Command::new("clang")
+        .args(["--target=wasm32-wasi", "-O2", "-Wall", "-o"])
+        .arg(&c_wasm)
+        .arg(root().join("filters/plugins/c/by-prefix.c"))
+        .status()
+        .map_err(|e| format!("clang: {e}"))?;
+    if !status.success() {
+        return Err("clang --target=wasm32-wasi failed".into());
+    }
+    let wasm = dir.join("wasm32-wasip1/release");
+    Ok(Guests {
+        default: wasm.join("default.wasm"),
+        exclude_k8s: wasm.join("exclude-k8s-system.wasm"),
+        newest_tag: wasm.join("newest-tag.wasm"),
+        hostile: wasm.join("hostile.wasm"),
+        c_by_prefix: c_wasm,
+    })
+}
+
+/// imgkit with its module cache in the target dir (shared by the tests: a module compiles once).
+fn imgkit() -> Test {
+    Test::new().env("XDG_CACHE_HOME", target_dir().join("plugin-test-cache"))
+}
+
+fn filter(plugin: &Path, extra: &[&str]) -> Test {
+    imgkit()
+        .args(["filter", "--plugin"])
+        .args([plugin])
+        .args(extra)
+}
+
+fn hostile(mode: &str, extra: &[&str]) -> Option<Run> {
+    let g = guests()?;
+    let mode = format!("mode={mode}");
+    Some(
+        filter(&g.hostile, extra)
+            .args(["--plugin-arg", mode.as_str()])
+            .stdin(LISTING)
+            .run(),
+    )
+}
+
+// ---- the examples ------------------------------------------------------------------------
+
+#[test]
+fn default_plugin_matches_the_default_program_on_the_sample() {
+    let Some(g) = guests() else { return };
+    let want = imgkit()
+        .args(["filter", "-r", "-f", "default.jq"])
+        .stdin(LISTING)
+        .run()
+        .success();
+    filter(&g.default, &[])
+        .stdin(LISTING)
+        .run()
+        .success()
+        .stdout_is(&want.stdout);
+}
+
+#[test]
+fn exclude_k8s_system_drops_cluster_images() {
+    let Some(g) = guests() else { return };
+    filter(&g.exclude_k8s, &[])
+        .stdin(LISTING)
+        .run()
+        .success()
+        .stdout_is("alpine:3.20\nalpine:latest\nlocalhost:5000/team/app:v1.2.0\n");
+    filter(&g.exclude_k8s, &["--plugin-arg", "drop=alpine"])
+        .stdin(LISTING)
+        .run()
+        .success()
+        .stdout_is("localhost:5000/team/app:v1.2.0\n");
+}
+
+#[test]
+fn newest_tag_keeps_one_tag_per_repository() {
+    let Some(g) = guests() else { return };
+    filter(&g.newest_tag, &[])
+        .stdin(LISTING)
+        .run()
+        .success()
+        .stdout_is("alpine:latest\nlocalhost:5000/team/app:v1.2.0\nrancher/mirrored-coredns-coredns:1.11.3\n");
+}
+
+#[test]
+fn c_plugin_selects_by_prefix() {
+    let Some(g) = guests() else { return };
+    filter(
+        &g.c_by_prefix,
+        &[
+            "--plugin-arg",
+            "prefix=rancher/",
+            "--plugin-arg",
+            "prefix=local",
+        ],
+    )
+    .stdin(LISTING)
+    .run()
+    .success()
+    .stdout_is("localhost:5000/team/app:v1.2.0\nrancher/mirrored-coredns-coredns:1.11.3\n");
+}
+
+#[test]
+fn plugin_check_runs_the_sample() {
+    let Some(g) = guests() else { return };
+    imgkit()
+        .args(["plugin", "check"])
+        .args([&g.default])
+        .run()
+        .success()
+        .stdout_has("ran on 6 records")
+        .stdout_has("  alpine:3.20\n");
+    // A reference the listing does not name fails the check.
+    imgkit()
+        .args(["plugin", "check", "--plugin-arg", "mode=unlisted"])
+        .args([&g.hostile])
+        .run()
+        .code(2)
+        .stderr_has("name no image of the listing: evil.example/backdoor:latest");
+}
+
+// ---- parity ------------------------------------------------------------------------------
+
+/// `n` docker-shaped lines with every case default.jq distinguishes: tagged, `<none>` tag
+/// (digest-only rows), `<none>` repository, registries with ports, nested paths.
+fn generated_listing(n: usize) -> String {
+    let repos = [
+        "alpine",
+        "library/busybox",
+        "ghcr.io/org/app",
+        "localhost:5000/team/svc",
+        "registry.k8s.io/pause",
+        "rancher/mirrored-coredns-coredns",
+        "<none>",
+        "quay.io/a/b-c_d.e",
+    ];
+    let tags = [
+        "latest",
+        "3.20",
+        "v1.2.0-rc.1",
+        "<none>",
+        "1.11.3",
+        "2026-11-28",
+        "x_y",
+    ];
+    let mut out = String::with_capacity(n * 300);
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    for i in 0..n {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let repo = repos[(state % repos.len() as u64) as usize];
+        let tag = tags[((state >> 8) % tags.len() as u64) as usize];
+        let repo = if repo == "<none>" || state & 0x300 != 0 {
+            repo.to_string()
+        } else {
+            format!("{repo}{}", i % 97)
+        };
+        let digest = if tag == "<none>" {
+            format!("sha256:{:064x}", state)
+        } else {
+            "<none>".into()
+        };
+        out.push_str(&format!(
+            "{{\"Containers\":\"N/A\",\"CreatedAt\":\"2026-11-{:02} 0{}:12:01 +0000 UTC\",\"CreatedSince\":\"{} days ago\",\"Digest\":\"{digest}\",\"ID\":\"{:012x}\",\"Repository\":\"{repo}\",\"SharedSize\":\"N/A\",\"Size\":\"{}.{}MB\",\"Tag\":\"{tag}\",\"UniqueSize\":\"N/A\",\"VirtualSize\":\"{}MB\"}}\n",
+            1 + i % 28, i % 10, i % 30, state & 0xffff_ffff_ffff, i % 900, i % 10, i % 1000
+        ));
+    }
+    out
+}
+
+#[test]
+fn default_plugin_is_byte_identical_to_jq_on_100k_lines() {
+    let Some(g) = guests() else { return };
+    let listing = generated_listing(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("listing.jsonl");
+    std::fs::write(&path, &listing).unwrap();
+    let jq = Command::new("jq")
+        .args(["-r", "-f"])
+        .arg(root().join("filters/default.jq"))
+        .arg(&path)
+        .output();
+    let jq = match jq {
+        Ok(out) if out.status.success() => out.stdout,
+        other if std::env::var_os("CI").is_some() => panic!("jq failed: {other:?}"),
+        _ => {
+            eprintln!("SKIP: jq not found; install it (apt-get install jq) or run scripts/test");
+            return;
+        }
+    };
+    // Timing is not under test here: a loaded CI machine may need more than the default 10 s.
+    let ours = filter(&g.default, &["--plugin-timeout", "300s"])
+        .args([&path])
+        .run()
+        .success();
+    assert_eq!(ours.stdout.len(), jq.len(), "output sizes differ");
+    assert!(ours.stdout.as_bytes() == jq.as_slice(), "outputs differ");
+    assert!(jq.len() > 1_000_000, "the listing exercises the filter");
+}
+
+// ---- sandbox -----------------------------------------------------------------------------
+
+#[test]
+fn sandbox_shows_only_name_args_fixed_clock() {
+    let Some(g) = guests() else { return };
+    filter(
+        &g.hostile,
+        &["--plugin-arg", "mode=introspect", "--plugin-arg", "k=v w"],
+    )
+    .stdin(LISTING)
+    .env("IMGKIT_SECRET", "hunter2")
+    .run()
+    .success()
+    .stdout_is("")
+    .stderr_has(r#"argv=["hostile.wasm", "mode=introspect", "k=v w"]"#)
+    .stderr_has("clock=1767225600")
+    .stderr_has(&format!("stdin={} bytes", LISTING.len()));
+    filter(
+        &g.hostile,
+        &["--plugin-arg", "mode=introspect", "--plugin-clock", "real"],
+    )
+    .stdin("")
+    .run()
+    .success()
+    .stderr_lacks("clock=1767225600");
+}
+
+#[test]
+fn hostile_reading_etc_passwd_finds_no_file_system() {
+    let Some(run) = hostile("passwd", &[]) else {
+        return;
+    };
+    run.code(RUN_FAILED)
+        .stdout_is("")
+        .stderr_has("cannot read /etc/passwd")
+        .stderr_has("hostile.wasm exited with code 1")
+        .stderr_lacks("root:");
+}
+
+#[test]
+fn hostile_listing_root_finds_no_file_system() {
+    let Some(run) = hostile("list-root", &[]) else {
+        return;
+    };
+    run.code(RUN_FAILED)
+        .stdout_is("")
+        .stderr_has("cannot list /")
+        .stderr_has("exited with code 1");
+}
+
+#[test]
+fn hostile_reading_env_finds_none() {
+    let Some(g) = guests() else { return };
+    filter(&g.hostile, &["--plugin-arg", "mode=env"])
+        .stdin(LISTING)
+        .env("IMGKIT_SECRET", "hunter2")
+        .run()
+        .success()
+        .stdout_is("")
+        .stderr_has("0 environment variables")
+        .stderr_lacks("hunter2");
+}
+
+#[test]
+fn hostile_socket_cannot_connect() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = format!("port={}", listener.local_addr().unwrap().port());
+    let Some(run) = hostile("socket", &["--plugin-arg", port.as_str()]) else {
+        return;
+    };
+    run.code(RUN_FAILED)
+        .stdout_is("")
+        .stderr_has("cannot connect")
+        .stderr_has("exited with code 1");
+    assert!(
+        listener.accept().is_err(),
+        "the plugin reached the host's socket"
+    );
+}
+
+// ---- limits and typed failures -----------------------------------------------------------
+
+#[test]
+fn hostile_loop_runs_out_of_fuel() {
+    let Some(run) = hostile("loop", &[]) else {
+        return;
+    };
+    run.code(RUN_FAILED)
+        .stderr_has("hostile.wasm used its CPU budget of 51200000 units on 6 records")
+        .stderr_has("hint: raise with --plugin-fuel");
+}
+
+#[test]
+fn hostile_loop_with_fuel_raised_hits_the_deadline() {
+    let Some(run) = hostile(
+        "loop",
+        &[
+            "--plugin-fuel",
+            "1000000000000000",
+            "--plugin-timeout",
+            "1s",
+        ],
+    ) else {
+        return;
+    };
+    run.code(RUN_FAILED)
+        .stderr_has("hostile.wasm ran past its time limit of 1s")
+        .stderr_has("hint: raise with --plugin-timeout");
+}
+
+#[test]
+fn hostile_4gib_allocation_hits_the_memory_limit() {
+    let Some(run) = hostile("alloc", &[]) else {
+        return;
+    };
+    run.code(RUN_FAILED)
+        .stderr_has("hostile.wasm asked for")
+        .stderr_has("over the limit of 67108864 bytes")
+        .stderr_has("hint: raise with --plugin-memory");
+}
+
+#[test]
+fn hostile_printing_forever_hits_the_output_cap() {
+    let Some(run) = hostile("print", &[]) else {
+        return;
+    };
+    let cap = LISTING.len() + 64 * 1024;
+    run.code(RUN_FAILED)
+        .stdout_is("")
+        .stderr_has(&format!("hostile.wasm printed more than {cap} bytes"));
+}
+
+#[test]
+fn hostile_panic_is_a_trap_with_its_message() {
+    let Some(run) = hostile("panic", &[]) else {
+        return;
+    };
+    run.code(RUN_FAILED)
+        .stderr_has("boom: this plugin panics on purpose")
+        .stderr_has("hostile.wasm crashed: unreachable instruction");
+}
+
+#[test]
+fn hostile_deep_recursion_is_a_trap() {
+    let Some(run) = hostile("recurse", &[]) else {
+        return;
+    };
+    run.code(RUN_FAILED)
+        .stderr_has("hostile.wasm crashed:")
+        .stderr_has("stack");
+}
+
+#[test]
+fn hostile_exit_42_is_reported_with_stderr() {
+    let Some(run) = hostile("exit42", &[]) else {
+        return;
+    };
+    run.code(RUN_FAILED)
+        .stderr_has("hostile.wasm exited with code 42")
+        .stderr_has("| exiting with 42");
+}
+
+#[test]
+fn hostile_flag_shaped_output_is_rejected() {
+    let Some(run) = hostile("flag", &[]) else {
+        return;
+    };
+    run.code(RUN_FAILED).stdout_is("").stderr_has(
+        r#"hostile.wasm printed "--output=/x" on line 1, which is not an image reference"#,
+    );
+}
+
+// .wat fixtures: no toolchain needed.
+
+fn wat(name: &str, extra: &[&str]) -> Run {
+    filter(&fixture(name), extra).stdin(LISTING).run()
+}
+
+#[test]
+fn wat_hello_works() {
+    wat("hello.wat", &[]).success().stdout_is("alpine:latest\n");
+}
+
+#[test]
+fn wat_loop_out_of_fuel_then_deadline() {
+    wat("loop.wat", &[])
+        .code(RUN_FAILED)
+        .stderr_has("loop.wat used its CPU budget of 51200000 units on 6 records");
+    wat(
+        "loop.wat",
+        &[
+            "--plugin-fuel",
+            "100000000000000",
+            "--plugin-timeout",
+            "300ms",
+        ],
+    )
+    .code(RUN_FAILED)
+    .stderr_has("loop.wat ran past its time limit of 300ms");
+}
+
+#[test]
+fn wat_grow_4gib_hits_the_memory_limit() {
+    wat("grow-4gib.wat", &[]).code(RUN_FAILED).stderr_has(
+        "grow-4gib.wat asked for 4294967296 bytes of memory, over the limit of 67108864 bytes",
+    );
+}
+
+#[test]
+fn wat_print_forever_hits_the_output_cap() {
+    wat("print-forever.wat", &["--plugin-max-output", "1KiB"])
+        .code(RUN_FAILED)
+        .stdout_is("")
+        .stderr_has("print-forever.wat printed more than 1024 bytes");
+}
+
+#[test]
+fn wat_exit_42() {
+    wat("exit42.wat", &[])
+        .code(RUN_FAILED)
+        .stderr_has("exit42.wat exited with code 42");
+}
+
+#[test]
+fn wat_recursion_is_a_stack_overflow() {
+    wat("recurse.wat", &[])
+        .code(RUN_FAILED)
+        .stderr_has("recurse.wat crashed: stack overflow");
+}
+
+#[test]
+fn wat_flag_output_is_rejected() {
+    wat("flag.wat", &[])
+        .code(RUN_FAILED)
+        .stderr_has("not an image reference");
+}
+
+#[test]
+fn invalid_modules_are_rejected_before_running() {
+    wat("no-start.wat", &[])
+        .code(LOAD_FAILED)
+        .stderr_has("no-start.wat has no `_start` function");
+    wat("wrong-import.wat", &[])
+        .code(LOAD_FAILED)
+        .stderr_has("wrong-import.wat imports `env::system`, which the sandbox does not provide");
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.wasm");
+    std::fs::write(&text, "this is not wasm\n").unwrap();
+    filter(&text, &[])
+        .stdin(LISTING)
+        .run()
+        .code(LOAD_FAILED)
+        .stderr_has("notes.wasm is not a WebAssembly module");
+    let broken = dir.path().join("broken.wasm");
+    std::fs::write(&broken, b"\0asm\x01\0\0\0\x01\x05garbage").unwrap();
+    filter(&broken, &[])
+        .stdin(LISTING)
+        .run()
+        .code(LOAD_FAILED)
+        .stderr_has("broken.wasm is not a valid WebAssembly module");
+}
+
+#[test]
+fn a_50mb_module_is_refused_by_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.wasm");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(50 << 20).unwrap();
+    drop(f);
+    filter(&big, &[])
+        .stdin(LISTING)
+        .run()
+        .code(LOAD_FAILED)
+        .stderr_has(&format!(
+            "big.wasm is {} bytes, over the module size limit of 10485760 bytes",
+            50 << 20
+        ))
+        .stderr_has("hint: raise with --plugin-max-module");
+}
+
+// ---- the compiled-module cache -----------------------------------------------------------
+
+#[test]
+fn cache_hits_and_survives_corrupt_files() {
+    let cache = tempfile::tempdir().unwrap();
+    let check = || {
+        Test::new()
+            .env("XDG_CACHE_HOME", cache.path())
+            .args(["plugin", "check"])
+            .args([fixture("hello.wat")])
+            .run()
+            .success()
+    };
+    check().stdout_has("compiled and cached");
+    check().stdout_has("loaded from the cache");
+    let dir = cache.path().join("imgkit/plugins");
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    // Corrupt it: flip a byte of the payload.
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&files[0], &bytes).unwrap();
+    check().stdout_has("a bad cache file was replaced");
+    check().stdout_has("loaded from the cache");
+    // A foreign file (say, another tool's cwasm) under our name is never deserialized.
+    std::fs::write(&files[0], b"\x7fELF not ours").unwrap();
+    check().stdout_has("a bad cache file was replaced");
+}
