@@ -11,6 +11,27 @@ build:
 test:
     scripts/test
 
+# Man pages generated from the clap definitions (imgkit.1, imgkit-run.1, …) into DIR.
+man dir="target/man":
+    cargo run --release --quiet -- __man {{dir}}
+
+# Completion scripts for every shell into DIR (imgkit.bash, _imgkit, imgkit.fish, _imgkit.ps1, …).
+completions dir="target/completions":
+    mkdir -p {{dir}}
+    cargo run --release --quiet -- completions bash > {{dir}}/imgkit.bash
+    cargo run --release --quiet -- completions zsh > {{dir}}/_imgkit
+    cargo run --release --quiet -- completions fish > {{dir}}/imgkit.fish
+    cargo run --release --quiet -- completions powershell > {{dir}}/_imgkit.ps1
+    cargo run --release --quiet -- completions elvish > {{dir}}/imgkit.elv
+
+# `cargo check` for Windows (x86_64-pc-windows-gnu); installs the target and mingw on first use.
+check-portability:
+    scripts/check-portability
+
+# Cold start: imgkit --version and imgkit filter on one record vs `jq -n empty`, same run.
+bench-startup runs="300":
+    scripts/bench-startup {{runs}}
+
 # Formatting and lints, as CI wants them.
 lint:
     cargo fmt --all -- --check

@@ -4,12 +4,17 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
 
+/// `imgkit --version`: imgkit's version, then jaq's and wasmtime's and the plugin contract's,
+/// written by build.rs from Cargo.lock (nothing is initialised to print it).
+const LONG_VERSION: &str = include_str!(concat!(env!("OUT_DIR"), "/long_version.txt"));
+
 /// Move container images between engines and image archives — list, select with jq or a
 /// sandboxed WASM filter, and stream save → load with progress and verification.
 #[derive(Debug, Parser)]
 #[command(
     name = "imgkit",
     version,
+    long_version = LONG_VERSION,
     propagate_version = true,
     max_term_width = 100
 )]

@@ -7,6 +7,10 @@ use std::process::ExitCode;
 
 use crate::cli::GlobalArgs;
 
+/// Every error message imgkit prints, with its cause and fix.
+pub(crate) const TROUBLESHOOTING: &str =
+    "https://github.com/imgkit/imgkit/blob/main/docs/troubleshooting.md";
+
 /// Exit code for errors (grep and jq use 2 too).
 pub(crate) const EXIT_ERROR: u8 = 2;
 
@@ -68,8 +72,11 @@ pub(crate) fn report(err: &anyhow::Error, global: &GlobalArgs) -> ExitCode {
         for c in &causes {
             let _ = writeln!(out, "  caused by: {c}");
         }
-        for h in hints {
+        for h in &hints {
             let _ = writeln!(out, "  hint: {h}");
+        }
+        if !hints.is_empty() {
+            let _ = writeln!(out, "  more: {TROUBLESHOOTING}");
         }
     }
     ExitCode::from(EXIT_ERROR)

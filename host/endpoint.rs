@@ -110,8 +110,10 @@ impl EndpointSpec {
 pub(crate) fn open_engine(kind: EngineKind, namespace: Option<String>) -> anyhow::Result<Engine> {
     let opts = EngineOptions {
         namespace,
+        trace: crate::engine_args::trace(),
         ..EngineOptions::default()
     };
+    let opts = imgkit_engine::rancher_desktop::Places::here().apply(kind, opts);
     Ok(Engine::new(kind, opts)?)
 }
 

@@ -2,9 +2,11 @@
 //! the choice of engine when none is named.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use imgkit_engine::probe::{Probe, probe};
+use imgkit_engine::rancher_desktop;
 use imgkit_engine::{Engine, EngineKind, EngineOptions};
 
 use crate::diagnostics::with_hint;
@@ -28,13 +30,15 @@ pub(crate) struct EngineArgs {
     /// /run/containerd/containerd.sock].
     #[arg(long, value_name = "SOCKET")]
     pub(crate) address: Option<String>,
-    /// docker daemon socket [default: $DOCKER_HOST, else docker's own default].
+    /// docker daemon socket [default: $DOCKER_HOST, else docker's own default, else Rancher
+    /// Desktop's ~/.rd/docker.sock].
     #[arg(long, value_name = "URL")]
     pub(crate) host: Option<String>,
     /// docker context.
     #[arg(long, value_name = "NAME", conflicts_with = "host")]
     pub(crate) context: Option<String>,
-    /// The engine's binary [default: $IMGKIT_<ENGINE>_BIN, else the engine's name on PATH].
+    /// The engine's binary [default: $IMGKIT_<ENGINE>_BIN, else the engine's name on PATH, else
+    /// Rancher Desktop's ~/.rd/bin].
     #[arg(long, value_name = "PATH")]
     pub(crate) engine_bin: Option<PathBuf>,
     /// Print each engine command line (set from the global -v).
@@ -42,14 +46,31 @@ pub(crate) struct EngineArgs {
     pub(crate) trace: bool,
 }
 
-fn print_command(argv: &str) {
+/// `-v` for the whole process: every engine command line is printed (`+ argv` on stderr), also
+/// those built outside [`EngineArgs`] (`run`'s endpoints, the save and load of a transfer).
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// Turns the printing of engine command lines on (the global `-v`).
+pub(crate) fn set_verbose(on: bool) {
+    VERBOSE.store(on, Ordering::Relaxed);
+}
+
+/// The engine's trace callback when `-v` is on.
+pub(crate) fn trace() -> Option<fn(&str)> {
+    VERBOSE
+        .load(Ordering::Relaxed)
+        .then_some(print_command as fn(&str))
+}
+
+pub(crate) fn print_command(argv: &str) {
     eprintln!("+ {argv}");
 }
 
 impl EngineArgs {
-    /// The options for `kind` (`--engine-bin` applies to the named engine only).
+    /// The options for `kind` (`--engine-bin` applies to the named engine only), completed with
+    /// Rancher Desktop's CLI and docker socket where nothing else names them.
     pub(crate) fn options(&self, kind: EngineKind) -> EngineOptions {
-        EngineOptions {
+        let opts = EngineOptions {
             bin: if Some(kind) == self.engine {
                 self.engine_bin.clone()
             } else {
@@ -59,8 +80,12 @@ impl EngineArgs {
             docker_context: self.context.clone(),
             address: self.address.clone(),
             namespace: Some(self.namespace.clone()),
-            trace: self.trace.then_some(print_command as fn(&str)),
-        }
+            trace: self
+                .trace
+                .then_some(print_command as fn(&str))
+                .or_else(trace),
+        };
+        rancher_desktop::Places::here().apply(kind, opts)
     }
 
     /// The named engine, or the one engine reachable here.

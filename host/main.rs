@@ -27,6 +27,17 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Internal entry points, kept out of clap so that help, completions and man pages never
+    // show them: `__parse ARGS…` (the docs test) and `__man DIR` (`just man`).
+    let mut argv = std::env::args_os();
+    match argv.nth(1).as_ref().and_then(|a| a.to_str()) {
+        Some("__parse") => return commands::parse::run(&argv.collect::<Vec<_>>()),
+        Some("__man") => {
+            return commands::man::run(&argv.collect::<Vec<_>>())
+                .unwrap_or_else(|err| diagnostics::report(&err, &cli::GlobalArgs::default()));
+        }
+        _ => {}
+    }
     let cli = cli::Cli::parse();
     let global = cli.global.clone();
     match commands::run(cli) {

@@ -103,7 +103,7 @@ impl Endpoint {
         match self {
             Endpoint::Engine { engine, .. } => Source::command(
                 self.step_label("save"),
-                engine.command(&engine.save_args(&native(engine, refs))),
+                traced(engine.command(&engine.save_args(&native(engine, refs)))),
             ),
             Endpoint::Archive(path) => subset_source(path.clone(), refs.to_vec(), compression),
         }
@@ -112,12 +112,21 @@ impl Endpoint {
     /// The command that loads a tar from stdin.
     pub(crate) fn load_command(&self) -> anyhow::Result<Command> {
         match self {
-            Endpoint::Engine { engine, .. } => Ok(engine.command(&engine.load_args())),
+            Endpoint::Engine { engine, .. } => Ok(traced(engine.command(&engine.load_args()))),
             Endpoint::Archive(p) => {
                 bail!("{} is an archive, not an engine to load into", p.display())
             }
         }
     }
+}
+
+/// `cmd`, printed first as `+ argv` when `-v` is on (the transfer's save and load run outside
+/// the engine's own tracing).
+fn traced(cmd: Command) -> Command {
+    if let Some(print) = crate::engine_args::trace() {
+        print(&display_argv(&cmd));
+    }
+    cmd
 }
 
 /// References as the engine stores them (containerd and podman: fully qualified), so that a

@@ -4,9 +4,11 @@ mod util;
 
 mod archive;
 mod cli;
+mod docs;
 mod engines;
 mod filter;
 mod plugin;
 mod presets;
+mod snapshots;
 mod sync;
 mod transfer;

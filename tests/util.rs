@@ -50,6 +50,11 @@ impl Test {
         self
     }
 
+    pub(crate) fn env_remove(mut self, k: &str) -> Self {
+        self.cmd.env_remove(k);
+        self
+    }
+
     pub(crate) fn current_dir(mut self, dir: impl AsRef<std::path::Path>) -> Self {
         self.cmd.current_dir(dir);
         self

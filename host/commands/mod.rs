@@ -6,6 +6,8 @@ pub(crate) mod filter;
 pub(crate) mod inspect;
 pub(crate) mod load;
 pub(crate) mod ls;
+pub(crate) mod man;
+pub(crate) mod parse;
 pub(crate) mod plugin;
 pub(crate) mod run;
 pub(crate) mod save;
@@ -18,6 +20,7 @@ use crate::cli::{Cli, Command};
 /// Runs the parsed command line.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = &cli.global;
+    crate::engine_args::set_verbose(global.verbose > 0);
     match cli.command {
         Command::Completions(args) => completions::run(&args, global),
         Command::Filter(args) => filter::run(&args, global),

@@ -26,6 +26,7 @@ pub mod docker;
 pub mod nerdctl;
 pub mod podman;
 pub mod probe;
+pub mod rancher_desktop;
 
 use std::env;
 use std::ffi::{OsStr, OsString};
