@@ -37,8 +37,7 @@ pub(crate) struct Args {
     pub(crate) to: EndpointSpec,
     /// jq program choosing the images: a file, or a preset name [default: default]. Repeat for
     /// a pipeline: records that pass one filter go into the next; the last prints references. A
-    /// `.wasm` file as the last filter runs that WASM plugin in the sandbox. A `.wasm` file as the last filter
-    /// runs that WASM plugin in the sandbox (see the plugin flags).
+    /// `.wasm` file as the last filter runs that WASM plugin in the sandbox (see the plugin flags).
     #[arg(long, short = 'f', value_name = "FILTER")]
     pub(crate) filter: Vec<PathBuf>,
     #[command(flatten)]
