@@ -6,7 +6,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use imgkit_archive::{Archive, Image, humanize};
+use imgkit_archive::{Archive, Image};
+use imgkit_types::humanize;
 use serde_json::json;
 
 use crate::cli::GlobalArgs;

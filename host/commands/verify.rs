@@ -49,7 +49,7 @@ fn print_report(report: &VerifyReport, shown: &str, global: &GlobalArgs) -> anyh
             report.images,
             report.names,
             report.blobs_checked,
-            imgkit_archive::humanize::size(report.bytes)
+            imgkit_types::humanize::size(report.bytes)
         )?;
     }
     for m in &report.missing_platforms {

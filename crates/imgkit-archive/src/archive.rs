@@ -8,9 +8,9 @@ use imgkit_types::{ImageRecord, ImageRef, NONE};
 
 use crate::compress::Compression;
 use crate::error::{Error, Result};
-use crate::humanize;
 use crate::model::{self, Image};
 use crate::scan::{self, Limits, Source, Table};
+use imgkit_types::humanize;
 
 /// An image archive, scanned: a tar file (plain, gzip or zstd), an OCI layout directory, or
 /// a stream read once.
@@ -93,10 +93,10 @@ impl Archive {
             let size = humanize::size(image.size());
             let base = ImageRecord {
                 containers: "N/A".into(),
-                created_at: created.map_or_else(|| NONE.to_owned(), humanize::docker_time),
+                created_at: created.map_or_else(|| NONE.to_owned(), humanize::created_at),
                 created_since: created.map_or_else(
                     || "N/A".to_owned(),
-                    |c| format!("{} ago", humanize::duration(now - c)),
+                    |c| humanize::since(u64::try_from(now - c).unwrap_or(0)),
                 ),
                 digest: NONE.into(),
                 id: image.id().short_id().to_owned(),

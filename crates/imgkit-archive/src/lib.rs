@@ -18,7 +18,6 @@
 mod archive;
 mod compress;
 mod error;
-pub mod humanize;
 mod model;
 pub mod oci;
 mod path;
