@@ -15,6 +15,7 @@ mod progress;
 mod rename;
 mod selection;
 mod skip;
+mod table;
 mod transfer;
 
 use std::process::ExitCode;

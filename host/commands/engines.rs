@@ -81,23 +81,7 @@ fn print_table(out: &mut impl Write, probes: &[Probe]) -> io::Result<()> {
             ]
         })
         .collect();
-    let widths: Vec<usize> = (0..5)
-        .map(|c| {
-            rows.iter()
-                .chain([&head])
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for row in std::iter::once(&head).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:<w$}"))
-            .collect();
-        writeln!(out, "{}", line.join("   ").trim_end())?;
-    }
+    crate::table::write(out, &head, &rows)?;
     for p in probes.iter().filter(|p| p.bin.is_some() && !p.reachable) {
         if let Some(e) = &p.error {
             writeln!(out, "{}: {e}", p.engine)?;

@@ -162,23 +162,7 @@ fn print(records: &[ImageRecord], selected: &[Selected], format: Format) -> anyh
                 })
                 .collect();
             let head = ["IMAGE", "ID", "CREATED", "SIZE", "PLATFORM"].map(str::to_owned);
-            let widths: Vec<usize> = (0..5)
-                .map(|c| {
-                    rows.iter()
-                        .chain([&head])
-                        .map(|r| r[c].chars().count())
-                        .max()
-                        .unwrap_or(0)
-                })
-                .collect();
-            for row in std::iter::once(&head).chain(&rows) {
-                let line: Vec<String> = row
-                    .iter()
-                    .zip(&widths)
-                    .map(|(v, w)| format!("{v:<w$}"))
-                    .collect();
-                writeln!(out, "{}", line.join("   ").trim_end())?;
-            }
+            crate::table::write(&mut out, &head, &rows)?;
         }
     }
     out.flush()?;
