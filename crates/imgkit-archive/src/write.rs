@@ -177,6 +177,17 @@ fn desc(media_type: &str, digest: &Digest, size: u64, platform: Option<Platform>
     }
 }
 
+/// Ends an archive: its `index.json` and `manifest.json`, the tar trailer, and the compressor's
+/// last frame. Returns the tar's size.
+fn finish_archive<W: Write>(mut tar: TarOut<Encoder<W>>, images: &[OutImage]) -> Result<u64> {
+    let (index, manifest) = metadata(images);
+    tar.file("index.json", &index)?;
+    tar.file("manifest.json", &manifest)?;
+    let (enc, bytes) = tar.finish()?;
+    enc.finish().map_err(Error::Write)?;
+    Ok(bytes)
+}
+
 /// `index.json` and `manifest.json` for the output.
 fn metadata(images: &[OutImage]) -> (Vec<u8>, Vec<u8>) {
     let mut manifests = Vec::new();
@@ -435,11 +446,7 @@ impl<'a> SubsetWriter<'a> {
         for (d, bytes) in &in_memory {
             tar.file(&path::blob_path(d), bytes)?;
         }
-        let (index, manifest) = metadata(&out_images);
-        tar.file("index.json", &index)?;
-        tar.file("manifest.json", &manifest)?;
-        let (enc, bytes) = tar.finish()?;
-        enc.finish().map_err(Error::Write)?;
+        let bytes = finish_archive(tar, &out_images)?;
         Ok(WriteSummary {
             images: out_images.len(),
             names,
@@ -579,11 +586,7 @@ pub fn write_images(
     for (d, bytes) in &blobs {
         tar.file(&path::blob_path(d), bytes)?;
     }
-    let (index, manifest) = metadata(&out_images);
-    tar.file("index.json", &index)?;
-    tar.file("manifest.json", &manifest)?;
-    let (enc, bytes) = tar.finish()?;
-    enc.finish().map_err(Error::Write)?;
+    let bytes = finish_archive(tar, &out_images)?;
     Ok(WriteSummary {
         images: out_images.len(),
         names: images.iter().map(|i| i.names.len()).sum(),
