@@ -261,6 +261,7 @@ pub(crate) fn compile(
         origin: origin.to_string(),
         diagnostics,
     };
+    let code = &*crate::desugar::rewrite(code, origin)?;
     let arena = Arena::default();
     let loader = Loader::new(defs());
     let modules = loader

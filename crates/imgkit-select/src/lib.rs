@@ -17,6 +17,7 @@
 //! ```
 
 mod compile;
+mod desugar;
 mod fast;
 mod natives;
 mod read;

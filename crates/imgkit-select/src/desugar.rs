@@ -1,0 +1,764 @@
+//! jq syntax that jaq's parser does not accept, rewritten into jq that it does, before jaq
+//! parses the program (we extend jaq from outside, without forking it).
+//!
+//! * `E as P1 ?// P2 ?// P3 | BODY` (destructuring alternatives) becomes
+//!   `E as $a | . as $d | null as $x … | try ($a as P1 | BODY) catch ($d | try ($a as P2 | BODY)
+//!   catch ($d | $a as P3 | BODY))`, where `$x …` are all variables of all patterns: for each
+//!   output of `E`, an error binding a pattern or in its BODY moves on to the next pattern
+//!   (outputs already produced stay); the last pattern's errors propagate.
+//! * `$name: pattern` in object patterns becomes `$name, "name": pattern`.
+//! * `reduce`/`foreach` over a source that is not a single term (`reduce .[] / .[] as $x …`)
+//!   get the source parenthesised.
+//! * Errors jq reports when compiling and jaq does not: constant non-string object keys
+//!   (`{(0): 1}`, `. as {(true): $x} | …`) and module metadata that is not a constant object.
+//!
+//! Programs without these constructs are returned as they are, borrowed, after a cheap scan of
+//! the text, so their error positions are jaq's. Rewritten programs keep every original line
+//! where it was: inserted text stays on the line it replaces, copies of a BODY are written on
+//! one line.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use jaq_core::load::lex::{Lexer, StrPart, Tok, Token};
+
+use crate::compile::{CompileReport, Diagnostic};
+
+type Tk<'a> = Token<&'a str>;
+
+/// Largest program the rewrite of nested `?//` may produce (each level copies its BODY once
+/// per alternative).
+const MAX_LEN: usize = 1 << 20;
+
+/// Prefix of the variables the rewrite introduces; jq programs do not name theirs like this.
+const PREFIX: &str = "$__imgkit_";
+
+/// Rewrites jq syntax jaq does not parse; `Err` for programs jq rejects when compiling and jaq
+/// would accept. Anything else that does not lex or parse is returned unchanged, for jaq to
+/// report.
+pub(crate) fn rewrite<'a>(code: &'a str, origin: &str) -> Result<Cow<'a, str>, CompileReport> {
+    if !worth_lexing(code) {
+        return Ok(Cow::Borrowed(code));
+    }
+    let Ok(tokens) = Lexer::new(code).lex() else {
+        return Ok(Cow::Borrowed(code));
+    };
+    if let Some((found, message, label)) = constant_error(code, &tokens) {
+        return Err(report(origin, code, found, message, label));
+    }
+    match alternatives_supported(code, &tokens) {
+        Ok(()) => {}
+        Err(Some(found)) => {
+            let message = "destructuring alternatives `?//` are supported in `… as P1 ?// P2 | body` only, not in reduce or foreach".to_string();
+            return Err(report(origin, code, found, message, "not supported here"));
+        }
+        // Leave the syntax error to jaq, at its position in the original text.
+        Err(None) => return Ok(Cow::Borrowed(code)),
+    }
+    let mut inserts = Vec::new();
+    each_seq(&tokens, Ctx::Top, &mut |seq, _| {
+        local_edits(code, seq, &mut inserts);
+    });
+    let mut text = Cow::Borrowed(code);
+    if !inserts.is_empty() {
+        inserts.sort_by_key(|(at, _)| *at);
+        let mut out = String::with_capacity(code.len() + 16 * inserts.len());
+        let mut last = 0;
+        for (at, s) in inserts {
+            out.push_str(&code[last..at]);
+            out.push_str(&s);
+            last = at;
+        }
+        out.push_str(&code[last..]);
+        text = Cow::Owned(out);
+    }
+    let mut n = 0;
+    while let Some(next) = rewrite_last_alternative(&text, n) {
+        if next.len() > MAX_LEN {
+            let found = &code[code.len()..];
+            let message = format!(
+                "program too large after rewriting nested `?//` alternatives (over {MAX_LEN} bytes)"
+            );
+            return Err(report(origin, code, found, message, "end of program"));
+        }
+        text = Cow::Owned(next);
+        n += 1;
+    }
+    Ok(text)
+}
+
+/// Whether the program may contain anything [`rewrite`] changes: `?//`, `reduce`/`foreach`,
+/// `module`, `):` (a parenthesised object key) or `$name:` (an object pattern entry).
+fn worth_lexing(code: &str) -> bool {
+    let bytes = code.as_bytes();
+    let colon_after = |mut i: usize| {
+        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        bytes.get(i) == Some(&b':')
+    };
+    let ident = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+    let key_like = bytes.iter().enumerate().any(|(i, b)| match b {
+        b')' => colon_after(i + 1),
+        b'$' => {
+            let mut j = i + 1;
+            while bytes.get(j).is_some_and(ident) {
+                j += 1;
+            }
+            j > i + 1 && colon_after(j)
+        }
+        _ => false,
+    });
+    key_like
+        || code.contains("?//")
+        || code.contains("reduce")
+        || code.contains("foreach")
+        || code.contains("module")
+}
+
+/// What kind of token sequence: the program, or the inside of a block.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    Top,
+    Paren,
+    Bracket,
+    Brace,
+}
+
+/// Calls `f` on the program's token sequence and on the inside of every block and string
+/// interpolation (with the closing delimiter as last token).
+fn each_seq<'a>(seq: &[Tk<'a>], ctx: Ctx, f: &mut dyn FnMut(&[Tk<'a>], Ctx)) {
+    f(seq, ctx);
+    for Token(s, tok) in seq {
+        match tok {
+            Tok::Block(inner) => {
+                let ctx = match s.as_bytes().first() {
+                    Some(b'[') => Ctx::Bracket,
+                    Some(b'{') => Ctx::Brace,
+                    _ => Ctx::Paren,
+                };
+                each_seq(inner, ctx, f);
+            }
+            Tok::Str(parts) => {
+                for part in parts {
+                    if let StrPart::Term(Token(_, Tok::Block(inner))) = part {
+                        each_seq(inner, Ctx::Paren, f);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Byte offset of `s`, a slice of `code`, in `code`.
+fn offset(code: &str, s: &str) -> usize {
+    (s.as_ptr() as usize)
+        .checked_sub(code.as_ptr() as usize)
+        .filter(|o| *o <= code.len())
+        .unwrap_or(code.len())
+}
+
+fn is_sym(t: &Tk<'_>, s: &str) -> bool {
+    matches!(t, Token(x, Tok::Sym) if *x == s)
+}
+
+fn is_word(t: &Tk<'_>, s: &str) -> bool {
+    matches!(t, Token(x, Tok::Word) if *x == s)
+}
+
+/// The tokens of a block without its closing delimiter.
+fn inner<'t, 'a>(t: &'t Tk<'a>) -> Option<&'t [Tk<'a>]> {
+    match &t.1 {
+        Tok::Block(tokens) => Some(tokens.split_last().map_or(&[][..], |(_, init)| init)),
+        _ => None,
+    }
+}
+
+fn opens(t: &Tk<'_>, c: u8) -> bool {
+    matches!(t.1, Tok::Block(_)) && t.0.as_bytes().first() == Some(&c)
+}
+
+/// Splits a sequence at `sep` symbols (blocks are single tokens, so only their level counts).
+fn split<'t, 'a>(seq: &'t [Tk<'a>], sep: &str) -> impl Iterator<Item = &'t [Tk<'a>]> {
+    seq.split(move |t| is_sym(t, sep))
+}
+
+/// A pattern: `$x`, `[…]` or `{…}`.
+fn is_pattern(t: &Tk<'_>) -> bool {
+    matches!(t.1, Tok::Var) || opens(t, b'[') || opens(t, b'{')
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compile-time errors.
+
+/// A literal jq evaluates when compiling: a number, string without interpolation, `true`,
+/// `false`, `null`, arrays and objects of those; its jq type name.
+fn constant(seq: &[Tk<'_>]) -> Option<&'static str> {
+    match seq {
+        [Token(_, Tok::Num)] | [Token("-", Tok::Sym), Token(_, Tok::Num)] => Some("number"),
+        [Token(_, Tok::Str(parts))] => parts
+            .iter()
+            .all(|p| !matches!(p, StrPart::Term(_)))
+            .then_some("string"),
+        [Token("true" | "false", Tok::Word)] => Some("boolean"),
+        [Token("null", Tok::Word)] => Some("null"),
+        [t] if opens(t, b'[') => {
+            let items = inner(t)?;
+            (items.is_empty() || split(items, ",").all(|x| constant(x).is_some()))
+                .then_some("array")
+        }
+        [t] if opens(t, b'{') => {
+            let items = inner(t)?;
+            let entry = |e: &[Tk<'_>]| match e {
+                [Token(k, Tok::Word), Token(":", Tok::Sym), v @ ..] => {
+                    !k.contains("::") && constant(v).is_some()
+                }
+                [k @ Token(_, Tok::Str(_)), Token(":", Tok::Sym), v @ ..] => {
+                    constant(std::slice::from_ref(k)) == Some("string") && constant(v).is_some()
+                }
+                _ => false,
+            };
+            (items.is_empty() || split(items, ",").all(entry)).then_some("object")
+        }
+        [t] if opens(t, b'(') => constant(inner(t)?),
+        _ => None,
+    }
+}
+
+/// The first compile-time error jq reports that jaq does not: (offending text, message).
+fn constant_error<'a>(code: &'a str, tokens: &[Tk<'a>]) -> Option<(&'a str, String, &'static str)> {
+    if let [module, rest @ ..] = tokens
+        && is_word(module, "module")
+        && let Some(end) = rest.iter().position(|t| is_sym(t, ";"))
+        && let (Some(first), Some(last)) = (rest[..end].first(), rest[..end].last())
+    {
+        let message = match constant(&rest[..end]) {
+            None => Some("module metadata must be constant"),
+            Some("object") => None,
+            Some(_) => Some("module metadata must be an object"),
+        };
+        if let Some(message) = message {
+            let start = offset(code, first.0);
+            let end = (offset(code, last.0) + last.0.len()).clamp(start, code.len());
+            let label = "not a constant object";
+            return Some((&code[start..end], message.to_string(), label));
+        }
+    }
+    let mut found = None;
+    each_seq(tokens, Ctx::Top, &mut |seq, ctx| {
+        if ctx != Ctx::Brace || found.is_some() {
+            return;
+        }
+        let Some((_, entries)) = seq.split_last() else {
+            return;
+        };
+        for entry in split(entries, ",") {
+            let [key, colon, ..] = entry else { continue };
+            if !opens(key, b'(') || !is_sym(colon, ":") {
+                continue;
+            }
+            let Some(key) = inner(key) else { continue };
+            if let [Token(text, Tok::Num | Tok::Word | Tok::Block(_))] = key
+                && let Some(kind) = constant(key).filter(|k| *k != "string")
+            {
+                let message = format!("cannot use {kind} ({text}) as object key");
+                found = Some((*text, message, "not a string"));
+                return;
+            }
+        }
+    });
+    found
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local rewrites: `$name: pattern` and `reduce`/`foreach` sources.
+
+/// Indices of the patterns after the `as` at `i`: `P1 ?// P2 …`, and the index after them.
+fn patterns_after(seq: &[Tk<'_>], i: usize) -> (Vec<usize>, usize) {
+    let mut found = Vec::new();
+    if !seq.get(i + 1).is_some_and(is_pattern) {
+        return (found, i + 1);
+    }
+    found.push(i + 1);
+    let mut j = i + 2;
+    while let (Some(q), Some(alt), Some(p)) = (seq.get(j), seq.get(j + 1), seq.get(j + 2)) {
+        let adjacent = q.0.as_ptr() as usize + q.0.len() == alt.0.as_ptr() as usize;
+        if !(is_sym(q, "?") && is_sym(alt, "//") && adjacent && is_pattern(p)) {
+            break;
+        }
+        found.push(j + 2);
+        j += 3;
+    }
+    (found, j)
+}
+
+/// Calls `f` on every object pattern inside pattern `t`, `t` included.
+fn each_object_pattern<'a>(t: &Tk<'a>, f: &mut dyn FnMut(&[Tk<'a>])) {
+    let Some(items) = inner(t) else { return };
+    if opens(t, b'[') {
+        for item in split(items, ",") {
+            if let [p] = item {
+                each_object_pattern(p, f);
+            }
+        }
+    } else if opens(t, b'{') {
+        f(items);
+        for entry in split(items, ",") {
+            if let Some(colon) = entry.iter().position(|t| is_sym(t, ":"))
+                && let [p] = &entry[colon + 1..]
+            {
+                each_object_pattern(p, f);
+            }
+        }
+    }
+}
+
+/// Variables a pattern binds, in order, without repetitions.
+fn pattern_vars<'a>(t: &Tk<'a>, out: &mut Vec<&'a str>) {
+    if let Tok::Var = t.1 {
+        if !out.contains(&t.0) {
+            out.push(t.0);
+        }
+        return;
+    }
+    let Some(items) = inner(t) else { return };
+    let object = opens(t, b'{');
+    for item in split(items, ",") {
+        if !object {
+            if let [p] = item {
+                pattern_vars(p, out);
+            }
+            continue;
+        }
+        // `$name`, `$name: pattern`, `key: pattern`
+        if let Some(v @ Token(_, Tok::Var)) = item.first() {
+            pattern_vars(v, out);
+        }
+        if let Some(colon) = item.iter().position(|t| is_sym(t, ":"))
+            && let [p] = &item[colon + 1..]
+        {
+            pattern_vars(p, out);
+        }
+    }
+}
+
+const BINARY: &[&str] = &[
+    "|", ",", "+", "-", "*", "/", "%", "=", "|=", "+=", "-=", "*=", "/=", "%=", "<", ">", "<=",
+    ">=", "==", "!=", "//", "//=",
+];
+
+fn is_binary(t: &Tk<'_>) -> bool {
+    match t {
+        Token(s, Tok::Sym) => BINARY.contains(s),
+        Token(s, Tok::Word) => matches!(*s, "and" | "or"),
+        _ => false,
+    }
+}
+
+/// Whether `source` (of a reduce/foreach) has a binary operator outside blocks, so that jaq,
+/// which takes a single term there, needs it parenthesised.
+fn has_binary(source: &[Tk<'_>]) -> bool {
+    source.iter().enumerate().skip(1).any(|(k, t)| {
+        // `-` after an operator (or first) is a negation.
+        is_binary(t) && !(is_sym(t, "-") && is_binary(&source[k - 1]))
+    })
+}
+
+/// Insertions (offset, text) for `$name: pattern` entries and `reduce`/`foreach` sources in
+/// one token sequence.
+fn local_edits(code: &str, seq: &[Tk<'_>], inserts: &mut Vec<(usize, String)>) {
+    for (i, t) in seq.iter().enumerate() {
+        if is_word(t, "as") {
+            for p in patterns_after(seq, i).0 {
+                each_object_pattern(&seq[p], &mut |items| {
+                    for entry in split(items, ",") {
+                        if let [Token(v, Tok::Var), colon, ..] = entry
+                            && is_sym(colon, ":")
+                        {
+                            let at = offset(code, v) + v.len();
+                            inserts.push((at, format!(", \"{}\"", &v[1..])));
+                        }
+                    }
+                });
+            }
+        }
+        if is_word(t, "reduce") || is_word(t, "foreach") {
+            let mut nested = 0usize;
+            let mut end = None;
+            for (k, t) in seq.iter().enumerate().skip(i + 1) {
+                if is_word(t, "reduce") || is_word(t, "foreach") {
+                    nested += 1;
+                } else if is_word(t, "as") {
+                    if nested == 0 {
+                        end = Some(k);
+                        break;
+                    }
+                    nested -= 1;
+                }
+            }
+            let Some(end) = end else { continue };
+            let source = &seq[i + 1..end];
+            if let (Some(first), Some(last), true) =
+                (source.first(), source.last(), has_binary(source))
+            {
+                inserts.push((offset(code, first.0), "(".to_string()));
+                inserts.push((offset(code, last.0) + last.0.len(), ")".to_string()));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Destructuring alternatives `?//`.
+
+/// Index of the token that ends the BODY of `… as P | BODY` starting at `start`: the end of
+/// the enclosing block or program, or a `;`, `:`, `then`, `elif`, `else`, `end`, `catch` that
+/// belongs to a construct around it (or `,` between object entries).
+fn body_end(seq: &[Tk<'_>], start: usize, ctx: Ctx) -> usize {
+    let (mut ifs, mut tries, mut def_colons, mut def_semis) = (0usize, 0usize, 0usize, 0usize);
+    for (k, t) in seq.iter().enumerate().skip(start) {
+        match t {
+            Token(s, Tok::Sym) => match *s {
+                ")" | "]" | "}" if k + 1 == seq.len() && ctx != Ctx::Top => return k,
+                ";" if def_semis == 0 => return k,
+                ";" => def_semis -= 1,
+                ":" if def_colons == 0 => return k,
+                ":" => def_colons -= 1,
+                "," if ctx == Ctx::Brace && ifs == 0 && def_semis == 0 => return k,
+                _ => {}
+            },
+            Token(s, Tok::Word) => match *s {
+                "def" => {
+                    def_colons += 1;
+                    def_semis += 1;
+                }
+                "if" => ifs += 1,
+                "then" | "elif" | "else" | "end" if ifs == 0 => return k,
+                "end" => ifs -= 1,
+                "try" => tries += 1,
+                "catch" if tries == 0 => return k,
+                "catch" => tries -= 1,
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    seq.len()
+}
+
+/// Tokens written on one line, separated by spaces (jaq parses tokens, so this means the
+/// same): comments and line breaks between tokens are dropped.
+fn flatten(t: &Tk<'_>, out: &mut String) {
+    match &t.1 {
+        Tok::Block(tokens) => {
+            out.push_str(t.0.get(..1).unwrap_or_default());
+            for x in tokens {
+                out.push(' ');
+                flatten(x, out);
+            }
+        }
+        _ => out.push_str(t.0),
+    }
+}
+
+fn flatten_all(tokens: &[Tk<'_>]) -> String {
+    let mut out = String::new();
+    for (k, t) in tokens.iter().enumerate() {
+        if k > 0 {
+            out.push(' ');
+        }
+        flatten(t, &mut out);
+    }
+    out
+}
+
+/// One `E as P1 ?// P2 … | BODY`, by byte offsets into the program.
+struct Alternatives<'a> {
+    /// The `as`: the last one in the text has no other alternatives in its BODY.
+    at: usize,
+    /// `P1` as written.
+    first: &'a str,
+    /// `P2 …` flattened.
+    rest: Vec<String>,
+    /// Variables of all patterns.
+    vars: Vec<&'a str>,
+    body_start: usize,
+    body_end: usize,
+    /// BODY flattened.
+    body: String,
+}
+
+/// The `?//` groups of a token sequence; `Err` for one we do not rewrite, with the `?//` to
+/// point at when it is in a `reduce`/`foreach`.
+fn groups_in<'a>(
+    code: &'a str,
+    seq: &[Tk<'a>],
+    ctx: Ctx,
+    out: &mut Vec<Result<Alternatives<'a>, Option<&'a str>>>,
+) {
+    for (i, t) in seq.iter().enumerate() {
+        if !is_word(t, "as") {
+            continue;
+        }
+        let (patterns, next) = patterns_after(seq, i);
+        if patterns.len() < 2 {
+            continue;
+        }
+        if !seq.get(next).is_some_and(|t| is_sym(t, "|")) {
+            let in_fold = seq.get(next).is_some_and(|t| opens(t, b'('));
+            let q = &seq[patterns[0] + 1].0;
+            let start = offset(code, q);
+            let end = (start + 3).min(code.len());
+            out.push(Err(in_fold.then(|| code.get(start..end).unwrap_or(q))));
+            continue;
+        }
+        let end = body_end(seq, next + 1, ctx);
+        let body = &seq[next + 1..end];
+        let (Some(first_tok), Some(last_tok)) = (body.first(), body.last()) else {
+            out.push(Err(None));
+            continue;
+        };
+        let mut vars = Vec::new();
+        for p in &patterns {
+            pattern_vars(&seq[*p], &mut vars);
+        }
+        out.push(Ok(Alternatives {
+            at: offset(code, t.0),
+            first: seq[patterns[0]].0,
+            rest: patterns[1..]
+                .iter()
+                .map(|p| flatten_all(std::slice::from_ref(&seq[*p])))
+                .collect(),
+            vars,
+            body_start: offset(code, first_tok.0),
+            body_end: offset(code, last_tok.0) + last_tok.0.len(),
+            body: flatten_all(body),
+        }));
+    }
+}
+
+fn groups<'a>(code: &'a str, tokens: &[Tk<'a>]) -> Vec<Result<Alternatives<'a>, Option<&'a str>>> {
+    let mut out = Vec::new();
+    each_seq(tokens, Ctx::Top, &mut |seq, ctx| {
+        groups_in(code, seq, ctx, &mut out);
+    });
+    out
+}
+
+/// `Err(Some(at))` for `?//` in a reduce/foreach, `Err(None)` for other `?//` we cannot
+/// rewrite (jaq reports the syntax error).
+fn alternatives_supported<'a>(code: &'a str, tokens: &[Tk<'a>]) -> Result<(), Option<&'a str>> {
+    groups(code, tokens)
+        .into_iter()
+        .try_for_each(|g| g.map(|_| ()))
+}
+
+/// `text` with its last `?//` group rewritten (see the module documentation), or `None`
+/// when there is none. `n` numbers the variables introduced.
+fn rewrite_last_alternative(text: &str, n: usize) -> Option<String> {
+    let tokens = Lexer::new(text).lex().ok()?;
+    let g = groups(text, &tokens)
+        .into_iter()
+        .filter_map(Result::ok)
+        .max_by_key(|g| g.at)?;
+    let alt = format!("{PREFIX}alt{n}");
+    let dot = format!("{PREFIX}dot{n}");
+    let start = offset(text, g.first);
+    let first_end = start + g.first.len();
+    let breaks = text
+        .get(first_end..g.body_start)
+        .unwrap_or_default()
+        .matches('\n')
+        .count();
+    let mut out = String::with_capacity(text.len() * 2 + 64);
+    out.push_str(&text[..start]);
+    let _ = write!(out, "{alt} | . as {dot} | ");
+    for v in &g.vars {
+        let _ = write!(out, "null as {v} | ");
+    }
+    let _ = write!(out, "try ({alt} as {} |", g.first);
+    out.push_str(&"\n".repeat(breaks));
+    let _ = write!(out, " {})", &text[g.body_start..g.body_end]);
+    for (k, p) in g.rest.iter().enumerate() {
+        let last = k + 1 == g.rest.len();
+        let _ = write!(out, " catch ({dot} | ");
+        if !last {
+            out.push_str("try (");
+        }
+        let _ = write!(out, "{alt} as {p} | {}", g.body);
+        if !last {
+            out.push(')');
+        }
+    }
+    out.push_str(&")".repeat(g.rest.len()));
+    out.push_str(&text[g.body_end..]);
+    Some(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reports.
+
+/// A compile report pointing at `found`, a slice of `code` (anything else points at its end),
+/// in the style of the compiler's own reports.
+fn report(origin: &str, code: &str, found: &str, message: String, label: &str) -> CompileReport {
+    let start = offset(code, found);
+    let end = (start + found.len()).min(code.len());
+    let line_start = code[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = code[start..].find('\n').map_or(code.len(), |i| start + i);
+    let width = code[start..end.clamp(start, line_end)]
+        .chars()
+        .count()
+        .max(1);
+    CompileReport {
+        origin: origin.to_string(),
+        diagnostics: vec![Diagnostic {
+            message,
+            label: label.to_string(),
+            line: code[..start].matches('\n').count() + 1,
+            column: code[line_start..start].chars().count() + 1,
+            width,
+            source_line: code[line_start..line_end]
+                .trim_end_matches('\r')
+                .to_string(),
+        }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Error, Filter};
+    use serde_json::{Value, json};
+
+    fn rewritten(code: &str) -> String {
+        rewrite(code, "<program>").unwrap().into_owned()
+    }
+
+    /// Outputs of `program` on `input`, or the runtime error's text.
+    fn run(program: &str, input: &Value) -> Result<Vec<Value>, String> {
+        let filter = Filter::compile(program, "<program>").unwrap_or_else(|e| {
+            panic!("{program}\n{}\n{e}", rewritten(program));
+        });
+        filter.select(input).map_err(|e| e.to_string())
+    }
+
+    fn compile_error(program: &str) -> Diagnostic {
+        match Filter::compile(program, "<program>") {
+            Err(Error::Compile(report)) => report.diagnostics[0].clone(),
+            Err(e) => panic!("{program}: {e}"),
+            Ok(_) => panic!("{program} compiled"),
+        }
+    }
+
+    #[test]
+    fn programs_without_the_constructs_stay_borrowed() {
+        let mut programs: Vec<&str> = crate::presets().iter().map(|(_, s)| *s).collect();
+        programs.extend([
+            ".",
+            "reduce .[] as $x (0; . + $x)",
+            "[foreach .[] as {a: $a} (0; . + $a; -.)]",
+            "[-reduce -.[] as $x (0; . + $x)]",
+            ". as {$a, b: [$c]} | $a",
+            r#"{("a"): 1, (.b): 2}"#,
+            r#"module {a: 1, "b": [1, -2, null]}; 0"#,
+            r#""?//" | .a? // 1"#,
+            "# module reduce ?// $a: (0):\n.",
+        ]);
+        for p in programs {
+            assert!(
+                matches!(rewrite(p, "<program>"), Ok(Cow::Borrowed(s)) if std::ptr::eq(s, p)),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn alternatives_become_try_catch() {
+        assert_eq!(
+            rewritten(". as [$a] ?// $a | $a"),
+            ". as $__imgkit_alt0 | . as $__imgkit_dot0 | null as $a | \
+             try ($__imgkit_alt0 as [$a] | $a) \
+             catch ($__imgkit_dot0 | $__imgkit_alt0 as $a | $a)"
+        );
+        assert_eq!(
+            rewritten("(.[] as [$a] ?// {$b} ?// $c | [$a, $b, $c]), 1"),
+            "(.[] as $__imgkit_alt0 | . as $__imgkit_dot0 | null as $a | null as $b | \
+             null as $c | try ($__imgkit_alt0 as [$a] | [$a, $b, $c]) \
+             catch ($__imgkit_dot0 | try ($__imgkit_alt0 as { $b } | [ $a , $b , $c ]) \
+             catch ($__imgkit_dot0 | $__imgkit_alt0 as $c | [ $a , $b , $c ]))), 1"
+        );
+    }
+
+    #[test]
+    fn rewritten_programs_keep_their_lines() {
+        let program = ". as [$a] # first\n  ?// $a # second\n  | $a\n  | [.]\n| nosuch";
+        let out = rewritten(program);
+        assert_eq!(out.lines().count(), program.lines().count(), "{out}");
+        assert!(
+            out.lines().nth(4).unwrap().starts_with("| nosuch)"),
+            "{out}"
+        );
+        let d = compile_error(program);
+        assert_eq!((d.line, d.message.as_str()), (5, "nosuch/0 is not defined"));
+    }
+
+    #[test]
+    fn alternatives_run_as_in_jq() {
+        // Expected outputs are gojq's.
+        let input = json!([[1], "s", 3]);
+        let cases = [
+            ("[.[] as {$a} ?// [$a] ?// $a | $a]", json!([1, "s", 3])),
+            (
+                "[label $out | .[] as [$a] ?// $a | if $a == 3 then break $out else $a end]",
+                json!([1, "s"]),
+            ),
+            (
+                "[.[] as [$a] ?// $a | . as {$a} ?// $b | [$a, $b]]",
+                json!([[null, input], [null, input], [null, input]]),
+            ),
+            (
+                "[.[] as [$a] ?// $a | . as [$b] ?// $b | [$a, $b]]",
+                json!([[1, [1]], ["s", [1]], [3, [1]]]),
+            ),
+            (
+                "[.[] | {x: (. as [$a] ?// $a | $a), y: 1}]",
+                json!([{"x": 1, "y": 1}, {"x": "s", "y": 1}, {"x": 3, "y": 1}]),
+            ),
+            (
+                r#"[.[] | if . as [$a] ?// $a | $a == 1 then "one" else "other" end]"#,
+                json!(["one", "other", "other"]),
+            ),
+            ("def f: .[] as [$a] ?// $a | $a; [f]", json!([1, "s", 3])),
+            (
+                r#"[.[] | "\(. as [$a] ?// $a | $a)"]"#,
+                json!(["1", "s", "3"]),
+            ),
+            (
+                "[.[] as [$a] ?// $a | def g: [$a]; g]",
+                json!([[1], ["s"], [3]]),
+            ),
+            ("[.[] as [$a] ?// $a | $a, 0]", json!([1, 0, "s", 0, 3, 0])),
+            (
+                r#"[.[] as [$a] ?// $a | try error("x") catch $a]"#,
+                json!([1, "s", 3]),
+            ),
+            (
+                "[.[] as {$a:[$b]} ?// $a | [$a, $b]]",
+                json!([[[1], null], ["s", null], [3, null]]),
+            ),
+            (". as [$a, [$b]] ?// [$a] | [$a, $b]", json!([[1], null])),
+            // Outputs produced before an error stay; the next pattern runs after them.
+            (
+                r#"[limit(2; .[0] as [$a] ?// $a | $a, error("x"))]"#,
+                json!([1, [1]]),
+            ),
+            ("[.[0] | . as [$a] ?// $b | [$a, $b]]", json!([[1, null]])),
+        ];
+        for (program, want) in cases {
+            assert_eq!(run(program, &input), Ok(vec![want]), "{program}");
+        }
+        // The last pattern's error propagates, after the outputs of the others.
+        assert!(run(r#"[.[0] as [$a] ?// $a | $a, error("x")]"#, &input).is_err());
+    }
+}
