@@ -510,3 +510,91 @@ fn deep_nesting_is_an_error_not_a_crash() {
         .success()
         .stdout_is("[]\n");
 }
+
+/// Destructuring alternatives `?//`, which jaq does not parse: imgkit rewrites them before jaq
+/// parses the program (crates/imgkit-select/src/desugar.rs). gojq implements them.
+#[test]
+fn destructuring_alternatives_print_what_gojq_prints() {
+    let Some(gojq) = reference("gojq") else {
+        return;
+    };
+    let input = r#"[[1,2], "x", null, [3]]
+[{"a": 3, "b": [4, 5], "c": {"d": 6, "e": 7}}, {"a": 1, "b": 2, "c": [{"d": 3, "e": 4}]}]
+[[3], [[4]], "y"]
+"#;
+    for program in [
+        ".[] as [$a, $b] ?// {a: $a} ?// $a | [$a, $b]",
+        ".[] as {$a, $b, c: {$d, $e}} ?// {$a, $b, c: [{$d, $e}]} ?// $a | [$a, $b, $d, $e]",
+        ".[] as [$a] ?// [$b] ?// $c | if $a != null then error(\"err: \\($a)\") else [$a, $b, $c] end",
+        "[.[] | . as [$a] ?// $a | $a] | length",
+        "[.[] as [[$a]] ?// [$a] ?// $a | . as [$b] ?// $b | [$a, ($b | type)]]",
+        // Errors of the last alternative propagate (exit 5), after what was printed.
+        ".[] as [$a] ?// {$a} | $a",
+        // Lines and comments inside the construct.
+        ".[] as [$a] # an array\n  ?// $a # anything else\n  | {k: ($a | tostring)}",
+        "def f: .[] as [$a] ?// $a | [$a]; [f] | length, (first(.[] as [$x] ?// $x | \"\\($x)\"))",
+    ] {
+        same_as(gojq, &["-c"], program, input.as_bytes());
+    }
+}
+
+/// `$name: pattern` in object patterns binds `$name` and destructures it; reduce/foreach take
+/// any expression as their source; constant non-string object keys and module metadata that
+/// is not a constant object are compile errors (exit 3), as in jq.
+#[test]
+fn jq_syntax_jaq_does_not_parse_runs_or_fails_to_compile_as_in_jq() {
+    Test::new()
+        .args([
+            "filter",
+            "-c",
+            ". as {$a, $b:[$c, {$d}]} | [$a, $b, $c, $d]",
+        ])
+        .stdin(r#"{"a":1, "b":[2,{"d":3}]}"#)
+        .run()
+        .success()
+        .stdout_is("[1,[2,{\"d\":3}],2,3]\n");
+    Test::new()
+        .args([
+            "filter",
+            "-c",
+            "[reduce .[] / .[] as $i (0; . + $i)], [foreach (.[] | . * 2) + 1 as $i (0; . + $i)]",
+        ])
+        .stdin("[1,2]")
+        .run()
+        .success()
+        .stdout_is("[4.5]\n[3,8]\n");
+    for (program, at, message) in [
+        (
+            "{(0):1}",
+            "<program>:1:3: ",
+            "cannot use number (0) as object key",
+        ),
+        (
+            "{non_const:., (0):1}",
+            "<program>:1:16: ",
+            "cannot use number (0) as object key",
+        ),
+        (
+            ". as {(true):$foo} | $foo",
+            "<program>:1:8: ",
+            "cannot use boolean (true) as object key",
+        ),
+        (
+            "module (.+1); 0",
+            "<program>:1:8: ",
+            "module metadata must be constant",
+        ),
+        (
+            "module []; 0",
+            "<program>:1:8: ",
+            "module metadata must be an object",
+        ),
+    ] {
+        Test::new()
+            .args(["filter", program])
+            .stdin("null")
+            .run()
+            .code(3)
+            .stderr_has(&format!("{at}{message}"));
+    }
+}

@@ -40,21 +40,26 @@ pub(crate) fn rewrite<'a>(code: &'a str, origin: &str) -> Result<Cow<'a, str>, C
     if !worth_lexing(code) {
         return Ok(Cow::Borrowed(code));
     }
+    rewrite_lexed(code, origin)
+}
+
+/// [`rewrite`] without the cheap scan.
+fn rewrite_lexed<'a>(code: &'a str, origin: &str) -> Result<Cow<'a, str>, CompileReport> {
     let Ok(tokens) = Lexer::new(code).lex() else {
         return Ok(Cow::Borrowed(code));
     };
     if let Some((found, message, label)) = constant_error(code, &tokens) {
         return Err(report(origin, code, found, message, label));
     }
-    match alternatives_supported(code, &tokens) {
-        Ok(()) => {}
+    let count = match alternatives_supported(code, &tokens) {
+        Ok(count) => count,
         Err(Some(found)) => {
             let message = "destructuring alternatives `?//` are supported in `… as P1 ?// P2 | body` only, not in reduce or foreach".to_string();
             return Err(report(origin, code, found, message, "not supported here"));
         }
         // Leave the syntax error to jaq, at its position in the original text.
         Err(None) => return Ok(Cow::Borrowed(code)),
-    }
+    };
     let mut inserts = Vec::new();
     each_seq(&tokens, Ctx::Top, &mut |seq, _| {
         local_edits(code, seq, &mut inserts);
@@ -72,8 +77,11 @@ pub(crate) fn rewrite<'a>(code: &'a str, origin: &str) -> Result<Cow<'a, str>, C
         out.push_str(&code[last..]);
         text = Cow::Owned(out);
     }
-    let mut n = 0;
-    while let Some(next) = rewrite_last_alternative(&text, n) {
+    // Each round rewrites one group and adds none: `count` rounds at most.
+    for n in 0..count {
+        let Some(next) = rewrite_last_alternative(&text, n) else {
+            break;
+        };
         if next.len() > MAX_LEN {
             let found = &code[code.len()..];
             let message = format!(
@@ -82,7 +90,6 @@ pub(crate) fn rewrite<'a>(code: &'a str, origin: &str) -> Result<Cow<'a, str>, C
             return Err(report(origin, code, found, message, "end of program"));
         }
         text = Cow::Owned(next);
-        n += 1;
     }
     Ok(text)
 }
@@ -546,12 +553,13 @@ fn groups<'a>(code: &'a str, tokens: &[Tk<'a>]) -> Vec<Result<Alternatives<'a>, 
     out
 }
 
-/// `Err(Some(at))` for `?//` in a reduce/foreach, `Err(None)` for other `?//` we cannot
-/// rewrite (jaq reports the syntax error).
-fn alternatives_supported<'a>(code: &'a str, tokens: &[Tk<'a>]) -> Result<(), Option<&'a str>> {
-    groups(code, tokens)
-        .into_iter()
-        .try_for_each(|g| g.map(|_| ()))
+/// How many `?//` groups there are; `Err(Some(at))` for `?//` in a reduce/foreach,
+/// `Err(None)` for other `?//` we cannot rewrite (jaq reports the syntax error).
+fn alternatives_supported<'a>(code: &'a str, tokens: &[Tk<'a>]) -> Result<usize, Option<&'a str>> {
+    let groups = groups(code, tokens);
+    let count = groups.len();
+    groups.into_iter().try_for_each(|g| g.map(|_| ()))?;
+    Ok(count)
 }
 
 /// `text` with its last `?//` group rewritten (see the module documentation), or `None`
@@ -760,5 +768,173 @@ mod tests {
         }
         // The last pattern's error propagates, after the outputs of the others.
         assert!(run(r#"[.[0] as [$a] ?// $a | $a, error("x")]"#, &input).is_err());
+    }
+
+    #[test]
+    fn object_patterns_bind_and_destructure_a_named_key() {
+        assert_eq!(
+            rewritten(". as {$a, $b:[$c, $d]}| [$a, $b, $c, $d]"),
+            r#". as {$a, $b, "b":[$c, $d]}| [$a, $b, $c, $d]"#
+        );
+        let input = json!({"a": 1, "b": [2, {"d": 3}]});
+        assert_eq!(
+            run(". as {$a, $b:[$c, {$d}]} | [$a, $b, $c, $d]", &input),
+            Ok(vec![json!([1, [2, {"d": 3}], 2, 3])])
+        );
+        assert_eq!(
+            run(
+                ". as {$b: {$d}} ?// {$b: [$c, {$d}]} | [$b, $c, $d]",
+                &input
+            ),
+            Ok(vec![json!([[2, {"d": 3}], 2, 3])])
+        );
+    }
+
+    #[test]
+    fn reduce_and_foreach_sources_are_parenthesised() {
+        assert_eq!(
+            rewritten("[reduce .[] / .[] as $i (0; . + $i)]"),
+            "[reduce (.[] / .[]) as $i (0; . + $i)]"
+        );
+        assert_eq!(
+            rewritten("reduce reduce .[] as $x (0; . + $x) + 1 as $y (0; . + $y)"),
+            "reduce (reduce .[] as $x (0; . + $x) + 1) as $y (0; . + $y)"
+        );
+        let input = json!([1, 2]);
+        assert_eq!(
+            run("[reduce .[] / .[] as $i (0; . + $i)]", &input),
+            Ok(vec![json!([4.5])])
+        );
+        assert_eq!(
+            run("[foreach .[] * 2 - 1 as $i (0; . + $i)]", &input),
+            Ok(vec![json!([1, 4])])
+        );
+        assert_eq!(
+            run("[-reduce -.[] as $x (0; . + $x)]", &input),
+            Ok(vec![json!([3])])
+        );
+    }
+
+    #[test]
+    fn constant_keys_and_module_metadata_are_compile_errors() {
+        let cases = [
+            ("{(0):1}", (1, 3, 1), "cannot use number (0) as object key"),
+            (
+                "{non_const:., (0):1}",
+                (1, 16, 1),
+                "cannot use number (0) as object key",
+            ),
+            (
+                "1 |\n . as {(true):$foo} | $foo",
+                (2, 9, 4),
+                "cannot use boolean (true) as object key",
+            ),
+            (
+                "{([1, 2]): 1}",
+                (1, 3, 6),
+                "cannot use array ([1, 2]) as object key",
+            ),
+            (
+                "{({}): 1}",
+                (1, 3, 2),
+                "cannot use object ({}) as object key",
+            ),
+            (
+                "{a: {(null): 1}}",
+                (1, 7, 4),
+                "cannot use null (null) as object key",
+            ),
+            (
+                "module (.+1); 0",
+                (1, 8, 5),
+                "module metadata must be constant",
+            ),
+            (
+                "module {a: .}; 0",
+                (1, 8, 6),
+                "module metadata must be constant",
+            ),
+            (
+                "module []; 0",
+                (1, 8, 2),
+                "module metadata must be an object",
+            ),
+            (
+                "reduce .[] as [$a] ?// $a (0; .)",
+                (1, 20, 3),
+                "destructuring alternatives `?//` are supported in `… as P1 ?// P2 | body` only, not in reduce or foreach",
+            ),
+        ];
+        for (program, (line, column, width), message) in cases {
+            let d = compile_error(program);
+            assert_eq!(
+                (d.line, d.column, d.width, d.message.as_str()),
+                (line, column, width, message),
+                "{program}"
+            );
+        }
+        for program in [
+            r#"{("a"): 1, (.k): 2, (-1): 3} | keys"#,
+            r#"module {a: 1, "b": [1, -2, {c: null}]}; 0"#,
+        ] {
+            assert!(rewrite(program, "<program>").is_ok(), "{program}");
+        }
+    }
+
+    /// jq's own test programs (when present) and tricky fragments, whole and cut at every
+    /// character: the rewrite never panics, and what it rewrites lexes again.
+    #[test]
+    fn never_panics_on_jq_test_programs_and_their_prefixes() {
+        let mut programs: Vec<String> = [
+            ". as [$a] ?// $a | $a",
+            "(.[] as {$a, $b:[$c]} ?// [$a] ?// $c | [$a, $b, $c]), 1",
+            "{x: . as [$a] ?// $a | if $a then def f: 1; f else 2 end, y: \"\\(. as $b ?// [$b] | $b)\"}",
+            "reduce .[] as [$a] ?// $a (0; .)",
+            "foreach .[] / .[] as $x (0; .; .)",
+            "module {a: [1, {b: (2)}]}; {(0): 1, ([]): 2}",
+            ". as [$a] ?// $a | try . catch . | label $l | break $l | . as $x ?// [$x] | $x",
+            "?// ?// | ) ] } as as $ reduce foreach module ; :",
+            "\"\\(\" ?// \")",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        // As tests/jqtest.rs finds them: `$IMGKIT_JQTEST_DIR`, else `../shared/jqtest` beside
+        // the clone (or beside the folder of worktrees).
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let dirs: Vec<std::path::PathBuf> = match std::env::var_os("IMGKIT_JQTEST_DIR") {
+            Some(dir) => vec![dir.into()],
+            None => vec![
+                root.join("../shared/jqtest"),
+                root.join("../../shared/jqtest"),
+            ],
+        };
+        for file in ["jq.test", "man.test"] {
+            let text = dirs
+                .iter()
+                .find_map(|d| std::fs::read_to_string(d.join(file)).ok());
+            if let Some(text) = text {
+                programs.extend(
+                    text.lines()
+                        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                        .map(ToString::to_string),
+                );
+            }
+        }
+        for program in &programs {
+            let cuts = program
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain([program.len()]);
+            for cut in cuts {
+                for text in [&program[..cut], &program[cut..]] {
+                    if let Ok(out) = rewrite_lexed(text, "<program>")
+                        && matches!(out, Cow::Owned(_))
+                    {
+                        assert!(Lexer::new(&out).lex().is_ok(), "{text}\n{out}");
+                    }
+                }
+            }
+        }
     }
 }
