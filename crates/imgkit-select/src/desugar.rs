@@ -9,6 +9,7 @@
 //! * `$name: pattern` in object patterns becomes `$name, "name": pattern`.
 //! * `reduce`/`foreach` over a source that is not a single term (`reduce .[] / .[] as $x …`)
 //!   get the source parenthesised.
+//! * Numbers without a leading zero (`.5`) get one.
 //! * Errors jq reports when compiling and jaq does not: constant non-string object keys
 //!   (`{(0): 1}`, `. as {(true): $x} | …`) and module metadata that is not a constant object.
 //!
@@ -95,7 +96,7 @@ fn rewrite_lexed<'a>(code: &'a str, origin: &str) -> Result<Cow<'a, str>, Compil
 }
 
 /// Whether the program may contain anything [`rewrite`] changes: `?//`, `reduce`/`foreach`,
-/// `module`, `):` (a parenthesised object key) or `$name:` (an object pattern entry).
+/// `module`, `):` (a parenthesised object key), `$name:` (an object pattern entry) or `.5`.
 fn worth_lexing(code: &str) -> bool {
     let bytes = code.as_bytes();
     let colon_after = |mut i: usize| {
@@ -107,6 +108,11 @@ fn worth_lexing(code: &str) -> bool {
     let ident = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
     let key_like = bytes.iter().enumerate().any(|(i, b)| match b {
         b')' => colon_after(i + 1),
+        // `.5`, not `1.5`
+        b'.' => {
+            bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
+                && !(i > 0 && bytes[i - 1].is_ascii_digit())
+        }
         b'$' => {
             let mut j = i + 1;
             while bytes.get(j).is_some_and(ident) {
@@ -372,10 +378,15 @@ fn has_binary(source: &[Tk<'_>]) -> bool {
     })
 }
 
-/// Insertions (offset, text) for `$name: pattern` entries and `reduce`/`foreach` sources in
-/// one token sequence.
+/// Insertions (offset, text) for `$name: pattern` entries, `reduce`/`foreach` sources and
+/// numbers without a leading zero (`.5`) in one token sequence.
 fn local_edits(code: &str, seq: &[Tk<'_>], inserts: &mut Vec<(usize, String)>) {
     for (i, t) in seq.iter().enumerate() {
+        if let (Token(".", Tok::Sym), Some(Token(n, Tok::Num))) = (t, seq.get(i + 1))
+            && t.0.as_ptr() as usize + 1 == n.as_ptr() as usize
+        {
+            inserts.push((offset(code, t.0), "0".to_string()));
+        }
         if is_word(t, "as") {
             for p in patterns_after(seq, i).0 {
                 each_object_pattern(&seq[p], &mut |items| {
@@ -813,6 +824,21 @@ mod tests {
             run("[-reduce -.[] as $x (0; . + $x)]", &input),
             Ok(vec![json!([3])])
         );
+    }
+
+    #[test]
+    fn numbers_without_a_leading_zero_get_one() {
+        assert_eq!(rewritten("select(.>.00005)"), "select(.>0.00005)");
+        assert_eq!(
+            run("[.5, .5e1, 1 - .25, (.|.5), .a]", &json!({"a": 1.5})),
+            Ok(vec![json!([0.5, 5, 0.75, 0.5, 1.5])])
+        );
+        for program in [".a.b", "1.5", "[.[0].a]", "..|numbers", ". 5"] {
+            assert!(
+                matches!(rewrite(program, "<program>"), Ok(Cow::Borrowed(_))),
+                "{program}"
+            );
+        }
     }
 
     #[test]
