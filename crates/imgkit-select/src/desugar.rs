@@ -2,10 +2,13 @@
 //! parses the program (we extend jaq from outside, without forking it).
 //!
 //! * `E as P1 ?// P2 ?// P3 | BODY` (destructuring alternatives) becomes
-//!   `E as $a | . as $d | null as $x … | try ($a as P1 | BODY) catch ($d | try ($a as P2 | BODY)
-//!   catch ($d | $a as P3 | BODY))`, where `$x …` are all variables of all patterns: for each
-//!   output of `E`, an error binding a pattern or in its BODY moves on to the next pattern
-//!   (outputs already produced stay); the last pattern's errors propagate.
+//!   `E as $a | . as $d | null as $x | null as $y | (def body(x; y): x as $x | y as $y | BODY;
+//!   try ($a as P1 | body($x; $y)) catch ($d | try ($a as P2 | body($x; $y)) catch ($d |
+//!   $a as P3 | body($x; $y))))`, where `$x`, `$y` are all variables of all patterns (null when
+//!   the pattern that matched lacks them): for each output of `E`, an error binding a pattern or
+//!   in BODY moves on to the next pattern (outputs already produced stay); the last pattern's
+//!   errors propagate. A `break` out of BODY is not an error and is not caught (jq 1.6–1.8 catch
+//!   it: jqlang/jq#3592). The names introduced start with `__imgkit_`.
 //! * `$name: pattern` in object patterns becomes `$name, "name": pattern`.
 //! * `reduce`/`foreach` over a source that is not a single term (`reduce .[] / .[] as $x …`)
 //!   get the source parenthesised.
@@ -14,9 +17,9 @@
 //!   (`{(0): 1}`, `. as {(true): $x} | …`) and module metadata that is not a constant object.
 //!
 //! Programs without these constructs are returned as they are, borrowed, after a cheap scan of
-//! the text, so their error positions are jaq's. Rewritten programs keep every original line
-//! where it was: inserted text stays on the line it replaces, copies of a BODY are written on
-//! one line.
+//! the text, so their error positions are jaq's. Rewritten programs keep every line where it
+//! was: BODY stays in place (once), text is inserted on the lines it belongs to, and the patterns
+//! moved after BODY are written on its last line.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -26,10 +29,6 @@ use jaq_core::load::lex::{Lexer, StrPart, Tok, Token};
 use crate::compile::{CompileReport, Diagnostic};
 
 type Tk<'a> = Token<&'a str>;
-
-/// Largest program the rewrite of nested `?//` may produce (each level copies its BODY once
-/// per alternative).
-const MAX_LEN: usize = 1 << 20;
 
 /// Prefix of the variables the rewrite introduces; jq programs do not name theirs like this.
 const PREFIX: &str = "$__imgkit_";
@@ -83,13 +82,6 @@ fn rewrite_lexed<'a>(code: &'a str, origin: &str) -> Result<Cow<'a, str>, Compil
         let Some(next) = rewrite_last_alternative(&text, n) else {
             break;
         };
-        if next.len() > MAX_LEN {
-            let found = &code[code.len()..];
-            let message = format!(
-                "program too large after rewriting nested `?//` alternatives (over {MAX_LEN} bytes)"
-            );
-            return Err(report(origin, code, found, message, "end of program"));
-        }
         text = Cow::Owned(next);
     }
     Ok(text)
@@ -465,8 +457,8 @@ fn body_end(seq: &[Tk<'_>], start: usize, ctx: Ctx) -> usize {
     seq.len()
 }
 
-/// Tokens written on one line, separated by spaces (jaq parses tokens, so this means the
-/// same): comments and line breaks between tokens are dropped.
+/// A token written on one line, tokens separated by spaces (jaq parses tokens, so this means
+/// the same): comments and line breaks between tokens are dropped.
 fn flatten(t: &Tk<'_>, out: &mut String) {
     match &t.1 {
         Tok::Block(tokens) => {
@@ -497,14 +489,14 @@ struct Alternatives<'a> {
     at: usize,
     /// `P1` as written.
     first: &'a str,
+    /// `P1` flattened.
+    first_flat: String,
     /// `P2 …` flattened.
     rest: Vec<String>,
     /// Variables of all patterns.
     vars: Vec<&'a str>,
     body_start: usize,
     body_end: usize,
-    /// BODY flattened.
-    body: String,
 }
 
 /// The `?//` groups of a token sequence; `Err` for one we do not rewrite, with the `?//` to
@@ -544,6 +536,7 @@ fn groups_in<'a>(
         out.push(Ok(Alternatives {
             at: offset(code, t.0),
             first: seq[patterns[0]].0,
+            first_flat: flatten_all(std::slice::from_ref(&seq[patterns[0]])),
             rest: patterns[1..]
                 .iter()
                 .map(|p| flatten_all(std::slice::from_ref(&seq[*p])))
@@ -551,7 +544,6 @@ fn groups_in<'a>(
             vars,
             body_start: offset(code, first_tok.0),
             body_end: offset(code, last_tok.0) + last_tok.0.len(),
-            body: flatten_all(body),
         }));
     }
 }
@@ -574,7 +566,7 @@ fn alternatives_supported<'a>(code: &'a str, tokens: &[Tk<'a>]) -> Result<usize,
 }
 
 /// `text` with its last `?//` group rewritten (see the module documentation), or `None`
-/// when there is none. `n` numbers the variables introduced.
+/// when there is none. `n` numbers the names introduced.
 fn rewrite_last_alternative(text: &str, n: usize) -> Option<String> {
     let tokens = Lexer::new(text).lex().ok()?;
     let g = groups(text, &tokens)
@@ -583,34 +575,47 @@ fn rewrite_last_alternative(text: &str, n: usize) -> Option<String> {
         .max_by_key(|g| g.at)?;
     let alt = format!("{PREFIX}alt{n}");
     let dot = format!("{PREFIX}dot{n}");
+    let body = format!("{}body{n}", &PREFIX[1..]);
+    let params: Vec<String> = (0..g.vars.len())
+        .map(|k| format!("{}arg{n}_{k}", &PREFIX[1..]))
+        .collect();
+    let call = if g.vars.is_empty() {
+        body.clone()
+    } else {
+        format!("{body}({})", g.vars.join("; "))
+    };
     let start = offset(text, g.first);
-    let first_end = start + g.first.len();
-    let breaks = text
-        .get(first_end..g.body_start)
-        .unwrap_or_default()
-        .matches('\n')
-        .count();
-    let mut out = String::with_capacity(text.len() * 2 + 64);
+    let breaks = text[start..g.body_start].matches('\n').count();
+    let mut out = String::with_capacity(text.len() + 256);
     out.push_str(&text[..start]);
     let _ = write!(out, "{alt} | . as {dot} | ");
     for v in &g.vars {
         let _ = write!(out, "null as {v} | ");
     }
-    let _ = write!(out, "try ({alt} as {} |", g.first);
+    let _ = write!(out, "(def {body}");
+    if !params.is_empty() {
+        let _ = write!(out, "({})", params.join("; "));
+    }
+    out.push_str(": ");
+    for (p, v) in params.iter().zip(&g.vars) {
+        let _ = write!(out, "{p} as {v} | ");
+    }
+    // BODY stays where it was, on its lines.
     out.push_str(&"\n".repeat(breaks));
-    let _ = write!(out, " {})", &text[g.body_start..g.body_end]);
+    out.push_str(&text[g.body_start..g.body_end]);
+    let _ = write!(out, "; try ({alt} as {} | {call})", g.first_flat);
     for (k, p) in g.rest.iter().enumerate() {
         let last = k + 1 == g.rest.len();
         let _ = write!(out, " catch ({dot} | ");
         if !last {
             out.push_str("try (");
         }
-        let _ = write!(out, "{alt} as {p} | {}", g.body);
+        let _ = write!(out, "{alt} as {p} | {call}");
         if !last {
             out.push(')');
         }
     }
-    out.push_str(&")".repeat(g.rest.len()));
+    out.push_str(&")".repeat(g.rest.len() + 1));
     out.push_str(&text[g.body_end..]);
     Some(out)
 }
@@ -673,6 +678,10 @@ mod tests {
     #[test]
     fn programs_without_the_constructs_stay_borrowed() {
         let mut programs: Vec<&str> = crate::presets().iter().map(|(_, s)| *s).collect();
+        // The presets are not even lexed.
+        for p in &programs {
+            assert!(!worth_lexing(p), "{p}");
+        }
         programs.extend([
             ".",
             "reduce .[] as $x (0; . + $x)",
@@ -697,15 +706,18 @@ mod tests {
         assert_eq!(
             rewritten(". as [$a] ?// $a | $a"),
             ". as $__imgkit_alt0 | . as $__imgkit_dot0 | null as $a | \
-             try ($__imgkit_alt0 as [$a] | $a) \
-             catch ($__imgkit_dot0 | $__imgkit_alt0 as $a | $a)"
+             (def __imgkit_body0(__imgkit_arg0_0): __imgkit_arg0_0 as $a | $a; \
+             try ($__imgkit_alt0 as [ $a ] | __imgkit_body0($a)) \
+             catch ($__imgkit_dot0 | $__imgkit_alt0 as $a | __imgkit_body0($a)))"
         );
         assert_eq!(
-            rewritten("(.[] as [$a] ?// {$b} ?// $c | [$a, $b, $c]), 1"),
+            rewritten("(.[] as [$a] ?// {$b} ?// $a | [$a, $b]), 1"),
             "(.[] as $__imgkit_alt0 | . as $__imgkit_dot0 | null as $a | null as $b | \
-             null as $c | try ($__imgkit_alt0 as [$a] | [$a, $b, $c]) \
-             catch ($__imgkit_dot0 | try ($__imgkit_alt0 as { $b } | [ $a , $b , $c ]) \
-             catch ($__imgkit_dot0 | $__imgkit_alt0 as $c | [ $a , $b , $c ]))), 1"
+             (def __imgkit_body0(__imgkit_arg0_0; __imgkit_arg0_1): \
+             __imgkit_arg0_0 as $a | __imgkit_arg0_1 as $b | [$a, $b]; \
+             try ($__imgkit_alt0 as [ $a ] | __imgkit_body0($a; $b)) \
+             catch ($__imgkit_dot0 | try ($__imgkit_alt0 as { $b } | __imgkit_body0($a; $b)) \
+             catch ($__imgkit_dot0 | $__imgkit_alt0 as $a | __imgkit_body0($a; $b))))), 1"
         );
     }
 
@@ -714,12 +726,20 @@ mod tests {
         let program = ". as [$a] # first\n  ?// $a # second\n  | $a\n  | [.]\n| nosuch";
         let out = rewritten(program);
         assert_eq!(out.lines().count(), program.lines().count(), "{out}");
+        // BODY is written once, where it was: an error in it is reported once, in place.
         assert!(
-            out.lines().nth(4).unwrap().starts_with("| nosuch)"),
+            out.lines().nth(4).unwrap().starts_with("| nosuch; try"),
             "{out}"
         );
-        let d = compile_error(program);
-        assert_eq!((d.line, d.message.as_str()), (5, "nosuch/0 is not defined"));
+        let Err(Error::Compile(report)) = Filter::compile(program, "<program>") else {
+            panic!("{program} compiled");
+        };
+        let d = &report.diagnostics;
+        assert_eq!(d.len(), 1, "{report}");
+        assert_eq!(
+            (d[0].line, d[0].column, d[0].message.as_str()),
+            (5, 3, "nosuch/0 is not defined")
+        );
     }
 
     #[test]
