@@ -793,6 +793,22 @@ mod tests {
                 json!([1, [1]]),
             ),
             ("[.[0] | . as [$a] ?// $b | [$a, $b]]", json!([[1, null]])),
+            (
+                "def f(g): .[] as [$a] ?// $a | [$a, g]; [f(1)]",
+                json!([[1, 1], ["s", 1], [3, 1]]),
+            ),
+            (
+                r#"def f: .[] as [$a] ?// $a | if ($a|type) == "array" then $a|f else $a end; [f]"#,
+                json!([1, "s", 3]),
+            ),
+            (
+                "[.[] as [$a] ?// $a | . as {$b} ?// [$b] ?// $b | $b | length]",
+                json!([1, 1, 1]),
+            ),
+            (
+                "[[.[] | . as [$a] ?// $a | $a] as [$x] ?// $x | $x]",
+                json!([1]),
+            ),
         ];
         for (program, want) in cases {
             assert_eq!(run(program, &input), Ok(vec![want]), "{program}");
