@@ -30,8 +30,9 @@ use crate::compile::{CompileReport, Diagnostic};
 
 type Tk<'a> = Token<&'a str>;
 
-/// Prefix of the variables the rewrite introduces; jq programs do not name theirs like this.
-const PREFIX: &str = "$__imgkit_";
+/// Prefix of the names (variables, a definition and its parameters) the rewrite introduces;
+/// jq programs do not name theirs like this.
+const PREFIX: &str = "__imgkit_";
 
 /// Rewrites jq syntax jaq does not parse; `Err` for programs jq rejects when compiling and jaq
 /// would accept. Anything else that does not lex or parse is returned unchanged, for jaq to
@@ -487,12 +488,10 @@ fn flatten_all(tokens: &[Tk<'_>]) -> String {
 struct Alternatives<'a> {
     /// The `as`: the last one in the text has no other alternatives in its BODY.
     at: usize,
-    /// `P1` as written.
-    first: &'a str,
-    /// `P1` flattened.
-    first_flat: String,
-    /// `P2 …` flattened.
-    rest: Vec<String>,
+    /// Where `P1` starts.
+    start: usize,
+    /// `P1`, `P2` … flattened.
+    patterns: Vec<String>,
     /// Variables of all patterns.
     vars: Vec<&'a str>,
     body_start: usize,
@@ -535,9 +534,8 @@ fn groups_in<'a>(
         }
         out.push(Ok(Alternatives {
             at: offset(code, t.0),
-            first: seq[patterns[0]].0,
-            first_flat: flatten_all(std::slice::from_ref(&seq[patterns[0]])),
-            rest: patterns[1..]
+            start: offset(code, seq[patterns[0]].0),
+            patterns: patterns
                 .iter()
                 .map(|p| flatten_all(std::slice::from_ref(&seq[*p])))
                 .collect(),
@@ -573,18 +571,18 @@ fn rewrite_last_alternative(text: &str, n: usize) -> Option<String> {
         .into_iter()
         .filter_map(Result::ok)
         .max_by_key(|g| g.at)?;
-    let alt = format!("{PREFIX}alt{n}");
-    let dot = format!("{PREFIX}dot{n}");
-    let body = format!("{}body{n}", &PREFIX[1..]);
+    let alt = format!("${PREFIX}alt{n}");
+    let dot = format!("${PREFIX}dot{n}");
+    let body = format!("{PREFIX}body{n}");
     let params: Vec<String> = (0..g.vars.len())
-        .map(|k| format!("{}arg{n}_{k}", &PREFIX[1..]))
+        .map(|k| format!("{PREFIX}arg{n}_{k}"))
         .collect();
     let call = if g.vars.is_empty() {
         body.clone()
     } else {
         format!("{body}({})", g.vars.join("; "))
     };
-    let start = offset(text, g.first);
+    let start = g.start;
     let breaks = text[start..g.body_start].matches('\n').count();
     let mut out = String::with_capacity(text.len() + 256);
     out.push_str(&text[..start]);
@@ -603,9 +601,10 @@ fn rewrite_last_alternative(text: &str, n: usize) -> Option<String> {
     // BODY stays where it was, on its lines.
     out.push_str(&"\n".repeat(breaks));
     out.push_str(&text[g.body_start..g.body_end]);
-    let _ = write!(out, "; try ({alt} as {} | {call})", g.first_flat);
-    for (k, p) in g.rest.iter().enumerate() {
-        let last = k + 1 == g.rest.len();
+    let (first, rest) = g.patterns.split_first()?;
+    let _ = write!(out, "; try ({alt} as {first} | {call})");
+    for (k, p) in rest.iter().enumerate() {
+        let last = k + 1 == rest.len();
         let _ = write!(out, " catch ({dot} | ");
         if !last {
             out.push_str("try (");
@@ -615,7 +614,7 @@ fn rewrite_last_alternative(text: &str, n: usize) -> Option<String> {
             out.push(')');
         }
     }
-    out.push_str(&")".repeat(g.rest.len() + 1));
+    out.push_str(&")".repeat(rest.len() + 1));
     out.push_str(&text[g.body_end..]);
     Some(out)
 }
