@@ -181,8 +181,13 @@ impl Filter {
                         out.flush().map_err(Error::WriteOutput)?;
                         let (msg, is_str) = error_message(e);
                         let tag = if is_str { "" } else { " (not a string)" };
-                        let _ =
-                            writeln!(diagnostics, "imgkit: error (at <stdin>:{line}){tag}: {msg}");
+                        // jq names the input's last line, or `<unknown>` before any input (`-n`).
+                        let at = if line == 0 {
+                            "<unknown>".to_string()
+                        } else {
+                            format!("<stdin>:{line}")
+                        };
+                        let _ = writeln!(diagnostics, "imgkit: error (at {at}){tag}: {msg}");
                         // Stop pulling this input's outputs, go on with the next input.
                         return Ok(None);
                     }
