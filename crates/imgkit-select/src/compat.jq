@@ -1,10 +1,30 @@
 # jq 1.7 builtins that jaq lacks or spells differently. Loaded after jaq's definitions, so a
 # definition here replaces jaq's of the same name and arity.
 
+# jaq computes nan and infinite as 0/0 and 1/0, which are errors in jq; so are the definitions
+# built on them.
+def nan: jq_nan;
+def infinite: jq_infinite;
+def isnan: . < nan and nan < .;
+def isinfinite: . == infinite or . == -infinite;
+def isfinite: type == "number" and (isinfinite | not);
+def isnormal: type == "number" and ((. == 0 or isnan or isinfinite) | not);
+def finites: select(isfinite);
+def normals: select(isnormal);
+def logb:
+    if . == 0.0 then -infinite
+  elif isinfinite then infinite
+  elif isnan then .
+  else ilogb | . + 0.0 end;
+def significand:
+    if isinfinite or isnan then .
+  elif . == 0.0 then 0.0
+  else scalbln(.; ilogb | -1 * .) end;
+
 def halt_error($code): halt_error_empty, halt($code);
 def halt_error: halt_error(5);
 
-def have_decnum: false;
+def have_decnum: true;
 def have_literal_numbers: true;
 
 def IN(s): any(s == .; .);
@@ -68,6 +88,7 @@ def flatten($d):
 def flatten: flatten(1e9);
 def _strindices($i):
   if type != "string" then error("\(type) (\(tojson)) cannot be searched, as it is not a string")
+  elif ($i | type) != "string" then error("\($i | type) (\($i | tojson)) is not a string")
   else _jaq_indices($i) end;
 
 def from_entries: reduce .[] as $x ({};
@@ -86,6 +107,14 @@ def fromstream(f): { x: null, e: false } as $init
         else setpath(["e"]; $i[0] | length == 1) end;
       if .e then .x else empty end);
 
+def implode:
+  if type != "array" then error("implode input must be an array")
+  else map(
+      if type != "number" or isnan then
+        error("\(type) (\(tojson)) can't be imploded, unicode codepoint needs to be numeric")
+      elif . < 0 or . > 1114111 or (. >= 55296 and . <= 57343) then 65533
+      else floor end)
+    | _jaq_implode end;
 def ascii: [.] | implode;
 def builtins: [
   "IN/1", "IN/2", "INDEX/1", "INDEX/2", "JOIN/2", "JOIN/3", "JOIN/4", "abs/0", "add/0", "add/1",
@@ -111,6 +140,16 @@ def builtins: [
   "utf8bytelength/0", "values/0", "walk/1", "while/2", "with_entries/1", "getpath/1",
   "splits/1", "significand/0", "trimstr/1", "toboolean/0", "have_decnum/0", "have_literal_numbers/0"
 ];
+def pick(pathexps): . as $top
+  | reduce path(pathexps) as $p (null; setpath($p; $top | getpath($p)));
+def getpath($p):
+  if $p | type != "array" then error("Path must be specified as an array")
+  elif $p | length > 10000 then error("Path too deep")
+  else reduce $p[] as $k (.; .[$k]) end;
+def setpath($p; $x):
+  if $p | type != "array" then error("Path must be specified as an array")
+  elif $p | length > 10000 then error("Path too deep")
+  else getpath($p) = $x end;
 def toarray: if type == "array" then . else [.] end;
 def leaf_paths: paths(scalars);
 def isvalid(f): try (f | true) catch false;
@@ -119,3 +158,19 @@ def delpaths($paths): jq_delpaths($paths);
 def del(f): delpaths([path(f)]);
 def to_entries: [keys_unsorted[] as $k | {key: $k, value: .[$k]}];
 def with_entries(f): to_entries | map(f) | from_entries;
+
+# jq's broken-down time: up to 8 numbers, missing ones 0.
+def _jq_tm($f):
+  if type == "number" then gmtime
+  elif type != "array" then error("\($f) requires parsed datetime inputs")
+  else . end;
+def _jq_tm_fields($f): jq_tm($f);
+def strftime($fmt): _jq_tm("strftime/1")
+  | if ($fmt | type) != "string" then error("strftime/1 requires a string format") end
+  | _jq_tm_fields("strftime/1") | _jaq_strftime($fmt);
+def strflocaltime($fmt): _jq_tm("strflocaltime/1")
+  | if ($fmt | type) != "string" then error("strflocaltime/1 requires a string format") end
+  | _jq_tm_fields("strflocaltime/1") | _jaq_strflocaltime($fmt);
+def mktime:
+  if type != "array" then error("mktime requires array inputs")
+  else _jq_tm_fields("mktime") | _jaq_mktime end;

@@ -7,23 +7,24 @@ use std::fmt;
 use jaq_core::load::{self, Arena, File, Loader};
 use jaq_core::native::{self, Fun};
 use jaq_core::{Compiler, DataT, Lut, RunPtr};
-use jaq_json::Val;
 use jaq_std::input::{HasInputs, Inputs};
 
 use crate::natives;
+use crate::value::V;
 
-/// The data kind our filters run on: jaq's JSON values, plus the program's global data.
+/// The data kind our filters run on: jaq's JSON values with jq's semantics, plus the
+/// program's global data.
 pub(crate) struct Kind;
 
 impl DataT for Kind {
-    type V<'a> = Val;
+    type V<'a> = V;
     type Data<'a> = &'a Data<'a>;
 }
 
 /// Global data of one run: the look-up table and the shared input stream (`input`, `inputs`).
 pub(crate) struct Data<'a> {
     pub(crate) lut: &'a Lut<Kind>,
-    pub(crate) inputs: Inputs<'a, Val>,
+    pub(crate) inputs: Inputs<'a, V>,
 }
 
 impl<'a> jaq_core::data::HasLut<'a, Kind> for &'a Data<'a> {
@@ -32,8 +33,8 @@ impl<'a> jaq_core::data::HasLut<'a, Kind> for &'a Data<'a> {
     }
 }
 
-impl<'a> HasInputs<'a, Val> for &'a Data<'a> {
-    fn inputs(&self) -> Inputs<'a, Val> {
+impl<'a> HasInputs<'a, V> for &'a Data<'a> {
+    fn inputs(&self) -> Inputs<'a, V> {
         self.inputs
     }
 }
@@ -211,7 +212,9 @@ const ALIASES: &[(&str, usize, &str)] = &[
     ("rtrim", 0, "_jaq_rtrim"),
     ("utf8bytelength", 0, "_jaq_utf8bytelength"),
     ("implode", 0, "_jaq_implode"),
-    ("indices", 1, "_jaq_indices"),
+    ("strftime", 1, "_jaq_strftime"),
+    ("strflocaltime", 1, "_jaq_strflocaltime"),
+    ("mktime", 0, "_jaq_mktime"),
 ];
 
 fn jaq_funs() -> impl Iterator<Item = Fun<Kind>> {
@@ -219,10 +222,8 @@ fn jaq_funs() -> impl Iterator<Item = Fun<Kind>> {
         .into_vec()
         .into_iter()
         .map(native::run::<Kind>);
-    jaq_core::funs::<Kind>()
-        .chain(jaq_std::funs())
-        .chain(jaq_json::funs())
-        .chain(input)
+    // jaq_json's natives are written for its own value type; ours (natives.rs) replace them.
+    jaq_core::funs::<Kind>().chain(jaq_std::funs()).chain(input)
 }
 
 /// Natives: jaq's, with ours replacing those jq behaves differently in, and aliases of jaq's

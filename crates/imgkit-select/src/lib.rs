@@ -22,6 +22,7 @@ mod fast;
 mod natives;
 mod read;
 mod run;
+mod value;
 mod write;
 
 use std::io::{self, Read, Write};
@@ -160,7 +161,7 @@ impl Filter {
     }
 
     /// Global variable values, in the order `compile` declared them.
-    fn globals(&self) -> Result<Vec<Val>, Error> {
+    fn globals(&self) -> Result<Vec<value::V>, Error> {
         let s = |s: &str| Val::utf8_str(s.as_bytes().to_vec());
         let env = if self.uses_env {
             Val::obj(
@@ -204,22 +205,26 @@ impl Filter {
         } else {
             Val::Null
         };
-        Ok([env, loc, args].into_iter().chain(values).collect())
+        Ok([env, loc, args]
+            .into_iter()
+            .chain(values)
+            .map(value::V)
+            .collect())
     }
 
     /// Runs the program on one record and returns its outputs (jq semantics; `input` and
     /// `inputs` see no further input). The first runtime error ends the evaluation.
     pub fn select(&self, record: &serde_json::Value) -> Result<Vec<serde_json::Value>, Error> {
-        let no_inputs = RcIter::new(std::iter::empty::<Result<Val, String>>());
+        let no_inputs = RcIter::new(std::iter::empty::<Result<value::V, String>>());
         let data = compile::Data {
             lut: &self.inner.lut,
             inputs: &no_inputs,
         };
         let ctx = jaq_core::Ctx::<compile::Kind>::new(&data, jaq_core::Vars::new(self.globals()?));
         let mut outputs = Vec::new();
-        for y in self.inner.id.run((ctx, read::from_serde(record))) {
+        for y in self.inner.id.run((ctx, value::V(read::from_serde(record)))) {
             match y {
-                Ok(v) => outputs.push(read::to_serde(&v)),
+                Ok(v) => outputs.push(read::to_serde(&v.0)),
                 Err(exn) => {
                     return Err(match exn.get_err() {
                         Ok(e) => Error::Runtime {

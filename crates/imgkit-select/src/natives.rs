@@ -1,16 +1,17 @@
 //! Native filters where jq behaves differently from jaq: `tojson` with jq's number format,
-//! `stderr`/`debug`/`halt_error` printing as jq prints, `input_filename`.
+//! `stderr`/`debug`/`halt_error` printing as jq prints, `input_filename`, and the JSON natives
+//! (`length`, `has`, `contains`, …) over our value type with jq's semantics and messages.
 
 use std::io::Write;
 
 use jaq_core::native::{bome, v};
 use jaq_json::Val;
-use jaq_std::ValT as _;
 
 use crate::compile::NativeRun;
-use crate::write;
+use crate::value::{self, V};
+use crate::{read, write};
 
-fn empty<'a>() -> jaq_core::ValXs<'a, Val> {
+fn empty<'a>() -> jaq_core::ValXs<'a, V> {
     Box::new(core::iter::empty())
 }
 
@@ -22,28 +23,70 @@ fn eprint_raw(v: &Val) {
     };
 }
 
+/// A native of one argument: `f(input, argument)`.
+fn binary(
+    mut cv: jaq_core::Cv<'_, crate::compile::Kind>,
+    f: fn(&Val, &Val) -> jaq_core::ValR<V>,
+) -> jaq_core::ValXs<'_, V> {
+    let x = cv.0.pop_var();
+    bome(f(&cv.1.0, &x.0))
+}
+
+/// jq's `fromjson`: one JSON text (jq also reads `nan`), errors naming the text.
+fn fromjson(v: &Val) -> jaq_core::ValR<V> {
+    let (Val::TStr(s) | Val::BStr(s)) = v else {
+        return Err(value::fail(format!(
+            "{} cannot be parsed as JSON, as it is not a string",
+            value::described(v)
+        )));
+    };
+    let text = String::from_utf8_lossy(s);
+    match text.trim() {
+        "nan" | "NaN" | "-nan" | "-NaN" => return Ok(V(Val::from(f64::NAN))),
+        _ => {}
+    }
+    read::parse_one(&text)
+        .map(V)
+        .map_err(|e| value::fail(format!("{e} (while parsing '{text}')")))
+}
+
 /// Our natives; each replaces jaq's filter of the same name and arity.
 pub(crate) fn funs() -> Box<[NativeRun]> {
     Box::new([
         ("tojson", v(0), |cv| {
-            bome(Ok(Val::utf8_str(write::to_json(&cv.1))))
+            bome(Ok(V(Val::utf8_str(write::to_json(&cv.1.0)))))
         }),
-        ("input_filename", v(0), |_| bome(Ok(Val::Null))),
+        ("fromjson", v(0), |cv| bome(fromjson(&cv.1.0))),
+        ("length", v(0), |cv| bome(value::length(&cv.1.0))),
+        ("has", v(1), |cv| binary(cv, value::has)),
+        ("contains", v(1), |cv| binary(cv, value::contains)),
+        ("bsearch", v(1), |cv| binary(cv, value::bsearch)),
+        ("indices", v(1), |cv| binary(cv, value::indices)),
+        ("_jaq_indices", v(1), |cv| binary(cv, value::indices)),
+        ("jq_nan", v(0), |_| bome(Ok(V(Val::from(f64::NAN))))),
+        ("jq_infinite", v(0), |_| {
+            bome(Ok(V(Val::from(f64::INFINITY))))
+        }),
+        ("jq_tm", v(1), |mut cv| {
+            let name = cv.0.pop_var();
+            bome(broken_down_time(&cv.1.0, &name.0).map(V))
+        }),
+        ("input_filename", v(0), |_| bome(Ok(V(Val::Null)))),
         ("stderr_empty", v(0), |cv| {
-            eprint_raw(&cv.1);
+            eprint_raw(&cv.1.0);
             empty()
         }),
         ("debug_empty", v(0), |cv| {
             let mut line = b"[\"DEBUG:\",".to_vec();
-            line.extend(write::to_json(&cv.1));
+            line.extend(write::to_json(&cv.1.0));
             line.extend(b"]\n");
             let _ = std::io::stderr().lock().write_all(&line);
             empty()
         }),
         ("halt_error_empty", v(0), |cv| {
             // jq 1.7: a string is printed as is, anything else as JSON and a newline.
-            match &cv.1 {
-                Val::TStr(_) | Val::BStr(_) => eprint_raw(&cv.1),
+            match &cv.1.0 {
+                Val::TStr(_) | Val::BStr(_) => eprint_raw(&cv.1.0),
                 other => {
                     let mut line = write::to_json(other);
                     line.push(b'\n');
@@ -54,36 +97,35 @@ pub(crate) fn funs() -> Box<[NativeRun]> {
         }),
         ("ltrimstr", v(1), |mut cv| {
             let x = cv.0.pop_var();
-            bome(Ok(trim(cv.1, &x, true)))
+            bome(trim(&cv.1.0, &x.0, true).map(V))
         }),
         ("rtrimstr", v(1), |mut cv| {
             let x = cv.0.pop_var();
-            bome(Ok(trim(cv.1, &x, false)))
+            bome(trim(&cv.1.0, &x.0, false).map(V))
         }),
         ("jq_tostring", v(0), |cv| {
-            bome(Ok(match cv.1 {
+            bome(Ok(V(match cv.1.0 {
                 s @ Val::TStr(_) => s,
                 Val::BStr(b) => Val::TStr(b),
                 other => Val::utf8_str(write::to_json(&other)),
-            }))
+            })))
         }),
         ("jq_delpaths", v(1), |mut cv| {
             let paths = cv.0.pop_var();
-            bome(delpaths(cv.1, paths).map_err(jaq_core::Error::str))
+            bome(value::delpaths(cv.1.0, &paths.0).map(V))
         }),
         ("jq_tonumber", v(0), |cv| {
-            bome(match cv.1 {
-                n @ Val::Num(_) => Ok(n),
-                Val::TStr(s) => parse_number(&s).ok_or_else(|| {
-                    let v = Val::TStr(s);
-                    jaq_core::Error::str(format_args!(
+            bome(match cv.1.0 {
+                n @ Val::Num(_) => Ok(V(n)),
+                Val::TStr(s) => parse_number(&s).map(V).ok_or_else(|| {
+                    value::fail(format!(
                         "{} cannot be parsed as a number",
-                        described(&v)
+                        value::described(&Val::TStr(s))
                     ))
                 }),
-                other => Err(jaq_core::Error::str(format_args!(
+                other => Err(value::fail(format!(
                     "{} cannot be parsed as a number",
-                    described(&other)
+                    value::described(&other)
                 ))),
             })
         }),
@@ -114,131 +156,39 @@ fn parse_number(s: &[u8]) -> Option<Val> {
         .map(|f| Val::Num(jaq_json::Num::Float(f)))
 }
 
-/// jq's `ltrimstr`/`rtrimstr`: the input unchanged unless both are strings and it matches.
-fn trim(input: Val, affix: &Val, left: bool) -> Val {
-    if let (Val::TStr(s), Val::TStr(a)) = (&input, affix) {
-        let rest = if left {
-            s.strip_prefix(&a[..])
-        } else {
-            s.strip_suffix(&a[..])
-        };
-        if let Some(rest) = rest {
-            return Val::utf8_str(rest.to_vec());
-        }
-    }
-    input
-}
-
-/// jq's way of naming a value in errors: `string ("abc")`, with long JSON cut at 11 bytes.
-pub(crate) fn described(v: &Val) -> String {
-    let kind = match v {
-        Val::Null => "null",
-        Val::Bool(_) => "boolean",
-        Val::Num(_) => "number",
-        Val::TStr(_) | Val::BStr(_) => "string",
-        Val::Arr(_) => "array",
-        Val::Obj(_) => "object",
+/// jq's `ltrimstr`/`rtrimstr`: both must be strings; the input unchanged unless it matches.
+fn trim(input: &Val, affix: &Val, left: bool) -> Result<Val, jaq_core::Error<V>> {
+    let (Val::TStr(s), Val::TStr(a)) = (input, affix) else {
+        let which = if left { "startswith" } else { "endswith" };
+        return Err(value::fail(format!("{which}() requires string inputs")));
     };
-    let json = write::to_json(v);
-    let text = if json.len() > 11 {
-        let mut cut = 11;
-        while cut > 0 && std::str::from_utf8(&json[..cut]).is_err() {
-            cut -= 1;
-        }
-        format!("{}...", String::from_utf8_lossy(&json[..cut]))
+    let rest = if left {
+        s.strip_prefix(&a[..])
     } else {
-        String::from_utf8_lossy(&json).into_owned()
+        s.strip_suffix(&a[..])
     };
-    format!("{kind} ({text})")
+    Ok(rest.map_or(input.clone(), |rest| Val::utf8_str(rest.to_vec())))
 }
 
-/// jq's `delpaths`: paths deleted from the longest/last to the first, keeping the order of
-/// the remaining object keys (jaq's `del` moves the last key into the hole).
-fn delpaths(v: Val, paths: Val) -> Result<Val, String> {
-    let Val::Arr(paths) = paths else {
-        return Err("Paths must be specified as an array".into());
+/// jq's `jv2tm` check: up to 8 numbers (none `nan`), missing fields 0, else
+/// `NAME requires parsed datetime inputs`.
+fn broken_down_time(v: &Val, name: &Val) -> Result<Val, jaq_core::Error<V>> {
+    let fields = match v {
+        Val::Arr(a) => a.iter().take(8).cloned().collect::<Vec<_>>(),
+        _ => Vec::new(),
     };
-    let mut paths: Vec<Val> = paths.iter().cloned().collect();
-    paths.sort();
-    paths.into_iter().rev().try_fold(v, |v, path| match path {
-        Val::Arr(p) => delpath(v, &p),
-        _ => Err("Path must be specified as an array".into()),
-    })
-}
-
-fn delpath(v: Val, path: &[Val]) -> Result<Val, String> {
-    let Some((first, rest)) = path.split_first() else {
-        return Ok(Val::Null);
-    };
-    match (v, first) {
-        (Val::Null, _) => Ok(Val::Null),
-        (Val::Obj(mut o), Val::TStr(_)) => {
-            let map = jaq_json::Rc::make_mut(&mut o);
-            if rest.is_empty() {
-                map.shift_remove(first);
-            } else if let Some(child) = map.get_mut(first) {
-                *child = delpath(std::mem::take(child), rest)?;
-            }
-            Ok(Val::Obj(o))
-        }
-        (Val::Arr(mut a), Val::Num(n)) => {
-            let len = isize::try_from(a.len()).unwrap_or(isize::MAX);
-            let Some(i) = n
-                .as_isize()
-                .or_else(|| first.as_f64().map(|f| f.floor() as isize))
-            else {
-                return Ok(Val::Arr(a));
-            };
-            let i = if i < 0 { i + len } else { i };
-            if i < 0 && rest.is_empty() {
-                return Err("Out of bounds negative array index".into());
-            }
-            if (0..len).contains(&i) {
-                let vec = jaq_json::Rc::make_mut(&mut a);
-                if rest.is_empty() {
-                    vec.remove(i as usize);
-                } else {
-                    let child = std::mem::take(&mut vec[i as usize]);
-                    vec[i as usize] = delpath(child, rest)?;
-                }
-            }
-            Ok(Val::Arr(a))
-        }
-        (Val::Arr(mut a), Val::Obj(range)) if rest.is_empty() => {
-            let len = isize::try_from(a.len()).unwrap_or(isize::MAX);
-            let bound = |k: &str, default: isize| -> isize {
-                let b = range
-                    .get(&Val::utf8_str(k.as_bytes().to_vec()))
-                    .and_then(|v| match v {
-                        Val::Num(n) => n
-                            .as_isize()
-                            .or_else(|| v.as_f64().map(|f| f.floor() as isize)),
-                        _ => None,
-                    });
-                let b = b.unwrap_or(default);
-                (if b < 0 { b + len } else { b }).clamp(0, len)
-            };
-            let (start, end) = (bound("start", 0), bound("end", len));
-            if start < end {
-                jaq_json::Rc::make_mut(&mut a).drain(start as usize..end as usize);
-            }
-            Ok(Val::Arr(a))
-        }
-        (v, k) => Err(format!(
-            "Cannot delete field at {} index of {}",
-            kind(k),
-            kind(&v)
-        )),
+    let numeric =
+        |x: &Val| matches!(x, Val::Num(_)) && !jaq_std::ValT::as_f64(x).is_some_and(f64::is_nan);
+    if !matches!(v, Val::Arr(_)) || !fields.iter().all(numeric) {
+        let name = match name {
+            Val::TStr(s) => String::from_utf8_lossy(s).into_owned(),
+            _ => String::new(),
+        };
+        return Err(value::fail(format!(
+            "{name} requires parsed datetime inputs"
+        )));
     }
-}
-
-fn kind(v: &Val) -> &'static str {
-    match v {
-        Val::Null => "null",
-        Val::Bool(_) => "boolean",
-        Val::Num(_) => "number",
-        Val::TStr(_) | Val::BStr(_) => "string",
-        Val::Arr(_) => "array",
-        Val::Obj(_) => "object",
-    }
+    let mut fields = fields;
+    fields.resize(8, Val::from(0isize));
+    Ok(Val::Arr(jaq_json::Rc::new(fields)))
 }

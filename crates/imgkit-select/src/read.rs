@@ -11,6 +11,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 /// Nesting deeper than this is an input error (jq 1.7 has the same limit).
 const MAX_DEPTH: usize = 10_000;
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 const INITIAL_BUFFER: usize = 256 * 1024;
 
 /// Where and why the input is not JSON.
@@ -176,6 +177,10 @@ impl<R: Read> Values<R> {
             return None;
         }
         loop {
+            // jq skips a UTF-8 byte order mark at the start of its input.
+            if self.start == 0 && self.dropped == 0 && self.buf[..self.end].starts_with(BOM) {
+                self.start = BOM.len();
+            }
             while self.start < self.end && self.buf[self.start].is_ascii_whitespace() {
                 self.start += 1;
             }
@@ -365,7 +370,7 @@ impl<'de> Visitor<'de> for ValSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Val, A::Error> {
         let depth = self.depth + 1;
         if depth > MAX_DEPTH {
-            return Err(de::Error::custom("exceeds depth limit for parsing"));
+            return Err(de::Error::custom("Exceeds depth limit for parsing"));
         }
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
         while let Some(x) = seq.next_element_seed(ValSeed {
@@ -379,7 +384,7 @@ impl<'de> Visitor<'de> for ValSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Val, A::Error> {
         let depth = self.depth + 1;
         if depth > MAX_DEPTH {
-            return Err(de::Error::custom("exceeds depth limit for parsing"));
+            return Err(de::Error::custom("Exceeds depth limit for parsing"));
         }
         let mut obj = Map::default();
         obj.reserve(16);

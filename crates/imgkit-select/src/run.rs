@@ -11,6 +11,7 @@ use jaq_std::input::RcIter;
 
 use crate::compile::{Data, Kind};
 use crate::read::{self, RawLines, ReadError, Values};
+use crate::value::V;
 use crate::write::{self, Style};
 use crate::{Error, Filter, fast};
 
@@ -42,8 +43,8 @@ pub struct Outcome {
 
 /// jq's text for a runtime error value: strings as they are, other values as JSON with
 /// jq's `(not a string)` marker.
-pub(crate) fn error_message(e: jaq_core::Error<Val>) -> (String, bool) {
-    match e.into_val() {
+pub(crate) fn error_message(e: jaq_core::Error<V>) -> (String, bool) {
+    match e.into_val().0 {
         Val::TStr(s) | Val::BStr(s) => (String::from_utf8_lossy(&s).into_owned(), true),
         other => (
             String::from_utf8_lossy(&write::to_json(&other)).into_owned(),
@@ -98,7 +99,7 @@ impl Filter {
         let failure: RefCell<Option<ReadError>> = RefCell::new(None);
         let source = inputs(input, opts, &line);
         let source = source.map(|r| {
-            r.map_err(|e| {
+            r.map(V).map_err(|e| {
                 let msg = e.to_string();
                 *failure.borrow_mut() = Some(e);
                 msg
@@ -106,7 +107,7 @@ impl Filter {
         });
         let shared = RcIter::new(source);
         // Coerce the boxed iterator to the unsized type jaq's `Inputs` wants.
-        let shared: &RcIter<dyn Iterator<Item = Result<Val, String>> + '_> = &shared;
+        let shared: &RcIter<dyn Iterator<Item = Result<V, String>> + '_> = &shared;
         let data = Data {
             lut: &self.inner.lut,
             inputs: shared,
@@ -120,8 +121,8 @@ impl Filter {
             outputs: 0,
         };
         let mut state = State::default();
-        let null = std::iter::once(Ok(Val::Null));
-        let mut main: Box<dyn Iterator<Item = Result<Val, String>> + '_> = if opts.null_input {
+        let null = std::iter::once(Ok(V(Val::Null)));
+        let mut main: Box<dyn Iterator<Item = Result<V, String>> + '_> = if opts.null_input {
             Box::new(null)
         } else {
             Box::new(shared)
@@ -158,7 +159,7 @@ impl Filter {
     fn eval_one(
         &self,
         ctx: &Ctx<'_, Kind>,
-        x: Val,
+        x: V,
         out: &mut impl Write,
         opts: &RunOptions,
         diagnostics: &mut dyn Write,
@@ -171,7 +172,7 @@ impl Filter {
                 Ok(v) => {
                     state.last = Some(v.as_bool());
                     state.outputs += 1;
-                    write::output(out, opts.style, &v).map_err(Error::WriteOutput)?;
+                    write::output(out, opts.style, &v.0).map_err(Error::WriteOutput)?;
                 }
                 Err(exn) => match exn.get_err() {
                     Ok(e) => {
@@ -180,8 +181,13 @@ impl Filter {
                         out.flush().map_err(Error::WriteOutput)?;
                         let (msg, is_str) = error_message(e);
                         let tag = if is_str { "" } else { " (not a string)" };
-                        let _ =
-                            writeln!(diagnostics, "imgkit: error (at <stdin>:{line}){tag}: {msg}");
+                        // jq names the input's last line, or `<unknown>` before any input (`-n`).
+                        let at = if line == 0 {
+                            "<unknown>".to_string()
+                        } else {
+                            format!("<stdin>:{line}")
+                        };
+                        let _ = writeln!(diagnostics, "imgkit: error (at {at}){tag}: {msg}");
                         // Stop pulling this input's outputs, go on with the next input.
                         return Ok(None);
                     }
@@ -211,7 +217,7 @@ impl Filter {
             Bool(bool),
             Jaq(Val),
         }
-        let no_inputs = RcIter::new(std::iter::empty::<Result<Val, String>>());
+        let no_inputs = RcIter::new(std::iter::empty::<Result<V, String>>());
         let data = Data {
             lut: &self.inner.lut,
             inputs: &no_inputs,
@@ -265,7 +271,7 @@ impl Filter {
                 Step::Jaq(v) => {
                     let line = values.last_line;
                     if let Some(code) =
-                        self.eval_one(&ctx, v, &mut out, opts, diagnostics, &mut state, line)?
+                        self.eval_one(&ctx, V(v), &mut out, opts, diagnostics, &mut state, line)?
                     {
                         let mut outcome = state.finish(opts);
                         outcome.exit_code = code;

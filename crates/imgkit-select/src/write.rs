@@ -52,6 +52,10 @@ pub(crate) fn output(w: &mut impl Write, style: Style, v: &Val) -> io::Result<()
 
 /// Writes `v` as JSON in jq's layout.
 pub(crate) fn value(w: &mut impl Write, style: Style, level: usize, v: &Val) -> io::Result<()> {
+    // jq's printer stops at 10,000 levels.
+    if level > 10_000 {
+        return w.write_all(b"<skipped: too deep>");
+    }
     match v {
         Val::Null => w.write_all(b"null"),
         Val::Bool(true) => w.write_all(b"true"),
