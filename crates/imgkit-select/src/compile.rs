@@ -105,7 +105,7 @@ impl CompileReport {
     }
 }
 
-fn diagnostic(code: &str, found: &str, message: String, label: &str) -> Diagnostic {
+pub(crate) fn diagnostic(code: &str, found: &str, message: String, label: &str) -> Diagnostic {
     // `found` is a slice of `code`; anything else points at the end.
     let offset = (found.as_ptr() as usize).checked_sub(code.as_ptr() as usize);
     let start = offset.filter(|o| *o <= code.len()).unwrap_or(code.len());

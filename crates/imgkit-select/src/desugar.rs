@@ -26,7 +26,7 @@ use std::fmt::Write as _;
 
 use jaq_core::load::lex::{Lexer, StrPart, Tok, Token};
 
-use crate::compile::{CompileReport, Diagnostic};
+use crate::compile::CompileReport;
 
 type Tk<'a> = Token<&'a str>;
 
@@ -625,33 +625,16 @@ fn rewrite_last_alternative(text: &str, n: usize) -> Option<String> {
 /// A compile report pointing at `found`, a slice of `code` (anything else points at its end),
 /// in the style of the compiler's own reports.
 fn report(origin: &str, code: &str, found: &str, message: String, label: &str) -> CompileReport {
-    let start = offset(code, found);
-    let end = (start + found.len()).min(code.len());
-    let line_start = code[..start].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = code[start..].find('\n').map_or(code.len(), |i| start + i);
-    let width = code[start..end.clamp(start, line_end)]
-        .chars()
-        .count()
-        .max(1);
     CompileReport {
         origin: origin.to_string(),
-        diagnostics: vec![Diagnostic {
-            message,
-            label: label.to_string(),
-            line: code[..start].matches('\n').count() + 1,
-            column: code[line_start..start].chars().count() + 1,
-            width,
-            source_line: code[line_start..line_end]
-                .trim_end_matches('\r')
-                .to_string(),
-        }],
+        diagnostics: vec![crate::compile::diagnostic(code, found, message, label)],
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Error, Filter};
+    use crate::{Diagnostic, Error, Filter};
     use serde_json::{Value, json};
 
     fn rewritten(code: &str) -> String {
