@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{Test, bin};
+use crate::util::Test;
+#[cfg(unix)]
+use crate::util::bin;
 
 /// The shared seed images: every engine has these (scripts/engines seed).
 const SHARED: [&str; 10] = [
