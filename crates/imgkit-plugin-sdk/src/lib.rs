@@ -17,8 +17,9 @@
 //!
 //! This crate depends only on serde and serde_json, so it builds for any target.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::process::ExitCode;
 
 use serde::{Deserialize, Serialize};
@@ -52,13 +53,7 @@ impl Record {
     /// nothing for a `<none>` repository, the bare repository for a `<none>` tag, else
     /// `repository:tag`.
     pub fn reference(&self) -> Option<String> {
-        if self.repository == NONE {
-            None
-        } else if self.tag == NONE {
-            Some(self.repository.clone())
-        } else {
-            Some(format!("{}:{}", self.repository, self.tag))
-        }
+        reference(&self.repository, &self.tag)
     }
 
     /// The time in `CreatedAt` ("2026-11-28 06:34:53 +0000 UTC") as seconds since the Unix
@@ -68,15 +63,90 @@ impl Record {
     }
 }
 
+/// [`Record`] borrowed from the input line: the same keys, but no string is copied unless it
+/// holds a JSON escape. What [`run_ref`] hands out; several times cheaper to read than a
+/// [`Record`] on big listings. `.into_owned()` gives a [`Record`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct RecordRef<'a> {
+    #[serde(borrow)]
+    pub containers: Cow<'a, str>,
+    #[serde(borrow)]
+    pub created_at: Cow<'a, str>,
+    #[serde(borrow)]
+    pub created_since: Cow<'a, str>,
+    #[serde(borrow)]
+    pub digest: Cow<'a, str>,
+    #[serde(borrow, rename = "ID")]
+    pub id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub repository: Cow<'a, str>,
+    #[serde(borrow)]
+    pub shared_size: Cow<'a, str>,
+    #[serde(borrow)]
+    pub size: Cow<'a, str>,
+    #[serde(borrow)]
+    pub tag: Cow<'a, str>,
+    #[serde(borrow)]
+    pub unique_size: Cow<'a, str>,
+    #[serde(borrow)]
+    pub virtual_size: Option<Cow<'a, str>>,
+}
+
+impl RecordRef<'_> {
+    /// What imgkit's default filter prints for this record, as [`Record::reference`].
+    pub fn reference(&self) -> Option<String> {
+        reference(&self.repository, &self.tag)
+    }
+
+    /// `CreatedAt` as seconds since the Unix epoch, as [`Record::created_unix`].
+    pub fn created_unix(&self) -> Option<i64> {
+        created_unix(&self.created_at)
+    }
+
+    /// The same record with its own strings.
+    pub fn into_owned(self) -> Record {
+        Record {
+            containers: self.containers.into_owned(),
+            created_at: self.created_at.into_owned(),
+            created_since: self.created_since.into_owned(),
+            digest: self.digest.into_owned(),
+            id: self.id.into_owned(),
+            repository: self.repository.into_owned(),
+            shared_size: self.shared_size.into_owned(),
+            size: self.size.into_owned(),
+            tag: self.tag.into_owned(),
+            unique_size: self.unique_size.into_owned(),
+            virtual_size: self.virtual_size.map(Cow::into_owned),
+        }
+    }
+}
+
+/// The default filter's output for a repository and tag: nothing for a `<none>` repository,
+/// the bare repository for a `<none>` tag, else `repository:tag`.
+fn reference(repository: &str, tag: &str) -> Option<String> {
+    if repository == NONE {
+        None
+    } else if tag == NONE {
+        Some(repository.to_owned())
+    } else {
+        let mut r = String::with_capacity(repository.len() + 1 + tag.len());
+        r.push_str(repository);
+        r.push(':');
+        r.push_str(tag);
+        Some(r)
+    }
+}
+
 /// Parses docker's `CreatedAt` format to seconds since the Unix epoch.
-pub fn created_unix(s: &str) -> Option<i64> {
-    let mut parts = s.split(' ');
+pub fn created_unix(text: &str) -> Option<i64> {
+    let mut parts = text.split(' ');
     let (date, time, offset) = (parts.next()?, parts.next()?, parts.next()?);
     let num = |s: &str| s.parse::<i64>().ok();
-    let mut d = date.split('-').map(num);
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.split(':').map(num);
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    let mut ymd = date.split('-').map(num);
+    let (year, month, day) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let mut hms = time.split(':').map(num);
+    let (hh, mm, ss) = (hms.next()??, hms.next()??, hms.next()??);
     let (sign, off) = offset.split_at_checked(1)?;
     if off.len() != 4 {
         return None;
@@ -87,7 +157,7 @@ pub fn created_unix(s: &str) -> Option<i64> {
         "-" => -off_min * 60,
         _ => return None,
     };
-    Some(days_from_civil(y, m, day) * 86_400 + hh * 3600 + mm * 60 + ss - off_sec)
+    Some(days_from_civil(year, month, day) * 86_400 + hh * 3600 + mm * 60 + ss - off_sec)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -142,36 +212,44 @@ impl From<std::io::Error> for Error {
     }
 }
 
+/// Bytes read from stdin at a time: one host call per chunk instead of one per 8 KiB.
+const INPUT_BUFFER: usize = 1 << 20;
+/// Bytes of output buffered before a write to stdout.
+const OUTPUT_BUFFER: usize = 64 << 10;
+
 /// Runs `select` on every record of stdin and prints what it returns; the whole plugin in one
 /// call. Returns the exit code for `main`: 0, or 2 after printing the error to stderr.
 pub fn run<F: FnMut(Record) -> Option<String>>(select: F) -> ExitCode {
-    finish(filter(
-        std::io::stdin().lock(),
-        std::io::stdout().lock(),
-        select,
-    ))
+    finish(filter(stdin(), std::io::stdout().lock(), select))
+}
+
+/// [`run`] with each record borrowed from its input line ([`RecordRef`]): the fast path for
+/// plugins that look at a few fields of every record of a big listing.
+pub fn run_ref<F: FnMut(RecordRef<'_>) -> Option<String>>(select: F) -> ExitCode {
+    finish(filter_ref(stdin(), std::io::stdout().lock(), select))
 }
 
 /// [`run`] with each record as raw JSON (every key, any value type).
 pub fn run_json<F: FnMut(serde_json::Value) -> Option<String>>(select: F) -> ExitCode {
-    finish(filter(
-        std::io::stdin().lock(),
-        std::io::stdout().lock(),
-        select,
-    ))
+    finish(filter(stdin(), std::io::stdout().lock(), select))
 }
 
 /// Reads all records first, then prints the references `select` returns: for plugins that
 /// look at the whole listing (e.g. keep the newest tag per repository).
 pub fn run_all<F: FnOnce(Vec<Record>) -> Vec<String>>(select: F) -> ExitCode {
-    let result = read_all(std::io::stdin().lock()).and_then(|records| {
-        let mut out = BufWriter::new(std::io::stdout().lock());
+    let result = read_all(stdin()).and_then(|records| {
+        let mut out = BufWriter::with_capacity(OUTPUT_BUFFER, std::io::stdout().lock());
         for r in select(records) {
             writeln!(out, "{r}")?;
         }
         out.flush().map_err(Error::from)
     });
     finish(result)
+}
+
+/// stdin with a big buffer (std's own is 8 KiB; reads this large bypass it).
+fn stdin() -> BufReader<std::io::StdinLock<'static>> {
+    BufReader::with_capacity(INPUT_BUFFER, std::io::stdin().lock())
 }
 
 /// The loop behind [`run`], over any reader and writer (for tests).
@@ -182,48 +260,101 @@ where
     W: Write,
     F: FnMut(T) -> Option<String>,
 {
-    let mut out = BufWriter::with_capacity(64 << 10, output);
-    for_each_record(input, |record| {
-        if let Some(r) = select(record) {
-            out.write_all(r.as_bytes())?;
-            out.write_all(b"\n")?;
-        }
-        Ok(())
+    let mut out = BufWriter::with_capacity(OUTPUT_BUFFER, output);
+    for_each_line(input, |n, line| {
+        let record =
+            serde_json::from_slice(line).map_err(|source| Error::BadRecord { line: n, source })?;
+        write_selected(&mut out, select(record))
     })?;
     out.flush()?;
+    Ok(())
+}
+
+/// The loop behind [`run_ref`], over any reader and writer (for tests).
+pub fn filter_ref<R, W, F>(input: R, output: W, mut select: F) -> Result<(), Error>
+where
+    R: BufRead,
+    W: Write,
+    F: FnMut(RecordRef<'_>) -> Option<String>,
+{
+    let mut out = BufWriter::with_capacity(OUTPUT_BUFFER, output);
+    for_each_line(input, |n, line| {
+        let record: RecordRef<'_> =
+            serde_json::from_slice(line).map_err(|source| Error::BadRecord { line: n, source })?;
+        write_selected(&mut out, select(record))
+    })?;
+    out.flush()?;
+    Ok(())
+}
+
+fn write_selected<W: Write>(out: &mut W, selected: Option<String>) -> Result<(), Error> {
+    if let Some(r) = selected {
+        out.write_all(r.as_bytes())?;
+        out.write_all(b"\n")?;
+    }
     Ok(())
 }
 
 /// Reads every record of `input`.
 pub fn read_all<T: serde::de::DeserializeOwned, R: BufRead>(input: R) -> Result<Vec<T>, Error> {
     let mut all = Vec::new();
-    for_each_record(input, |r| {
-        all.push(r);
+    for_each_line(input, |n, line| {
+        all.push(
+            serde_json::from_slice(line).map_err(|source| Error::BadRecord { line: n, source })?,
+        );
         Ok(())
     })?;
     Ok(all)
 }
 
-fn for_each_record<T, R, F>(mut input: R, mut each: F) -> Result<(), Error>
+/// Calls `each(line_number, line)` for every non-blank line of `input` (without its `\n`).
+/// Lines are handed out straight from the reader's buffer; only a line cut by the buffer's end
+/// is copied.
+fn for_each_line<R, F>(mut input: R, mut each: F) -> Result<(), Error>
 where
-    T: serde::de::DeserializeOwned,
     R: BufRead,
-    F: FnMut(T) -> Result<(), Error>,
+    F: FnMut(usize, &[u8]) -> Result<(), Error>,
 {
-    let mut line = Vec::with_capacity(1024);
+    let mut partial = Vec::new();
     let mut n = 0;
-    loop {
-        line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
+    let mut line = |n: &mut usize, line: &[u8]| {
+        *n += 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }
-        n += 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
+        each(*n, line)
+    };
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if buf.is_empty() {
+            if !partial.is_empty() {
+                line(&mut n, &partial)?;
+            }
+            return Ok(());
         }
-        let record =
-            serde_json::from_slice(&line).map_err(|source| Error::BadRecord { line: n, source })?;
-        each(record)?;
+        let len = buf.len();
+        let mut rest = buf;
+        if !partial.is_empty() {
+            let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+                partial.extend_from_slice(rest);
+                input.consume(len);
+                continue;
+            };
+            partial.extend_from_slice(&rest[..end]);
+            line(&mut n, &partial)?;
+            partial.clear();
+            rest = &rest[end + 1..];
+        }
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            line(&mut n, &rest[..end])?;
+            rest = &rest[end + 1..];
+        }
+        partial.extend_from_slice(rest);
+        input.consume(len);
     }
 }
 
@@ -262,6 +393,53 @@ mod tests {
             "\n",
         );
         assert_eq!(lines(input), "alpine:3.20\nbusybox\n");
+    }
+
+    #[test]
+    fn borrowed_records_agree_with_owned_ones_across_buffer_edges() {
+        let input = concat!(
+            r#"{"Repository":"alpine","Tag":"3.20","Size":"7.8MB"}"#,
+            "\n",
+            r#"{"Repository":"<none>","Tag":"<none>"}"#,
+            "\r\n  \n",
+            r#"{"Repository":"b\u0075sybox","Tag":"<none>","Extra":[1,{"x":"y"}]}"#,
+            "\n",
+            r#"{"Repository":"ghcr.io/o/a","Tag":"v1"}"#,
+        );
+        for cap in [1, 2, 7, 64, 1 << 20] {
+            let mut owned = Vec::new();
+            filter(
+                std::io::BufReader::with_capacity(cap, input.as_bytes()),
+                &mut owned,
+                |r: Record| r.reference(),
+            )
+            .unwrap();
+            let mut borrowed = Vec::new();
+            filter_ref(
+                std::io::BufReader::with_capacity(cap, input.as_bytes()),
+                &mut borrowed,
+                |r| r.reference(),
+            )
+            .unwrap();
+            assert_eq!(
+                String::from_utf8(owned).unwrap(),
+                "alpine:3.20\nbusybox\nghcr.io/o/a:v1\n",
+                "buffer {cap}"
+            );
+            assert_eq!(
+                String::from_utf8(borrowed).unwrap(),
+                "alpine:3.20\nbusybox\nghcr.io/o/a:v1\n",
+                "buffer {cap}"
+            );
+        }
+    }
+
+    #[test]
+    fn record_ref_into_owned() {
+        let line = r#"{"ID":"abc","Repository":"x","Tag":"y","VirtualSize":"1MB"}"#;
+        let r: RecordRef<'_> = serde_json::from_str(line).unwrap();
+        let owned: Record = serde_json::from_str(line).unwrap();
+        assert_eq!(r.into_owned(), owned);
     }
 
     #[test]
