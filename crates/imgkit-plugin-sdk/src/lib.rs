@@ -15,6 +15,9 @@
 //! }
 //! ```
 //!
+//! On big listings, [`run_ref`] (records borrowed from the input line) and [`run_lines`] (parse
+//! only the keys you need) do the same job with far less copying.
+//!
 //! This crate depends only on serde and serde_json, so it builds for any target.
 
 use std::borrow::Cow;
