@@ -199,6 +199,8 @@ pub enum Error {
         line: usize,
         source: serde_json::Error,
     },
+    /// A line of input is not UTF-8 (so not JSON; `line` counts from 1).
+    NotUtf8 { line: usize },
     /// Reading stdin or writing stdout failed.
     Io(std::io::Error),
 }
@@ -207,6 +209,7 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::BadRecord { line, source } => write!(f, "line {line}: not a record: {source}"),
+            Error::NotUtf8 { line } => write!(f, "line {line}: not a record: not UTF-8"),
             Error::Io(e) => write!(f, "{e}"),
         }
     }
@@ -239,12 +242,12 @@ pub fn run_ref<F: FnMut(RecordRef<'_>) -> Option<String>>(select: F) -> ExitCode
 
 /// [`run`] over raw input lines: `select` gets each non-blank line (without its newline) and
 /// parses what it needs itself, typically into its own struct of borrowed fields with
-/// [`serde_json::from_slice`], e.g. only `Repository` and `Tag`. Unread keys are skipped
+/// [`serde_json::from_str`], e.g. only `Repository` and `Tag`. Unread keys are skipped
 /// without checking their text, so this is the fastest loop on big listings (see
 /// `filters/plugins/default`). A parse error stops the run, naming the line.
 pub fn run_lines<F>(select: F) -> ExitCode
 where
-    F: FnMut(&[u8]) -> Result<Option<String>, serde_json::Error>,
+    F: FnMut(&str) -> Result<Option<String>, serde_json::Error>,
 {
     finish(filter_lines(stdin(), std::io::stdout().lock(), select))
 }
@@ -283,7 +286,7 @@ where
     let mut out = BufWriter::with_capacity(OUTPUT_BUFFER, output);
     for_each_line(input, |n, line| {
         let record =
-            serde_json::from_slice(line).map_err(|source| Error::BadRecord { line: n, source })?;
+            serde_json::from_str(line).map_err(|source| Error::BadRecord { line: n, source })?;
         write_selected(&mut out, select(record))
     })?;
     out.flush()?;
@@ -300,7 +303,7 @@ where
     let mut out = BufWriter::with_capacity(OUTPUT_BUFFER, output);
     for_each_line(input, |n, line| {
         let record: RecordRef<'_> =
-            serde_json::from_slice(line).map_err(|source| Error::BadRecord { line: n, source })?;
+            serde_json::from_str(line).map_err(|source| Error::BadRecord { line: n, source })?;
         write_selected(&mut out, select(record))
     })?;
     out.flush()?;
@@ -312,7 +315,7 @@ pub fn filter_lines<R, W, F>(input: R, output: W, mut select: F) -> Result<(), E
 where
     R: BufRead,
     W: Write,
-    F: FnMut(&[u8]) -> Result<Option<String>, serde_json::Error>,
+    F: FnMut(&str) -> Result<Option<String>, serde_json::Error>,
 {
     let mut out = BufWriter::with_capacity(OUTPUT_BUFFER, output);
     for_each_line(input, |n, line| {
@@ -336,7 +339,7 @@ pub fn read_all<T: serde::de::DeserializeOwned, R: BufRead>(input: R) -> Result<
     let mut all = Vec::new();
     for_each_line(input, |n, line| {
         all.push(
-            serde_json::from_slice(line).map_err(|source| Error::BadRecord { line: n, source })?,
+            serde_json::from_str(line).map_err(|source| Error::BadRecord { line: n, source })?,
         );
         Ok(())
     })?;
@@ -345,11 +348,12 @@ pub fn read_all<T: serde::de::DeserializeOwned, R: BufRead>(input: R) -> Result<
 
 /// Calls `each(line_number, line)` for every non-blank line of `input` (without its `\n`).
 /// Lines are handed out straight from the reader's buffer; only a line cut by the buffer's end
-/// is copied.
+/// is copied. Each line's UTF-8 is checked once here, so serde_json (`from_str`) need not check
+/// every string it reads again.
 fn for_each_line<R, F>(mut input: R, mut each: F) -> Result<(), Error>
 where
     R: BufRead,
-    F: FnMut(usize, &[u8]) -> Result<(), Error>,
+    F: FnMut(usize, &str) -> Result<(), Error>,
 {
     let mut partial = Vec::new();
     let mut n = 0;
@@ -358,7 +362,8 @@ where
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }
-        each(*n, line)
+        let text = std::str::from_utf8(line).map_err(|_| Error::NotUtf8 { line: *n })?;
+        each(*n, text)
     };
     loop {
         let buf = match input.fill_buf() {
@@ -504,7 +509,7 @@ mod tests {
         let input = "{\"Repository\":\"a\",\"Tag\":\"1\",\"X\":[\"\\u00e9\"]}\n\n{\"Repository\":\"<none>\"}\nnope\n";
         let mut out = Vec::new();
         let err = filter_lines(input.as_bytes(), &mut out, |line| {
-            let k: Keys<'_> = serde_json::from_slice(line)?;
+            let k: Keys<'_> = serde_json::from_str(line)?;
             Ok(reference(&k.repository, &k.tag))
         })
         .unwrap_err();
@@ -536,6 +541,15 @@ mod tests {
         let r: RecordRef<'_> = serde_json::from_str(line).unwrap();
         let owned: Record = serde_json::from_str(line).unwrap();
         assert_eq!(r.into_owned(), owned);
+    }
+
+    #[test]
+    fn bad_utf8_names_its_line() {
+        let err = filter(&b"{}\n{\"Tag\":\"\xff\"}\n"[..], Vec::new(), |r: Record| {
+            r.reference()
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "line 2: not a record: not UTF-8");
     }
 
     #[test]

@@ -22,7 +22,7 @@ struct Keys<'a> {
 
 fn main() -> std::process::ExitCode {
     run_lines(|line| {
-        let keys: Keys<'_> = serde_json::from_slice(line)?;
+        let keys: Keys<'_> = serde_json::from_str(line)?;
         Ok(reference(&keys.repository, &keys.tag))
     })
 }
