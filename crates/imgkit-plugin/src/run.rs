@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{RecvTimeoutError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, channel, sync_channel};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,12 +17,12 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, I32Exit, WasiCtxBuilder};
 use crate::error::Error;
 use crate::limits::{Clock, Limits, STDERR_SHOWN};
 use crate::plugin::Plugin;
-use crate::stdio::{CappedOutput, ChannelStdin, Progress};
+use crate::stdio::{CappedOutput, ChannelStdin, Progress, StreamedStdout};
 
 /// How often the deadline is checked.
 const TICK: Duration = Duration::from_millis(50);
 /// Input chunk size, and how many chunks may wait for the plugin.
-const CHUNK: usize = 64 << 10;
+const CHUNK: usize = 256 << 10;
 const CHUNKS_IN_FLIGHT: usize = 4;
 /// The plugin runs on its own thread with this much native stack (the wasm stack is 1 MiB).
 const THREAD_STACK: usize = 8 << 20;
@@ -135,17 +135,20 @@ impl Plugin {
     pub fn execute(&self, records_jsonl: &mut dyn Read) -> Result<Outcome, Error> {
         let limits = self.options.limits.clone();
         let progress = Arc::new(Progress::default());
-        let (tx, rx) = sync_channel::<Bytes>(CHUNKS_IN_FLIGHT);
+        let (tx, rx) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+        let (recycle_tx, recycle_rx) = channel::<Vec<u8>>();
+        let (out_tx, out_rx) = channel::<Bytes>();
         let cap_limits = limits.clone();
-        let stdout = CappedOutput::stdout(
+        let stdout = StreamedStdout::new(
+            out_tx,
             progress.clone(),
             Arc::new(move |input| cap_limits.output_cap(input)),
         );
         let stderr = CappedOutput::stderr(usize::try_from(limits.max_stderr).unwrap_or(usize::MAX));
 
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdin(ChannelStdin::new(rx))
-            .stdout(stdout.clone())
+        wasi.stdin(ChannelStdin::new(rx, recycle_tx))
+            .stdout(stdout)
             .stderr(stderr.clone())
             .arg(&self.name)
             .allow_tcp(false)
@@ -188,8 +191,12 @@ impl Plugin {
         });
 
         let (stop_tx, stop_rx) = sync_channel::<()>(0);
-        let (finished, input_error) = std::thread::scope(|scope| {
+        let (finished, input_error, checked) = std::thread::scope(|scope| {
             let engine = &self.engine;
+            // References are checked as the plugin prints them, on the core the feeder leaves
+            // idle, rather than all at the end.
+            let path = &self.path;
+            let checker = scope.spawn(move || check_output(path, &out_rx));
             let ticker = scope.spawn(move || {
                 while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(TICK) {
                     engine.increment_epoch();
@@ -212,15 +219,17 @@ impl Plugin {
                         deadline_hit: data.deadline_hit,
                         memory_refused: data.limiter.refused,
                     }
-                    // The store (and with it stdin's receiver) drops here, which stops the feeder.
+                    // The store drops here, and with it stdin's receiver (which stops the feeder)
+                    // and stdout's sender (which ends the checker's input).
                 })
                 .expect("spawn the plugin thread");
-            let input_error = feed(records_jsonl, &tx, &progress).err();
+            let input_error = feed(records_jsonl, &tx, &recycle_rx, &progress).err();
             drop(tx);
             let finished = guest.join().expect("plugin thread does not panic");
             drop(stop_tx);
             ticker.join().expect("ticker thread does not panic");
-            (finished, input_error)
+            let checked = checker.join().expect("output checker does not panic");
+            (finished, input_error, checked)
         });
 
         let err_text = String::from_utf8_lossy(&stderr.take()).into_owned();
@@ -236,7 +245,7 @@ impl Plugin {
         {
             return Err(err);
         }
-        let references = parse_output(&self.path, &stdout.take())?;
+        let references = checked?;
         Ok(Outcome {
             references,
             stderr: err_text,
@@ -355,15 +364,18 @@ fn top_up_fuel(
 }
 
 /// Copies the input into the channel in chunks, counting lines and bytes before each send so
-/// the fuel and output caps already include a chunk when the plugin sees it.
+/// the fuel and output caps already include a chunk when the plugin sees it. Buffers the
+/// plugin has read come back through `recycled` and are filled again.
 fn feed(
     input: &mut dyn Read,
-    tx: &std::sync::mpsc::SyncSender<Bytes>,
+    tx: &SyncSender<Vec<u8>>,
+    recycled: &Receiver<Vec<u8>>,
     progress: &Progress,
 ) -> std::io::Result<()> {
     let mut last = b'\n';
     loop {
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = recycled.try_recv().unwrap_or_default();
+        buf.resize(CHUNK, 0);
         let n = match input.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -372,11 +384,11 @@ fn feed(
         };
         buf.truncate(n);
         last = buf[n - 1];
-        #[allow(clippy::naive_bytecount)] // 64 KiB chunks: the loop vectorizes, no crate needed
+        #[allow(clippy::naive_bytecount)] // one pass over a chunk: the loop vectorizes
         let lines = buf.iter().filter(|&&b| b == b'\n').count() as u64;
         progress.records.fetch_add(lines, Ordering::Relaxed);
         progress.input_bytes.fetch_add(n as u64, Ordering::Relaxed);
-        if tx.send(Bytes::from(buf)).is_err() {
+        if tx.send(buf).is_err() {
             // The plugin has finished without reading everything: that is its right.
             return Ok(());
         }
@@ -399,30 +411,72 @@ fn head(s: &str) -> String {
     format!("{}…", &s[..end])
 }
 
-/// Splits stdout into lines and checks each is an image reference.
-fn parse_output(plugin: &Path, out: &[u8]) -> Result<Vec<String>, Error> {
-    let mut refs = Vec::new();
-    for (i, line) in out.split(|&b| b == b'\n').enumerate() {
-        if line.is_empty() {
+/// Splits stdout, as it arrives, into lines and checks each is an image reference. After the
+/// first bad line it only drains the channel.
+fn check_output(plugin: &Path, chunks: &Receiver<Bytes>) -> Result<Vec<String>, Error> {
+    let mut lines = OutputLines {
+        plugin,
+        refs: Vec::new(),
+        number: 0,
+        error: None,
+    };
+    let mut partial = Vec::new();
+    for chunk in chunks {
+        if lines.error.is_some() {
             continue;
         }
+        let mut rest = &chunk[..];
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            if partial.is_empty() {
+                lines.check(&rest[..end]);
+            } else {
+                partial.extend_from_slice(&rest[..end]);
+                lines.check(&partial);
+                partial.clear();
+            }
+            rest = &rest[end + 1..];
+        }
+        partial.extend_from_slice(rest);
+    }
+    if !partial.is_empty() {
+        lines.check(&partial);
+    }
+    match lines.error {
+        Some(e) => Err(e),
+        None => Ok(lines.refs),
+    }
+}
+
+struct OutputLines<'a> {
+    plugin: &'a Path,
+    refs: Vec<String>,
+    /// Lines seen, empty ones included.
+    number: usize,
+    error: Option<Error>,
+}
+
+impl OutputLines<'_> {
+    fn check(&mut self, line: &[u8]) {
+        self.number += 1;
+        if line.is_empty() || self.error.is_some() {
+            return;
+        }
         let invalid = |text: String, reason: String| Error::InvalidOutput {
-            plugin: plugin.to_path_buf(),
-            line: i + 1,
+            plugin: self.plugin.to_path_buf(),
+            line: self.number,
             text,
             reason,
         };
-        let text = std::str::from_utf8(line).map_err(|_| {
-            invalid(
-                String::from_utf8_lossy(line).into_owned(),
-                "it is not UTF-8".into(),
-            )
-        })?;
+        let Ok(text) = std::str::from_utf8(line) else {
+            let text = String::from_utf8_lossy(line).into_owned();
+            self.error = Some(invalid(text, "it is not UTF-8".into()));
+            return;
+        };
         if let Err(e) = ImageRef::parse(text) {
             let shown: String = text.chars().take(200).collect();
-            return Err(invalid(shown, e.to_string()));
+            self.error = Some(invalid(shown, e.to_string()));
+            return;
         }
-        refs.push(text.to_owned());
+        self.refs.push(text.to_owned());
     }
-    Ok(refs)
 }

@@ -1,8 +1,9 @@
-//! The plugin's stdin, stdout and stderr: a bounded channel of input chunks (so a big listing
-//! streams through in constant memory) and capped in-memory outputs.
+//! The plugin's stdin, stdout and stderr: a bounded channel of reused input chunks (so a big
+//! listing streams through in constant memory), stdout streamed to a checking thread under a
+//! cap, and stderr capped in memory.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -21,22 +22,28 @@ pub(crate) struct Progress {
     pub(crate) output_overflow: AtomicBool,
 }
 
-/// stdin: chunks from the feeding thread; end of input when the sender is dropped.
+/// stdin: chunks from the feeding thread; end of input when the sender is dropped. Each chunk,
+/// once read, goes back to the feeder to be filled again, so a big listing streams through a
+/// few reused buffers (no allocation, zeroing or page faults per chunk).
 pub(crate) struct ChannelStdin {
     inner: Arc<Mutex<ChannelReader>>,
 }
 
 struct ChannelReader {
-    rx: Receiver<Bytes>,
-    pending: Bytes,
+    rx: Receiver<Vec<u8>>,
+    recycle: Sender<Vec<u8>>,
+    pending: Vec<u8>,
+    pos: usize,
 }
 
 impl ChannelStdin {
-    pub(crate) fn new(rx: Receiver<Bytes>) -> Self {
+    pub(crate) fn new(rx: Receiver<Vec<u8>>, recycle: Sender<Vec<u8>>) -> Self {
         Self {
             inner: Arc::new(Mutex::new(ChannelReader {
                 rx,
-                pending: Bytes::new(),
+                recycle,
+                pending: Vec::new(),
+                pos: 0,
             })),
         }
     }
@@ -64,16 +71,21 @@ struct ChannelInput(Arc<Mutex<ChannelReader>>);
 impl InputStream for ChannelInput {
     fn read(&mut self, size: usize) -> StreamResult<Bytes> {
         let mut r = self.0.lock().expect("stdin lock");
-        if r.pending.is_empty() {
+        if r.pos == r.pending.len() {
             // Blocks until the feeder sends a chunk or finishes: this runs on the plugin's
             // own thread, which has nothing else to do meanwhile.
-            match r.rx.recv() {
-                Ok(chunk) => r.pending = chunk,
-                Err(_) => return Err(StreamError::Closed),
-            }
+            let Ok(chunk) = r.rx.recv() else {
+                return Err(StreamError::Closed);
+            };
+            let done = std::mem::replace(&mut r.pending, chunk);
+            r.pos = 0;
+            // The feeder may have finished: then the buffer is simply freed.
+            let _ = r.recycle.send(done);
         }
-        let n = size.min(r.pending.len());
-        Ok(r.pending.split_to(n))
+        let n = size.min(r.pending.len() - r.pos);
+        let bytes = Bytes::copy_from_slice(&r.pending[r.pos..r.pos + n]);
+        r.pos += n;
+        Ok(bytes)
     }
 }
 
@@ -82,41 +94,88 @@ impl Pollable for ChannelInput {
     async fn ready(&mut self) {}
 }
 
-/// stdout or stderr kept in memory up to a cap. For stdout, going over the cap traps the guest
-/// (a full pipe would only give it EIO, which many programs ignore); for stderr, bytes past the
-/// cap are dropped silently.
+/// stdout: every write goes to a checking thread as it happens (so references are checked
+/// while the plugin still runs), up to a cap that traps the guest (a full pipe would only give
+/// it EIO, which many programs ignore).
 #[derive(Clone)]
-pub(crate) struct CappedOutput {
-    buf: Arc<Mutex<Vec<u8>>>,
-    kind: OutputKind,
+pub(crate) struct StreamedStdout {
+    tx: Sender<Bytes>,
+    written: Arc<AtomicU64>,
+    progress: Arc<Progress>,
+    cap: Arc<dyn Fn(u64) -> u64 + Send + Sync>,
 }
 
-#[derive(Clone)]
-enum OutputKind {
-    /// Trap past `cap(progress)`.
-    Stdout {
-        progress: Arc<Progress>,
-        cap: Arc<dyn Fn(u64) -> u64 + Send + Sync>,
-    },
-    /// Keep the first `keep` bytes.
-    Stderr { keep: usize },
-}
-
-impl CappedOutput {
-    pub(crate) fn stdout(
+impl StreamedStdout {
+    pub(crate) fn new(
+        tx: Sender<Bytes>,
         progress: Arc<Progress>,
         cap: Arc<dyn Fn(u64) -> u64 + Send + Sync>,
     ) -> Self {
         Self {
-            buf: Arc::default(),
-            kind: OutputKind::Stdout { progress, cap },
+            tx,
+            written: Arc::default(),
+            progress,
+            cap,
         }
     }
+}
 
+impl IsTerminal for StreamedStdout {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for StreamedStdout {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(MemoryOutputPipe::new(0))
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+impl OutputStream for StreamedStdout {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        let cap = (self.cap)(self.progress.input_bytes.load(Ordering::Relaxed));
+        let total = self.written.load(Ordering::Relaxed) + bytes.len() as u64;
+        if total > cap {
+            self.progress.output_overflow.store(true, Ordering::Relaxed);
+            return Err(StreamError::trap("plugin output over its cap"));
+        }
+        self.written.store(total, Ordering::Relaxed);
+        // The checker stops listening only after it has seen everything or failed.
+        let _ = self.tx.send(bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(1 << 20)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for StreamedStdout {
+    async fn ready(&mut self) {}
+}
+
+/// stderr, kept in memory up to a cap; bytes past the cap are dropped silently.
+#[derive(Clone)]
+pub(crate) struct CappedOutput {
+    buf: Arc<Mutex<Vec<u8>>>,
+    keep: usize,
+}
+
+impl CappedOutput {
     pub(crate) fn stderr(keep: usize) -> Self {
         Self {
             buf: Arc::default(),
-            kind: OutputKind::Stderr { keep },
+            keep,
         }
     }
 
@@ -144,20 +203,8 @@ impl StdoutStream for CappedOutput {
 impl OutputStream for CappedOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
         let mut buf = self.buf.lock().expect("output lock");
-        match &self.kind {
-            OutputKind::Stdout { progress, cap } => {
-                let cap = cap(progress.input_bytes.load(Ordering::Relaxed));
-                if (buf.len() + bytes.len()) as u64 > cap {
-                    progress.output_overflow.store(true, Ordering::Relaxed);
-                    return Err(StreamError::trap("plugin output over its cap"));
-                }
-                buf.extend_from_slice(&bytes);
-            }
-            OutputKind::Stderr { keep } => {
-                let room = keep.saturating_sub(buf.len());
-                buf.extend_from_slice(&bytes[..room.min(bytes.len())]);
-            }
-        }
+        let room = self.keep.saturating_sub(buf.len());
+        buf.extend_from_slice(&bytes[..room.min(bytes.len())]);
         Ok(())
     }
 
