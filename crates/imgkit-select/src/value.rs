@@ -226,8 +226,9 @@ fn range_of(o: &Map<J, J>) -> (Option<&J>, Option<&J>) {
     )
 }
 
-/// jq's `jv_get`: `.[k]`.
-pub(crate) fn get(t: J, k: &J) -> ValR {
+/// jq's `jv_get`: `.[k]`. Takes the value by reference, so asking does not make a later
+/// update of the same value copy it.
+pub(crate) fn get(t: &J, k: &J) -> ValR {
     match (t, k) {
         (J::Obj(o), J::TStr(_) | J::BStr(_)) => Ok(V(o.get(k).cloned().unwrap_or_default())),
         (J::Arr(a), J::Num(n)) => Ok(V(index_of(n)
@@ -235,13 +236,13 @@ pub(crate) fn get(t: J, k: &J) -> ValR {
             .and_then(|i| usize::try_from(i).ok())
             .and_then(|i| a.get(i).cloned())
             .unwrap_or_default())),
-        (t @ (J::Arr(_) | J::TStr(_) | J::BStr(_) | J::Null), J::Obj(o)) => {
+        (J::Arr(_) | J::TStr(_) | J::BStr(_) | J::Null, J::Obj(o)) => {
             let (start, end) = range_of(o);
-            slice(t, start, end)
+            slice(t.clone(), start, end)
         }
-        (J::Arr(a), J::Arr(_)) => J::Arr(a).index(k).map(V).map_err(|_| fail("indices")),
+        (J::Arr(_), J::Arr(_)) => t.clone().index(k).map(V).map_err(|_| fail("indices")),
         (J::Null, J::TStr(_) | J::BStr(_) | J::Num(_)) => Ok(V(J::Null)),
-        (t, k) => Err(index_error(&t, k)),
+        (t, k) => Err(index_error(t, k)),
     }
 }
 
@@ -351,7 +352,7 @@ fn update_index<'a, I: Iterator<Item = ValX<'a>>>(
         (J::TStr(_) | J::BStr(_), J::Obj(_)) => Err(fail("Cannot update string slices").into()),
         (t, k) => {
             // jq reads the old value first: its error wins.
-            get(t.clone(), k)?;
+            get(&t, k)?;
             Err(fail(format!(
                 "Cannot update field at {} index of {}",
                 kind(k),
@@ -640,7 +641,7 @@ impl jaq_core::ValT for V {
     }
 
     fn index(self, index: &Self) -> ValR {
-        get(self.0, &index.0)
+        get(&self.0, &index.0)
     }
 
     fn range(self, range: jaq_core::val::Range<&Self>) -> ValR {
@@ -683,7 +684,7 @@ impl jaq_core::ValT for V {
             Opt::Essential => update_index(self.0, &index.0, f).map(V),
             // `.[k]? |= f` leaves values it cannot index unchanged.
             Opt::Optional => {
-                if get(self.0.clone(), &index.0).is_err() {
+                if get(&self.0, &index.0).is_err() {
                     return Ok(self);
                 }
                 update_index(self.0, &index.0, f).map(V)
@@ -795,7 +796,7 @@ fn delpaths_sorted(mut object: J, paths: &[&[J]], start: usize) -> Result<J, Err
         if delkey {
             delkeys.push(key.clone());
         } else {
-            let sub = get(object.clone(), key)?.0;
+            let sub = get(&object, key)?.0;
             if !matches!(sub, J::Null) {
                 let new = delpaths_sorted(sub, &paths[i..j], start + 1)?;
                 object = update_index(object, key, |_| std::iter::once(Ok(V(new.clone()))))
