@@ -15,6 +15,7 @@
 
 mod cache;
 mod error;
+mod imports;
 mod limits;
 mod plugin;
 mod run;
