@@ -49,7 +49,9 @@ fn load(name: &str, clock: Clock, args: &[(&str, &str)]) -> Plugin {
 /// took no longer than the deadline plus a second.
 fn run(name: &str, clock: Clock, args: &[(&str, &str)]) -> Result<Outcome, Error> {
     let plugin = load(name, clock, args);
-    timed(name, clock, || plugin.execute(&mut &INPUT[..]))
+    let shown: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let shown = format!("{name} {}", shown.join(" "));
+    timed(shown.trim_end(), clock, || plugin.execute(&mut &INPUT[..]))
 }
 
 fn timed(
@@ -213,6 +215,27 @@ fn busy_host_calls_in_a_loop_end_at_the_deadline() {
         "{random:?}"
     );
     host_goes_on();
+}
+
+/// One call for 64 MiB of randomness takes longer than a 5 ms limit: it is cut inside the
+/// call, between two of its 1 MiB slices.
+#[test]
+fn a_random_get_longer_than_the_deadline_is_cut_inside_the_call() {
+    let mut options = options(Clock::Fixed, &[]);
+    options.limits.timeout = Duration::from_millis(5);
+    let plugin = Plugin::load_with(&fixture("sandbox/random-all.wat"), options).unwrap();
+    let started = Instant::now();
+    let result = plugin.execute(&mut &INPUT[..]);
+    let took = started.elapsed();
+    eprintln!(
+        "stop time {:>7.1} ms  random-all.wat, 5 ms limit: {result:?}",
+        took.as_secs_f64() * 1e3
+    );
+    assert!(
+        matches!(&result, Err(Error::Deadline { blocked_in: Some(i), .. }) if i == "random_get"),
+        "{result:?}"
+    );
+    assert!(took < Duration::from_millis(100), "{took:?}");
 }
 
 /// What the denied imports return, as the plugins see it (each exits with the errno every
