@@ -229,3 +229,29 @@ fn run_with_a_sleeping_plugin_as_last_filter_saves_and_loads_nothing() {
     let left: Vec<_> = std::fs::read_dir(out_dir.path()).unwrap().collect();
     assert!(left.is_empty(), "left {left:?}");
 }
+
+/// A Rust plugin's `std::thread::sleep` of an hour: returns at once with the fixed clock (the
+/// plugin goes on and selects), and is stopped at the deadline with the real one.
+#[test]
+fn a_rust_plugin_sleeping_an_hour() {
+    let Some(fixed) = crate::plugin::hostile("sleep", &["--plugin-timeout", TIMEOUT]) else {
+        return;
+    };
+    fixed.success().stdout_is("alpine:latest\n");
+    let started = Instant::now();
+    let Some(real) = crate::plugin::hostile(
+        "sleep",
+        &["--plugin-timeout", TIMEOUT, "--plugin-clock", "real"],
+    ) else {
+        return;
+    };
+    let took = started.elapsed();
+    eprintln!(
+        "stop time {:>7.1} ms  filter hostile.wasm mode=sleep --plugin-clock real",
+        took.as_secs_f64() * 1e3
+    );
+    assert!(took <= DEADLINE + GRACE, "{took:?}");
+    real.code(RUN_FAILED).stderr_has(
+        "hostile.wasm ran past its time limit of 500ms while blocked in the host call `poll_oneoff`",
+    );
+}

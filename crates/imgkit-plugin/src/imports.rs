@@ -173,7 +173,7 @@ fn memory(caller: &mut Caller<'_, State>) -> Option<Memory> {
 fn range(ptr: i32, len: u64, size: usize) -> Option<std::ops::Range<usize>> {
     let start = u64::from(ptr as u32);
     let end = start.checked_add(len)?;
-    (end <= size as u64).then(|| start as usize..end as usize)
+    (end <= size as u64).then_some(start as usize..end as usize)
 }
 
 /// Bytes of randomness written between two looks at the deadline.
