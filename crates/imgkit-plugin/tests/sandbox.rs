@@ -264,6 +264,7 @@ fn args_and_environ_hold_only_the_name_and_the_plugin_args() {
         exit_code(run("args-environ.wat", Clock::Fixed, &[("k", "v")])),
         20
     );
+    host_goes_on();
 }
 
 #[test]
@@ -283,6 +284,7 @@ fn an_import_wasi_does_not_have_is_refused_before_it_runs() {
             if module == "wasi_snapshot_preview1" && name == "sock_open"),
         "{err:?}"
     );
+    host_goes_on();
 }
 
 #[test]
