@@ -99,6 +99,22 @@ pub(crate) fn run_plugin(
     Ok(outcome)
 }
 
+/// As [`run_plugin`], for an input that may stall (stdin): the run still ends at the plugin's
+/// time limit while a read of the input waits.
+pub(crate) fn run_plugin_owned(
+    plugin: &Plugin,
+    input: Box<dyn Read + Send>,
+    global: &GlobalArgs,
+) -> Result<Outcome, anyhow::Error> {
+    let outcome = plugin
+        .execute_owned(input)
+        .map_err(|e| plugin_error(e, global))?;
+    if !global.quiet && !outcome.stderr.is_empty() {
+        show_stderr(plugin.path(), &outcome.stderr);
+    }
+    Ok(outcome)
+}
+
 /// A plugin error for the renderer: the stderr head printed first, then the error with its hint.
 pub(crate) fn plugin_error(e: imgkit_plugin::Error, global: &GlobalArgs) -> anyhow::Error {
     if let Some(stderr) = e.stderr()

@@ -134,7 +134,9 @@ fn filter(plugin: &Path, extra: &[&str]) -> Test {
         .args(extra)
 }
 
-fn hostile(mode: &str, extra: &[&str]) -> Option<Run> {
+/// `imgkit filter --plugin hostile.wasm --plugin-arg mode=MODE EXTRA…` on the sample listing;
+/// `None` (skipped) without the wasm toolchain outside CI.
+pub(crate) fn hostile(mode: &str, extra: &[&str]) -> Option<Run> {
     let g = guests()?;
     let mode = format!("mode={mode}");
     Some(

@@ -12,7 +12,7 @@ use imgkit_select::{Arg, Error, Filter, Indent, RunOptions, Style};
 
 use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
-use crate::plugin_args::{PluginArgs, run_plugin};
+use crate::plugin_args::{PluginArgs, run_plugin_owned};
 
 /// jq's exit code for a program that does not compile.
 const EXIT_COMPILE: u8 = 3;
@@ -205,12 +205,12 @@ fn run_with_plugin(plugin: &Path, args: &Args, global: &GlobalArgs) -> anyhow::R
         Ok(p) => p,
         Err(e) => return Ok(report_plugin_failure(&e, global, EXIT_COMPILE)),
     };
-    let mut input: Box<dyn Read + Send> = if args.args.is_empty() {
+    let input: Box<dyn Read + Send> = if args.args.is_empty() {
         Box::new(io::stdin())
     } else {
         Box::new(Files::open(&args.args)?)
     };
-    let outcome = match run_plugin(&loaded, &mut input, global) {
+    let outcome = match run_plugin_owned(&loaded, input, global) {
         Ok(o) => o,
         Err(e) if is_input_error(&e) => return Err(e),
         Err(e) => return Ok(report_plugin_failure(&e, global, EXIT_RUNTIME)),

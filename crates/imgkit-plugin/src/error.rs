@@ -32,7 +32,7 @@ pub enum Error {
     #[error("plugin {} is not a valid WebAssembly module: {reason}", plugin.display())]
     InvalidModule { plugin: PathBuf, reason: String },
     /// The module imports something outside WASI preview1.
-    #[error("plugin {} imports `{module}::{name}`, which the sandbox does not provide (only wasi_snapshot_preview1)", plugin.display())]
+    #[error("plugin {} imports `{module}::{name}`, which the sandbox does not provide (only the wasi_snapshot_preview1 functions)", plugin.display())]
     UnsupportedImport {
         plugin: PathBuf,
         module: String,
@@ -63,11 +63,13 @@ pub enum Error {
         records: u64,
         stderr: String,
     },
-    /// The plugin ran past the wall-clock limit.
-    #[error("plugin {} ran past its time limit of {}", plugin.display(), format_duration(*timeout))]
+    /// The plugin ran past the wall-clock limit: in its own code, or waiting in a host call
+    /// (`blocked_in` names the import, e.g. `poll_oneoff`).
+    #[error("plugin {} ran past its time limit of {}{}", plugin.display(), format_duration(*timeout), blocked_suffix(blocked_in.as_deref()))]
     Deadline {
         plugin: PathBuf,
         timeout: Duration,
+        blocked_in: Option<String>,
         stderr: String,
     },
     /// The plugin asked for more memory than the cap.
@@ -142,6 +144,12 @@ impl Error {
             _ => return None,
         })
     }
+}
+
+fn blocked_suffix(import: Option<&str>) -> String {
+    import.map_or_else(String::new, |i| {
+        format!(" while blocked in the host call `{i}`")
+    })
 }
 
 pub(crate) fn format_duration(d: Duration) -> String {

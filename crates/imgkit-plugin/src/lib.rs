@@ -4,7 +4,9 @@
 //! The contract (v1): stdin carries the records, one compact JSON object per line; the plugin
 //! prints one image reference per line on stdout; stderr is for diagnostics; exit 0 means
 //! success. argv is `[plugin file name, K=V…]`; there is no environment, no file system, no
-//! network, and (unless asked) a clock that stands still.
+//! network, and (unless asked) a clock that stands still. The wall-clock limit covers host
+//! calls too: every `wasi_snapshot_preview1` import either returns at once, returns an errno, or
+//! waits at most until the deadline (the table is in `imports.rs` and docs/plugins.md).
 //!
 //! ```no_run
 //! use imgkit_plugin::{Limits, Plugin};
@@ -15,6 +17,7 @@
 
 mod cache;
 mod error;
+mod imports;
 mod limits;
 mod plugin;
 mod run;

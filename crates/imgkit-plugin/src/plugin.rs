@@ -3,14 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use wasmtime::{Config, Engine, ExternType, InstancePre, Linker, Module, OptLevel};
+use wasmtime::{Config, Engine, ExternType, InstancePre, Module, OptLevel};
 
 use crate::cache::{self, CacheOutcome};
 use crate::error::Error;
+use crate::imports::{self, WASI_P1};
 use crate::limits::{Limits, Options};
 use crate::run::State;
-
-const WASI_P1: &str = "wasi_snapshot_preview1";
 
 /// A loaded, compiled and checked plugin, ready to [`run`](Plugin::run) any number of times.
 pub struct Plugin {
@@ -72,13 +71,10 @@ impl Plugin {
         let (module, outcome) = compile(&engine, &plugin, &bytes, options.cache_dir.as_deref())?;
         check_interface(&plugin, &module)?;
 
-        let mut linker: Linker<State> = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi).map_err(
-            |e| Error::Runtime {
-                plugin: plugin.clone(),
-                reason: format!("{e:#}"),
-            },
-        )?;
+        let linker = imports::linker(&engine).map_err(|e| Error::Runtime {
+            plugin: plugin.clone(),
+            reason: format!("{e:#}"),
+        })?;
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| Error::InvalidModule {
@@ -179,7 +175,10 @@ fn compile(
 
 fn check_interface(plugin: &Path, module: &Module) -> Result<(), Error> {
     for import in module.imports() {
-        if import.module() != WASI_P1 || !matches!(import.ty(), ExternType::Func(_)) {
+        let known = imports::IMPORTS
+            .iter()
+            .any(|(name, _)| *name == import.name());
+        if import.module() != WASI_P1 || !known || !matches!(import.ty(), ExternType::Func(_)) {
             return Err(Error::UnsupportedImport {
                 plugin: plugin.to_path_buf(),
                 module: import.module().to_owned(),

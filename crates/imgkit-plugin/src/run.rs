@@ -15,6 +15,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, I32Exit, WasiCtxBuilder};
 
 use crate::error::Error;
+use crate::imports::{Blocked, Clocks};
 use crate::limits::{Clock, Limits, STDERR_SHOWN};
 use crate::plugin::Plugin;
 use crate::stdio::{CappedOutput, ChannelStdin, Progress, StreamedStdout};
@@ -45,11 +46,15 @@ pub struct Outcome {
 pub(crate) struct State {
     pub(crate) wasi: WasiP1Ctx,
     limiter: MemoryLimiter,
-    progress: Arc<Progress>,
+    pub(crate) progress: Arc<Progress>,
     limits: Limits,
     fuel_granted: u64,
-    deadline: Instant,
+    pub(crate) deadline: Instant,
     deadline_hit: bool,
+    /// The clocks the plugin sees, for `poll_oneoff`.
+    pub(crate) clocks: Clocks,
+    /// The plugin's stdin, for `poll_oneoff`.
+    pub(crate) stdin: ChannelStdin,
 }
 
 struct MemoryLimiter {
@@ -115,6 +120,27 @@ impl HostMonotonicClock for FixedClock {
     }
 }
 
+/// The real monotonic clock, counted from the run's start (so `poll_oneoff` can tell how far
+/// off an absolute time is).
+struct RealMonotonic(Instant);
+
+impl HostMonotonicClock for RealMonotonic {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+}
+
+/// The records to feed: borrowed (fed from the calling thread, which waits for the end of
+/// them), or owned (fed from a thread of their own, left behind if the plugin is done while a
+/// read of the input still waits).
+enum Input<'a> {
+    Borrowed(&'a mut dyn Read),
+    Owned(Box<dyn Read + Send>),
+}
+
 /// What the plugin thread hands back.
 struct Finished {
     result: wasmtime::Result<()>,
@@ -133,6 +159,19 @@ impl Plugin {
 
     /// Runs the plugin on `records_jsonl` and returns everything it produced.
     pub fn execute(&self, records_jsonl: &mut dyn Read) -> Result<Outcome, Error> {
+        self.execute_input(Input::Borrowed(records_jsonl))
+    }
+
+    /// As [`Plugin::execute`], for an input that may stall (a terminal, a pipe): the records
+    /// are fed from a thread of their own, so the run ends at the plugin's deadline even while
+    /// a read of the input still waits (that thread then ends with its read).
+    pub fn execute_owned(&self, records_jsonl: Box<dyn Read + Send>) -> Result<Outcome, Error> {
+        self.execute_input(Input::Owned(records_jsonl))
+    }
+
+    fn execute_input(&self, input: Input<'_>) -> Result<Outcome, Error> {
+        let started = Instant::now();
+        let deadline = started + self.options.limits.timeout;
         let limits = self.options.limits.clone();
         let progress = Arc::new(Progress::default());
         let (tx, rx) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
@@ -146,8 +185,9 @@ impl Plugin {
         );
         let stderr = CappedOutput::stderr(usize::try_from(limits.max_stderr).unwrap_or(usize::MAX));
 
+        let stdin = ChannelStdin::new(rx, recycle_tx, deadline, progress.clone());
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdin(ChannelStdin::new(rx, recycle_tx))
+        wasi.stdin(stdin.clone())
             .stdout(stdout)
             .stderr(stderr.clone())
             .arg(&self.name)
@@ -157,10 +197,16 @@ impl Plugin {
         for (k, v) in &self.options.sandbox.args {
             wasi.arg(format!("{k}={v}"));
         }
-        if self.options.sandbox.clock == Clock::Fixed {
-            wasi.wall_clock(FixedClock)
-                .monotonic_clock(FixedClock)
-                .insecure_random_seed(0);
+        let clock = self.options.sandbox.clock;
+        match clock {
+            Clock::Fixed => {
+                wasi.wall_clock(FixedClock)
+                    .monotonic_clock(FixedClock)
+                    .insecure_random_seed(0);
+            }
+            Clock::Real => {
+                wasi.monotonic_clock(RealMonotonic(started));
+            }
         }
         let state = State {
             wasi: wasi.build_p1(),
@@ -171,8 +217,13 @@ impl Plugin {
             progress: progress.clone(),
             fuel_granted: limits.fuel_base(),
             limits: limits.clone(),
-            deadline: Instant::now() + limits.timeout,
+            deadline,
             deadline_hit: false,
+            clocks: Clocks {
+                kind: clock,
+                start: started,
+            },
+            stdin,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -223,9 +274,32 @@ impl Plugin {
                     // and stdout's sender (which ends the checker's input).
                 })
                 .expect("spawn the plugin thread");
-            let input_error = feed(records_jsonl, &tx, &recycle_rx, &progress).err();
-            drop(tx);
-            let finished = guest.join().expect("plugin thread does not panic");
+            let (finished, input_error) = match input {
+                Input::Borrowed(records) => {
+                    let input_error = feed(records, &tx, &recycle_rx, &progress).err();
+                    drop(tx);
+                    (
+                        guest.join().expect("plugin thread does not panic"),
+                        input_error,
+                    )
+                }
+                Input::Owned(mut records) => {
+                    let (result_tx, result_rx) = sync_channel(1);
+                    let progress = progress.clone();
+                    std::thread::Builder::new()
+                        .name("imgkit-plugin-input".into())
+                        .spawn(move || {
+                            let result = feed(&mut *records, &tx, &recycle_rx, &progress);
+                            // Before the end of input reaches the plugin, so a plugin that
+                            // read to the end finds the result here.
+                            let _ = result_tx.send(result.err());
+                            drop(tx);
+                        })
+                        .expect("spawn the input thread");
+                    let finished = guest.join().expect("plugin thread does not panic");
+                    (finished, result_rx.try_recv().ok().flatten())
+                }
+            };
             drop(stop_tx);
             ticker.join().expect("ticker thread does not panic");
             let checked = checker.join().expect("output checker does not panic");
@@ -286,6 +360,16 @@ impl Plugin {
                 stderr,
             });
         }
+        // The deadline passed while the plugin waited in a host call.
+        let blocked = e.downcast_ref::<Blocked>().map(|b| b.0);
+        if let Some(import) = blocked.or_else(|| progress.blocked_in.get().copied()) {
+            return Some(Error::Deadline {
+                plugin,
+                timeout: limits.timeout,
+                blocked_in: Some(import.to_owned()),
+                stderr,
+            });
+        }
         if let Some(code) = exit {
             return Some(Error::Exit {
                 plugin,
@@ -308,6 +392,7 @@ impl Plugin {
                 return Some(Error::Deadline {
                     plugin,
                     timeout: limits.timeout,
+                    blocked_in: None,
                     stderr,
                 });
             }
@@ -323,6 +408,7 @@ impl Plugin {
                 return Some(Error::Deadline {
                     plugin,
                     timeout: limits.timeout,
+                    blocked_in: None,
                     stderr,
                 });
             }

@@ -3,8 +3,9 @@
 //! cap, and stderr capped in memory.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
@@ -20,11 +21,15 @@ pub(crate) struct Progress {
     pub(crate) input_bytes: AtomicU64,
     /// Set when stdout went over its cap.
     pub(crate) output_overflow: AtomicBool,
+    /// The import the plugin was waiting in when the deadline passed.
+    pub(crate) blocked_in: OnceLock<&'static str>,
 }
 
 /// stdin: chunks from the feeding thread; end of input when the sender is dropped. Each chunk,
 /// once read, goes back to the feeder to be filled again, so a big listing streams through a
-/// few reused buffers (no allocation, zeroing or page faults per chunk).
+/// few reused buffers (no allocation, zeroing or page faults per chunk). A read that has to
+/// wait for the next chunk waits at most until the run's deadline.
+#[derive(Clone)]
 pub(crate) struct ChannelStdin {
     inner: Arc<Mutex<ChannelReader>>,
 }
@@ -34,17 +39,75 @@ struct ChannelReader {
     recycle: Sender<Vec<u8>>,
     pending: Vec<u8>,
     pos: usize,
+    eof: bool,
+    deadline: Instant,
+    progress: Arc<Progress>,
+}
+
+/// Whether stdin has something for the plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// This many bytes can be read at once.
+    Data(usize),
+    /// The input has ended.
+    Eof,
+    /// Nothing came before the time given.
+    TimedOut,
 }
 
 impl ChannelStdin {
-    pub(crate) fn new(rx: Receiver<Vec<u8>>, recycle: Sender<Vec<u8>>) -> Self {
+    pub(crate) fn new(
+        rx: Receiver<Vec<u8>>,
+        recycle: Sender<Vec<u8>>,
+        deadline: Instant,
+        progress: Arc<Progress>,
+    ) -> Self {
         Self {
             inner: Arc::new(Mutex::new(ChannelReader {
                 rx,
                 recycle,
                 pending: Vec::new(),
                 pos: 0,
+                eof: false,
+                deadline,
+                progress,
             })),
+        }
+    }
+
+    /// Waits until `until` at most for input (`poll_oneoff` on stdin).
+    pub(crate) fn fill(&self, until: Option<Instant>) -> Fill {
+        self.inner.lock().expect("stdin lock").fill(until)
+    }
+}
+
+impl ChannelReader {
+    /// Makes input available: what is pending, else the next chunk, waiting until `until`
+    /// at most (`None`: until the deadline).
+    fn fill(&mut self, until: Option<Instant>) -> Fill {
+        if self.pos < self.pending.len() {
+            return Fill::Data(self.pending.len() - self.pos);
+        }
+        if self.eof {
+            return Fill::Eof;
+        }
+        let until = until.unwrap_or(self.deadline);
+        match self
+            .rx
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+        {
+            Ok(chunk) => {
+                let done = std::mem::replace(&mut self.pending, chunk);
+                self.pos = 0;
+                // The feeder may have finished: then the buffer is simply freed.
+                let _ = self.recycle.send(done);
+                Fill::Data(self.pending.len())
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                self.eof = true;
+                Fill::Eof
+            }
+            Err(RecvTimeoutError::Timeout) => Fill::TimedOut,
         }
     }
 }
@@ -72,15 +135,18 @@ impl InputStream for ChannelInput {
     fn read(&mut self, size: usize) -> StreamResult<Bytes> {
         let mut r = self.0.lock().expect("stdin lock");
         if r.pos == r.pending.len() {
-            // Blocks until the feeder sends a chunk or finishes: this runs on the plugin's
-            // own thread, which has nothing else to do meanwhile.
-            let Ok(chunk) = r.rx.recv() else {
-                return Err(StreamError::Closed);
-            };
-            let done = std::mem::replace(&mut r.pending, chunk);
-            r.pos = 0;
-            // The feeder may have finished: then the buffer is simply freed.
-            let _ = r.recycle.send(done);
+            // Waits for the feeder to send a chunk or finish, but not past the deadline: this
+            // runs on the plugin's own thread, which has nothing else to do meanwhile.
+            match r.fill(None) {
+                Fill::Data(_) => {}
+                Fill::Eof => return Err(StreamError::Closed),
+                Fill::TimedOut => {
+                    let _ = r.progress.blocked_in.set("fd_read");
+                    return Err(StreamError::Trap(wasmtime::Error::new(
+                        crate::imports::Blocked("fd_read"),
+                    )));
+                }
+            }
         }
         let n = size.min(r.pending.len() - r.pos);
         let bytes = Bytes::copy_from_slice(&r.pending[r.pos..r.pos + n]);
