@@ -8,6 +8,7 @@ mod commands;
 mod diagnostics;
 mod endpoint;
 mod engine_args;
+mod guard;
 mod pipeline;
 mod plan;
 mod plugin_args;

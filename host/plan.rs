@@ -49,14 +49,6 @@ impl Endpoint {
         }
     }
 
-    /// "docker save", "ctr:k8s.io load", "images.tar".
-    pub(crate) fn step_label(&self, step: &str) -> String {
-        match self {
-            Endpoint::Engine { spec, .. } => format!("{spec} {step}"),
-            Endpoint::Archive(p) => p.display().to_string(),
-        }
-    }
-
     pub(crate) fn name(&self) -> String {
         match self {
             Endpoint::Engine { spec, .. } => spec.to_string(),
@@ -101,10 +93,11 @@ impl Endpoint {
     /// (each shared blob once) streamed from an archive file, compressed as `compression`.
     pub(crate) fn source(&self, refs: &[ImageRef], compression: Compression) -> Source {
         match self {
-            Endpoint::Engine { engine, .. } => Source::command(
-                self.step_label("save"),
-                traced(engine.command(&engine.save_args(&native(engine, refs)))),
-            ),
+            Endpoint::Engine { engine, .. } => {
+                // Errors name the command line that ran, as a person could paste it.
+                let cmd = traced(engine.command(&engine.save_args(&native(engine, refs))));
+                Source::command(display_argv(&cmd), cmd)
+            }
             Endpoint::Archive(path) => subset_source(path.clone(), refs.to_vec(), compression),
         }
     }
@@ -120,6 +113,27 @@ impl Endpoint {
     }
 }
 
+/// The image ID a reference stands for, when it is one: what a listing gives for an untagged
+/// image (`4a2be5982e10`), a bare name of 12 or 64 lowercase hex digits, no tag, no digest —
+/// engines read it as an ID too (`docker save 4a2be5982e10`).
+pub(crate) fn image_id_of(r: &ImageRef) -> Option<&str> {
+    if r.tag().is_some() || r.digest().is_some() || r.domain().is_some() {
+        return None;
+    }
+    let name = r.path();
+    let hex = name.len() == 12 || name.len() == 64;
+    (hex && name
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then_some(name)
+}
+
+/// Whether the image ID `id` (short or `sha256:…`) is the image `digest`.
+pub(crate) fn same_id(digest: &Digest, id: &str) -> bool {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    id.len() >= 12 && digest.hex().starts_with(id)
+}
+
 /// `cmd`, printed first as `+ argv` when `-v` is on (the transfer's save and load run outside
 /// the engine's own tracing).
 fn traced(cmd: Command) -> Command {
@@ -132,7 +146,15 @@ fn traced(cmd: Command) -> Command {
 /// References as the engine stores them (containerd and podman: fully qualified), so that a
 /// save finds exactly the listed image.
 fn native(engine: &Engine, refs: &[ImageRef]) -> Vec<ImageRef> {
-    refs.iter().map(|r| engine.native_ref(r)).collect()
+    refs.iter()
+        .map(|r| {
+            if image_id_of(r).is_some() {
+                r.clone()
+            } else {
+                engine.native_ref(r)
+            }
+        })
+        .collect()
 }
 
 pub(crate) fn engine_error(e: imgkit_engine::Error, context: &str) -> anyhow::Error {
@@ -204,7 +226,10 @@ impl Plan {
             );
         } else {
             for r in given {
-                let (r, i) = index.resolve(&r).ok_or_else(|| not_listed(&r, source))?;
+                let (r, i) = index
+                    .resolve(&r)
+                    .or_else(|| index.resolve_id(&records, &r))
+                    .ok_or_else(|| not_listed(&r, source))?;
                 chosen.push((r, i, Vec::new()));
             }
         }
@@ -346,7 +371,9 @@ impl Endpoint {
         refs: &[ImageRef],
         by_id: Option<&[Option<Digest>]>,
     ) -> anyhow::Result<Vec<Found>> {
-        let digest_only = |r: &ImageRef| r.tag().is_none() && r.digest().is_some();
+        // No name to look up in a target: a digest-only reference, or an image ID.
+        let digest_only =
+            |r: &ImageRef| (r.tag().is_none() && r.digest().is_some()) || image_id_of(r).is_some();
         match self {
             Endpoint::Engine { engine, .. } => {
                 let named: Vec<ImageRef> = refs
@@ -391,7 +418,14 @@ impl Endpoint {
                     .iter()
                     .enumerate()
                     .map(|(i, r)| {
-                        let by_name = archive.find(r).map(|im| im.id().clone());
+                        let by_name = match image_id_of(r) {
+                            Some(id) => archive
+                                .images()
+                                .iter()
+                                .find(|im| same_id(im.id(), id))
+                                .map(|im| im.id().clone()),
+                            None => archive.find(r).map(|im| im.id().clone()),
+                        };
                         let wanted = by_id.and_then(|w| w[i].as_ref());
                         let by_digest = wanted
                             .filter(|w| archive.images().iter().any(|im| im.id() == *w))
@@ -455,6 +489,30 @@ impl Index {
         Self { by_ref }
     }
 
+    /// The listing's image with the ID `r` (as `docker save ID` reads it): saved by that ID,
+    /// or, where the engine saves only by name (containerd), by a name of the image.
+    fn resolve_id(&self, records: &[ImageRecord], r: &ImageRef) -> Option<(ImageRef, usize)> {
+        let id = image_id_of(r)?;
+        let found: Vec<usize> = records
+            .iter()
+            .enumerate()
+            .filter(|(_, rec)| {
+                let own = rec.id.strip_prefix("sha256:").unwrap_or(&rec.id);
+                own.len() >= 12 && (id.starts_with(own) || own.starts_with(id))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let first = *found.first()?;
+        if !records[first].extra.contains_key("Name") {
+            return Some((r.clone(), first));
+        }
+        found.into_iter().find_map(|i| {
+            let rec = &records[i];
+            let name = rec.reference()?;
+            Some((ImageRef::parse(&name).ok()?, i))
+        })
+    }
+
     /// The listing's image named by `r` (a bare name means its `latest` tag, as engines read it).
     fn resolve(&self, r: &ImageRef) -> Option<(ImageRef, usize)> {
         if r.tag().is_some() || r.digest().is_some() {
@@ -503,7 +561,10 @@ fn subset_source(path: PathBuf, refs: Vec<ImageRef>, compression: Compression) -
             let archive = Archive::open(&path)?;
             let mut w = SubsetWriter::new(&archive);
             for r in &refs {
-                w.select(r)?;
+                match image_id_of(r) {
+                    Some(id) => w.select_id(id)?,
+                    None => w.select(r)?,
+                };
             }
             w.compression(compression).write(writer)?;
             Ok(())

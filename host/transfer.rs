@@ -64,7 +64,7 @@ fn explain(err: PumpError, what: &str) -> anyhow::Error {
         PumpError::ChildFailed {
             side: Side::Target, ..
         } => Some(
-            "the target stopped the stream and kept nothing from it; its own message is above. \
+            "the target stopped the stream; its own message is above. \
              To look closer, save to a file first (imgkit save -o images.tar …) and load that"
                 .to_owned(),
         ),

@@ -1,7 +1,7 @@
 //! `imgkit run --from SRC --to DST`: list → select → stream the source's save into the target's
 //! load (or an archive file) → verify each image's ID in the target → summary.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
 use crate::endpoint::EndpointSpec;
+use crate::guard::{self, Snapshot};
 use crate::pipeline::Pipeline;
 use crate::plan::{self, Endpoint, Plan};
 use crate::plugin_args::PluginArgs;
@@ -64,12 +65,13 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    if args.from == args.to {
+    if same_endpoint(&args.from, &args.to) {
         return Err(with_hint(
             anyhow::anyhow!("--from and --to are both {}", args.from),
             "name a different target, e.g. --to podman or --to images.tar",
         ));
     }
+    check_via(args)?;
     if let EndpointSpec::Engine {
         kind,
         namespace: Some(ns),
@@ -198,10 +200,20 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         return Ok(ExitCode::SUCCESS);
     };
 
+    // What the target held: a failed load's leftovers are removed, names it moved put back.
+    let before = match Snapshot::take(&target) {
+        Ok(s) => Some(s),
+        Err(e) if plan.images.iter().any(|i| !i.rename.is_empty()) => return Err(e),
+        Err(_) => None,
+    };
+    let kept = match &before {
+        Some(b) => rename::keep(&target, &plan, b)?,
+        None => rename::Kept::default(),
+    };
     let mut pump =
         Pump::new(source.source(&plan.refs, compression)).expected_bytes(plan.expected_bytes);
     pump = match (load, &args.to) {
-        (Some(load), _) => pump.sink(Sink::command(target.step_label("load"), load)),
+        (Some(load), _) => pump.sink(Sink::command(plan::display_argv(&load), load)),
         (None, EndpointSpec::Archive(path)) => pump.sink(Sink::file(path)),
         (None, EndpointSpec::Engine { .. }) => unreachable!("an engine has a load command"),
     };
@@ -218,11 +230,21 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         args.from,
         args.to
     );
-    let done = run_pump(pump, &mut printer, &what)?;
+    let done = run_pump(pump, &mut printer, &what).map_err(|e| {
+        let notes = rename::restore_kept(&target, &kept);
+        let e = match &before {
+            Some(b) => guard::after_failed_load(&target, b, e),
+            None => e,
+        };
+        notes.into_iter().fold(e, |e, n| e.context(n))
+    })?;
     plan::after_load(&target, &done.target_stdout, &plan)
         .with_context(|| format!("moved {what}, but naming them failed"))?;
-    rename::apply(&target, &plan)
+    let notes = rename::apply(&target, &plan, &before.unwrap_or_default(), &kept)
         .with_context(|| format!("moved {what}, but renaming them failed"))?;
+    for note in &notes {
+        printer.step("rename", &format!("note: {note}"));
+    }
 
     let verified = if args.no_verify {
         None
@@ -321,6 +343,87 @@ fn run_every_namespace(
     } else {
         ExitCode::from(EXIT_NOTHING)
     })
+}
+
+/// Whether two endpoints are the same engine (and namespace) or the same file, comparing
+/// archive paths resolved (`./a.tar`, `a.tar` and a symlink to it are one file).
+fn same_endpoint(a: &EndpointSpec, b: &EndpointSpec) -> bool {
+    match (a, b) {
+        (EndpointSpec::Archive(x), EndpointSpec::Archive(y)) => same_file(x, y),
+        _ => a == b,
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    resolved(a) == resolved(b)
+}
+
+/// `p` made absolute with symlinks resolved; for a file that does not exist yet, its parent
+/// resolved and its name appended.
+fn resolved(p: &Path) -> PathBuf {
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return c;
+    }
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+    match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name)) => {
+            std::fs::canonicalize(parent).map_or_else(|_| abs.clone(), |d| d.join(name))
+        }
+        _ => abs,
+    }
+}
+
+/// `--via FILE` is written while the stream flows: it may not be the file read (`--from`) or
+/// the file written (`--to`), and it gets the stream's own compression (refused before anything
+/// runs when its name asks for another).
+fn check_via(args: &Args) -> anyhow::Result<()> {
+    let Some(via) = &args.via else {
+        return Ok(());
+    };
+    for (flag, end) in [("--from", &args.from), ("--to", &args.to)] {
+        if let EndpointSpec::Archive(p) = end
+            && same_file(via, p)
+        {
+            return Err(with_hint(
+                anyhow::anyhow!(
+                    "--via {} is the same file as {flag} {}; refusing to run any engine",
+                    via.display(),
+                    p.display()
+                ),
+                "keep the stream in another file: --via a different path",
+            ));
+        }
+    }
+    // The tee carries the stream as it goes to the target: compressed only when the target is
+    // an archive compressed by imgkit (archive → archive).
+    let stream = match (&args.from, &args.to) {
+        (EndpointSpec::Archive(_), EndpointSpec::Archive(to)) => Compression::from_file_name(to),
+        _ => Compression::None,
+    };
+    let wanted = Compression::from_file_name(via);
+    if wanted != stream {
+        return Err(with_hint(
+            anyhow::anyhow!(
+                "--via {} asks for {wanted} compression, and the stream it copies is {}",
+                via.display(),
+                match stream {
+                    Compression::None => "a plain tar".to_owned(),
+                    c => format!("{c}-compressed"),
+                }
+            ),
+            format!(
+                "name the copy for what it holds (e.g. --via {}{}), and compress it afterwards if you need to",
+                if wanted == Compression::None {
+                    via.clone()
+                } else {
+                    via.with_extension("")
+                }
+                .display(),
+                stream.suffix()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `--from ctr:all`: every containerd namespace.

@@ -71,6 +71,9 @@ pub(crate) fn advise(e: Error, context: String) -> anyhow::Error {
         Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => Some(
             "the archive is corrupt or was altered after it was written: save it again from its source",
         ),
+        Error::BadCompression { .. } => Some(
+            "the compressed file is cut or damaged (`gzip -t`/`zstd -t` agree): download or compress it again",
+        ),
         Error::Truncated { .. } => Some(
             "the file is incomplete: was the save interrupted or the disk full? save or download it again",
         ),
