@@ -56,11 +56,11 @@ impl Endpoint {
         }
     }
 
-    /// The source's listing, in docker's record shape.
-    pub(crate) fn list(&self) -> anyhow::Result<Vec<ImageRecord>> {
+    /// The source's listing, in docker's record shape, and warnings about what it left out.
+    pub(crate) fn list(&self) -> anyhow::Result<(Vec<ImageRecord>, Vec<String>)> {
         match self {
             Endpoint::Engine { engine, spec } => {
-                let mut records = engine.list().map_err(|e| {
+                let (mut records, warnings) = engine.list_noting().map_err(|e| {
                     engine_error(e, &format!("could not list the images in {spec}"))
                 })?;
                 // Filters may choose by containerd namespace (`run --from ctr:all`).
@@ -72,10 +72,13 @@ impl Endpoint {
                         );
                     }
                 }
-                Ok(records)
+                Ok((records, warnings))
             }
-            Endpoint::Archive(p) => imgkit_archive::list(p)
-                .with_context(|| format!("could not read the archive {}", p.display())),
+            Endpoint::Archive(p) => {
+                let archive = Archive::open(p)
+                    .with_context(|| format!("could not read the archive {}", p.display()))?;
+                Ok((archive.records(), archive.warnings()))
+            }
         }
     }
 
@@ -207,7 +210,10 @@ impl Plan {
             .context("refusing to run any engine")?;
 
         printer.step("list", &format!("listing images in {}", source.name()));
-        let records = source.list()?;
+        let (records, warnings) = source.list()?;
+        for w in warnings {
+            printer.step("list", &format!("warning: {w}"));
+        }
         let index = Index::new(&records);
 
         let mut chosen: Vec<(ImageRef, usize, Vec<String>)> = Vec::new();

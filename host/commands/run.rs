@@ -81,6 +81,35 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     {
         return run_every_namespace(*kind, args, global);
     }
+    let outcome = run_one(args, global)?;
+    if global.json {
+        println!("{}", outcome.json);
+    } else if let Some(summary) = &outcome.summary {
+        summary.print_human(global);
+    }
+    Ok(outcome.code)
+}
+
+/// How one run ended: its exit code, its `--json` document, and the summary a person reads
+/// (`None` when the run printed its own result, `--dry-run`).
+struct Outcome {
+    code: ExitCode,
+    json: serde_json::Value,
+    summary: Option<Summary>,
+}
+
+impl Outcome {
+    fn of(summary: Summary, code: ExitCode) -> Self {
+        Self {
+            code,
+            json: summary.to_json(),
+            summary: Some(summary),
+        }
+    }
+}
+
+/// One source (one containerd namespace) into the target; prints progress, not the result.
+fn run_one(args: &Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     // Compile (and load a plugin) before any engine runs: a typo should not wait for a listing.
     let pipeline = Pipeline::compile(&args.filter, &args.plugin, global)?;
     let mut printer = Printer::new(global);
@@ -108,13 +137,26 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     };
     let started = Instant::now();
     let Some(mut plan) = Plan::select(&source, &pipeline, &[], &mut printer)? else {
-        if !global.quiet {
+        if !global.quiet && !global.json {
             eprintln!(
                 "imgkit: the filter selected no image in {}; nothing to do",
                 args.from
             );
         }
-        return Ok(ExitCode::from(EXIT_NOTHING));
+        let nothing = Summary {
+            images: 0,
+            bytes: 0,
+            elapsed: started.elapsed(),
+            from: args.from.to_string(),
+            to: args.to.to_string(),
+            verified: None,
+            sync: Some(SyncReport::default()),
+        };
+        return Ok(Outcome {
+            code: ExitCode::from(EXIT_NOTHING),
+            json: nothing.to_json(),
+            summary: None,
+        });
     };
 
     let multi = plan.multi_platform();
@@ -172,7 +214,7 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         );
     }
     if args.dry_run {
-        print_plan(
+        let json = print_plan(
             plan.as_ref(),
             &skipped,
             args,
@@ -180,24 +222,29 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             load.as_ref(),
             global,
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Outcome {
+            code: ExitCode::SUCCESS,
+            json,
+            summary: None,
+        });
     }
     let Some(plan) = plan else {
-        Summary {
-            images: 0,
-            bytes: 0,
-            elapsed: started.elapsed(),
-            from: args.from.to_string(),
-            to: args.to.to_string(),
-            verified: None,
-            sync: Some(SyncReport {
-                copied: Vec::new(),
-                skipped,
-                renamed: Vec::new(),
-            }),
-        }
-        .print(global, false);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Outcome::of(
+            Summary {
+                images: 0,
+                bytes: 0,
+                elapsed: started.elapsed(),
+                from: args.from.to_string(),
+                to: args.to.to_string(),
+                verified: None,
+                sync: Some(SyncReport {
+                    copied: Vec::new(),
+                    skipped,
+                    renamed: Vec::new(),
+                }),
+            },
+            ExitCode::SUCCESS,
+        ));
     };
 
     // What the target held: a failed load's leftovers are removed, names it moved put back.
@@ -273,21 +320,22 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         }
         Some(checked)
     };
-    Summary {
-        images: plan.refs.len(),
-        bytes: done.bytes,
-        elapsed: done.elapsed,
-        from: args.from.to_string(),
-        to: args.to.to_string(),
-        verified,
-        sync: Some(SyncReport {
-            copied: plan.refs.iter().map(ToString::to_string).collect(),
-            skipped,
-            renamed: renamed_of(&plan),
-        }),
-    }
-    .print(global, false);
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::of(
+        Summary {
+            images: plan.refs.len(),
+            bytes: done.bytes,
+            elapsed: done.elapsed,
+            from: args.from.to_string(),
+            to: args.to.to_string(),
+            verified,
+            sync: Some(SyncReport {
+                copied: plan.refs.iter().map(ToString::to_string).collect(),
+                skipped,
+                renamed: renamed_of(&plan),
+            }),
+        },
+        ExitCode::SUCCESS,
+    ))
 }
 
 /// `--from ctr:all`: one run per containerd namespace, in the order containerd lists them
@@ -319,24 +367,42 @@ fn run_every_namespace(
         .namespaces()
         .map_err(|e| plan::engine_error(e, "could not list containerd's namespaces"))?;
     let mut selected_any = false;
+    let mut docs = Vec::new();
     for ns in namespaces {
         let from = EndpointSpec::Engine {
             kind,
             namespace: Some(ns.clone()),
         };
         if from == args.to {
-            if !global.quiet {
+            if !global.quiet && !global.json {
                 eprintln!("imgkit: {from} is the target; not reading it");
             }
+            docs.push(json!({"namespace": ns, "skipped": "it is the target"}));
             continue;
         }
         let one = Args {
             from,
             ..args.clone()
         };
-        if run(&one, global)? == ExitCode::SUCCESS {
+        let outcome = run_one(&one, global)?;
+        if outcome.code == ExitCode::SUCCESS {
             selected_any = true;
         }
+        if let Some(summary) = &outcome.summary
+            && !global.json
+        {
+            summary.print_human(global);
+        }
+        let mut doc = outcome.json;
+        doc["namespace"] = json!(ns);
+        docs.push(doc);
+    }
+    if global.json {
+        // One document for the whole run: one entry per namespace.
+        println!(
+            "{}",
+            json!({"from": format!("{kind}:{ALL_NAMESPACES}"), "to": args.to.to_string(), "namespaces": docs})
+        );
     }
     Ok(if selected_any {
         ExitCode::SUCCESS
@@ -464,7 +530,7 @@ fn print_plan(
     source: &Endpoint,
     load: Option<&std::process::Command>,
     global: &GlobalArgs,
-) {
+) -> serde_json::Value {
     let save = plan.and_then(|p| source.save_command(&p.refs));
     if global.json {
         let obj = json!({
@@ -477,15 +543,14 @@ fn print_plan(
             "save": save.as_ref().map(plan::argv),
             "load": plan.and(load).map(plan::argv),
         });
-        println!("{obj}");
-        return;
+        return obj;
     }
     for s in skipped {
         println!("skip {s} (already in {} with the same image ID)", args.to);
     }
     let Some(plan) = plan else {
         println!("nothing to move from {} to {}", args.from, args.to);
-        return;
+        return serde_json::Value::Null;
     };
     println!(
         "would move {} from {} to {}:",
@@ -523,4 +588,5 @@ fn print_plan(
     if let Some(via) = &args.via {
         println!("also write: {}", via.display());
     }
+    serde_json::Value::Null
 }

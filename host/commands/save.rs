@@ -53,7 +53,23 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     };
     let mut printer = Printer::new(global);
     let Some(plan) = Plan::select(&source, &pipeline, &args.refs, &mut printer)? else {
-        if !global.quiet {
+        if global.json {
+            // Still one document: the summary of nothing saved.
+            Summary {
+                images: 0,
+                bytes: 0,
+                elapsed: std::time::Duration::ZERO,
+                from: spec.to_string(),
+                to: if to_stdout {
+                    "stdout".to_owned()
+                } else {
+                    args.output.display().to_string()
+                },
+                verified: None,
+                sync: None,
+            }
+            .print(global, to_stdout);
+        } else if !global.quiet {
             eprintln!("imgkit: the filter selected no image in {spec}; nothing to save");
         }
         return Ok(ExitCode::from(1));

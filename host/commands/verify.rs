@@ -52,6 +52,9 @@ fn print_report(report: &VerifyReport, shown: &str, global: &GlobalArgs) -> anyh
             imgkit_types::humanize::size(report.bytes)
         )?;
     }
+    for w in &report.warnings {
+        eprintln!("warning: {shown}: {w}");
+    }
     for m in &report.missing_platforms {
         let platform = m
             .platform

@@ -24,6 +24,8 @@ pub struct VerifyReport {
     /// Platforms an index names that the archive does not hold (not an error: saves of
     /// multi-platform images commonly keep one platform).
     pub missing_platforms: Vec<MissingPlatform>,
+    /// Names that are not image references, and names given to several images.
+    pub warnings: Vec<String>,
 }
 
 /// Verifies the archive at `path` (a file or an OCI layout directory).
@@ -78,6 +80,7 @@ fn check(table: &Table, what: &str) -> Result<VerifyReport> {
             .iter()
             .flat_map(|i| i.missing_platforms.iter().cloned())
             .collect(),
+        warnings: model::name_warnings(&images),
     })
 }
 
