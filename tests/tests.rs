@@ -9,6 +9,7 @@ mod engines;
 mod filter;
 mod plugin;
 mod presets;
+mod safety;
 mod snapshots;
 mod sync;
 mod transfer;
