@@ -85,7 +85,7 @@ pub(crate) fn after_failed_load(
         Ok(s) => s,
         Err(e) => {
             return err.context(format!(
-                "the load into {} failed, and what it kept could not be checked ({e:#}); look with `imgkit ls {}`",
+                "the load into {} did not complete, and what it kept could not be checked ({e:#}); look with `imgkit ls {}`",
                 target.name(),
                 crate::endpoint::EndpointSpec::of(engine).engine_flags()
             ));
@@ -138,7 +138,7 @@ pub(crate) fn after_failed_load(
     }
     // The statement heads the error; the pump's own error and hints follow as its causes.
     err.context(format!(
-        "the load into {} failed; {}",
+        "the load into {} did not complete; {}",
         target.name(),
         said.join("; ")
     ))
