@@ -452,6 +452,47 @@ fn load_checks_every_blob_and_the_target_commits_nothing_bad() {
         .stderr_has("has sha256")
         .stderr_has("kept nothing");
     assert_eq!(ctr_names(e, ns), Vec::<String>::new());
+    // An archive larger than what imgkit holds back (1 MiB), docker ≤24's layout (layers are
+    // not named by digest, so ctr cannot check them), flipped early: most of the stream has
+    // reached ctr when the check fails; its end never does.
+    let big = tmp.path().join("big.tar");
+    let data: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let layer = imgkit_archive::layer_tar(&[("big", &data[..])]);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha256(&layer))]},
+    }))
+    .unwrap();
+    let config_name = format!("{}.json", sha256(&config));
+    let manifest = serde_json::to_vec(&serde_json::json!([
+        {"Config": config_name, "RepoTags": ["safety/big:1"], "Layers": ["layer/layer.tar"]}
+    ]))
+    .unwrap();
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, bytes) in [
+        ("layer/layer.tar", &layer),
+        (config_name.as_str(), &config),
+        ("manifest.json", &manifest),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, name, &bytes[..]).unwrap();
+    }
+    let mut bytes = tar.into_inner().unwrap();
+    bytes[2048] ^= 1;
+    std::fs::write(&big, &bytes).unwrap();
+    imgkit(&[dst_ctr(e)])
+        .args(["load", "--engine", "ctr", "-n", ns, "-i"])
+        .arg(&big)
+        .run()
+        .code(2)
+        .stderr_has("has sha256")
+        .stderr_has("kept nothing");
+    assert_eq!(ctr_names(e, ns), Vec::<String>::new());
     // podman, from stdin too.
     let env = fresh_podman(tmp.path());
     imgkit(&env)
