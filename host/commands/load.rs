@@ -21,7 +21,8 @@ use crate::transfer::{Summary, run_pump};
 pub(crate) struct Args {
     #[command(flatten)]
     pub(crate) engine: EngineArgs,
-    /// The archive to read; stdin when absent or `-`.
+    /// The archive to read; stdin when absent or `-`. Every blob is checked against its
+    /// digest as it streams: a bad archive stops the load before the engine sees its end.
     #[arg(long, short = 'i', value_name = "FILE")]
     pub(crate) input: Option<PathBuf>,
 }
