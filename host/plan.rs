@@ -234,7 +234,7 @@ impl Plan {
             for r in given {
                 let (r, i) = index
                     .resolve(&r)
-                    .or_else(|| index.resolve_id(&records, &r))
+                    .or_else(|| resolve_id(&records, &r))
                     .ok_or_else(|| not_listed(&r, source))?;
                 chosen.push((r, i, Vec::new()));
             }
@@ -467,6 +467,30 @@ fn not_listed(r: &ImageRef, source: &Endpoint) -> anyhow::Error {
     )
 }
 
+/// The listing's image with the ID `r` (as `docker save ID` reads it): saved by that ID,
+/// or, where the engine saves only by name (containerd), by a name of the image.
+fn resolve_id(records: &[ImageRecord], r: &ImageRef) -> Option<(ImageRef, usize)> {
+    let id = image_id_of(r)?;
+    let found: Vec<usize> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, rec)| {
+            let own = rec.id.strip_prefix("sha256:").unwrap_or(&rec.id);
+            own.len() >= 12 && (id.starts_with(own) || own.starts_with(id))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let first = *found.first()?;
+    if !records[first].extra.contains_key("Name") {
+        return Some((r.clone(), first));
+    }
+    found.into_iter().find_map(|i| {
+        let rec = &records[i];
+        let name = rec.reference()?;
+        Some((ImageRef::parse(&name).ok()?, i))
+    })
+}
+
 /// The listing's names, normalized, for resolving filter outputs.
 struct Index {
     /// normalized "name:tag" / "name@digest" → (reference as the listing spells it, record).
@@ -493,30 +517,6 @@ impl Index {
             }
         }
         Self { by_ref }
-    }
-
-    /// The listing's image with the ID `r` (as `docker save ID` reads it): saved by that ID,
-    /// or, where the engine saves only by name (containerd), by a name of the image.
-    fn resolve_id(&self, records: &[ImageRecord], r: &ImageRef) -> Option<(ImageRef, usize)> {
-        let id = image_id_of(r)?;
-        let found: Vec<usize> = records
-            .iter()
-            .enumerate()
-            .filter(|(_, rec)| {
-                let own = rec.id.strip_prefix("sha256:").unwrap_or(&rec.id);
-                own.len() >= 12 && (id.starts_with(own) || own.starts_with(id))
-            })
-            .map(|(i, _)| i)
-            .collect();
-        let first = *found.first()?;
-        if !records[first].extra.contains_key("Name") {
-            return Some((r.clone(), first));
-        }
-        found.into_iter().find_map(|i| {
-            let rec = &records[i];
-            let name = rec.reference()?;
-            Some((ImageRef::parse(&name).ok()?, i))
-        })
     }
 
     /// The listing's image named by `r` (a bare name means its `latest` tag, as engines read it).

@@ -138,7 +138,11 @@ fn ctr_import(e: &Engines, ns: &str, archive: &Path) {
 
 fn sha256(bytes: &[u8]) -> String {
     let d = sha2::Sha256::digest(bytes);
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    d.iter().fold(String::new(), |mut s, b| {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 // ---- never destroy what the user had ---------------------------------------------------------

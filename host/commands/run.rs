@@ -283,7 +283,7 @@ fn run_one(args: &Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             Some(b) => guard::after_failed_load(&target, b, e),
             None => e,
         };
-        notes.into_iter().fold(e, |e, n| e.context(n))
+        notes.into_iter().fold(e, anyhow::Error::context)
     })?;
     plan::after_load(&target, &done.target_stdout, &plan)
         .with_context(|| format!("moved {what}, but naming them failed"))?;

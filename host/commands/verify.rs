@@ -52,6 +52,9 @@ fn print_report(report: &VerifyReport, shown: &str, global: &GlobalArgs) -> anyh
             imgkit_types::humanize::size(report.bytes)
         )?;
     }
+    if global.quiet {
+        return Ok(());
+    }
     for w in &report.warnings {
         eprintln!("warning: {shown}: {w}");
     }

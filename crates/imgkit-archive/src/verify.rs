@@ -259,11 +259,11 @@ impl Read for VerifyingReader {
                 self.finish()?;
                 continue;
             }
-            if !self
+            let sent = self
                 .tx
                 .as_ref()
-                .is_some_and(|tx| tx.send(self.chunk[..n].to_vec()).is_ok())
-            {
+                .is_some_and(|tx| tx.send(self.chunk[..n].to_vec()).is_ok());
+            if !sent {
                 // The verifier reads to the end of the stream; it stopped early, so it failed.
                 self.finish()?;
                 return Err(std::io::Error::other(

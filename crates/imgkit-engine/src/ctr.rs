@@ -100,7 +100,7 @@ fn parse_row(line: &str) -> Result<CtrImage, String> {
             })
             .and_then(|i| {
                 let mut row = parse_fields(&format!("- {}", &trimmed[i..])).ok()?;
-                row.name = trimmed[..i].trim_end().to_owned();
+                trimmed[..i].trim_end().clone_into(&mut row.name);
                 Some(row)
             })
             .ok_or(why)
