@@ -304,3 +304,73 @@ impl Read for Shared {
         self.0.borrow_mut().read(buf)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::write_images(&crate::sample::images(), &mut out, crate::Compression::None).unwrap();
+        out
+    }
+
+    /// Reads `bytes` through a verifying reader: what came out, and how it ended.
+    fn through(bytes: Vec<u8>) -> (Vec<u8>, std::io::Result<()>) {
+        let mut r = VerifyingReader::new(std::io::Cursor::new(bytes), Limits::default());
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => return (out, Ok(())),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => return (out, Err(e)),
+            }
+        }
+    }
+
+    /// An error with its causes, as a person reads them.
+    fn chain(e: &std::io::Error) -> String {
+        let mut text = e.to_string();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = e
+            .get_ref()
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        text
+    }
+
+    #[test]
+    fn a_good_archive_passes_unchanged() {
+        let good = sample();
+        let (out, end) = through(good.clone());
+        end.unwrap();
+        assert_eq!(out, good);
+    }
+
+    #[test]
+    fn a_flipped_byte_ends_in_an_error_before_the_end_of_the_stream() {
+        let mut bad = sample();
+        // A byte of a layer's content (a file inside the sample's "hello" layer).
+        let needle = b"hello from imgkit";
+        let at = bad.windows(needle.len()).position(|w| w == needle).unwrap();
+        bad[at] ^= 0x20;
+        let len = bad.len();
+        let (out, end) = through(bad);
+        let e = chain(&end.unwrap_err());
+        assert!(out.len() < len, "the whole stream came through");
+        assert!(e.contains("sha256"), "{e}");
+    }
+
+    #[test]
+    fn data_after_the_end_of_the_tar_is_an_error() {
+        let mut bytes = sample();
+        bytes.extend_from_slice(b"more members?");
+        let (_, end) = through(bytes);
+        let e = chain(&end.unwrap_err());
+        assert!(e.contains("after the end"), "{e}");
+    }
+}
