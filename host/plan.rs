@@ -335,7 +335,12 @@ impl Plan {
                 (w, Found::Id(g)) => problems.push(format!("{r}: ID {g} in the target, {} in the source", show(w.as_ref()))),
                 (w, Found::Missing) => problems.push(format!("{r}: missing in the target (source ID {})", show(w.as_ref()))),
                 (_, Found::Unnamed) => notes.push(format!(
-                    "{r}: loaded without a name (a digest reference needs a registry); {} keeps no unnamed image",
+                    "{r}: loaded without a name ({}); {} keeps no unnamed image",
+                    if image_id_of(r).is_some() {
+                        "an untagged image"
+                    } else {
+                        "a digest reference needs a registry"
+                    },
                     target.name()
                 )),
             }
