@@ -43,7 +43,9 @@ pub(crate) struct Args {
     pub(crate) filter: Vec<PathBuf>,
     #[command(flatten)]
     pub(crate) plugin: PluginArgs,
-    /// Also keep the stream as an archive file while loading it into the target (a tee).
+    /// Also keep the stream as an archive file while loading it into the target (a tee). It
+    /// may not be the --from or --to file, and holds the stream as it is: a plain tar from an
+    /// engine (a .gz/.zst name is refused), --to's compression between archives.
     #[arg(long, value_name = "FILE")]
     pub(crate) via: Option<PathBuf>,
     /// Print the plan (images, sizes, commands) and touch nothing.
