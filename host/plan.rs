@@ -332,8 +332,14 @@ impl Plan {
         for ((r, want), got) in self.refs.iter().zip(&want).zip(got) {
             match (want, got) {
                 (Some(w), Found::Id(g)) if *w == g => checked += 1,
-                (w, Found::Id(g)) => problems.push(format!("{r}: ID {g} in the target, {} in the source", show(w.as_ref()))),
-                (w, Found::Missing) => problems.push(format!("{r}: missing in the target (source ID {})", show(w.as_ref()))),
+                (w, Found::Id(g)) => problems.push(format!(
+                    "{r}: ID {g} in the target, {} in the source",
+                    show(w.as_ref())
+                )),
+                (w, Found::Missing) => problems.push(format!(
+                    "{r}: missing in the target (source ID {})",
+                    show(w.as_ref())
+                )),
                 (_, Found::Unnamed) => notes.push(format!(
                     "{r}: loaded without a name ({}); {} keeps no unnamed image",
                     if image_id_of(r).is_some() {
