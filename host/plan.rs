@@ -709,6 +709,21 @@ mod tests {
     }
 
     #[test]
+    fn an_image_id_is_a_bare_12_or_64_hex_name() {
+        let id = |s: &str| image_id_of(&ImageRef::parse(s).unwrap()).map(str::to_owned);
+        assert_eq!(id("4a2be5982e10").as_deref(), Some("4a2be5982e10"));
+        assert_eq!(id(&"a".repeat(64)).map(|s| s.len()), Some(64));
+        assert_eq!(id("4a2be5982e10:latest"), None, "a tag makes it a name");
+        assert_eq!(id("seed/4a2be5982e10"), None);
+        assert_eq!(id("4a2be5982e1"), None, "11 digits");
+        assert_eq!(id("4a2be5982e1g"), None, "not hex");
+        let d: Digest = D.parse().unwrap();
+        assert!(same_id(&d, "111111111111"));
+        assert!(same_id(&d, D));
+        assert!(!same_id(&d, "11111"), "too short to name an image");
+    }
+
+    #[test]
     fn quotes_for_display_only() {
         assert_eq!(quote("save"), "save");
         assert_eq!(quote("a b"), "'a b'");
