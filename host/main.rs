@@ -8,6 +8,7 @@ mod commands;
 mod diagnostics;
 mod endpoint;
 mod engine_args;
+mod guard;
 mod pipeline;
 mod plan;
 mod plugin_args;
@@ -39,10 +40,45 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let global = cli.global.clone();
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => diagnostics::report(&err, &global),
     }
+}
+
+/// A command line clap refuses: clap's own text, or with `--json` (one JSON document, as every
+/// error) the same object `diagnostics::report` prints. Help and version are not errors.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let wants_json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if informational || !wants_json {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next().unwrap_or_default();
+    let message = first.strip_prefix("error: ").unwrap_or(first).to_owned();
+    let hints: Vec<String> = lines
+        .filter_map(|l| l.trim().strip_prefix("tip: "))
+        .map(str::to_owned)
+        .collect();
+    eprintln!(
+        "{}",
+        serde_json::json!({"error": message, "causes": [], "hints": hints})
+    );
+    ExitCode::from(diagnostics::EXIT_ERROR)
 }

@@ -49,14 +49,6 @@ impl Endpoint {
         }
     }
 
-    /// "docker save", "ctr:k8s.io load", "images.tar".
-    pub(crate) fn step_label(&self, step: &str) -> String {
-        match self {
-            Endpoint::Engine { spec, .. } => format!("{spec} {step}"),
-            Endpoint::Archive(p) => p.display().to_string(),
-        }
-    }
-
     pub(crate) fn name(&self) -> String {
         match self {
             Endpoint::Engine { spec, .. } => spec.to_string(),
@@ -64,11 +56,11 @@ impl Endpoint {
         }
     }
 
-    /// The source's listing, in docker's record shape.
-    pub(crate) fn list(&self) -> anyhow::Result<Vec<ImageRecord>> {
+    /// The source's listing, in docker's record shape, and warnings about what it left out.
+    pub(crate) fn list(&self) -> anyhow::Result<(Vec<ImageRecord>, Vec<String>)> {
         match self {
             Endpoint::Engine { engine, spec } => {
-                let mut records = engine.list().map_err(|e| {
+                let (mut records, warnings) = engine.list_noting().map_err(|e| {
                     engine_error(e, &format!("could not list the images in {spec}"))
                 })?;
                 // Filters may choose by containerd namespace (`run --from ctr:all`).
@@ -80,10 +72,13 @@ impl Endpoint {
                         );
                     }
                 }
-                Ok(records)
+                Ok((records, warnings))
             }
-            Endpoint::Archive(p) => imgkit_archive::list(p)
-                .with_context(|| format!("could not read the archive {}", p.display())),
+            Endpoint::Archive(p) => {
+                let archive = Archive::open(p)
+                    .with_context(|| format!("could not read the archive {}", p.display()))?;
+                Ok((archive.records(), archive.warnings()))
+            }
         }
     }
 
@@ -101,10 +96,11 @@ impl Endpoint {
     /// (each shared blob once) streamed from an archive file, compressed as `compression`.
     pub(crate) fn source(&self, refs: &[ImageRef], compression: Compression) -> Source {
         match self {
-            Endpoint::Engine { engine, .. } => Source::command(
-                self.step_label("save"),
-                traced(engine.command(&engine.save_args(&native(engine, refs)))),
-            ),
+            Endpoint::Engine { engine, .. } => {
+                // Errors name the command line that ran, as a person could paste it.
+                let cmd = traced(engine.command(&engine.save_args(&native(engine, refs))));
+                Source::command(display_argv(&cmd), cmd)
+            }
             Endpoint::Archive(path) => subset_source(path.clone(), refs.to_vec(), compression),
         }
     }
@@ -120,6 +116,27 @@ impl Endpoint {
     }
 }
 
+/// The image ID a reference stands for, when it is one: what a listing gives for an untagged
+/// image (`4a2be5982e10`), a bare name of 12 or 64 lowercase hex digits, no tag, no digest —
+/// engines read it as an ID too (`docker save 4a2be5982e10`).
+pub(crate) fn image_id_of(r: &ImageRef) -> Option<&str> {
+    if r.tag().is_some() || r.digest().is_some() || r.domain().is_some() {
+        return None;
+    }
+    let name = r.path();
+    let hex = name.len() == 12 || name.len() == 64;
+    (hex && name
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then_some(name)
+}
+
+/// Whether the image ID `id` (short or `sha256:…`) is the image `digest`.
+pub(crate) fn same_id(digest: &Digest, id: &str) -> bool {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    id.len() >= 12 && digest.hex().starts_with(id)
+}
+
 /// `cmd`, printed first as `+ argv` when `-v` is on (the transfer's save and load run outside
 /// the engine's own tracing).
 fn traced(cmd: Command) -> Command {
@@ -132,7 +149,15 @@ fn traced(cmd: Command) -> Command {
 /// References as the engine stores them (containerd and podman: fully qualified), so that a
 /// save finds exactly the listed image.
 fn native(engine: &Engine, refs: &[ImageRef]) -> Vec<ImageRef> {
-    refs.iter().map(|r| engine.native_ref(r)).collect()
+    refs.iter()
+        .map(|r| {
+            if image_id_of(r).is_some() {
+                r.clone()
+            } else {
+                engine.native_ref(r)
+            }
+        })
+        .collect()
 }
 
 pub(crate) fn engine_error(e: imgkit_engine::Error, context: &str) -> anyhow::Error {
@@ -185,7 +210,10 @@ impl Plan {
             .context("refusing to run any engine")?;
 
         printer.step("list", &format!("listing images in {}", source.name()));
-        let records = source.list()?;
+        let (records, warnings) = source.list()?;
+        for w in warnings {
+            printer.step("list", &format!("warning: {w}"));
+        }
         let index = Index::new(&records);
 
         let mut chosen: Vec<(ImageRef, usize, Vec<String>)> = Vec::new();
@@ -204,7 +232,10 @@ impl Plan {
             );
         } else {
             for r in given {
-                let (r, i) = index.resolve(&r).ok_or_else(|| not_listed(&r, source))?;
+                let (r, i) = index
+                    .resolve(&r)
+                    .or_else(|| resolve_id(&records, &r))
+                    .ok_or_else(|| not_listed(&r, source))?;
                 chosen.push((r, i, Vec::new()));
             }
         }
@@ -301,10 +332,21 @@ impl Plan {
         for ((r, want), got) in self.refs.iter().zip(&want).zip(got) {
             match (want, got) {
                 (Some(w), Found::Id(g)) if *w == g => checked += 1,
-                (w, Found::Id(g)) => problems.push(format!("{r}: ID {g} in the target, {} in the source", show(w.as_ref()))),
-                (w, Found::Missing) => problems.push(format!("{r}: missing in the target (source ID {})", show(w.as_ref()))),
+                (w, Found::Id(g)) => problems.push(format!(
+                    "{r}: ID {g} in the target, {} in the source",
+                    show(w.as_ref())
+                )),
+                (w, Found::Missing) => problems.push(format!(
+                    "{r}: missing in the target (source ID {})",
+                    show(w.as_ref())
+                )),
                 (_, Found::Unnamed) => notes.push(format!(
-                    "{r}: loaded without a name (a digest reference needs a registry); {} keeps no unnamed image",
+                    "{r}: loaded without a name ({}); {} keeps no unnamed image",
+                    if image_id_of(r).is_some() {
+                        "an untagged image"
+                    } else {
+                        "a digest reference needs a registry"
+                    },
                     target.name()
                 )),
             }
@@ -346,7 +388,9 @@ impl Endpoint {
         refs: &[ImageRef],
         by_id: Option<&[Option<Digest>]>,
     ) -> anyhow::Result<Vec<Found>> {
-        let digest_only = |r: &ImageRef| r.tag().is_none() && r.digest().is_some();
+        // No name to look up in a target: a digest-only reference, or an image ID.
+        let digest_only =
+            |r: &ImageRef| (r.tag().is_none() && r.digest().is_some()) || image_id_of(r).is_some();
         match self {
             Endpoint::Engine { engine, .. } => {
                 let named: Vec<ImageRef> = refs
@@ -391,7 +435,14 @@ impl Endpoint {
                     .iter()
                     .enumerate()
                     .map(|(i, r)| {
-                        let by_name = archive.find(r).map(|im| im.id().clone());
+                        let by_name = match image_id_of(r) {
+                            Some(id) => archive
+                                .images()
+                                .iter()
+                                .find(|im| same_id(im.id(), id))
+                                .map(|im| im.id().clone()),
+                            None => archive.find(r).map(|im| im.id().clone()),
+                        };
                         let wanted = by_id.and_then(|w| w[i].as_ref());
                         let by_digest = wanted
                             .filter(|w| archive.images().iter().any(|im| im.id() == *w))
@@ -425,6 +476,30 @@ fn not_listed(r: &ImageRef, source: &Endpoint) -> anyhow::Error {
             }
         },
     )
+}
+
+/// The listing's image with the ID `r` (as `docker save ID` reads it): saved by that ID,
+/// or, where the engine saves only by name (containerd), by a name of the image.
+fn resolve_id(records: &[ImageRecord], r: &ImageRef) -> Option<(ImageRef, usize)> {
+    let id = image_id_of(r)?;
+    let found: Vec<usize> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, rec)| {
+            let own = rec.id.strip_prefix("sha256:").unwrap_or(&rec.id);
+            own.len() >= 12 && (id.starts_with(own) || own.starts_with(id))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let first = *found.first()?;
+    if !records[first].extra.contains_key("Name") {
+        return Some((r.clone(), first));
+    }
+    found.into_iter().find_map(|i| {
+        let rec = &records[i];
+        let name = rec.reference()?;
+        Some((ImageRef::parse(&name).ok()?, i))
+    })
 }
 
 /// The listing's names, normalized, for resolving filter outputs.
@@ -503,7 +578,10 @@ fn subset_source(path: PathBuf, refs: Vec<ImageRef>, compression: Compression) -
             let archive = Archive::open(&path)?;
             let mut w = SubsetWriter::new(&archive);
             for r in &refs {
-                w.select(r)?;
+                match image_id_of(r) {
+                    Some(id) => w.select_id(id)?,
+                    None => w.select(r)?,
+                };
             }
             w.compression(compression).write(writer)?;
             Ok(())
@@ -628,6 +706,21 @@ mod tests {
         );
         assert!(idx.resolve(&p("nope/none:1")).is_none());
         assert!(idx.resolve(&p("seed/app")).is_none(), "no seed/app:latest");
+    }
+
+    #[test]
+    fn an_image_id_is_a_bare_12_or_64_hex_name() {
+        let id = |s: &str| image_id_of(&ImageRef::parse(s).unwrap()).map(str::to_owned);
+        assert_eq!(id("4a2be5982e10").as_deref(), Some("4a2be5982e10"));
+        assert_eq!(id(&"a".repeat(64)).map(|s| s.len()), Some(64));
+        assert_eq!(id("4a2be5982e10:latest"), None, "a tag makes it a name");
+        assert_eq!(id("seed/4a2be5982e10"), None);
+        assert_eq!(id("4a2be5982e1"), None, "11 digits");
+        assert_eq!(id("4a2be5982e1g"), None, "not hex");
+        let d: Digest = D.parse().unwrap();
+        assert!(same_id(&d, "111111111111"));
+        assert!(same_id(&d, D));
+        assert!(!same_id(&d, "11111"), "too short to name an image");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use imgkit_types::ImageRef;
 use regex::Regex;
 
 use crate::diagnostics::with_hint;
+use crate::guard::Snapshot;
 use crate::plan::{Endpoint, Found, Plan, Selected, engine_error};
 
 /// One `--rename REGEX=REPLACEMENT` rule. REGEX must match a whole reference, fully qualified
@@ -161,15 +162,97 @@ pub(crate) fn target_names(img: &Selected) -> Vec<ImageRef> {
     }
 }
 
-/// After the load: tags each renamed image with its new names and drops the name it was
-/// loaded under (unless it is one of the new names). One call per image for the tags, one for
-/// the removals (docker: one `tag` per new name).
-pub(crate) fn apply(target: &Endpoint, plan: &Plan) -> anyhow::Result<()> {
+/// Names a run loads images under only on the way to their new names, which the target
+/// already had before the run: containerd cannot name an image by ID, so each is first kept
+/// under an alias (`ctr images tag NAME ALIAS`) that [`apply`] uses to put it back.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Kept {
+    /// (name as stored, alias), containerd only.
+    aliases: Vec<(String, String)>,
+}
+
+/// The names each renamed image is loaded under (as the target stores them), unless they are
+/// among its new names.
+fn passing_names(engine: &imgkit_engine::Engine, plan: &Plan) -> Vec<String> {
+    plan.images
+        .iter()
+        .filter(|i| !i.rename.is_empty())
+        .filter_map(|img| {
+            let loaded = engine.native_ref(&img.reference).to_string();
+            let new: Vec<String> = names(img)
+                .iter()
+                .map(|n| engine.native_ref(n).to_string())
+                .collect();
+            (!new.contains(&loaded)).then_some(loaded)
+        })
+        .collect()
+}
+
+/// Before the load: for containerd, keeps each name the load will pass through that the
+/// target already has under an alias (see [`Kept`]).
+pub(crate) fn keep(target: &Endpoint, plan: &Plan, before: &Snapshot) -> anyhow::Result<Kept> {
     let Some(engine) = target.engine() else {
-        return Ok(());
+        return Ok(Kept::default());
+    };
+    if engine.kind() != EngineKind::Ctr {
+        return Ok(Kept::default());
+    }
+    let mut kept = Kept::default();
+    for (i, name) in passing_names(engine, plan).into_iter().enumerate() {
+        let Some(id) = before.get(&name) else {
+            continue;
+        };
+        let hex = id.strip_prefix("sha256:").unwrap_or(id);
+        let alias = format!(
+            "imgkit.invalid/kept:{}-{i}-{}",
+            &hex[..hex.len().min(12)],
+            std::process::id()
+        );
+        let argv: Vec<OsString> = ["images", "tag", "--force", name.as_str(), alias.as_str()]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        engine
+            .output(&argv)
+            .map_err(|e| engine_error(e, &format!("could not keep {name} safe before loading")))?;
+        kept.aliases.push((name, alias));
+    }
+    Ok(kept)
+}
+
+/// After a failed load: puts back what [`keep`] kept and removes its aliases.
+pub(crate) fn restore_kept(target: &Endpoint, kept: &Kept) -> Vec<String> {
+    let Some(engine) = target.engine() else {
+        return Vec::new();
+    };
+    let mut notes = Vec::new();
+    for (name, alias) in &kept.aliases {
+        let os = |s: &str| OsString::from(s);
+        let back = [os("images"), os("tag"), os("--force"), os(alias), os(name)];
+        match engine.output(&back) {
+            Ok(_) => {
+                let _ = engine.output(&[os("images"), os("rm"), os(alias)]);
+            }
+            Err(e) => notes.push(format!("could not put back {name} (kept as {alias}): {e}")),
+        }
+    }
+    notes
+}
+
+/// After the load: tags each renamed image with its new names and drops the name it was
+/// loaded under (unless it is one of the new names) — but only a name this run created: a name
+/// the target had before the run stays, and when the load moved it off the user's image it is
+/// put back. Returns notes saying what was put back.
+pub(crate) fn apply(
+    target: &Endpoint,
+    plan: &Plan,
+    before: &Snapshot,
+    kept: &Kept,
+) -> anyhow::Result<Vec<String>> {
+    let Some(engine) = target.engine() else {
+        return Ok(Vec::new());
     };
     let os = |s: &str| OsString::from(s);
-    let mut drop: Vec<OsString> = Vec::new();
     for img in plan.images.iter().filter(|i| !i.rename.is_empty()) {
         let loaded = engine.native_ref(&img.reference).to_string();
         let new: Vec<String> = names(img)
@@ -199,18 +282,54 @@ pub(crate) fn apply(target: &Endpoint, plan: &Plan) -> anyhow::Result<()> {
                 .output(&c)
                 .map_err(|e| engine_error(e, &format!("could not tag {}", img.reference)))?;
         }
-        if !new.contains(&loaded) {
-            drop.push(os(&loaded));
+    }
+    let passing = passing_names(engine, plan);
+    // Names this run created are dropped; names the target had stay (put back when moved).
+    let (had, created): (Vec<String>, Vec<String>) =
+        passing.into_iter().partition(|n| before.get(n).is_some());
+    let mut notes = Vec::new();
+    if !had.is_empty() {
+        let now = Snapshot::take(target)?;
+        for name in &had {
+            let was = before.get(name).expect("partitioned on it");
+            if now.get(name) == Some(was) {
+                continue;
+            }
+            let argv: Vec<OsString> = match engine.kind() {
+                EngineKind::Ctr => {
+                    let Some((_, alias)) = kept.aliases.iter().find(|(n, _)| n == name) else {
+                        notes.push(format!(
+                            "loading moved {name} off image {was}, and it could not be put back"
+                        ));
+                        continue;
+                    };
+                    vec![os("images"), os("tag"), os("--force"), os(alias), os(name)]
+                }
+                _ => vec![os("tag"), os(was), os(name)],
+            };
+            engine.output(&argv).map_err(|e| {
+                engine_error(
+                    e,
+                    &format!("loading moved {name} off image {was}, and putting it back failed"),
+                )
+            })?;
+            notes.push(format!(
+                "loading moved {name} off image {was} (the target had it before this run); put it back"
+            ));
         }
     }
-    if drop.is_empty() {
-        return Ok(());
+    let aliases: Vec<OsString> = kept.aliases.iter().map(|(_, a)| os(a)).collect();
+    if !aliases.is_empty() {
+        let mut c = vec![os("images"), os("rm")];
+        c.extend(aliases);
+        engine
+            .output(&c)
+            .map_err(|e| engine_error(e, "could not remove the aliases kept during the load"))?;
     }
-    let mut c = match engine.kind() {
-        EngineKind::Docker | EngineKind::Nerdctl => vec![os("rmi"), os("--")],
-        EngineKind::Podman => vec![os("untag")],
-        EngineKind::Ctr => vec![os("images"), os("rm")],
-    };
+    let drop: Vec<OsString> = created.iter().map(|n| os(n)).collect();
+    if drop.is_empty() {
+        return Ok(notes);
+    }
     if engine.kind() == EngineKind::Podman {
         // `podman untag IMAGE NAME…` works per image: one call per name.
         for d in &drop {
@@ -219,13 +338,18 @@ pub(crate) fn apply(target: &Endpoint, plan: &Plan) -> anyhow::Result<()> {
                 engine_error(e, "could not drop the names images were loaded under")
             })?;
         }
-        return Ok(());
+        return Ok(notes);
     }
+    let mut c = match engine.kind() {
+        EngineKind::Docker | EngineKind::Nerdctl => vec![os("rmi"), os("--")],
+        EngineKind::Podman => unreachable!("handled above"),
+        EngineKind::Ctr => vec![os("images"), os("rm")],
+    };
     c.extend(drop);
     engine
         .output(&c)
         .map_err(|e| engine_error(e, "could not drop the names images were loaded under"))?;
-    Ok(())
+    Ok(notes)
 }
 
 /// Checks that each new name resolves in `target` to the source's image ID; the number checked.

@@ -331,19 +331,22 @@ fn drop_digest_aliases(records: &[ImageRecord], selected: Vec<Selected>) -> Vec<
         .collect()
 }
 
-/// Every record as selected, no program: the records that have a name or an ID.
+/// Every record as selected, no program: the records that have a name or an ID. A name two
+/// images carry (an archive may say so) is selected once per image.
 pub(crate) fn select_all(records: &[ImageRecord]) -> Vec<Selected> {
     let index = Index::new(records);
     let mut seen = HashSet::new();
     let all = (0..records.len())
         .filter_map(|i| {
             let (reference, record) = index.name_of(i).ok()?;
-            seen.insert(reference.to_string()).then(|| Selected {
-                output: reference.to_string(),
-                reference,
-                record,
-                rename: Vec::new(),
-            })
+            let image = records[record].id.clone();
+            seen.insert((reference.to_string(), image))
+                .then(|| Selected {
+                    output: reference.to_string(),
+                    reference,
+                    record,
+                    rename: Vec::new(),
+                })
         })
         .collect();
     drop_digest_aliases(records, all)

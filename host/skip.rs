@@ -134,8 +134,9 @@ fn everything(plan: Plan) -> Partition {
     }
 }
 
+/// Loaded without a name: a digest-only reference, or an image selected by its ID.
 fn digest_only(r: &ImageRef) -> bool {
-    r.tag().is_none() && r.digest().is_some()
+    (r.tag().is_none() && r.digest().is_some()) || crate::plan::image_id_of(r).is_some()
 }
 
 /// Fully qualified `name:tag` (a bare name is `:latest`), `name@digest` for digest-only refs.

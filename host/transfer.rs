@@ -64,7 +64,7 @@ fn explain(err: PumpError, what: &str) -> anyhow::Error {
         PumpError::ChildFailed {
             side: Side::Target, ..
         } => Some(
-            "the target stopped the stream and kept nothing from it; its own message is above. \
+            "the target stopped the stream; its own message is above. \
              To look closer, save to a file first (imgkit save -o images.tar …) and load that"
                 .to_owned(),
         ),
@@ -129,6 +129,20 @@ impl Summary {
     /// archive), else one line on stderr (none with `--quiet`).
     pub(crate) fn print(&self, global: &GlobalArgs, stdout_is_data: bool) {
         if global.json {
+            let obj = self.to_json();
+            if stdout_is_data {
+                let _ = writeln!(std::io::stderr(), "{obj}");
+            } else {
+                let _ = writeln!(std::io::stdout(), "{obj}");
+            }
+            return;
+        }
+        self.print_human(global);
+    }
+
+    /// The summary as `--json` prints it.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        {
             let mut obj = json!({
                 "from": self.from,
                 "to": self.to,
@@ -148,13 +162,12 @@ impl Summary {
                     .collect::<serde_json::Map<_, _>>()
                     .into();
             }
-            if stdout_is_data {
-                let _ = writeln!(std::io::stderr(), "{obj}");
-            } else {
-                let _ = writeln!(std::io::stdout(), "{obj}");
-            }
-            return;
+            obj
         }
+    }
+
+    /// The summary line on stderr (none with `--quiet`).
+    pub(crate) fn print_human(&self, global: &GlobalArgs) {
         if global.quiet {
             return;
         }

@@ -9,6 +9,7 @@ mod engines;
 mod filter;
 mod plugin;
 mod presets;
+mod safety;
 mod sandbox;
 mod snapshots;
 mod sync;

@@ -29,6 +29,11 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     if let Some(kind) = args.engine.engine {
         probes.retain(|p| p.engine == kind);
     }
+    if !global.quiet && !global.json {
+        for w in probes.iter().flat_map(|p| &p.warnings) {
+            eprintln!("warning: {w}");
+        }
+    }
     let mut out = io::BufWriter::new(io::stdout().lock());
     if global.json {
         writeln!(out, "{}", serde_json::to_string(&probes)?)?;
@@ -82,7 +87,11 @@ fn print_table(out: &mut impl Write, probes: &[Probe]) -> io::Result<()> {
         })
         .collect();
     crate::table::write(out, &head, &rows)?;
-    for p in probes.iter().filter(|p| p.bin.is_some() && !p.reachable) {
+    // A reachable engine can fail too (a namespace that cannot be listed): say so.
+    for p in probes
+        .iter()
+        .filter(|p| p.bin.is_some() && (!p.reachable || p.error.is_some()))
+    {
         if let Some(e) = &p.error {
             writeln!(out, "{}: {e}", p.engine)?;
         }

@@ -12,6 +12,7 @@ use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
 use crate::endpoint::EndpointSpec;
 use crate::engine_args::EngineArgs;
+use crate::guard;
 use crate::plan::{self, Endpoint};
 use crate::progress::Printer;
 use crate::transfer::{Summary, run_pump};
@@ -20,7 +21,8 @@ use crate::transfer::{Summary, run_pump};
 pub(crate) struct Args {
     #[command(flatten)]
     pub(crate) engine: EngineArgs,
-    /// The archive to read; stdin when absent or `-`.
+    /// The archive to read; stdin when absent or `-`. Every blob is checked against its
+    /// digest as it streams: a bad archive stops the load before the engine sees its end.
     #[arg(long, short = 'i', value_name = "FILE")]
     pub(crate) input: Option<PathBuf>,
 }
@@ -56,23 +58,29 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         ),
     };
     let (from, expected) = from;
+    // What the target held, to remove what a failed load leaves.
+    let before = guard::Snapshot::take(&target).ok();
+    let load = target.load_command()?;
     let mut pump = Pump::new(source)
-        .sink(Sink::command(
-            target.step_label("load"),
-            target.load_command()?,
-        ))
+        .sink(Sink::command(plan::display_argv(&load), load))
         .expected_bytes(expected);
     if plan::names_short_names_localhost(&target) {
         pump = pump.transform(|r| Box::new(QualifyNames::new(r)));
     }
     printer.stream(format!("{from} → {spec}"));
-    let done = run_pump(pump, &mut printer, &format!("{from} into {spec}"))?;
+    let done =
+        run_pump(pump, &mut printer, &format!("{from} into {spec}")).map_err(
+            |e| match &before {
+                Some(b) => guard::after_failed_load(&target, b, e),
+                None => e,
+            },
+        )?;
     let loaded: Vec<&str> = done
         .target_stdout
         .lines()
         .filter(|l| !l.trim().is_empty())
         .collect();
-    if !global.json {
+    if !global.json && !global.quiet {
         for line in &loaded {
             println!("{line}");
         }
@@ -90,7 +98,13 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// The archive's bytes, decompressed in-process when they start with gzip or zstd magic.
+/// The archive's bytes, decompressed in-process when they start with gzip or zstd magic, and
+/// verified as they pass (every blob against its digest, every layer against its config): the
+/// end of a bad archive never reaches the engine, which is stopped instead.
 fn decompressed(r: impl Read + 'static) -> std::io::Result<Box<dyn Read>> {
-    imgkit_archive::decompress(r)
+    let plain = imgkit_archive::decompress(r)?;
+    Ok(Box::new(imgkit_archive::VerifyingReader::new(
+        plain,
+        imgkit_archive::Limits::default(),
+    )))
 }

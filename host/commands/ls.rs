@@ -79,9 +79,12 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     } else {
         Some(compile(args, global)?)
     };
+    let mut warnings = Vec::new();
     let records = if let Some(path) = &args.from {
-        imgkit_archive::list(path)
-            .map_err(|e| with_hint(e, "check the file with `imgkit verify ARCHIVE`"))?
+        let archive = imgkit_archive::Archive::open(path)
+            .map_err(|e| with_hint(e, "check the file with `imgkit verify ARCHIVE`"))?;
+        warnings = archive.warnings();
+        archive.records()
     } else {
         let engine = EngineArgs {
             trace: global.verbose > 0,
@@ -89,11 +92,18 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         }
         .engine()?;
         if engine.kind().is_containerd() && engine.namespace() == ALL_NAMESPACES {
-            list_every_namespace(&engine)?
+            list_every_namespace(&engine, &mut warnings)?
         } else {
-            engine.list().map_err(engine_error)?
+            let (records, w) = engine.list_noting().map_err(engine_error)?;
+            warnings = w;
+            records
         }
     };
+    if !global.quiet {
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
+    }
     let selected = match &filter {
         None => selection::select_all(&records),
         Some(f) => f.select_from(&records)?,
@@ -110,10 +120,18 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
 const ALL_NAMESPACES: &str = "all";
 
 /// Every containerd namespace's records, each with a `Namespace` key for filters.
-fn list_every_namespace(engine: &imgkit_engine::Engine) -> anyhow::Result<Vec<ImageRecord>> {
+fn list_every_namespace(
+    engine: &imgkit_engine::Engine,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Vec<ImageRecord>> {
     let mut records = Vec::new();
     for ns in engine.namespaces().map_err(engine_error)? {
-        for mut rec in engine.with_namespace(&ns).list().map_err(engine_error)? {
+        let (listed, w) = engine
+            .with_namespace(&ns)
+            .list_noting()
+            .map_err(engine_error)?;
+        warnings.extend(w);
+        for mut rec in listed {
             rec.extra.insert(
                 "Namespace".to_owned(),
                 serde_json::Value::String(ns.clone()),

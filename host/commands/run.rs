@@ -1,7 +1,7 @@
 //! `imgkit run --from SRC --to DST`: list → select → stream the source's save into the target's
 //! load (or an archive file) → verify each image's ID in the target → summary.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
 use crate::endpoint::EndpointSpec;
+use crate::guard::{self, Snapshot};
 use crate::pipeline::Pipeline;
 use crate::plan::{self, Endpoint, Plan};
 use crate::plugin_args::PluginArgs;
@@ -42,7 +43,9 @@ pub(crate) struct Args {
     pub(crate) filter: Vec<PathBuf>,
     #[command(flatten)]
     pub(crate) plugin: PluginArgs,
-    /// Also keep the stream as an archive file while loading it into the target (a tee).
+    /// Also keep the stream as an archive file while loading it into the target (a tee). It
+    /// may not be the --from or --to file, and holds the stream as it is: a plain tar from an
+    /// engine (a .gz/.zst name is refused), --to's compression between archives.
     #[arg(long, value_name = "FILE")]
     pub(crate) via: Option<PathBuf>,
     /// Print the plan (images, sizes, commands) and touch nothing.
@@ -64,12 +67,13 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    if args.from == args.to {
+    if same_endpoint(&args.from, &args.to) {
         return Err(with_hint(
             anyhow::anyhow!("--from and --to are both {}", args.from),
             "name a different target, e.g. --to podman or --to images.tar",
         ));
     }
+    check_via(args)?;
     if let EndpointSpec::Engine {
         kind,
         namespace: Some(ns),
@@ -79,6 +83,35 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     {
         return run_every_namespace(*kind, args, global);
     }
+    let outcome = run_one(args, global)?;
+    if global.json {
+        println!("{}", outcome.json);
+    } else if let Some(summary) = &outcome.summary {
+        summary.print_human(global);
+    }
+    Ok(outcome.code)
+}
+
+/// How one run ended: its exit code, its `--json` document, and the summary a person reads
+/// (`None` when the run printed its own result, `--dry-run`).
+struct Outcome {
+    code: ExitCode,
+    json: serde_json::Value,
+    summary: Option<Summary>,
+}
+
+impl Outcome {
+    fn of(summary: Summary, code: ExitCode) -> Self {
+        Self {
+            code,
+            json: summary.to_json(),
+            summary: Some(summary),
+        }
+    }
+}
+
+/// One source (one containerd namespace) into the target; prints progress, not the result.
+fn run_one(args: &Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     // Compile (and load a plugin) before any engine runs: a typo should not wait for a listing.
     let pipeline = Pipeline::compile(&args.filter, &args.plugin, global)?;
     let mut printer = Printer::new(global);
@@ -106,13 +139,26 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     };
     let started = Instant::now();
     let Some(mut plan) = Plan::select(&source, &pipeline, &[], &mut printer)? else {
-        if !global.quiet {
+        if !global.quiet && !global.json {
             eprintln!(
                 "imgkit: the filter selected no image in {}; nothing to do",
                 args.from
             );
         }
-        return Ok(ExitCode::from(EXIT_NOTHING));
+        let nothing = Summary {
+            images: 0,
+            bytes: 0,
+            elapsed: started.elapsed(),
+            from: args.from.to_string(),
+            to: args.to.to_string(),
+            verified: None,
+            sync: Some(SyncReport::default()),
+        };
+        return Ok(Outcome {
+            code: ExitCode::from(EXIT_NOTHING),
+            json: nothing.to_json(),
+            summary: None,
+        });
     };
 
     let multi = plan.multi_platform();
@@ -170,7 +216,7 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         );
     }
     if args.dry_run {
-        print_plan(
+        let json = print_plan(
             plan.as_ref(),
             &skipped,
             args,
@@ -178,30 +224,45 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             load.as_ref(),
             global,
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Outcome {
+            code: ExitCode::SUCCESS,
+            json,
+            summary: None,
+        });
     }
     let Some(plan) = plan else {
-        Summary {
-            images: 0,
-            bytes: 0,
-            elapsed: started.elapsed(),
-            from: args.from.to_string(),
-            to: args.to.to_string(),
-            verified: None,
-            sync: Some(SyncReport {
-                copied: Vec::new(),
-                skipped,
-                renamed: Vec::new(),
-            }),
-        }
-        .print(global, false);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Outcome::of(
+            Summary {
+                images: 0,
+                bytes: 0,
+                elapsed: started.elapsed(),
+                from: args.from.to_string(),
+                to: args.to.to_string(),
+                verified: None,
+                sync: Some(SyncReport {
+                    copied: Vec::new(),
+                    skipped,
+                    renamed: Vec::new(),
+                }),
+            },
+            ExitCode::SUCCESS,
+        ));
     };
 
+    // What the target held: a failed load's leftovers are removed, names it moved put back.
+    let before = match Snapshot::take(&target) {
+        Ok(s) => Some(s),
+        Err(e) if plan.images.iter().any(|i| !i.rename.is_empty()) => return Err(e),
+        Err(_) => None,
+    };
+    let kept = match &before {
+        Some(b) => rename::keep(&target, &plan, b)?,
+        None => rename::Kept::default(),
+    };
     let mut pump =
         Pump::new(source.source(&plan.refs, compression)).expected_bytes(plan.expected_bytes);
     pump = match (load, &args.to) {
-        (Some(load), _) => pump.sink(Sink::command(target.step_label("load"), load)),
+        (Some(load), _) => pump.sink(Sink::command(plan::display_argv(&load), load)),
         (None, EndpointSpec::Archive(path)) => pump.sink(Sink::file(path)),
         (None, EndpointSpec::Engine { .. }) => unreachable!("an engine has a load command"),
     };
@@ -218,11 +279,21 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         args.from,
         args.to
     );
-    let done = run_pump(pump, &mut printer, &what)?;
+    let done = run_pump(pump, &mut printer, &what).map_err(|e| {
+        let notes = rename::restore_kept(&target, &kept);
+        let e = match &before {
+            Some(b) => guard::after_failed_load(&target, b, e),
+            None => e,
+        };
+        notes.into_iter().fold(e, anyhow::Error::context)
+    })?;
     plan::after_load(&target, &done.target_stdout, &plan)
         .with_context(|| format!("moved {what}, but naming them failed"))?;
-    rename::apply(&target, &plan)
+    let notes = rename::apply(&target, &plan, &before.unwrap_or_default(), &kept)
         .with_context(|| format!("moved {what}, but renaming them failed"))?;
+    for note in &notes {
+        printer.step("rename", &format!("note: {note}"));
+    }
 
     let verified = if args.no_verify {
         None
@@ -251,21 +322,22 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         }
         Some(checked)
     };
-    Summary {
-        images: plan.refs.len(),
-        bytes: done.bytes,
-        elapsed: done.elapsed,
-        from: args.from.to_string(),
-        to: args.to.to_string(),
-        verified,
-        sync: Some(SyncReport {
-            copied: plan.refs.iter().map(ToString::to_string).collect(),
-            skipped,
-            renamed: renamed_of(&plan),
-        }),
-    }
-    .print(global, false);
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::of(
+        Summary {
+            images: plan.refs.len(),
+            bytes: done.bytes,
+            elapsed: done.elapsed,
+            from: args.from.to_string(),
+            to: args.to.to_string(),
+            verified,
+            sync: Some(SyncReport {
+                copied: plan.refs.iter().map(ToString::to_string).collect(),
+                skipped,
+                renamed: renamed_of(&plan),
+            }),
+        },
+        ExitCode::SUCCESS,
+    ))
 }
 
 /// `--from ctr:all`: one run per containerd namespace, in the order containerd lists them
@@ -297,30 +369,129 @@ fn run_every_namespace(
         .namespaces()
         .map_err(|e| plan::engine_error(e, "could not list containerd's namespaces"))?;
     let mut selected_any = false;
+    let mut docs = Vec::new();
     for ns in namespaces {
         let from = EndpointSpec::Engine {
             kind,
             namespace: Some(ns.clone()),
         };
         if from == args.to {
-            if !global.quiet {
+            if !global.quiet && !global.json {
                 eprintln!("imgkit: {from} is the target; not reading it");
             }
+            docs.push(json!({"namespace": ns, "skipped": "it is the target"}));
             continue;
         }
         let one = Args {
             from,
             ..args.clone()
         };
-        if run(&one, global)? == ExitCode::SUCCESS {
+        let outcome = run_one(&one, global)?;
+        if outcome.code == ExitCode::SUCCESS {
             selected_any = true;
         }
+        if let Some(summary) = &outcome.summary
+            && !global.json
+        {
+            summary.print_human(global);
+        }
+        let mut doc = outcome.json;
+        doc["namespace"] = json!(ns);
+        docs.push(doc);
+    }
+    if global.json {
+        // One document for the whole run: one entry per namespace.
+        println!(
+            "{}",
+            json!({"from": format!("{kind}:{ALL_NAMESPACES}"), "to": args.to.to_string(), "namespaces": docs})
+        );
     }
     Ok(if selected_any {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_NOTHING)
     })
+}
+
+/// Whether two endpoints are the same engine (and namespace) or the same file, comparing
+/// archive paths resolved (`./a.tar`, `a.tar` and a symlink to it are one file).
+fn same_endpoint(a: &EndpointSpec, b: &EndpointSpec) -> bool {
+    match (a, b) {
+        (EndpointSpec::Archive(x), EndpointSpec::Archive(y)) => same_file(x, y),
+        _ => a == b,
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    resolved(a) == resolved(b)
+}
+
+/// `p` made absolute with symlinks resolved; for a file that does not exist yet, its parent
+/// resolved and its name appended.
+fn resolved(p: &Path) -> PathBuf {
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return c;
+    }
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+    match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name)) => {
+            std::fs::canonicalize(parent).map_or_else(|_| abs.clone(), |d| d.join(name))
+        }
+        _ => abs,
+    }
+}
+
+/// `--via FILE` is written while the stream flows: it may not be the file read (`--from`) or
+/// the file written (`--to`), and it gets the stream's own compression (refused before anything
+/// runs when its name asks for another).
+fn check_via(args: &Args) -> anyhow::Result<()> {
+    let Some(via) = &args.via else {
+        return Ok(());
+    };
+    for (flag, end) in [("--from", &args.from), ("--to", &args.to)] {
+        if let EndpointSpec::Archive(p) = end
+            && same_file(via, p)
+        {
+            return Err(with_hint(
+                anyhow::anyhow!(
+                    "--via {} is the same file as {flag} {}; refusing to run any engine",
+                    via.display(),
+                    p.display()
+                ),
+                "keep the stream in another file: --via a different path",
+            ));
+        }
+    }
+    // The tee carries the stream as it goes to the target: compressed only when the target is
+    // an archive compressed by imgkit (archive → archive).
+    let stream = match (&args.from, &args.to) {
+        (EndpointSpec::Archive(_), EndpointSpec::Archive(to)) => Compression::from_file_name(to),
+        _ => Compression::None,
+    };
+    let wanted = Compression::from_file_name(via);
+    if wanted != stream {
+        return Err(with_hint(
+            anyhow::anyhow!(
+                "--via {} asks for {wanted} compression, and the stream it copies is {}",
+                via.display(),
+                match stream {
+                    Compression::None => "a plain tar".to_owned(),
+                    c => format!("{c}-compressed"),
+                }
+            ),
+            format!(
+                "name the copy for what it holds (e.g. --via {}{}), and compress it afterwards if you need to",
+                if wanted == Compression::None {
+                    via.clone()
+                } else {
+                    via.with_extension("")
+                }
+                .display(),
+                stream.suffix()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `--from ctr:all`: every containerd namespace.
@@ -361,7 +532,7 @@ fn print_plan(
     source: &Endpoint,
     load: Option<&std::process::Command>,
     global: &GlobalArgs,
-) {
+) -> serde_json::Value {
     let save = plan.and_then(|p| source.save_command(&p.refs));
     if global.json {
         let obj = json!({
@@ -374,15 +545,14 @@ fn print_plan(
             "save": save.as_ref().map(plan::argv),
             "load": plan.and(load).map(plan::argv),
         });
-        println!("{obj}");
-        return;
+        return obj;
     }
     for s in skipped {
         println!("skip {s} (already in {} with the same image ID)", args.to);
     }
     let Some(plan) = plan else {
         println!("nothing to move from {} to {}", args.from, args.to);
-        return;
+        return serde_json::Value::Null;
     };
     println!(
         "would move {} from {} to {}:",
@@ -420,4 +590,5 @@ fn print_plan(
     if let Some(via) = &args.via {
         println!("also write: {}", via.display());
     }
+    serde_json::Value::Null
 }

@@ -53,7 +53,23 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     };
     let mut printer = Printer::new(global);
     let Some(plan) = Plan::select(&source, &pipeline, &args.refs, &mut printer)? else {
-        if !global.quiet {
+        if global.json {
+            // Still one document: the summary of nothing saved.
+            Summary {
+                images: 0,
+                bytes: 0,
+                elapsed: std::time::Duration::ZERO,
+                from: spec.to_string(),
+                to: if to_stdout {
+                    "stdout".to_owned()
+                } else {
+                    args.output.display().to_string()
+                },
+                verified: None,
+                sync: None,
+            }
+            .print(global, to_stdout);
+        } else if !global.quiet {
             eprintln!("imgkit: the filter selected no image in {spec}; nothing to save");
         }
         return Ok(ExitCode::from(1));
@@ -76,7 +92,8 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         pump,
         &mut printer,
         &format!("{} from {spec} to {to}", plan.describe_with_names()),
-    )?;
+    )
+    .map_err(|e| if to_stdout { closed_stdout(e) } else { e })?;
     Summary {
         images: plan.refs.len(),
         bytes: done.bytes,
@@ -88,4 +105,30 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     }
     .print(global, to_stdout);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A closed stdout during a save is a truncated archive in whatever read it, not the quiet end
+/// of a listing piped into `head`: an error (exit 2) whose chain holds no broken pipe (which
+/// the renderer would take for a quiet exit).
+fn closed_stdout(e: anyhow::Error) -> anyhow::Error {
+    let broken = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if !broken {
+        return e;
+    }
+    let bytes = e
+        .chain()
+        .find_map(|c| match c.downcast_ref::<imgkit_transfer::Error>() {
+            Some(imgkit_transfer::Error::Write { bytes, .. }) => Some(*bytes),
+            _ => None,
+        });
+    with_hint(
+        anyhow::anyhow!(
+            "stdout was closed before the archive was complete{}: whatever read it has a truncated archive",
+            bytes.map_or_else(String::new, |b| format!(" (after {b} bytes)"))
+        ),
+        "let the reader take the whole stream (not `head`), or write a file with -o FILE",
+    )
 }

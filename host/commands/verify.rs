@@ -52,6 +52,12 @@ fn print_report(report: &VerifyReport, shown: &str, global: &GlobalArgs) -> anyh
             imgkit_types::humanize::size(report.bytes)
         )?;
     }
+    if global.quiet {
+        return Ok(());
+    }
+    for w in &report.warnings {
+        eprintln!("warning: {shown}: {w}");
+    }
     for m in &report.missing_platforms {
         let platform = m
             .platform
@@ -70,6 +76,9 @@ pub(crate) fn advise(e: Error, context: String) -> anyhow::Error {
     let hint = match &e {
         Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => Some(
             "the archive is corrupt or was altered after it was written: save it again from its source",
+        ),
+        Error::BadCompression { .. } => Some(
+            "the compressed file is cut or damaged (`gzip -t`/`zstd -t` agree): download or compress it again",
         ),
         Error::Truncated { .. } => Some(
             "the file is incomplete: was the save interrupted or the disk full? save or download it again",

@@ -56,6 +56,12 @@ impl Archive {
         &self.images
     }
 
+    /// Names that are not image references (left out of every listing) and names given to
+    /// more than one image, one sentence each.
+    pub fn warnings(&self) -> Vec<String> {
+        model::name_warnings(&self.images)
+    }
+
     /// How the archive file is compressed (`None` for directories and streams).
     pub fn compression(&self) -> Compression {
         match &self.table.source {

@@ -178,7 +178,12 @@ impl<W: Write> Encoder<W> {
                     .mtime(0)
                     .write(out, flate2::Compression::new(6)),
             ),
-            Compression::Zstd => EncoderInner::Zstd(zstd::stream::write::Encoder::new(out, 3)?),
+            Compression::Zstd => {
+                let mut z = zstd::stream::write::Encoder::new(out, 3)?;
+                // As the zstd CLI does: a reader can tell a damaged frame from a good one.
+                z.include_checksum(true)?;
+                EncoderInner::Zstd(z)
+            }
         };
         Ok(Self { inner })
     }

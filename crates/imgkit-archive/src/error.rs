@@ -18,6 +18,11 @@ pub enum Error {
     Write(#[source] io::Error),
     #[error("the archive ends early inside {member:?} (truncated file or interrupted download)")]
     Truncated { member: String },
+    #[error("the {compression} compression of the file is damaged: {reason}")]
+    BadCompression {
+        compression: crate::Compression,
+        reason: String,
+    },
     #[error("archive member {path:?} is unsafe: {reason}")]
     UnsafePath { path: String, reason: &'static str },
     #[error("archive member {path:?} appears twice")]

@@ -33,5 +33,5 @@ pub use compress::{
 pub use error::{Error, Result};
 pub use model::{Blob, Image, MissingPlatform, PlatformImage};
 pub use scan::Limits;
-pub use verify::{VerifyReport, verify, verify_reader, verify_with};
+pub use verify::{VerifyReport, VerifyingReader, verify, verify_reader, verify_with};
 pub use write::{NewImage, SubsetWriter, WriteSummary, layer_tar, write_images, write_subset};

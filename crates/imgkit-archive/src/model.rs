@@ -56,6 +56,9 @@ pub struct Image {
     pub target: Option<Blob>,
     pub platforms: Vec<PlatformImage>,
     pub missing_platforms: Vec<MissingPlatform>,
+    /// Names the archive gives the image that are not image references (left out of `names`:
+    /// none of them may reach an engine).
+    pub invalid_names: Vec<String>,
 }
 
 impl Image {
@@ -221,9 +224,44 @@ fn add_name(image: &mut Image, name: &str, from_ref_annotation: bool) {
         _ if from_ref_annotation && !image.ref_names.iter().any(|n| n == name) => {
             image.ref_names.push(name.to_owned());
         }
-        // An unparseable RepoTag never reaches an engine: it is dropped here.
+        // An unparseable RepoTag never reaches an engine: it is left out here, and said.
+        _ if !from_ref_annotation && !image.invalid_names.iter().any(|n| n == name) => {
+            image.invalid_names.push(name.to_owned());
+        }
         _ => {}
     }
+}
+
+/// What a person should know about the names of an archive's images: names that are not
+/// image references (left out), and names given to more than one image (an engine loading the
+/// archive keeps such a name on one of them only).
+pub(crate) fn name_warnings(images: &[Image]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let mut owners: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for image in images {
+        for n in &image.invalid_names {
+            warnings.push(format!(
+                "image {} is named {n:?}, which is not an image reference; that name is left out",
+                image.id().short_id()
+            ));
+        }
+        for n in &image.names {
+            owners
+                .entry(n.normalized().to_string())
+                .or_default()
+                .push(image.id().short_id());
+        }
+    }
+    for (name, ids) in owners {
+        if ids.len() > 1 {
+            warnings.push(format!(
+                "{name} names {} images ({}); an engine loading the archive keeps the name on one of them only",
+                ids.len(),
+                ids.join(", ")
+            ));
+        }
+    }
+    warnings
 }
 
 /// Builds the images of a scanned archive.
@@ -371,6 +409,7 @@ fn image_from_docker_entry(
             created: facts.created,
         }],
         missing_platforms: Vec::new(),
+        invalid_names: Vec::new(),
     })
 }
 
@@ -436,5 +475,6 @@ fn image_from_target(table: &Table, target: Blob, desc: &Descriptor) -> Result<I
         target: Some(target),
         platforms,
         missing_platforms,
+        invalid_names: Vec::new(),
     })
 }

@@ -267,19 +267,21 @@ pub(crate) fn scan_path(path: &Path, hash: bool, limits: &Limits) -> Result<Tabl
         let entries = ar.entries_with_seek().map_err(|e| map_io(e, ""))?;
         scan_entries(entries, hash, limits, Some(len), &AtomicU64::new(0), source)
     } else {
-        let (reader, _) = decompress_bounded(file, Some(limits.expansion)).map_err(Error::Read)?;
-        scan_stream(reader, hash, limits, source)
+        let (reader, detected) =
+            decompress_bounded(file, Some(limits.expansion)).map_err(Error::Read)?;
+        scan_stream(reader, detected.compression, hash, limits, source)
     }
 }
 
 /// Scans a tar stream (plain, gzip or zstd) in one pass.
 pub(crate) fn scan_reader(r: Box<dyn Read>, hash: bool, limits: &Limits) -> Result<Table> {
-    let (reader, _) = decompress_bounded(r, Some(limits.expansion)).map_err(Error::Read)?;
-    scan_stream(reader, hash, limits, Source::Stream)
+    let (reader, detected) = decompress_bounded(r, Some(limits.expansion)).map_err(Error::Read)?;
+    scan_stream(reader, detected.compression, hash, limits, Source::Stream)
 }
 
-fn scan_stream(
+pub(crate) fn scan_stream(
     reader: Box<dyn Read>,
+    compression: Compression,
     hash: bool,
     limits: &Limits,
     source: Source,
@@ -291,7 +293,37 @@ fn scan_stream(
     };
     let mut ar = tar::Archive::new(counted);
     let entries = ar.entries().map_err(|e| map_io(e, ""))?;
-    scan_entries(entries, hash, limits, None, &consumed, source)
+    let table = scan_entries(entries, hash, limits, None, &consumed, source)?;
+    if hash && compression != Compression::None {
+        // The tar ends before its compression does: the gzip trailer (CRC-32 and length) and
+        // the end of the zstd frame (and its checksum) are only checked when read.
+        drain_trailer(ar.into_inner(), compression)?;
+    }
+    Ok(table)
+}
+
+/// Reads a decompressed stream to its end, so that the decompressor checks its trailer and
+/// checksum; a cut or damaged trailer is [`Error::BadCompression`].
+fn drain_trailer(mut r: impl Read, compression: Compression) -> Result<()> {
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let reason = if e.kind() == io::ErrorKind::UnexpectedEof {
+                    format!("the file is cut before the end of its {compression} trailer ({e})")
+                } else {
+                    e.to_string()
+                };
+                return Err(Error::BadCompression {
+                    compression,
+                    reason,
+                });
+            }
+        }
+    }
 }
 
 fn read_up_to(r: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {

@@ -286,6 +286,22 @@ impl<'a> SubsetWriter<'a> {
         Ok(self)
     }
 
+    /// Selects the image whose ID (config digest) is `id` — `sha256:…`, its hex, or a prefix of
+    /// at least 12 hex digits, as listings show it — without adding a name (an image selected
+    /// by ID is written as docker writes `docker save ID`: under no name).
+    pub fn select_id(&mut self, id: &str) -> Result<&mut Self> {
+        let hex = id.strip_prefix("sha256:").unwrap_or(id);
+        let images = self.archive.images();
+        let i = images
+            .iter()
+            .position(|im| hex.len() >= 12 && im.id().hex().starts_with(hex))
+            .ok_or_else(|| Error::NoSuchImage(id.to_owned()))?;
+        if !self.selected.iter().any(|(j, _)| *j == i) {
+            self.selected.push((i, Vec::new()));
+        }
+        Ok(self)
+    }
+
     /// Selects every image with all its names.
     pub fn select_all(&mut self) -> &mut Self {
         self.selected = self

@@ -79,7 +79,56 @@ pub fn parse_list(out: &[u8]) -> Result<Vec<CtrImage>, ParseError> {
         .collect()
 }
 
+/// A row; a name with spaces in it (containerd stores any string: `ctr images tag … "a/b c:1"`)
+/// is recovered by finding the media type and digest columns after it.
 fn parse_row(line: &str) -> Result<CtrImage, String> {
+    parse_fields(line).or_else(|why| {
+        let trimmed = line.trim();
+        let mut starts = trimmed
+            .char_indices()
+            .filter(|&(i, c)| {
+                !c.is_whitespace() && (i == 0 || trimmed[..i].ends_with(char::is_whitespace))
+            })
+            .map(|(i, _)| i)
+            .skip(1);
+        starts
+            .find_map(|i| {
+                let mut tokens = trimmed[i..].split_whitespace();
+                let media_type = tokens.next()?;
+                let digest = tokens.next()?;
+                (media_type.contains('/') && digest.parse::<Digest>().is_ok()).then_some(i)
+            })
+            .and_then(|i| {
+                let mut row = parse_fields(&format!("- {}", &trimmed[i..])).ok()?;
+                trimmed[..i].trim_end().clone_into(&mut row.name);
+                Some(row)
+            })
+            .ok_or(why)
+    })
+}
+
+/// Splits rows into those whose name imgkit can use (an image reference, or CRI's
+/// `sha256:<config>` alias) and warnings naming the others, which are left out: one odd name
+/// must not make a whole namespace unlistable.
+pub fn usable(rows: Vec<CtrImage>) -> (Vec<CtrImage>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let rows = rows
+        .into_iter()
+        .filter(|r| {
+            let ok = r.name.parse::<Digest>().is_ok() || r.name.parse::<ImageRef>().is_ok();
+            if !ok {
+                warnings.push(format!(
+                    "skipping containerd image {:?} ({}): its name is not an image reference imgkit can pass to ctr",
+                    r.name, r.digest
+                ));
+            }
+            ok
+        })
+        .collect();
+    (rows, warnings)
+}
+
+fn parse_fields(line: &str) -> Result<CtrImage, String> {
     let mut rest = line.trim_start();
     let mut field = |what: &str| -> Result<String, String> {
         let end = rest
@@ -335,6 +384,23 @@ mod tests {
             DEFAULT_NS.lines().next().unwrap()
         );
         assert!(parse_list(truncated.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_name_with_spaces_is_read_and_set_aside_with_a_warning() {
+        let hex = "e".repeat(64);
+        let table = format!(
+            "{}\na/evil name:1           application/vnd.docker.distribution.manifest.v2+json sha256:{hex} 521.3 KiB linux/amd64 -      \n\
+             docker.io/seed/base:1.0 application/vnd.docker.distribution.manifest.v2+json sha256:{hex} 521.3 KiB linux/amd64 -      \n",
+            DEFAULT_NS.lines().next().unwrap()
+        );
+        let rows = parse_list(table.as_bytes()).unwrap();
+        assert_eq!(rows[0].name, "a/evil name:1");
+        assert_eq!(rows[0].size, "521.3 KiB");
+        let (rows, warnings) = usable(rows);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].name, "docker.io/seed/base:1.0");
+        assert!(warnings[0].contains("\"a/evil name:1\""), "{warnings:?}");
     }
 
     #[test]

@@ -272,9 +272,17 @@ impl Engine {
         }
     }
 
-    /// Lists the images with one CLI call, one record per repository:tag.
+    /// Lists the images with one CLI call, one record per repository:tag. Rows left out (see
+    /// [`Engine::list_noting`]) are dropped silently: use that where a person reads the result.
     pub fn list(&self) -> Result<Vec<ImageRecord>, Error> {
+        self.list_noting().map(|(records, _)| records)
+    }
+
+    /// [`Engine::list`], with a warning for each row left out because imgkit cannot use its
+    /// name (containerd stores names with spaces, which no engine argv can carry).
+    pub fn list_noting(&self) -> Result<(Vec<ImageRecord>, Vec<String>), Error> {
         let now = unix_now();
+        let mut warnings = Vec::new();
         let args = list_args(self.kind);
         let out = self.output(&args)?;
         let records = match self.kind {
@@ -285,7 +293,14 @@ impl Engine {
                 podman::parse_list(&out, now).map_err(|e| self.unparseable(&args, e))?
             }
             EngineKind::Ctr => {
-                ctr::to_records(&ctr::parse_list(&out).map_err(|e| self.unparseable(&args, e))?)
+                let rows = ctr::parse_list(&out).map_err(|e| self.unparseable(&args, e))?;
+                let (rows, skipped) = ctr::usable(rows);
+                warnings.extend(
+                    skipped
+                        .into_iter()
+                        .map(|w| format!("{}: {w}", self.namespace)),
+                );
+                ctr::to_records(&rows)
             }
             EngineKind::Nerdctl => {
                 nerdctl::parse_list(&out).map_err(|e| self.unparseable(&args, e))?
@@ -300,7 +315,7 @@ impl Engine {
                 });
             }
         }
-        Ok(records)
+        Ok((records, warnings))
     }
 
     /// containerd's namespaces (ctr and nerdctl); empty for other engines.

@@ -30,6 +30,8 @@ pub struct Probe {
     pub error: Option<String>,
     /// What to try, when imgkit knows.
     pub hint: Option<String>,
+    /// Images left out of the counts, and why (a containerd name imgkit cannot use).
+    pub warnings: Vec<String>,
 }
 
 /// A containerd namespace and how many records its listing has.
@@ -59,6 +61,7 @@ pub fn probe(kind: EngineKind, opts: EngineOptions) -> Probe {
         namespaces: Vec::new(),
         error: None,
         hint: None,
+        warnings: Vec::new(),
     };
     let engine = match Engine::new(kind, opts) {
         Ok(e) => e,
@@ -83,7 +86,9 @@ fn fill(engine: &Engine, p: &mut Probe) -> Result<(), Error> {
     p.reachable = true;
     if engine.kind().is_containerd() {
         for ns in engine.namespaces()? {
-            let n = engine.with_namespace(&ns).list()?.len();
+            let (records, warnings) = engine.with_namespace(&ns).list_noting()?;
+            p.warnings.extend(warnings);
+            let n = records.len();
             p.namespaces.push(NamespaceCount {
                 name: ns,
                 images: n,
@@ -95,7 +100,9 @@ fn fill(engine: &Engine, p: &mut Probe) -> Result<(), Error> {
             .find(|n| n.name == engine.namespace())
             .map(|n| n.images);
     } else {
-        p.images = Some(engine.list()?.len());
+        let (records, warnings) = engine.list_noting()?;
+        p.warnings.extend(warnings);
+        p.images = Some(records.len());
     }
     Ok(())
 }

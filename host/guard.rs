@@ -1,0 +1,154 @@
+//! What a target held before a load, so that a load takes nothing away from the user: after a
+//! failed load, the names it left are removed (and the error says only what is true); after a
+//! load that moved a name off the user's image (a name the run only needed on the way, see
+//! [`crate::rename`]), the name is put back.
+//!
+//! One listing of the target before the load, one after (only when needed).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+
+use imgkit_engine::{Engine, EngineKind};
+use imgkit_types::{ImageRecord, ImageRef};
+
+use crate::plan::Endpoint;
+
+/// The target's names, each with what it resolves to (the listing's ID: config digest for
+/// docker and podman, target digest for containerd), keyed by the name as the engine stores it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Snapshot {
+    names: BTreeMap<String, String>,
+}
+
+impl Snapshot {
+    /// Lists `target` (nothing for an archive, or a containerd namespace that does not exist).
+    pub(crate) fn take(target: &Endpoint) -> anyhow::Result<Self> {
+        let Some(engine) = target.engine() else {
+            return Ok(Self::default());
+        };
+        let records = match engine.list() {
+            Ok(r) => r,
+            Err(imgkit_engine::Error::UnknownNamespace { .. }) => Vec::new(),
+            Err(e) => {
+                return Err(crate::plan::engine_error(
+                    e,
+                    &format!(
+                        "could not list the images in {} before loading",
+                        target.name()
+                    ),
+                ));
+            }
+        };
+        Ok(Self {
+            names: records
+                .iter()
+                .filter_map(|r| stored_name(engine, r).map(|n| (n, id_of(r))))
+                .collect(),
+        })
+    }
+
+    /// What `name` (as the engine stores it) resolved to.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.names.get(name).map(String::as_str)
+    }
+}
+
+/// The name as the engine stores it: ctr's own `Name`; podman's fully qualified; docker's as
+/// listed.
+pub(crate) fn stored_name(engine: &Engine, rec: &ImageRecord) -> Option<String> {
+    if let Some(n) = rec.extra.get("Name").and_then(|v| v.as_str()) {
+        return Some(n.to_owned());
+    }
+    let r: ImageRef = rec.reference()?.parse().ok()?;
+    Some(engine.native_ref(&r).to_string())
+}
+
+fn id_of(rec: &ImageRecord) -> String {
+    if rec.digest.starts_with("sha256:") && rec.extra.contains_key("Name") {
+        rec.digest.clone()
+    } else {
+        rec.id.clone()
+    }
+}
+
+/// After a failed load: removes the names the load created (they were not there before) and
+/// says what it did, as a hint on `err`; names it moved are listed, not touched.
+pub(crate) fn after_failed_load(
+    target: &Endpoint,
+    before: &Snapshot,
+    err: anyhow::Error,
+) -> anyhow::Error {
+    let Some(engine) = target.engine() else {
+        return err;
+    };
+    let after = match Snapshot::take(target) {
+        Ok(s) => s,
+        Err(e) => {
+            return err.context(format!(
+                "the load into {} did not complete, and what it kept could not be checked ({e:#}); look with `imgkit ls {}`",
+                target.name(),
+                crate::endpoint::EndpointSpec::of(engine).engine_flags()
+            ));
+        }
+    };
+    let created: Vec<&String> = after
+        .names
+        .keys()
+        .filter(|n| !before.names.contains_key(*n))
+        .collect();
+    let moved: Vec<String> = after
+        .names
+        .iter()
+        .filter(|(n, id)| before.names.get(*n).is_some_and(|b| b != *id))
+        .map(|(n, id)| format!("{n} (was {}, now {id})", before.names[n]))
+        .collect();
+    let mut said = Vec::new();
+    if created.is_empty() && moved.is_empty() {
+        said.push(format!(
+            "{} kept nothing from it (it holds the same names as before)",
+            target.name()
+        ));
+    }
+    if !created.is_empty() {
+        let mut argv = remove_args(engine.kind());
+        argv.extend(created.iter().map(OsString::from));
+        let names = created
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        match engine.output(&argv) {
+            Ok(_) => said.push(format!(
+                "removed what it had left in {}: {names}",
+                target.name()
+            )),
+            Err(e) => said.push(format!(
+                "it left {names} in {}, and removing them failed ({e}); remove them with `{}`",
+                target.name(),
+                crate::plan::display_argv(&engine.command(&argv))
+            )),
+        }
+    }
+    if !moved.is_empty() {
+        said.push(format!(
+            "it re-pointed names in {}: {}",
+            target.name(),
+            moved.join(", ")
+        ));
+    }
+    // The statement heads the error; the pump's own error and hints follow as its causes.
+    err.context(format!(
+        "the load into {} did not complete; {}",
+        target.name(),
+        said.join("; ")
+    ))
+}
+
+/// The argv that removes names (and images left without one).
+fn remove_args(kind: EngineKind) -> Vec<OsString> {
+    let os = |s: &str| OsString::from(s);
+    match kind {
+        EngineKind::Ctr => vec![os("images"), os("rm")],
+        EngineKind::Docker | EngineKind::Nerdctl | EngineKind::Podman => vec![os("rmi"), os("--")],
+    }
+}
