@@ -81,7 +81,7 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     };
     let records = if let Some(path) = &args.from {
         imgkit_archive::list(path)
-            .map_err(|e| with_hint(e, "check the file with `imgkit verify ARCHIVE`"))?
+            .map_err(|e| with_hint(e, "--from takes an image archive (docker save, podman save, ctr images export or imgkit; plain, gzip or zstd); `imgkit verify ARCHIVE` checks one"))?
     } else {
         let engine = EngineArgs {
             trace: global.verbose > 0,

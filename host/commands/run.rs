@@ -31,8 +31,8 @@ pub(crate) struct Args {
     /// (filters see each record's `Namespace`).
     #[arg(long, value_name = "SRC", default_value = "docker")]
     pub(crate) from: EndpointSpec,
-    /// Where they go: an engine as for --from, or an archive file to write (written as
-    /// FILE.partial and renamed when complete).
+    /// Where they go: an engine as for --from, or an archive file to write (written to a
+    /// temporary file beside it and renamed when complete).
     #[arg(long, value_name = "DST", default_value = "images.tar")]
     pub(crate) to: EndpointSpec,
     /// jq program choosing the images: a file, or a preset name [default: default]. Repeat for
@@ -64,6 +64,19 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    for (flag, spec) in [("--from", &args.from), ("--to", &args.to)] {
+        if let EndpointSpec::Archive(p) = spec
+            && let Some(hint) = crate::diagnostics::engine_typo(p)
+        {
+            return Err(with_hint(
+                anyhow::anyhow!(
+                    "{flag} {} is neither an engine nor an existing file",
+                    p.display()
+                ),
+                hint,
+            ));
+        }
+    }
     if args.from == args.to {
         return Err(with_hint(
             anyhow::anyhow!("--from and --to are both {}", args.from),
@@ -78,6 +91,13 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         && ns == ALL_NAMESPACES
     {
         return run_every_namespace(*kind, args, global);
+    }
+    // An output path that cannot take an archive fails before anything runs.
+    if let EndpointSpec::Archive(to) = &args.to {
+        crate::transfer::check_output(to)?;
+    }
+    if let Some(via) = &args.via {
+        crate::transfer::check_output(via)?;
     }
     // Compile (and load a plugin) before any engine runs: a typo should not wait for a listing.
     let pipeline = Pipeline::compile(&args.filter, &args.plugin, global)?;
