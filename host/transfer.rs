@@ -135,6 +135,12 @@ pub(crate) fn check_output(path: &Path) -> anyhow::Result<()> {
     })
 }
 
+/// Whether an output path is a device, FIFO or other file that is written in place (and cannot
+/// be read back to verify it).
+pub(crate) fn written_in_place(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
 /// The end-of-run report.
 #[derive(Debug, Clone)]
 pub(crate) struct Summary {

@@ -816,7 +816,7 @@ fn an_unwritable_output_directory_fails_before_saving() {
     );
     let _ = Command::new("umount").arg(&ro).status();
     run.code(2)
-        .stderr_has("could not create")
+        .stderr_has("cannot write an archive to ro/out.tar: no file can be created in ro")
         .stderr_has("hint:");
     assert!(
         !log.contains("save"),
@@ -871,7 +871,7 @@ fn a_full_disk_fails_cleanly() {
 
 /// A ~200 MB image in the target docker (whose lock the caller holds), so a transfer lasts
 /// long enough to interrupt. The seeded source set stays as seeded.
-fn big_image(e: &Engines) -> &'static str {
+pub(crate) fn big_image(e: &Engines) -> &'static str {
     {
         let host = e.dst.var("DOCKER_HOST");
         if docker_images(host).contains_key("transfer/big:1") {

@@ -9,8 +9,9 @@ use std::thread;
 
 use crate::Error;
 
-/// The most an engine command may print on stdout (a whole listing).
-pub const MAX_OUTPUT: usize = 64 * 1024 * 1024;
+/// The most an engine command may print on stdout (a whole listing: ~250 bytes per image, so
+/// this is over 100 000 images).
+pub const MAX_OUTPUT: usize = 32 * 1024 * 1024;
 /// The longest line an engine command may print on stdout (one listing record).
 pub const MAX_LINE: usize = 1024 * 1024;
 /// How much of an engine command's stderr is kept (its tail) for error messages.
@@ -125,6 +126,11 @@ fn read_lines(
             return Ok(Err(Refused::TooMuch));
         }
         let scan_from = out.len();
+        if out.capacity() < out.len() + n {
+            // Grow by doubling, but never past the bound (a plain Vec would double past it).
+            let want = (out.capacity() * 2).max(out.len() + n).min(max_output);
+            out.reserve_exact(want - out.len());
+        }
         out.extend_from_slice(&buf[..n]);
         let mut at = scan_from;
         while let Some(nl) = out[at..].iter().position(|&b| b == b'\n') {
