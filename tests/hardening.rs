@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::transfer::{
-    DOCKER, DOCKER_DST, Engines, big_image, ctr, docker_images, engines, fresh_podman,
-    kv, lock, output, src_podman, temp_of, write_filter,
+    DOCKER, DOCKER_DST, Engines, big_image, ctr, docker_images, engines, fresh_podman, kv, lock,
+    output, src_podman, temp_of, write_filter,
 };
 use crate::util::{Run, Test, bin};
 
@@ -60,7 +60,11 @@ fn explain_prints_each_entry_from_the_binary() {
     .unwrap();
     for code in &codes {
         let run = Test::new().args(["explain", code]).run().success();
-        assert!(run.stdout.starts_with(&format!("{code}: ")), "{}", run.stdout);
+        assert!(
+            run.stdout.starts_with(&format!("{code}: ")),
+            "{}",
+            run.stdout
+        );
         assert!(run.stdout.contains("- "), "{code} has no cause or fix");
         assert!(!run.stdout.contains("<!--"), "{code} shows its patterns");
         assert!(doc.contains(&format!("### {code}: ")));
@@ -71,7 +75,12 @@ fn explain_prints_each_entry_from_the_binary() {
         .success()
         .stdout_has("it is a directory");
     let run = Test::new().args(["explain", "IK999"]).run().code(2);
-    assert_eq!(code_in(&run.stderr).as_deref(), Some("IK001"), "{}", run.stderr);
+    assert_eq!(
+        code_in(&run.stderr).as_deref(),
+        Some("IK001"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -82,22 +91,55 @@ fn every_error_with_a_hint_names_its_explain_entry() {
     let p = |x: &Path| x.display().to_string();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
-            vec!["ls".into(), "--engine".into(), "docker".into(), "--engine-bin".into(), "/nonexistent/docker".into()],
+            vec![
+                "ls".into(),
+                "--engine".into(),
+                "docker".into(),
+                "--engine-bin".into(),
+                "/nonexistent/docker".into(),
+            ],
             "IK102",
         ),
-        (vec!["ls".into(), "--engine-bin".into(), "/bin/true".into()], "IK103"),
-        (vec!["filter".into(), "-f".into(), "/nonexistent/x.jq".into()], "IK201"),
+        (
+            vec!["ls".into(), "--engine-bin".into(), "/bin/true".into()],
+            "IK103",
+        ),
+        (
+            vec!["filter".into(), "-f".into(), "/nonexistent/x.jq".into()],
+            "IK201",
+        ),
         (vec!["filter".into()], "IK211"),
         (vec!["run".into(), "--from".into(), "dockr".into()], "IK310"),
-        (vec!["run".into(), "--from".into(), "docker".into(), "--to".into(), "docker".into()], "IK309"),
+        (
+            vec![
+                "run".into(),
+                "--from".into(),
+                "docker".into(),
+                "--to".into(),
+                "docker".into(),
+            ],
+            "IK309",
+        ),
         (vec!["ls".into(), "--from".into(), p(&passwd)], "IK401"),
         (vec!["verify".into(), p(&passwd)], "IK401"),
         (
-            vec!["run".into(), "--from".into(), "examples/images.tar".into(), "--to".into(), p(tmp.path())],
+            vec![
+                "run".into(),
+                "--from".into(),
+                "examples/images.tar".into(),
+                "--to".into(),
+                p(tmp.path()),
+            ],
             "IK305",
         ),
         (
-            vec!["save".into(), "--engine".into(), "docker".into(), "-o".into(), p(&tmp.path().join("no/such/dir/x.tar"))],
+            vec![
+                "save".into(),
+                "--engine".into(),
+                "docker".into(),
+                "-o".into(),
+                p(&tmp.path().join("no/such/dir/x.tar")),
+            ],
             "IK305",
         ),
         (vec!["explain".into(), "IK000".into()], "IK001"),
@@ -110,7 +152,12 @@ fn every_error_with_a_hint_names_its_explain_entry() {
             .run()
             .code(2);
         assert!(run.stderr.contains("hint:"), "{args:?}: {}", run.stderr);
-        assert_eq!(code_in(&run.stderr).as_deref(), Some(want), "{args:?}: {}", run.stderr);
+        assert_eq!(
+            code_in(&run.stderr).as_deref(),
+            Some(want),
+            "{args:?}: {}",
+            run.stderr
+        );
         assert!(!run.stderr.contains("github.com"), "{}", run.stderr);
         // The same code with --json.
         let json = Test::new()
@@ -122,8 +169,8 @@ fn every_error_with_a_hint_names_its_explain_entry() {
         let v: serde_json::Value = serde_json::from_str(json.stderr.trim()).unwrap();
         assert_eq!(v["code"], want, "{args:?}: {}", json.stderr);
     }
-    let cargo = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .unwrap();
+    let cargo =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
     assert!(!cargo.contains("github.com/imgkit/imgkit"));
 }
 
@@ -140,7 +187,9 @@ fn a_typo_of_an_engine_name_says_which_engine() {
             .args(["run", "--from", spec, "--to", "x.tar"])
             .run()
             .code(2)
-            .stderr_has(&format!("--from {spec} is neither an engine nor an existing file"))
+            .stderr_has(&format!(
+                "--from {spec} is neither an engine nor an existing file"
+            ))
             .stderr_has(want);
         Test::new()
             .current_dir(tmp.path())
@@ -179,7 +228,10 @@ fn errors_never_quote_a_files_contents() {
     std::fs::write(&damaged, &bytes).unwrap();
     for (file, what) in [
         (&text, "not an image archive: no tar header at byte 0"),
-        (&damaged, "the block after member \"a.txt\" is not a tar header"),
+        (
+            &damaged,
+            "the block after member \"a.txt\" is not a tar header",
+        ),
     ] {
         for args in [
             vec!["ls", "--from"],
@@ -234,7 +286,10 @@ fn verbose_and_dry_run_command_lines_paste_back_into_a_shell() {
     );
     assert!(String::from_utf8_lossy(&pasted.stdout).contains("seed/app"));
 
-    let filter = write_filter(tmp.path(), r#"select(.Repository == "seed/base") | .Repository + ":" + .Tag"#);
+    let filter = write_filter(
+        tmp.path(),
+        r#"select(.Repository == "seed/base") | .Repository + ":" + .Tag"#,
+    );
     let run = Test::new()
         .env("IMGKIT_DOCKER_BIN", &docker_bin)
         .env("IMGKIT_FAKE_REAL", DOCKER)
@@ -257,8 +312,15 @@ fn verbose_and_dry_run_command_lines_paste_back_into_a_shell() {
         .env("DOCKER_HOST", host)
         .output()
         .unwrap();
-    let bytes: u64 = String::from_utf8_lossy(&pasted.stdout).trim().parse().unwrap();
-    assert!(bytes > 10_000, "{line}: {}", String::from_utf8_lossy(&pasted.stderr));
+    let bytes: u64 = String::from_utf8_lossy(&pasted.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        bytes > 10_000,
+        "{line}: {}",
+        String::from_utf8_lossy(&pasted.stderr)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,7 +331,10 @@ fn a_device_node_or_fifo_output_is_written_in_place() {
     use std::os::unix::fs::FileTypeExt;
     let tmp = tempfile::tempdir().unwrap();
     let archive = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/images.tar");
-    let sel = write_filter(tmp.path(), r#"select(.Tag != "<none>") | .Repository + ":" + .Tag"#);
+    let sel = write_filter(
+        tmp.path(),
+        r#"select(.Tag != "<none>") | .Repository + ":" + .Tag"#,
+    );
     // A copy of /dev/null made with mknod in a temp dir, never the machine's own /dev.
     let null = tmp.path().join("null");
     let made = Command::new("mknod")
@@ -291,11 +356,20 @@ fn a_device_node_or_fifo_output_is_written_in_place() {
         let t = std::fs::symlink_metadata(&null).unwrap().file_type();
         assert!(t.is_char_device(), "the device node was replaced: {t:?}");
     } else {
-        assert!(std::env::var_os("CI").is_none(), "CI runs as root: mknod must work");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root: mknod must work"
+        );
         eprintln!("skipped the device half: mknod needs root");
     }
     let fifo = tmp.path().join("pipe");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let reader = {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read(fifo).unwrap())
@@ -342,18 +416,53 @@ fn a_directory_as_output_fails_before_any_engine_runs() {
     let e = need_engines!();
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir(tmp.path().join("out")).unwrap();
-    write_filter(tmp.path(), r#"select(.Repository == "seed/base") | .Repository + ":" + .Tag"#);
+    write_filter(
+        tmp.path(),
+        r#"select(.Repository == "seed/base") | .Repository + ":" + .Tag"#,
+    );
     for args in [
         &["run", "--from", "docker", "-f", "select.jq", "--to", "out"][..],
         &["save", "--engine", "docker", "-f", "select.jq", "-o", "out"],
-        &["run", "--from", "docker", "-f", "select.jq", "--to", "x.tar", "--via", "out"],
-        &["run", "--from", "docker", "-f", "select.jq", "--to", "missing/x.tar"],
+        &[
+            "run",
+            "--from",
+            "docker",
+            "-f",
+            "select.jq",
+            "--to",
+            "x.tar",
+            "--via",
+            "out",
+        ],
+        &[
+            "run",
+            "--from",
+            "docker",
+            "-f",
+            "select.jq",
+            "--to",
+            "missing/x.tar",
+        ],
     ] {
         let (run, log) = logged(e, tmp.path(), args);
-        run.code(2).stderr_has("cannot write an archive to").stderr_has("hint:");
+        run.code(2)
+            .stderr_has("cannot write an archive to")
+            .stderr_has("hint:");
         assert!(log.is_empty(), "{args:?}: the engine ran: {log}");
     }
-    let (run, log) = logged(e, tmp.path(), &["run", "--from", "docker", "-f", "select.jq", "--to", "out/x.tar"]);
+    let (run, log) = logged(
+        e,
+        tmp.path(),
+        &[
+            "run",
+            "--from",
+            "docker",
+            "-f",
+            "select.jq",
+            "--to",
+            "out/x.tar",
+        ],
+    );
     run.success();
     assert!(log.contains("save"), "the control run did not save: {log}");
 }
@@ -365,7 +474,10 @@ fn a_directory_as_output_fails_before_any_engine_runs() {
 fn measured(cmd: &mut Command) -> (Option<i32>, String, u64) {
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let (rest, last) = stderr.trim_end().rsplit_once('\n').unwrap_or(("", stderr.trim_end()));
+    let (rest, last) = stderr
+        .trim_end()
+        .rsplit_once('\n')
+        .unwrap_or(("", stderr.trim_end()));
     let kib = last
         .strip_prefix("maxrss=")
         .and_then(|k| k.trim().parse().ok())
@@ -400,7 +512,11 @@ fn engine_output_that_breaks_a_bound_is_refused_with_flat_memory() {
         eprintln!("{fault}: peak {kib} KiB, {:?}", start.elapsed());
         assert_eq!(code, Some(2), "{fault}: {stderr}");
         assert!(stderr.contains(want), "{fault}: {stderr}");
-        assert!(stderr.len() < 8192, "{fault}: {} bytes of error", stderr.len());
+        assert!(
+            stderr.len() < 8192,
+            "{fault}: {} bytes of error",
+            stderr.len()
+        );
         assert!(kib < 128 * 1024, "{fault}: peak {kib} KiB");
         if fault.starts_with("list-") {
             assert_eq!(code_in(&stderr).as_deref(), Some("IK111"), "{stderr}");
@@ -436,16 +552,18 @@ fn sigkill_mid_transfer_then_the_same_run_completes_and_cleans_up() {
     );
     let command = || {
         let mut c = Command::new(bin());
-        c.args(["run", "--from", "docker", "--to", "podman", "--via", "via.tar", "-f"])
-            .arg(&filter)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("DOCKER_HOST", host)
-            .env("IMGKIT_DOCKER_BIN", DOCKER)
-            .env("NO_COLOR", "1")
-            .current_dir(tmp.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        c.args([
+            "run", "--from", "docker", "--to", "podman", "--via", "via.tar", "-f",
+        ])
+        .arg(&filter)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("DOCKER_HOST", host)
+        .env("IMGKIT_DOCKER_BIN", DOCKER)
+        .env("NO_COLOR", "1")
+        .current_dir(tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         c
     };
     let mut child = command().spawn().unwrap();
@@ -462,7 +580,10 @@ fn sigkill_mid_transfer_then_the_same_run_completes_and_cleans_up() {
     };
     child.kill().unwrap(); // SIGKILL: no cleanup runs.
     child.wait().unwrap();
-    assert!(temp.exists(), "a killed run cannot clean up; the temporary must be recognisable");
+    assert!(
+        temp.exists(),
+        "a killed run cannot clean up; the temporary must be recognisable"
+    );
     // The orphaned load sees its input end early and must keep nothing; give it a moment.
     std::thread::sleep(Duration::from_secs(2));
 
@@ -471,7 +592,11 @@ fn sigkill_mid_transfer_then_the_same_run_completes_and_cleans_up() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!temp.exists(), "the stale temporary is still there");
     assert_eq!(temp_of(tmp.path(), "via.tar"), None);
-    Test::new().arg("verify").arg(tmp.path().join("via.tar")).run().success();
+    Test::new()
+        .arg("verify")
+        .arg(tmp.path().join("via.tar"))
+        .run()
+        .success();
     let images = crate::transfer::podman_images(&env);
     let named: Vec<_> = images
         .iter()
@@ -540,13 +665,22 @@ fn sixteen_runs(e: &Engines, dir: &Path, to: &str, env: &[(String, String)]) {
                     "exit 2 without an error line: {stderr}"
                 );
                 assert!(!stderr.contains("panicked"), "{stderr}");
+                // Runs sharing one output file never trip over each other's temporaries.
+                assert!(
+                    !stderr.contains("shared.tar"),
+                    "a run failed on the shared output: {stderr}"
+                );
             }
             other => panic!("exit {other:?}: {stderr}"),
         }
     }
     eprintln!("16 concurrent runs into {to}: {failed} failed with a clear error");
     // `shared.tar` is one run's complete archive, and no temporary is left.
-    Test::new().arg("verify").arg(dir.join("shared.tar")).run().success();
+    Test::new()
+        .arg("verify")
+        .arg(dir.join("shared.tar"))
+        .run()
+        .success();
     let left: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -562,18 +696,36 @@ fn sixteen_concurrent_runs_into_one_podman() {
     let env = fresh_podman(tmp.path());
     sixteen_runs(e, tmp.path(), "podman", &env);
     let mut c = Command::new("podman");
-    c.args(["images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"])
-        .envs(env.iter().map(|(k, v)| (k, v)));
+    c.args([
+        "images",
+        "--no-trunc",
+        "--format",
+        "{{.Repository}}:{{.Tag}} {{.ID}}",
+    ])
+    .envs(env.iter().map(|(k, v)| (k, v)));
     let listing = output(&mut c);
     for (r, id) in load_refs(e) {
         let full = format!("docker.io/{r}");
         let rows: Vec<&str> = listing
             .lines()
-            .filter(|l| l.split(' ').next().is_some_and(|n| n == full || n.ends_with(&format!("/{r}"))))
+            .filter(|l| {
+                l.split(' ')
+                    .next()
+                    .is_some_and(|n| n == full || n.ends_with(&format!("/{r}")))
+            })
             .collect();
         assert_eq!(rows.len(), 1, "{r}: {listing}");
         assert!(rows[0].starts_with(&full), "{r}: {listing}");
-        assert!(id.ends_with(rows[0].rsplit(' ').next().unwrap().trim_start_matches("sha256:")), "{r}: {listing}");
+        assert!(
+            id.ends_with(
+                rows[0]
+                    .rsplit(' ')
+                    .next()
+                    .unwrap()
+                    .trim_start_matches("sha256:")
+            ),
+            "{r}: {listing}"
+        );
     }
 }
 
@@ -590,7 +742,10 @@ fn sixteen_concurrent_runs_into_one_containerd_namespace() {
     let images = crate::transfer::ctr_images(addr, ns);
     for (r, id) in load_refs(e) {
         let full = format!("docker.io/{r}");
-        let rows: Vec<_> = images.iter().filter(|(n, _)| n.ends_with(&format!("/{r}"))).collect();
+        let rows: Vec<_> = images
+            .iter()
+            .filter(|(n, _)| n.ends_with(&format!("/{r}")))
+            .collect();
         assert_eq!(rows.len(), 1, "{r}: {images:?}");
         assert_eq!(rows[0].0, &full);
         assert_eq!(rows[0].1, &id, "{r}");
@@ -602,8 +757,17 @@ fn sixteen_concurrent_runs_into_one_containerd_namespace() {
 fn fifty_concurrent_listings_per_engine_all_succeed_with_flat_memory() {
     let e = need_engines!();
     let mut engines: Vec<(&str, Vec<(String, String)>)> = vec![
-        ("docker", vec![kv("DOCKER_HOST", e.src.var("DOCKER_HOST")), kv("IMGKIT_DOCKER_BIN", DOCKER)]),
-        ("ctr", vec![kv("CONTAINERD_ADDRESS", e.src.var("CONTAINERD_ADDRESS"))]),
+        (
+            "docker",
+            vec![
+                kv("DOCKER_HOST", e.src.var("DOCKER_HOST")),
+                kv("IMGKIT_DOCKER_BIN", DOCKER),
+            ],
+        ),
+        (
+            "ctr",
+            vec![kv("CONTAINERD_ADDRESS", e.src.var("CONTAINERD_ADDRESS"))],
+        ),
     ];
     engines.push(("podman", src_podman(e)));
     let mut report = BTreeMap::new();
@@ -612,7 +776,11 @@ fn fifty_concurrent_listings_per_engine_all_succeed_with_flat_memory() {
             .map(|_| {
                 let mut c = timed_imgkit();
                 c.args(["ls", "--all", "--engine", engine])
-                    .args(if *engine == "ctr" { &["-n", "k8s.io"][..] } else { &[] })
+                    .args(if *engine == "ctr" {
+                        &["-n", "k8s.io"][..]
+                    } else {
+                        &[]
+                    })
                     .envs(env.iter().map(|(k, v)| (k, v)))
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped());
@@ -639,7 +807,10 @@ fn fifty_concurrent_listings_per_engine_all_succeed_with_flat_memory() {
             lines.sort();
             listings.push(lines);
         }
-        assert!(listings.iter().all(|l| *l == listings[0] && !l.is_empty()), "{engine}: listings differ");
+        assert!(
+            listings.iter().all(|l| *l == listings[0] && !l.is_empty()),
+            "{engine}: listings differ"
+        );
         let (min, max) = (*peaks.iter().min().unwrap(), *peaks.iter().max().unwrap());
         report.insert(*engine, (min, max));
         assert!(max < 64 * 1024, "{engine}: a listing took {max} KiB");

@@ -245,7 +245,8 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         .with_context(|| format!("moved {what}, but renaming them failed"))?;
 
     // A device or FIFO was written in place and cannot be read back.
-    let in_place = matches!(&args.to, EndpointSpec::Archive(p) if crate::transfer::written_in_place(p));
+    let in_place =
+        matches!(&args.to, EndpointSpec::Archive(p) if crate::transfer::written_in_place(p));
     let verified = if args.no_verify || in_place {
         None
     } else {
