@@ -626,19 +626,19 @@ fn sixteen_runs(e: &Engines, dir: &Path, to: &str, env: &[(String, String)]) {
     let refs = load_refs(e);
     let mut children = Vec::new();
     for i in 0..16 {
-        let a = refs[i % refs.len()].0;
-        let b = refs[(i + 1) % refs.len()].0;
-        let f = dir.join(format!("sel{i}.jq"));
+        let first = refs[i % refs.len()].0;
+        let second = refs[(i + 1) % refs.len()].0;
+        let filter = dir.join(format!("sel{i}.jq"));
         std::fs::write(
-            &f,
+            &filter,
             format!(
-                "(.Repository + \":\" + .Tag) as $n | select($n == \"{a}\" or $n == \"{b}\") | $n"
+                "(.Repository + \":\" + .Tag) as $n | select($n == \"{first}\" or $n == \"{second}\") | $n"
             ),
         )
         .unwrap();
         let mut c = Command::new(bin());
         c.args(["run", "--from", "docker", "--to", to, "-f"])
-            .arg(&f)
+            .arg(&filter)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("DOCKER_HOST", e.src.var("DOCKER_HOST"))
             .env("IMGKIT_DOCKER_BIN", DOCKER)

@@ -325,7 +325,7 @@ mod tests {
             .output()
             .unwrap();
         let got = String::from_utf8(out.stdout).unwrap();
-        let want: String = words[2..].iter().map(|w| format!("{w}\n")).collect();
+        let want: String = words[2..].iter().flat_map(|w| [w.as_str(), "\n"]).collect();
         assert_eq!(got, want);
     }
 }

@@ -775,6 +775,7 @@ mod tests {
     use super::*;
     use crate::progress::NoProgress;
     use std::fs::File;
+    use std::os::unix::fs::FileTypeExt;
     use std::path::Path;
 
     fn cmd(program: &str, args: &[&str]) -> Command {
@@ -1154,7 +1155,6 @@ mod tests {
             .unwrap();
         // Checked before waiting for the reader: had the FIFO been replaced, its reader would
         // wait forever.
-        use std::os::unix::fs::FileTypeExt;
         assert!(
             std::fs::symlink_metadata(&fifo)
                 .unwrap()
@@ -1184,7 +1184,6 @@ mod tests {
             .sink(Sink::file(&null))
             .run(&mut NoProgress)
             .unwrap();
-        use std::os::unix::fs::FileTypeExt;
         assert!(
             std::fs::symlink_metadata(&null)
                 .unwrap()
