@@ -114,9 +114,19 @@ pub(crate) fn is_code(s: &str) -> bool {
     s.len() == 5 && s.starts_with("IK") && s[2..].bytes().all(|b| b.is_ascii_digit())
 }
 
-/// The code of the first entry explaining a message of `err`'s chain (outermost first).
+/// The code of the entry explaining `err`: the innermost message of its chain that an entry
+/// explains (the cause is more specific than its context), skipping what the OS or an engine
+/// said in its own words.
 pub(crate) fn code_of(err: &anyhow::Error) -> Option<&'static str> {
-    let messages: Vec<String> = err.chain().map(ToString::to_string).collect();
+    let mut messages: Vec<String> = err
+        .chain()
+        .filter(|c| {
+            c.downcast_ref::<io::Error>().is_none()
+                && c.downcast_ref::<imgkit_transfer::StderrTail>().is_none()
+        })
+        .map(ToString::to_string)
+        .collect();
+    messages.reverse();
     let entries = entries();
     for m in &messages {
         for e in &entries {

@@ -122,6 +122,11 @@ fn every_error_with_a_hint_names_its_explain_entry() {
         ),
         (vec!["ls".into(), "--from".into(), p(&passwd)], "IK401"),
         (vec!["verify".into(), p(&passwd)], "IK401"),
+        (vec!["inspect".into(), p(&passwd)], "IK401"),
+        (
+            vec!["ls".into(), "--from".into(), "/nonexistent/x.tar".into()],
+            "IK410",
+        ),
         (
             vec![
                 "run".into(),
@@ -254,8 +259,9 @@ fn errors_never_quote_a_files_contents() {
 fn verbose_and_dry_run_command_lines_paste_back_into_a_shell() {
     let e = need_engines!();
     let tmp = tempfile::tempdir().unwrap();
-    // An engine binary whose path needs quoting: `;`, `&`, `|`, `*`, `?`, a space, a quote.
-    let dir = tmp.path().join("bin; x&y|z *? it's");
+    // An engine binary whose path needs quoting: `;`, `&`, `|`, `*`, `?`, `<`, `>` (and no
+    // space or quote, which the old display quoted already).
+    let dir = tmp.path().join("bin;x&y|z*?<a>");
     std::fs::create_dir(&dir).unwrap();
     let docker_bin = dir.join("docker");
     std::fs::copy(fake_engine(), &docker_bin).unwrap();
