@@ -84,4 +84,7 @@ pub(crate) enum Command {
     Verify(commands::verify::Args),
     /// Show what an image archive holds: images, names, platforms, layers, shared layers.
     Inspect(commands::inspect::Args),
+    /// Explain an error: `imgkit explain IK301` prints the cause and fix of the error whose
+    /// `more:` line names IK301 (from docs/troubleshooting.md); no CODE lists them all.
+    Explain(commands::explain::Args),
 }

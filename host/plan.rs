@@ -548,25 +548,10 @@ pub(crate) fn argv(cmd: &Command) -> Vec<String> {
         .collect()
 }
 
-/// The argv of `cmd` as one line a person can paste into a POSIX shell (display only: imgkit
-/// itself never runs a shell).
+/// The argv of `cmd` as one line a person can paste into their shell (POSIX on Unix,
+/// PowerShell on Windows; display only: imgkit itself never runs a shell).
 pub(crate) fn display_argv(cmd: &Command) -> String {
-    argv(cmd)
-        .iter()
-        .map(|a| quote(a))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn quote(a: &str) -> String {
-    let plain = !a.is_empty()
-        && a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:@=,+%".contains(c));
-    if plain {
-        a.to_owned()
-    } else {
-        format!("'{}'", a.replace('\'', r"'\''"))
-    }
+    imgkit_engine::display_argv(cmd)
 }
 
 /// Streams a sub-archive of `refs` from the archive at `path`: written on a thread into a pipe;
@@ -721,12 +706,5 @@ mod tests {
         assert!(same_id(&d, "111111111111"));
         assert!(same_id(&d, D));
         assert!(!same_id(&d, "11111"), "too short to name an image");
-    }
-
-    #[test]
-    fn quotes_for_display_only() {
-        assert_eq!(quote("save"), "save");
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("it's"), r"'it'\''s'");
     }
 }

@@ -2,19 +2,20 @@
 //! its errors into advice, and the summary line (or JSON object) at the end.
 
 use std::io::Write;
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use imgkit_transfer::{Cancel, Error as PumpError, Pump, Side, Step, Transferred};
+use imgkit_transfer::{Cancel, Error as PumpError, OutputProblem, Pump, Side, Step, Transferred};
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
 use crate::progress::Printer;
 
-/// The process-wide cancellation flag, set by Ctrl-C (SIGINT on Unix, console Ctrl-C on
-/// Windows). The first Ctrl-C asks the pump to stop both sides and clean up; a second one exits
-/// at once.
+/// The process-wide cancellation flag, set by Ctrl-C, SIGTERM and SIGHUP on Unix (ctrlc's
+/// "termination" feature), and by console Ctrl-C, Ctrl-Break and close on Windows. The first
+/// signal asks the pump to stop both sides and clean up; a second one exits at once with 130.
 pub(crate) fn interrupt_flag() -> Cancel {
     static FLAG: OnceLock<Cancel> = OnceLock::new();
     FLAG.get_or_init(|| {
@@ -69,6 +70,7 @@ fn explain(err: PumpError, what: &str) -> anyhow::Error {
                 .to_owned(),
         ),
         PumpError::ChildFailed { .. } | PumpError::Cancelled { .. } => None,
+        PumpError::Output { path, problem } => Some(output_hint(path, problem)),
         PumpError::Create { source, .. }
         | PumpError::Write { source, .. }
         | PumpError::Finish { source, .. } => Some(match source.raw_os_error() {
@@ -91,6 +93,52 @@ fn explain(err: PumpError, what: &str) -> anyhow::Error {
         Some(h) => with_hint(err, h),
         None => err,
     }
+}
+
+/// What to do about an output path that cannot take an archive.
+fn output_hint(path: &Path, problem: &OutputProblem) -> String {
+    match problem {
+        OutputProblem::IsDirectory => {
+            format!("name a file, e.g. {}", path.join("images.tar").display())
+        }
+        OutputProblem::DanglingSymlink(_) => {
+            "create the file the symlink names, remove the symlink, or choose another path"
+                .to_owned()
+        }
+        OutputProblem::ParentMissing(d) => format!(
+            "create the directory first (mkdir -p {}) or choose another path",
+            d.display()
+        ),
+        OutputProblem::ParentNotDirectory(_) => "choose a path inside a directory".to_owned(),
+        OutputProblem::ParentNotWritable(_, e) if e.raw_os_error() == Some(28) => {
+            "the disk is full: free space there or write elsewhere".to_owned()
+        }
+        OutputProblem::ParentNotWritable(..) => {
+            "that directory is not writable by you: choose another output path".to_owned()
+        }
+        OutputProblem::Stat(_) => "check the output path".to_owned(),
+    }
+}
+
+/// Checks an output path before anything runs: a directory, a missing or read-only directory
+/// fail here, with the hint the pump's error would get, instead of after the whole stream.
+pub(crate) fn check_output(path: &Path) -> anyhow::Result<()> {
+    imgkit_transfer::check_output(path).map_err(|problem| {
+        let hint = output_hint(path, &problem);
+        with_hint(
+            PumpError::Output {
+                path: path.to_path_buf(),
+                problem,
+            },
+            hint,
+        )
+    })
+}
+
+/// Whether an output path is a device, FIFO or other file that is written in place (and cannot
+/// be read back to verify it).
+pub(crate) fn written_in_place(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
 /// The end-of-run report.

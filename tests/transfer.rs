@@ -287,7 +287,8 @@ fn no_partials(dir: &Path) {
                 .extension()
                 .and_then(|e| e.to_str())
                 .unwrap_or_default();
-            ext.eq_ignore_ascii_case("tar") || ext.eq_ignore_ascii_case("partial")
+            // `FILE.partial` of old, `.FILE.XXXXXXXX.imgkit-partial` now.
+            ext.eq_ignore_ascii_case("tar") || ext.to_ascii_lowercase().ends_with("partial")
         })
         .collect();
     assert!(
@@ -428,11 +429,8 @@ fn each_engine_saves_an_archive_that_loads_elsewhere() {
             .success()
             .stderr_has("moved 2 images");
         assert!(archive.is_file() && std::fs::metadata(&archive).unwrap().len() > 700_000);
-        assert!(
-            !tmp.path()
-                .join(format!("{}.partial", archive.display()))
-                .exists()
-        );
+        let name = archive.file_name().unwrap().to_str().unwrap();
+        assert_eq!(temp_of(tmp.path(), name), None);
 
         let _guard = lock(&DOCKER_DST);
         let host = e.dst.var("DOCKER_HOST");
@@ -819,7 +817,7 @@ fn an_unwritable_output_directory_fails_before_saving() {
     );
     let _ = Command::new("umount").arg(&ro).status();
     run.code(2)
-        .stderr_has("could not create")
+        .stderr_has("cannot write an archive to ro/out.tar: no file can be created in ro")
         .stderr_has("hint:");
     assert!(
         !log.contains("save"),
@@ -874,7 +872,7 @@ fn a_full_disk_fails_cleanly() {
 
 /// A ~200 MB image in the target docker (whose lock the caller holds), so a transfer lasts
 /// long enough to interrupt. The seeded source set stays as seeded.
-fn big_image(e: &Engines) -> &'static str {
+pub(crate) fn big_image(e: &Engines) -> &'static str {
     {
         let host = e.dst.var("DOCKER_HOST");
         if docker_images(host).contains_key("transfer/big:1") {
@@ -905,6 +903,25 @@ fn big_image(e: &Engines) -> &'static str {
 
 #[test]
 fn ctrl_c_stops_both_sides_and_cleans_up() {
+    interrupt_mid_transfer("-INT");
+}
+
+/// The temporary imgkit writes `name` through in `dir`, if there is one.
+pub(crate) fn temp_of(dir: &Path, name: &str) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with(&format!(".{name}.")) && n.ends_with(".imgkit-partial")
+            })
+        })
+}
+
+/// `kill SIGNAL` once bytes flow from docker to podman (with a `--via` file): exit 2,
+/// "cancelled", nothing left behind, no half image in podman.
+pub(crate) fn interrupt_mid_transfer(signal: &str) {
     let e = need_engines!();
     let _guard = lock(&DOCKER_DST);
     let big = big_image(e);
@@ -929,9 +946,12 @@ fn ctrl_c_stops_both_sides_and_cleans_up() {
         .spawn()
         .unwrap();
     // Interrupt once bytes flow.
-    let partial = tmp.path().join("via.tar.partial");
     let deadline = Instant::now() + Duration::from_mins(1);
-    while std::fs::metadata(&partial).map_or(0, |m| m.len()) < 1_000_000 {
+    while temp_of(tmp.path(), "via.tar")
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map_or(0, |m| m.len())
+        < 1_000_000
+    {
         assert!(Instant::now() < deadline, "no bytes flowed within 60 s");
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -939,7 +959,7 @@ fn ctrl_c_stops_both_sides_and_cleans_up() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    output(Command::new("kill").args(["-INT", &child.id().to_string()]));
+    output(Command::new("kill").args([signal, &child.id().to_string()]));
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");

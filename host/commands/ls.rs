@@ -82,7 +82,7 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     let mut warnings = Vec::new();
     let records = if let Some(path) = &args.from {
         let archive = imgkit_archive::Archive::open(path)
-            .map_err(|e| with_hint(e, "check the file with `imgkit verify ARCHIVE`"))?;
+            .map_err(|e| with_hint(e, "--from takes an image archive (docker save, podman save, ctr images export or imgkit; plain, gzip or zstd); `imgkit verify ARCHIVE` checks one"))?;
         warnings = archive.warnings();
         archive.records()
     } else {

@@ -2,6 +2,7 @@
 
 pub(crate) mod completions;
 pub(crate) mod engines;
+pub(crate) mod explain;
 pub(crate) mod filter;
 pub(crate) mod inspect;
 pub(crate) mod load;
@@ -31,6 +32,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(&args, global),
         Command::Ls(args) => ls::run(&args, global),
         Command::Engines(args) => engines::run(&args, global),
+        Command::Explain(args) => explain::run(&args, global),
         Command::Plugin(args) => plugin::run(&args, global),
     }
 }

@@ -32,8 +32,8 @@ pub(crate) struct Args {
     /// (filters see each record's `Namespace`).
     #[arg(long, value_name = "SRC", default_value = "docker")]
     pub(crate) from: EndpointSpec,
-    /// Where they go: an engine as for --from, or an archive file to write (written as
-    /// FILE.partial and renamed when complete).
+    /// Where they go: an engine as for --from, or an archive file to write (written to a
+    /// temporary file beside it and renamed when complete).
     #[arg(long, value_name = "DST", default_value = "images.tar")]
     pub(crate) to: EndpointSpec,
     /// jq program choosing the images: a file, or a preset name [default: default]. Repeat for
@@ -67,6 +67,19 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    for (flag, spec) in [("--from", &args.from), ("--to", &args.to)] {
+        if let EndpointSpec::Archive(p) = spec
+            && let Some(hint) = crate::diagnostics::engine_typo(p)
+        {
+            return Err(with_hint(
+                anyhow::anyhow!(
+                    "{flag} {} is neither an engine nor an existing file",
+                    p.display()
+                ),
+                hint,
+            ));
+        }
+    }
     if same_endpoint(&args.from, &args.to) {
         return Err(with_hint(
             anyhow::anyhow!("--from and --to are both {}", args.from),
@@ -74,6 +87,13 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         ));
     }
     check_via(args)?;
+    // An output path that cannot take an archive fails before anything runs.
+    if let EndpointSpec::Archive(to) = &args.to {
+        crate::transfer::check_output(to)?;
+    }
+    if let Some(via) = &args.via {
+        crate::transfer::check_output(via)?;
+    }
     if let EndpointSpec::Engine {
         kind,
         namespace: Some(ns),
@@ -295,7 +315,10 @@ fn run_one(args: &Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         printer.step("rename", &format!("note: {note}"));
     }
 
-    let verified = if args.no_verify {
+    // A device or FIFO was written in place and cannot be read back.
+    let in_place =
+        matches!(&args.to, EndpointSpec::Archive(p) if crate::transfer::written_in_place(p));
+    let verified = if args.no_verify || in_place {
         None
     } else {
         printer.step(

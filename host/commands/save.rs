@@ -28,7 +28,8 @@ pub(crate) struct Args {
     pub(crate) filter: Vec<PathBuf>,
     #[command(flatten)]
     pub(crate) plugin: PluginArgs,
-    /// The archive to write (as FILE.partial, renamed when complete); `-` for stdout.
+    /// The archive to write (to a temporary file beside it, renamed when complete); `-` for
+    /// stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub(crate) output: PathBuf,
     /// Images to save; each must be in the engine's listing. None: the filter's selection.
@@ -43,6 +44,9 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             anyhow::anyhow!("refusing to write an archive to a terminal"),
             "redirect it (-o - > images.tar), pipe it, or name a file with -o FILE",
         ));
+    }
+    if !to_stdout {
+        crate::transfer::check_output(&args.output)?;
     }
     let pipeline = Pipeline::compile(&args.filter, &args.plugin, global)?;
     let engine = args.engine.engine()?;

@@ -86,7 +86,7 @@ pub(crate) fn advise(e: Error, context: String) -> anyhow::Error {
         Error::MissingBlob { .. } | Error::MissingMember { .. } => Some(
             "the archive lacks content its manifests name: save it again, without skipping layers or platforms",
         ),
-        Error::NotAnImageArchive(_) => Some(
+        Error::NotAnImageArchive(_) | Error::NotATar { .. } => Some(
             "pass a file written by `docker save`, `podman save`, `ctr images export` or imgkit",
         ),
         Error::UnsafePath { .. } | Error::DuplicateEntry { .. } | Error::LinkLoop { .. } => {

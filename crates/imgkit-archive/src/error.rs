@@ -43,6 +43,12 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A block where a tar header should be is not one (the file is not a tar, or is damaged).
+    #[error("{}", match after {
+        None => "not an image archive: no tar header at byte 0".to_owned(),
+        Some(m) => format!("the archive is damaged: the block after member {m:?} is not a tar header"),
+    })]
+    NotATar { after: Option<String> },
     #[error("{0} is not an image archive: no manifest.json, index.json or repositories")]
     NotAnImageArchive(String),
     #[error("{referrer} names {member:?}, which the archive does not hold")]

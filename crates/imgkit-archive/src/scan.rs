@@ -223,6 +223,16 @@ pub(crate) fn map_io(e: io::Error, member: &str) -> Error {
         };
     }
     let text = e.to_string();
+    // The tar reader's header errors quote the header's bytes (a text file's first line, a
+    // password file's entries): never pass them on, say what the file is not.
+    if text.contains("checksum mismatch")
+        || text.contains("numeric field")
+        || text.contains("when getting")
+    {
+        return Error::NotATar {
+            after: (!member.is_empty()).then(|| member.to_owned()),
+        };
+    }
     if e.kind() == io::ErrorKind::UnexpectedEof
         || text.contains("unexpected EOF")
         || text.contains("failed to read entire block")

@@ -52,6 +52,13 @@ pub enum Error {
         status: String,
         stderr: String,
     },
+    /// The engine's output broke a bound (too long, a line too long, not text); it was stopped.
+    #[error("stopped `{argv}`: {why}, which no {kind} listing does")]
+    OutputRefused {
+        kind: EngineKind,
+        argv: String,
+        why: String,
+    },
     /// The engine printed something imgkit cannot read.
     #[error("cannot read {kind}'s output of `{argv}` at line {line_no} ({reason}): {line}")]
     Unparseable {
@@ -102,6 +109,10 @@ impl Error {
             Self::UnknownNamespace { known, .. } if !known.is_empty() => {
                 Some(format!("pick one with -n/--namespace: {}", known.join(", ")))
             }
+            Self::OutputRefused { kind, .. } => Some(format!(
+                "check that {} (or --engine-bin) names the real {kind} CLI, and run the command above by hand to see what it prints",
+                kind.bin_env()
+            )),
             Self::Unparseable { kind, .. } => Some(format!(
                 "this {kind} version may print a format imgkit does not know; please report it with `{kind} version`"
             )),

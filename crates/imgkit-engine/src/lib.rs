@@ -36,6 +36,7 @@ use std::process::Command;
 pub use error::Error;
 use imgkit_types::{Digest, ImageRecord, ImageRef};
 pub use kind::{EngineKind, UnknownEngine};
+pub use process::{MAX_LINE, MAX_OUTPUT, STDERR_KEEP, display_argv, posix_line, powershell_line};
 
 /// The containerd namespace used when none is named.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -168,7 +169,16 @@ impl Engine {
         if let Some(trace) = self.trace {
             trace(&argv);
         }
-        let done = process::run(cmd)?;
+        let done = match process::run(cmd)? {
+            process::Outcome::Finished(done) => done,
+            process::Outcome::Refused(why) => {
+                return Err(Error::OutputRefused {
+                    kind: self.kind,
+                    argv,
+                    why: why.to_string(),
+                });
+            }
+        };
         if done.status.success() {
             return Ok(done.stdout);
         }

@@ -86,7 +86,13 @@ pub enum Error {
         #[source]
         stderr: Option<StderrTail>,
     },
-    /// The output file (its `.partial`) could not be created.
+    /// The output path cannot take an archive (a directory, a missing or read-only directory).
+    #[error("cannot write an archive to {}: {problem}", .path.display())]
+    Output {
+        path: PathBuf,
+        problem: crate::OutputProblem,
+    },
+    /// The output file (its temporary) could not be created.
     #[error("could not create {}", .path.display())]
     Create {
         path: PathBuf,
@@ -126,7 +132,10 @@ impl Error {
     pub fn side(&self) -> Option<Side> {
         match self {
             Error::Spawn { side, .. } | Error::ChildFailed { side, .. } => Some(*side),
-            Error::Create { .. } | Error::Write { .. } | Error::Finish { .. } => Some(Side::Target),
+            Error::Create { .. }
+            | Error::Output { .. }
+            | Error::Write { .. }
+            | Error::Finish { .. } => Some(Side::Target),
             Error::Read { .. } => Some(Side::Source),
             Error::Cancelled { .. } => None,
         }
@@ -136,7 +145,10 @@ impl Error {
     pub fn step(&self) -> Option<Step> {
         match self {
             Error::Spawn { step, .. } | Error::ChildFailed { step, .. } => Some(*step),
-            Error::Create { .. } | Error::Write { .. } | Error::Finish { .. } => Some(Step::Write),
+            Error::Create { .. }
+            | Error::Output { .. }
+            | Error::Write { .. }
+            | Error::Finish { .. } => Some(Step::Write),
             Error::Read { .. } => Some(Step::Read),
             Error::Cancelled { .. } => None,
         }

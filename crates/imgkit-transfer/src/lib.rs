@@ -1,6 +1,7 @@
 //! The save→load pump: stream an image archive from a source (an engine's `save` child writing a
 //! tar to its stdout, or any reader) into one or more sinks (an engine's `load` child reading its
-//! stdin, a file written as `FILE.partial` and renamed when complete, or any writer).
+//! stdin, a file written to a unique temporary beside it and renamed when complete, or any
+//! writer).
 //!
 //! The pump copies through one fixed buffer and counts bytes, reports progress through a
 //! [`Reporter`], drains every child's stderr on its own thread (keeping the tail for errors), and
@@ -26,6 +27,7 @@
 mod cancel;
 mod error;
 mod names;
+mod output;
 mod progress;
 mod pump;
 mod tail;
@@ -33,5 +35,6 @@ mod tail;
 pub use cancel::Cancel;
 pub use error::{Error, Side, StderrTail, Step};
 pub use names::{MAX_META, QualifyNames};
+pub use output::{OutputProblem, TEMP_SUFFIX, check_output};
 pub use progress::{NoProgress, Progress, Reporter};
 pub use pump::{DEFAULT_BUFFER_SIZE, Pump, Sink, Source, Transferred};

@@ -17,9 +17,19 @@ pub const MAX_META: u64 = 16 * 1024 * 1024;
 
 const BLOCK: usize = 512;
 
+/// The largest PAX extended header or GNU long-name member read to learn the next member's real
+/// name and size; a larger one stops interpretation (everything after passes through).
+const MAX_EXT: u64 = 1024 * 1024;
+
 /// Wraps a docker-save tar stream, qualifying the names in its `manifest.json` and
 /// `repositories`. A stream that is not a tar passes through unchanged up to where it stops
 /// looking like one.
+///
+/// Headers are read with the `tar` crate's header code: sizes in octal or GNU base-256, names
+/// with their ustar prefix, and a member's real size and path from a preceding PAX extended
+/// header (`x`) or GNU long name (`L`). So a member whose size lives only in PAX (Go writes
+/// those for members over 8 GiB) is skipped whole, and a `manifest.json` inside a layer is
+/// never taken for the archive's own. Every byte not rewritten passes through unchanged.
 pub struct QualifyNames<R> {
     inner: R,
     /// Bytes ready to hand out.
@@ -27,9 +37,18 @@ pub struct QualifyNames<R> {
     pos: usize,
     /// Content bytes of the current member still to pass through (plus padding).
     passthrough: u64,
+    /// What a PAX extended header or GNU long name said about the next member.
+    pending: Pending,
     /// Once the stream stops parsing as a tar, everything passes through.
     raw: bool,
     eof: bool,
+}
+
+/// Overrides for the next member's header, from PAX `x` records or a GNU `L` member.
+#[derive(Default)]
+struct Pending {
+    path: Option<String>,
+    size: Option<u64>,
 }
 
 impl<R: Read> QualifyNames<R> {
@@ -40,6 +59,7 @@ impl<R: Read> QualifyNames<R> {
             out: Vec::new(),
             pos: 0,
             passthrough: 0,
+            pending: Pending::default(),
             raw: false,
             eof: false,
         }
@@ -74,16 +94,71 @@ impl<R: Read> QualifyNames<R> {
             self.raw = true;
             return Ok(());
         }
-        let Some((name, size)) = parse_header(&header) else {
+        let Some(member) = parse_header(&header) else {
             // An end-of-archive block, or not a tar: stop interpreting.
             self.out.extend_from_slice(&header);
             self.raw = true;
             return Ok(());
         };
+        let pending = std::mem::take(&mut self.pending);
+        let size = pending.size.unwrap_or(member.size);
+        let name = pending.path.clone().unwrap_or(member.name);
+        let name = name.trim_start_matches("./");
         let padded = size.div_ceil(BLOCK as u64) * BLOCK as u64;
-        let regular = header[156] == b'0' || header[156] == 0;
-        if regular && matches!(name.as_str(), "manifest.json" | "repositories") && size <= MAX_META
-        {
+        self.out.extend_from_slice(&header);
+
+        // Extension members describe the next one: read them (they are small), keep them as
+        // they are, and remember what they say.
+        if matches!(member.kind, b'x' | b'L') {
+            if size > MAX_EXT {
+                self.raw = true;
+                return Ok(());
+            }
+            let mut content = vec![0u8; padded as usize];
+            let n = read_full(&mut self.inner, &mut content)?;
+            self.out.extend_from_slice(&content[..n]);
+            if n < content.len() {
+                self.raw = true;
+                return Ok(());
+            }
+            let body = &content[..size as usize];
+            self.pending = pending;
+            if member.kind == b'L' {
+                let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
+                self.pending.path = Some(String::from_utf8_lossy(&body[..end]).into_owned());
+            } else {
+                for ext in tar::PaxExtensions::new(body) {
+                    let Ok(ext) = ext else {
+                        // Records we cannot read: the sizes that follow cannot be trusted.
+                        self.raw = true;
+                        return Ok(());
+                    };
+                    match ext.key() {
+                        Ok("size") => {
+                            let Some(v) = ext.value().ok().and_then(|v| v.parse().ok()) else {
+                                self.raw = true;
+                                return Ok(());
+                            };
+                            self.pending.size = Some(v);
+                        }
+                        Ok("path") => {
+                            self.pending.path =
+                                Some(String::from_utf8_lossy(ext.value_bytes()).into_owned());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            return Ok(());
+        }
+
+        let regular = member.kind == b'0' || member.kind == 0;
+        // A size from PAX would have to be rewritten in the PAX header already handed out:
+        // leave such a member as it is (docker's metadata files never need one).
+        let rewritable = regular && pending.size.is_none() && size <= MAX_META;
+        if rewritable && matches!(name, "manifest.json" | "repositories") {
+            let is_manifest = name == "manifest.json";
+            self.out.clear();
             let mut content = vec![0u8; padded as usize];
             let n = read_full(&mut self.inner, &mut content)?;
             if n < content.len() {
@@ -94,7 +169,7 @@ impl<R: Read> QualifyNames<R> {
                 return Ok(());
             }
             let body = &content[..size as usize];
-            let rewritten = if name == "manifest.json" {
+            let rewritten = if is_manifest {
                 qualify_manifest(body)
             } else {
                 qualify_repositories(body)
@@ -112,7 +187,6 @@ impl<R: Read> QualifyNames<R> {
             }
             return Ok(());
         }
-        self.out.extend_from_slice(&header);
         self.passthrough = padded;
         Ok(())
     }
@@ -154,50 +228,44 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// The member name and size of a ustar/GNU header with a valid checksum.
-fn parse_header(h: &[u8; BLOCK]) -> Option<(String, u64)> {
-    if h.iter().all(|&b| b == 0) {
-        return None;
-    }
-    let stored = parse_octal(&h[148..156])?;
-    let sum: u64 = h
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u64::from(b)
-            }
-        })
-        .sum();
-    if stored != sum {
-        return None;
-    }
-    let end = h[..100].iter().position(|&b| b == 0).unwrap_or(100);
-    let name = String::from_utf8_lossy(&h[..end]).into_owned();
-    let size = parse_octal(&h[124..136])?;
-    Some((name.trim_start_matches("./").to_owned(), size))
+/// One header as the `tar` crate reads it.
+struct Member {
+    /// The path with its ustar prefix (GNU/PAX overrides are applied by the caller).
+    name: String,
+    /// The size field: octal, or GNU base-256.
+    size: u64,
+    /// The type flag byte.
+    kind: u8,
 }
 
-fn parse_octal(field: &[u8]) -> Option<u64> {
-    let s = std::str::from_utf8(field)
-        .ok()?
-        .trim_matches(|c: char| c == '\0' || c == ' ');
-    if s.is_empty() {
-        return Some(0);
+/// The member a header block describes, when it is a tar header with a valid checksum.
+fn parse_header(block: &[u8; BLOCK]) -> Option<Member> {
+    if block.iter().all(|&b| b == 0) {
+        return None;
     }
-    u64::from_str_radix(s, 8).ok()
+    let h = tar::Header::from_byte_slice(block);
+    let stored = h.cksum().ok()?;
+    let mut check = h.clone();
+    check.set_cksum();
+    if check.cksum().ok()? != stored {
+        return None;
+    }
+    let size = h.entry_size().ok()?;
+    let name = String::from_utf8_lossy(&h.path_bytes()).into_owned();
+    Some(Member {
+        name,
+        size,
+        kind: block[156],
+    })
 }
 
 /// Writes `size` into the header and recomputes its checksum.
 fn set_size(h: &mut [u8; BLOCK], size: u64) {
-    let field = format!("{size:011o}\0");
-    h[124..136].copy_from_slice(field.as_bytes());
-    h[148..156].fill(b' ');
-    let sum: u64 = h.iter().map(|&b| u64::from(b)).sum();
-    let field = format!("{sum:06o}\0 ");
-    h[148..156].copy_from_slice(field.as_bytes());
+    let header = tar::Header::from_byte_slice(h).clone();
+    let mut header = header;
+    header.set_size(size);
+    header.set_cksum();
+    h.copy_from_slice(header.as_bytes());
 }
 
 /// `seed/app:1.0` → `docker.io/seed/app:1.0`; names with a domain, and anything that does not
@@ -272,14 +340,136 @@ mod tests {
         let mut at = 0;
         while at + BLOCK <= tar.len() {
             let h: [u8; BLOCK] = tar[at..at + BLOCK].try_into().unwrap();
-            let Some((name, size)) = parse_header(&h) else {
+            let Some(m) = parse_header(&h) else {
                 break;
             };
             let start = at + BLOCK;
-            out.push((name, tar[start..start + size as usize].to_vec()));
-            at = start + (size as usize).div_ceil(BLOCK) * BLOCK;
+            out.push((m.name, tar[start..start + m.size as usize].to_vec()));
+            at = start + (m.size as usize).div_ceil(BLOCK) * BLOCK;
         }
         out
+    }
+
+    /// A member whose header is built by `f` from a ustar header named `name`; `data` follows.
+    fn member_with(name: &str, data: &[u8], f: impl FnOnce(&mut tar::Header)) -> Vec<u8> {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).unwrap();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_entry_type(tar::EntryType::Regular);
+        f(&mut h);
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len() + (BLOCK - data.len() % BLOCK) % BLOCK, 0);
+        out
+    }
+
+    /// A layer (itself a tar) holding a `manifest.json` with short names, as an image of a
+    /// tool that works with image archives could.
+    fn layer_with_a_manifest() -> Vec<u8> {
+        let mut layer = member(
+            "manifest.json",
+            br#"[{"Config":"c.json","RepoTags":["inner/app:1"],"Layers":[]}]"#,
+        );
+        layer.extend(member("repositories", br#"{"inner/app":{"1":"c"}}"#));
+        layer.extend([0u8; 1024]);
+        layer
+    }
+
+    /// The top-level manifest of the tests' archives.
+    const MANIFEST: &[u8] =
+        br#"[{"Config":"abc.json","RepoTags":["seed/app:1.0"],"Layers":["l/layer.tar"]}]"#;
+
+    /// Runs the rewriter; checks the layer came through byte for byte and the archive's own
+    /// manifest was qualified.
+    fn check_layer_untouched_and_manifest_qualified(tar: &[u8], layer: &[u8]) {
+        let mut out = Vec::new();
+        QualifyNames::new(tar).read_to_end(&mut out).unwrap();
+        let at = out
+            .windows(layer.len())
+            .position(|w| w == layer)
+            .expect("the layer's bytes pass through unchanged");
+        assert!(at > 0);
+        let tail = &out[at + layer.len()..];
+        let top = members(&tail[(BLOCK - layer.len() % BLOCK) % BLOCK..]);
+        assert_eq!(top[0].0, "manifest.json");
+        let m: Value = serde_json::from_slice(&top[0].1).unwrap();
+        assert_eq!(
+            m[0]["RepoTags"],
+            serde_json::json!(["docker.io/seed/app:1.0"])
+        );
+    }
+
+    #[test]
+    fn a_member_sized_only_in_pax_is_skipped_whole() {
+        // As Go's archive/tar writes a member over 8 GiB: the ustar size field says 0 and a PAX
+        // extended header carries the real size.
+        let layer = layer_with_a_manifest();
+        let record = format!("size={}\n", layer.len());
+        let record = format!(
+            "{} {record}",
+            record.len() + 1 + (record.len() + 1).to_string().len()
+        );
+        let mut pax = tar::Header::new_ustar();
+        pax.set_path("PaxHeaders/layer.tar").unwrap();
+        pax.set_size(record.len() as u64);
+        pax.set_entry_type(tar::EntryType::XHeader);
+        pax.set_cksum();
+        let mut tar = pax.as_bytes().to_vec();
+        tar.extend_from_slice(record.as_bytes());
+        tar.resize(tar.len() + (BLOCK - record.len() % BLOCK) % BLOCK, 0);
+        tar.extend(member_with("l/layer.tar", &[], |_| {}));
+        tar.extend_from_slice(&layer);
+        tar.resize(tar.len() + (BLOCK - layer.len() % BLOCK) % BLOCK, 0);
+        tar.extend(member("manifest.json", MANIFEST));
+        tar.extend([0u8; 1024]);
+        check_layer_untouched_and_manifest_qualified(&tar, &layer);
+    }
+
+    #[test]
+    fn a_gnu_base256_size_is_read() {
+        let layer = layer_with_a_manifest();
+        let mut tar = member_with("l/layer.tar", &layer, |h| {
+            let field = &mut h.as_old_mut().size;
+            field.fill(0);
+            field[0] = 0x80;
+            field[4..].copy_from_slice(&(layer.len() as u64).to_be_bytes());
+        });
+        tar.extend(member("manifest.json", MANIFEST));
+        tar.extend([0u8; 1024]);
+        check_layer_untouched_and_manifest_qualified(&tar, &layer);
+    }
+
+    #[test]
+    fn a_gnu_long_name_is_applied() {
+        // An `L` member names the next member; that one is not the archive's manifest.json.
+        let inner = br#"[{"Config":"c.json","RepoTags":["inner/app:1"],"Layers":[]}]"#;
+        let long = format!("{}/manifest.json\0", "d".repeat(120));
+        let mut tar = member_with("././@LongLink", long.as_bytes(), |h| {
+            h.set_entry_type(tar::EntryType::GNULongName);
+        });
+        tar.extend(member("manifest.json", inner));
+        tar.extend([0u8; 1024]);
+        let mut out = Vec::new();
+        QualifyNames::new(&tar[..]).read_to_end(&mut out).unwrap();
+        assert_eq!(out, tar);
+    }
+
+    #[test]
+    fn a_ustar_prefix_is_part_of_the_name() {
+        let inner = br#"[{"Config":"c.json","RepoTags":["inner/app:1"],"Layers":[]}]"#;
+        let name = format!("{}/manifest.json", "p".repeat(110));
+        let mut tar = member_with(&name, inner, |_| {});
+        tar.extend([0u8; 1024]);
+        assert_eq!(
+            &tar[..13],
+            b"manifest.json",
+            "the name field holds the base name"
+        );
+        let mut out = Vec::new();
+        QualifyNames::new(&tar[..]).read_to_end(&mut out).unwrap();
+        assert_eq!(out, tar);
     }
 
     #[test]

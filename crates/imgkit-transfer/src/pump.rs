@@ -6,10 +6,8 @@
 //! stdin is closed (letting a load commit) only after the source has exited successfully; on any
 //! failure the target children are killed first.
 
-use std::ffi::OsString;
-use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Side, StderrTail, Step};
+use crate::output::{OpenError, OutputFile};
 use crate::progress::{Progress, Reporter};
 use crate::tail;
 
@@ -102,8 +101,9 @@ impl Sink {
         }
     }
 
-    /// A file: written as `PATH.partial`, flushed to disk and renamed to `PATH` only when the
-    /// whole transfer succeeded; removed on any failure.
+    /// A file: written to a unique temporary beside `PATH` (created exclusively), flushed to
+    /// disk and renamed to `PATH` only when the whole transfer succeeded; removed on any
+    /// failure. A device or FIFO is written in place (see [`crate::check_output`]).
     pub fn file(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
         Self {
@@ -124,13 +124,6 @@ impl Sink {
     pub fn label(&self) -> &str {
         &self.label
     }
-}
-
-/// The path a file sink writes before it is complete: `PATH.partial`.
-pub(crate) fn partial_path(path: &Path) -> PathBuf {
-    let mut s: OsString = path.as_os_str().to_owned();
-    s.push(".partial");
-    PathBuf::from(s)
 }
 
 /// What a successful transfer moved.
@@ -211,7 +204,7 @@ impl Pump {
     }
 
     /// Runs the transfer to the end. On error every child has been stopped and waited for and
-    /// every `.partial` file removed.
+    /// every temporary output file removed.
     ///
     /// # Panics
     /// When no sink was added.
@@ -396,15 +389,22 @@ fn own_process_group(cmd: &mut Command) {
 fn open_sink(sink: Sink, run: &mut Running) -> Result<SinkWriter, Error> {
     match sink.kind {
         SinkKind::File(path) => {
-            let partial = partial_path(&path);
-            let file = File::create(&partial).map_err(|e| Error::Create {
-                path: partial.clone(),
-                source: e,
+            let file = OutputFile::open(&path).map_err(|e| match e {
+                OpenError::Problem(problem) => Error::Output {
+                    path: path.clone(),
+                    problem,
+                },
+                OpenError::Io(source) => Error::Create {
+                    path: path.clone(),
+                    source,
+                },
             })?;
-            run.files.push((partial.clone(), path));
+            if let Some(temp) = file.temp_path() {
+                run.temps.push(temp.to_path_buf());
+            }
             run.sink_labels.push(sink.label.clone());
             Ok(SinkWriter {
-                kind: WriterKind::File(file, partial),
+                kind: WriterKind::File(Box::new(file)),
                 closed: false,
             })
         }
@@ -453,8 +453,8 @@ struct SinkWriter {
 
 enum WriterKind {
     Child(ChildStdin),
-    /// The file and its `.partial` path.
-    File(File, PathBuf),
+    /// An output file (its temporary, or a device written in place).
+    File(Box<OutputFile>),
     Writer(Box<dyn Write + Send>),
 }
 
@@ -462,7 +462,7 @@ impl SinkWriter {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match &mut self.kind {
             WriterKind::Child(w) => w.write_all(buf),
-            WriterKind::File(w, _) => w.write_all(buf),
+            WriterKind::File(w) => w.file().write_all(buf),
             WriterKind::Writer(w) => w.write_all(buf),
         }
     }
@@ -565,8 +565,9 @@ impl ChildSide {
 struct Running {
     source: Option<ChildSide>,
     sinks: Vec<ChildSide>,
-    /// (partial, final) paths of file sinks.
-    files: Vec<(PathBuf, PathBuf)>,
+    /// Temporaries of file sinks, removed on failure (also when the copy thread still holds
+    /// them).
+    temps: Vec<PathBuf>,
     sink_labels: Vec<String>,
 }
 
@@ -595,13 +596,16 @@ impl Running {
 
     /// The source succeeded and the stream is complete: close every target in order and check it.
     fn finish(&mut self, writers: Vec<SinkWriter>) -> Result<(), Culprit> {
+        let mut files = Vec::new();
         for (i, w) in writers.into_iter().enumerate() {
             match w.kind {
                 WriterKind::Child(stdin) => drop(stdin),
-                WriterKind::File(mut f, partial) => {
-                    if let Err(e) = f.flush().and_then(|()| f.sync_all()) {
-                        return Err(Culprit::Finish(partial, e));
+                WriterKind::File(mut f) => {
+                    if let Err(e) = f.file().flush().and_then(|()| f.sync()) {
+                        let label = self.sink_labels.get(i).cloned().unwrap_or_default();
+                        return Err(Culprit::Finish(PathBuf::from(label), e));
                     }
+                    files.push(f);
                 }
                 WriterKind::Writer(mut w) => {
                     if let Err(e) = w.flush() {
@@ -617,13 +621,12 @@ impl Running {
                 return Err(Culprit::SinkExit(i));
             }
         }
-        for (partial, path) in &self.files {
-            if let Err(e) = std::fs::rename(partial, path) {
-                return Err(Culprit::Finish(path.clone(), e));
+        for f in files {
+            if let Err((path, e)) = f.commit() {
+                return Err(Culprit::Finish(path, e));
             }
-            sync_parent(path);
         }
-        self.files.clear();
+        self.temps.clear();
         Ok(())
     }
 
@@ -654,8 +657,8 @@ impl Running {
     }
 
     fn remove_partials(&mut self) {
-        for (partial, _) in self.files.drain(..) {
-            let _ = std::fs::remove_file(partial);
+        for temp in self.temps.drain(..) {
+            let _ = std::fs::remove_file(temp);
         }
     }
 
@@ -765,30 +768,15 @@ fn stderr_of(side: &mut ChildSide) -> Option<StderrTail> {
     (!text.is_empty()).then_some(StderrTail(text))
 }
 
-/// Makes a rename durable: fsync the directory holding `path` (Unix; a no-op elsewhere).
-fn sync_parent(path: &Path) {
-    #[cfg(unix)]
-    {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-    }
-}
-
 #[cfg(all(test, unix))]
 mod tests {
     //! The pump against real child processes (coreutils and `sh` stand in for engines here:
     //! the pump only sees argv, pipes and exit statuses).
     use super::*;
     use crate::progress::NoProgress;
+    use std::fs::File;
+    use std::os::unix::fs::FileTypeExt;
+    use std::path::Path;
 
     fn cmd(program: &str, args: &[&str]) -> Command {
         let mut c = Command::new(program);
@@ -803,6 +791,16 @@ mod tests {
     /// `n` bytes of zeros, then exit 0.
     fn zeros(n: u64) -> Source {
         Source::command("head", cmd("head", &["-c", &n.to_string(), "/dev/zero"]))
+    }
+
+    /// The names in `dir`, sorted.
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
     }
 
     #[derive(Default)]
@@ -842,7 +840,7 @@ mod tests {
             .unwrap();
         assert_eq!(done.bytes, 3_000_000);
         assert_eq!(std::fs::metadata(&out).unwrap().len(), 3_000_000);
-        assert!(!partial_path(&out).exists());
+        assert_eq!(entries(dir.path()), ["out.tar"]);
         assert!(rec.started);
         assert_eq!(rec.expected, Some(3_000_000));
         assert_eq!(rec.finished, Some(3_000_000));
@@ -908,7 +906,7 @@ mod tests {
             "{err}"
         );
         assert!(!committed.exists(), "the target saw a clean end of stream");
-        assert!(!out.exists() && !partial_path(&out).exists());
+        assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
         assert!(rec.failed.is_some());
     }
 
@@ -968,7 +966,16 @@ mod tests {
         .sink(Sink::file(&out))
         .run(&mut NoProgress)
         .unwrap_err();
-        assert!(matches!(err, Error::Create { .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                Error::Output {
+                    problem: crate::OutputProblem::ParentMissing(_),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert_eq!(err.side(), Some(Side::Target));
         assert!(!marker.exists());
     }
@@ -995,7 +1002,8 @@ mod tests {
             ),
             "{err:?}"
         );
-        assert!(!partial_path(&out).exists());
+        assert!(!out.exists());
+        assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
     }
 
     #[test]
@@ -1038,7 +1046,7 @@ mod tests {
         t.join().unwrap();
         assert!(err.is_cancelled(), "{err:?}");
         assert!(!committed.exists());
-        assert!(!out.exists() && !partial_path(&out).exists());
+        assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
     }
 
     #[test]
@@ -1050,5 +1058,185 @@ mod tests {
             .run(&mut NoProgress)
             .unwrap();
         assert_eq!(done.bytes, 300_000);
+    }
+
+    /// `n` bytes of `byte`, from a child.
+    fn bytes_of(byte: u8, n: u64) -> Source {
+        Source::command(
+            "sh",
+            sh(&format!("head -c {n} /dev/zero | tr '\\0' '\\{byte:03o}'")),
+        )
+    }
+
+    #[test]
+    fn a_symlink_where_the_temporary_goes_is_never_followed() {
+        // The old fixed `FILE.partial` was opened with truncate through whatever was there.
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep me").unwrap();
+        let out = dir.path().join("out.tar");
+        std::os::unix::fs::symlink(&victim, dir.path().join("out.tar.partial")).unwrap();
+        Pump::new(zeros(10_000))
+            .sink(Sink::file(&out))
+            .run(&mut NoProgress)
+            .unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), 10_000);
+    }
+
+    #[test]
+    fn concurrent_writers_to_one_file_leave_one_complete_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.tar");
+        let n = 4_000_000;
+        let runs: Vec<_> = (0..4u8)
+            .map(|i| {
+                let out = out.clone();
+                std::thread::spawn(move || {
+                    Pump::new(bytes_of(b'a' + i, n))
+                        .sink(Sink::file(&out))
+                        .buffer_size(4096)
+                        .run(&mut NoProgress)
+                        .map(|d| d.bytes)
+                })
+            })
+            .collect();
+        for r in runs {
+            assert_eq!(r.join().unwrap().unwrap(), n);
+        }
+        let data = std::fs::read(&out).unwrap();
+        assert_eq!(data.len() as u64, n);
+        assert!(
+            data.iter().all(|&b| b == data[0]),
+            "the file mixes two runs' bytes"
+        );
+        assert_eq!(entries(dir.path()), ["out.tar"]);
+    }
+
+    #[test]
+    fn a_stale_temporary_is_removed_and_a_live_one_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.tar");
+        let stale = dir.path().join(".out.tar.AAAAAAAA.imgkit-partial");
+        std::fs::write(&stale, b"from a killed run").unwrap();
+        let live = dir.path().join(".out.tar.BBBBBBBB.imgkit-partial");
+        std::fs::write(&live, b"being written").unwrap();
+        let held = File::options().write(true).open(&live).unwrap();
+        held.lock().unwrap();
+        let other = dir.path().join(".other.tar.CCCCCCCC.imgkit-partial");
+        std::fs::write(&other, b"another file's").unwrap();
+        Pump::new(zeros(1000))
+            .sink(Sink::file(&out))
+            .run(&mut NoProgress)
+            .unwrap();
+        assert!(!stale.exists());
+        assert!(live.exists() && other.exists());
+        drop(held);
+    }
+
+    #[test]
+    fn a_fifo_is_written_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        assert!(
+            Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap().len())
+        };
+        Pump::new(zeros(300_000))
+            .sink(Sink::file(&fifo))
+            .run(&mut NoProgress)
+            .unwrap();
+        // Checked before waiting for the reader: had the FIFO been replaced, its reader would
+        // wait forever.
+        assert!(
+            std::fs::symlink_metadata(&fifo)
+                .unwrap()
+                .file_type()
+                .is_fifo()
+        );
+        assert_eq!(entries(dir.path()), ["pipe"]);
+        assert_eq!(reader.join().unwrap(), 300_000);
+    }
+
+    #[test]
+    fn a_device_node_is_written_in_place_and_kept() {
+        // A copy of /dev/null made with mknod in a temp dir (root only), never the machine's.
+        let dir = tempfile::tempdir().unwrap();
+        let null = dir.path().join("null");
+        let made = Command::new("mknod")
+            .arg(&null)
+            .args(["c", "1", "3"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !made {
+            eprintln!("skipped: mknod needs root");
+            return;
+        }
+        Pump::new(zeros(100_000))
+            .sink(Sink::file(&null))
+            .run(&mut NoProgress)
+            .unwrap();
+        assert!(
+            std::fs::symlink_metadata(&null)
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
+        assert_eq!(entries(dir.path()), ["null"]);
+    }
+
+    #[test]
+    fn a_directory_is_refused_before_the_source_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("source-ran");
+        let target = dir.path().join("d");
+        std::fs::create_dir(&target).unwrap();
+        let err = Pump::new(Source::command(
+            "touch",
+            cmd("touch", &[marker.to_str().unwrap()]),
+        ))
+        .sink(Sink::file(&target))
+        .run(&mut NoProgress)
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Output {
+                    problem: crate::OutputProblem::IsDirectory,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!marker.exists());
+        assert_eq!(entries(dir.path()), ["d"]);
+    }
+
+    #[test]
+    fn a_symlinked_output_is_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.tar");
+        std::fs::write(&real, b"old").unwrap();
+        let link = dir.path().join("link.tar");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        Pump::new(zeros(5000))
+            .sink(Sink::file(&link))
+            .run(&mut NoProgress)
+            .unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::metadata(&real).unwrap().len(), 5000);
     }
 }
