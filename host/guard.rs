@@ -152,3 +152,51 @@ fn remove_args(kind: EngineKind) -> Vec<OsString> {
         EngineKind::Docker | EngineKind::Nerdctl | EngineKind::Podman => vec![os("rmi"), os("--")],
     }
 }
+
+/// Held while one run writes into an engine's image store (before-listing → load → names →
+/// verification): imgkit runs into one store take turns, so that no run mistakes another's
+/// load for its own leftovers (and removes it), and containerd's import, which fails when two
+/// run into one namespace at once, never does. Released when dropped (or when the process
+/// dies: the operating system drops the lock with the file handle).
+pub(crate) struct StoreLock {
+    _file: Option<std::fs::File>,
+}
+
+/// Takes the lock of `target`'s store, calling `waiting` first when another run holds it. An
+/// archive target needs none (its writes go to a temporary that is renamed); a lock file that
+/// cannot be made (an unwritable temp dir) means running unlocked, as before.
+pub(crate) fn lock_store(target: &Endpoint, waiting: impl FnOnce(&str)) -> StoreLock {
+    use sha2::Digest as _;
+    let Some(engine) = target.engine() else {
+        return StoreLock { _file: None };
+    };
+    let key = engine.store_key();
+    let hash = sha2::Sha256::digest(key.as_bytes());
+    let name: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let dir = std::env::temp_dir().join("imgkit-locks");
+    let file = std::fs::create_dir_all(&dir).ok().and_then(|()| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{name}.lock")))
+            .ok()
+    });
+    let Some(file) = file else {
+        return StoreLock { _file: None };
+    };
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            waiting(&format!(
+                "waiting for another imgkit run that is loading into {} ({key})",
+                target.name()
+            ));
+            if file.lock().is_err() {
+                return StoreLock { _file: None };
+            }
+        }
+        Err(std::fs::TryLockError::Error(_)) => return StoreLock { _file: None },
+    }
+    StoreLock { _file: Some(file) }
+}

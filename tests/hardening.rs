@@ -681,6 +681,9 @@ fn sixteen_runs(e: &Engines, dir: &Path, to: &str, env: &[(String, String)]) {
         }
     }
     eprintln!("16 concurrent runs into {to}: {failed} failed with a clear error");
+    // Runs into one store take turns (a lock per store), so none fails on another's load, and
+    // none removes what another loaded as if it were its own failed load's leftovers.
+    assert_eq!(failed, 0, "16 concurrent runs into {to}: {failed} failed");
     // `shared.tar` is one run's complete archive, and no temporary is left.
     Test::new()
         .arg("verify")

@@ -58,7 +58,8 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         ),
     };
     let (from, expected) = from;
-    // What the target held, to remove what a failed load leaves.
+    // One run at a time writes into one store; what it held, to remove what a failed load leaves.
+    let _store = guard::lock_store(&target, |msg| printer.step("wait", msg));
     let before = guard::Snapshot::take(&target).ok();
     let load = target.load_command()?;
     let mut pump = Pump::new(source)

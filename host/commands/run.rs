@@ -206,6 +206,9 @@ fn run_one(args: &Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         ));
     }
     let load = target.load_command().ok();
+    // One run at a time writes into one store, from what it already has to the verification.
+    let _store =
+        (!args.dry_run).then(|| guard::lock_store(&target, |msg| printer.step("wait", msg)));
     let Partition {
         copy: plan,
         skipped,

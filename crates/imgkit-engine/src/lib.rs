@@ -129,6 +129,23 @@ impl Engine {
         }
     }
 
+    /// Names the image store this engine writes into, the same for every process that would
+    /// write into it (ctr and nerdctl on one containerd namespace share a store): imgkit runs
+    /// loading into one store take turns by it.
+    pub fn store_key(&self) -> String {
+        match self.kind {
+            EngineKind::Ctr | EngineKind::Nerdctl => {
+                format!(
+                    "containerd {} {}",
+                    self.containerd_address(),
+                    self.namespace
+                )
+            }
+            EngineKind::Docker => format!("docker {}", self.endpoint()),
+            EngineKind::Podman => format!("podman {}", self.endpoint()),
+        }
+    }
+
     fn containerd_address(&self) -> String {
         self.address
             .clone()
