@@ -10,5 +10,6 @@ mod filter;
 mod plugin;
 mod presets;
 mod snapshots;
+mod spec;
 mod sync;
 mod transfer;
