@@ -362,6 +362,7 @@ fn error_the_daemon_is_not_reachable() {
 #[cfg(unix)]
 #[test]
 fn error_permission_denied_on_the_socket() {
+    use std::os::unix::fs::PermissionsExt;
     let Some(dir) = engines_dir("docker") else {
         return;
     };
@@ -376,7 +377,6 @@ fn error_permission_denied_on_the_socket() {
     }
     let mut argv = vec!["--reuid=65534", "--regid=65534", "--clear-groups", "--"];
     // A copy nobody can run wherever the build tree lives (a 0700 home, a private target dir).
-    use std::os::unix::fs::PermissionsExt;
     let public = tempfile::tempdir().unwrap();
     std::fs::set_permissions(public.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let imgkit = public.path().join("imgkit");

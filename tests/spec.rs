@@ -128,11 +128,13 @@ fn rename_the_first_matching_rule_wins() {
 
 #[test]
 fn rename_rules_must_match_the_whole_reference() {
-    // a prefix, a suffix and a middle part of imgkit.example/hello:1.0 rename nothing
+    // A prefix, a suffix and a middle part of imgkit.example/hello:1.0 rename nothing. (Each
+    // would make a valid name if it replaced just the part it matches: other/hello:1.0,
+    // imgkit.example/other:2, imgkit.elsewhere/hi:1.0.)
     for rule in [
-        "imgkit.example/hello=other/hello:1",
-        "hello:1.0=other/hello:1",
-        "example/hello=other/hello:1",
+        "imgkit.example/hello=other/hello",
+        "hello:1.0=other:2",
+        "example/hello=elsewhere/hi",
     ] {
         let plan = planned_names(&[rule]);
         assert!(
