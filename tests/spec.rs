@@ -3,7 +3,7 @@
 //! and `--plugin-clock real`. Each test names the behaviour it guards; breaking that behaviour
 //! makes it fail (the closing note of issue 21 says how each was checked).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::util::Test;
 
@@ -204,7 +204,7 @@ fn rancher_desktops_socket_is_used_when_nothing_else_names_one() {
     let Some(e) = crate::transfer::engines() else {
         return;
     };
-    if Path::new("/var/run/docker.sock").exists() {
+    if std::path::Path::new("/var/run/docker.sock").exists() {
         crate::util::skip(
             "/var/run/docker.sock exists here, and it comes before Rancher Desktop's socket",
         );
