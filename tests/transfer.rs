@@ -22,6 +22,7 @@ pub(crate) fn docker_cli() -> &'static Path {
     static CLI: OnceLock<PathBuf> = OnceLock::new();
     CLI.get_or_init(docker_bin)
 }
+
 /// What the tests select: two images sharing nothing, named as every engine lists them.
 pub(crate) const SELECT_TWO: &str = r#"select((.Repository == "seed/app" or .Repository == "seed/base") and .Tag == "1.0") | .Repository + ":" + .Tag"#;
 
@@ -675,7 +676,7 @@ fn hostile_selections_are_rejected_before_any_engine_moves_a_byte() {
     );
     run.code(2).stderr_has("would be read as a flag");
     assert!(log.is_empty(), "an engine ran: {log}");
-    // …and the stand-in is wired: the same command with a valid reference reaches it.
+    // …and that empty log is a refusal, not a stand-in left out: an `ls` through it is logged.
     let (_, log) = logged(e, tmp.path(), &["ls", "--engine", "docker"], None);
     listing_ran(&log);
 }
