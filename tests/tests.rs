@@ -13,5 +13,6 @@ mod presets;
 mod safety;
 mod sandbox;
 mod snapshots;
+mod spec;
 mod sync;
 mod transfer;

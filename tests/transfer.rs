@@ -6,7 +6,7 @@
 //! test reads (`IMGKIT_ENGINES_DIR`), used here only as a source, and an empty docker and
 //! containerd that only these tests load into (`IMGKIT_TRANSFER_DST`), one test at a time per
 //! engine. podman targets get fresh storage per test. Without those variables the tests skip
-//! (and fail when `CI` is set).
+//! (and fail when `CI` is set: `crate::util::skip`).
 #![cfg(unix)]
 
 use std::collections::BTreeMap;
@@ -15,9 +15,14 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::util::{Run, Test, bin};
+use crate::util::{Run, Test, bin, docker_bin, skip};
 
-pub(crate) const DOCKER: &str = "/usr/bin/docker";
+/// The docker CLI: `IMGKIT_DOCKER_BIN` from the engines' env, else `docker` on `PATH`.
+pub(crate) fn docker_cli() -> &'static Path {
+    static CLI: OnceLock<PathBuf> = OnceLock::new();
+    CLI.get_or_init(docker_bin)
+}
+
 /// What the tests select: two images sharing nothing, named as every engine lists them.
 pub(crate) const SELECT_TWO: &str = r#"select((.Repository == "seed/app" or .Repository == "seed/base") and .Tag == "1.0") | .Repository + ":" + .Tag"#;
 
@@ -59,36 +64,33 @@ pub(crate) struct Engines {
     pub(crate) dst: Set,
 }
 
+/// The seeded set and the empty destination set, when both are named; `None` (and a skip by
+/// [`skip`], a failure in CI) otherwise.
 pub(crate) fn engines() -> Option<&'static Engines> {
     static ENGINES: OnceLock<Option<Engines>> = OnceLock::new();
-    ENGINES
+    let e = ENGINES
         .get_or_init(|| {
-            let src = std::env::var_os("IMGKIT_ENGINES_DIR");
-            let dst = std::env::var_os("IMGKIT_TRANSFER_DST");
-            match (src, dst) {
-                (Some(src), Some(dst)) => Some(Engines {
-                    src: Set::load(PathBuf::from(src)),
-                    dst: Set::load(PathBuf::from(dst)),
-                }),
-                _ if std::env::var_os("CI").is_some() => panic!(
-                    "CI is set but IMGKIT_ENGINES_DIR or IMGKIT_TRANSFER_DST is not: run the suite with scripts/test"
-                ),
-                _ => None,
-            }
+            let src = std::env::var_os("IMGKIT_ENGINES_DIR").filter(|v| !v.is_empty());
+            let dst = std::env::var_os("IMGKIT_TRANSFER_DST").filter(|v| !v.is_empty());
+            Some(Engines {
+                src: Set::load(PathBuf::from(src?)),
+                dst: Set::load(PathBuf::from(dst?)),
+            })
         })
-        .as_ref()
+        .as_ref();
+    if e.is_none() {
+        skip(
+            "this test needs real engines; run scripts/test (as root), which starts them and sets IMGKIT_ENGINES_DIR and IMGKIT_TRANSFER_DST",
+        );
+    }
+    e
 }
 
 macro_rules! need_engines {
     () => {
         match engines() {
             Some(e) => e,
-            None => {
-                eprintln!(
-                    "skipped: transfer tests need real engines; run scripts/test (as root), which starts them and sets IMGKIT_ENGINES_DIR and IMGKIT_TRANSFER_DST"
-                );
-                return;
-            }
+            None => return,
         }
     };
 }
@@ -111,7 +113,7 @@ pub(crate) fn output(cmd: &mut Command) -> String {
 }
 
 pub(crate) fn docker(host: &str) -> Command {
-    let mut c = Command::new(DOCKER);
+    let mut c = Command::new(docker_cli());
     c.args(["-H", host]);
     c
 }
@@ -232,7 +234,7 @@ pub(crate) fn podman_images(env: &[(String, String)]) -> BTreeMap<String, String
 
 /// imgkit with the source's and target's environment.
 pub(crate) fn imgkit(env: &[(String, String)]) -> Test {
-    let mut t = Test::new().env("IMGKIT_DOCKER_BIN", DOCKER);
+    let mut t = Test::new().env("IMGKIT_DOCKER_BIN", docker_cli());
     for (k, v) in env {
         t = t.env(k, v);
     }
@@ -551,7 +553,7 @@ fn save_to_stdout_streams_the_archive() {
     let e = need_engines!();
     let out = Command::new(bin())
         .args(["save", "--engine", "docker", "-o", "-", "seed/app:1.0"])
-        .env("IMGKIT_DOCKER_BIN", DOCKER)
+        .env("IMGKIT_DOCKER_BIN", docker_cli())
         .env("DOCKER_HOST", e.src.var("DOCKER_HOST"))
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -576,7 +578,7 @@ fn logged(e: &Engines, dir: &Path, args: &[&str], fault: Option<&str>) -> (Run, 
     let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-engine");
     let mut t = imgkit(&[src_docker(e)])
         .env("IMGKIT_DOCKER_BIN", &fake)
-        .env("IMGKIT_FAKE_REAL", DOCKER)
+        .env("IMGKIT_FAKE_REAL", docker_cli())
         .env("IMGKIT_FAKE_LOG", &log)
         .current_dir(dir)
         .args(args);
@@ -585,6 +587,16 @@ fn logged(e: &Engines, dir: &Path, args: &[&str], fault: Option<&str>) -> (Run, 
     }
     let run = t.run();
     (run, std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+/// The stand-in's log shows the source listing ran (so "no save in the log" means the engine
+/// was reached and refused, not that the log stayed empty for another reason).
+#[track_caller]
+fn listing_ran(log: &str) {
+    assert!(
+        log.lines().any(|l| l.contains("image ls")),
+        "the stand-in engine never listed (is IMGKIT_DOCKER_BIN honoured?): {log:?}"
+    );
 }
 
 #[test]
@@ -632,6 +644,7 @@ fn hostile_selections_are_rejected_before_any_engine_moves_a_byte() {
             "{}",
             run.stderr
         );
+        listing_ran(&log);
         assert!(
             !log.contains("save"),
             "an engine ran save for {program}: {log}"
@@ -661,6 +674,9 @@ fn hostile_selections_are_rejected_before_any_engine_moves_a_byte() {
     );
     run.code(2).stderr_has("would be read as a flag");
     assert!(log.is_empty(), "an engine ran: {log}");
+    // …and that empty log is a refusal, not a stand-in left out: an `ls` through it is logged.
+    let (_, log) = logged(e, tmp.path(), &["ls", "--engine", "docker"], None);
+    listing_ran(&log);
 }
 
 #[test]
@@ -675,7 +691,8 @@ fn an_empty_selection_exits_1_and_does_nothing() {
         None,
     );
     run.code(1).stderr_has("selected no image");
-    assert!(!log.contains("save"));
+    listing_ran(&log);
+    assert!(!log.contains("save"), "{log}");
     no_partials(tmp.path());
 }
 
@@ -708,6 +725,7 @@ fn dry_run_prints_the_plan_and_touches_nothing() {
         "{}",
         run.stdout
     );
+    listing_ran(&log);
     assert!(!log.contains("save"), "{log}");
     no_partials(tmp.path());
 }
@@ -740,7 +758,7 @@ fn a_source_dying_mid_stream_leaves_no_file_and_no_image() {
     podman.push(src_docker(e));
     imgkit(&podman)
         .env("IMGKIT_DOCKER_BIN", &fake)
-        .env("IMGKIT_FAKE_REAL", DOCKER)
+        .env("IMGKIT_FAKE_REAL", docker_cli())
         .env("IMGKIT_FAKE_FAULT", "save-dies")
         .current_dir(tmp.path())
         .args([
@@ -793,11 +811,7 @@ fn an_unwritable_output_directory_fails_before_saving() {
         .arg(&ro)
         .status();
     if !mounted.is_ok_and(|s| s.success()) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs root to mount a tmpfs"
-        );
-        eprintln!("skipped: mounting a tmpfs needs root");
+        skip("mounting a tmpfs needs root");
         return;
     }
     write_filter(tmp.path(), SELECT_TWO);
@@ -819,6 +833,7 @@ fn an_unwritable_output_directory_fails_before_saving() {
     run.code(2)
         .stderr_has("cannot write an archive to ro/out.tar: no file can be created in ro")
         .stderr_has("hint:");
+    listing_ran(&log);
     assert!(
         !log.contains("save"),
         "save ran although the output can't be created: {log}"
@@ -836,11 +851,7 @@ fn a_full_disk_fails_cleanly() {
         .arg(&small)
         .status();
     if !mounted.is_ok_and(|s| s.success()) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs root to mount a tmpfs"
-        );
-        eprintln!("skipped: mounting a tmpfs needs root");
+        skip("mounting a tmpfs needs root");
         return;
     }
     write_filter(tmp.path(), SELECT_TWO);
@@ -937,7 +948,7 @@ pub(crate) fn interrupt_mid_transfer(signal: &str) {
         ))
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("DOCKER_HOST", e.dst.var("DOCKER_HOST"))
-        .env("IMGKIT_DOCKER_BIN", DOCKER)
+        .env("IMGKIT_DOCKER_BIN", docker_cli())
         .env("NO_COLOR", "1")
         .current_dir(tmp.path())
         .stdin(Stdio::null())

@@ -1,11 +1,85 @@
 //! A small builder for running the real binary: `Test::new().args([..]).stdin(..).run()`.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub(crate) fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_imgkit"))
+}
+
+// ---- the skip policy -------------------------------------------------------------------------
+
+/// `CI` is set to something (`.ci/run` sets `CI=true`); `CI=` (empty) does not count.
+pub(crate) fn in_ci() -> bool {
+    ci_value(std::env::var_os("CI").as_deref())
+}
+
+fn ci_value(v: Option<&std::ffi::OsStr>) -> bool {
+    v.is_some_and(|v| !v.is_empty())
+}
+
+/// The one policy for a test that cannot run here (no engines, no jq, no wasm toolchain, …):
+/// outside CI it prints why and the caller returns; in CI it fails with the same reason, so a
+/// CI run can never pass by skipping.
+#[track_caller]
+pub(crate) fn skip(why: &str) {
+    assert!(
+        !in_ci(),
+        "CI is set, so a missing prerequisite is a failure, not a skip: {why}"
+    );
+    eprintln!("skipped: {why}");
+}
+
+/// `name` as found on `PATH` (the first executable file of that name), like a shell finds it.
+pub(crate) fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+#[cfg(unix)]
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(not(unix))]
+fn is_executable(p: &Path) -> bool {
+    p.is_file() || p.with_extension("exe").is_file()
+}
+
+/// A reference tool the tests compare against or drive (`jq`, `gojq`): found on `PATH`, or
+/// skipped by [`skip`] (a failure in CI).
+pub(crate) fn tool(name: &str) -> Option<PathBuf> {
+    let found = on_path(name);
+    if found.is_none() {
+        skip(&format!(
+            "{name} is not on PATH (scripts/test installs it from Debian)"
+        ));
+    }
+    found
+}
+
+/// The docker CLI the tests drive: `IMGKIT_DOCKER_BIN` (scripts/engines writes the client
+/// that matches its dockerd into DIR/env), else `docker` on `PATH`.
+pub(crate) fn docker_bin() -> PathBuf {
+    std::env::var_os("IMGKIT_DOCKER_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| on_path("docker"))
+        .unwrap_or_else(|| PathBuf::from("docker"))
+}
+
+#[test]
+fn an_empty_ci_variable_is_not_ci() {
+    use std::ffi::OsStr;
+    assert!(!ci_value(None));
+    assert!(!ci_value(Some(OsStr::new(""))));
+    assert!(ci_value(Some(OsStr::new("true"))));
+    assert!(ci_value(Some(OsStr::new("1"))));
 }
 
 /// One invocation of imgkit, built up and then run.

@@ -2,25 +2,22 @@
 //! (`ctr -n k8s.io`) and podman with the right names and image IDs; archives each engine saves
 //! are read by imgkit with the names and IDs that engine lists.
 //!
-//! Engines come from the environment `scripts/engines up DIR` writes (`. DIR/env`):
-//! `DOCKER_HOST` (+ `IMGKIT_DOCKER_BIN`), `CONTAINERD_ADDRESS`. podman needs no daemon: each
-//! test gives it its own storage under a temp dir. Without an engine a test prints how to get
-//! one and passes, unless `CI` is set: then it fails.
+//! docker and containerd are the empty destination engines `scripts/test` starts
+//! (`IMGKIT_TRANSFER_DST`), each held under its lock from `tests/transfer.rs` for the whole
+//! test: the seeded set (`IMGKIT_ENGINES_DIR`) that other tests select from in parallel stays
+//! as seeded. podman needs no daemon: each test gives it its own storage under a temp dir.
+//! Without engines a test skips, and fails when `CI` is set (`crate::util::skip`).
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::MutexGuard;
 
 use imgkit_archive::{Archive, Compression, NewImage, SubsetWriter, layer_tar, write_images};
 use imgkit_types::ImageRef;
 
-fn unavailable(engine: &str, why: &str) {
-    let msg = format!(
-        "{engine} is not available ({why}); start engines with `scripts/engines up DIR && . DIR/env` to run this test"
-    );
-    assert!(std::env::var_os("CI").is_none(), "CI is set: {msg}");
-    eprintln!("skipping: {msg}");
-}
+use crate::transfer::{DOCKER_DST, K8S_DST, docker_cli, engines, lock};
+use crate::util::skip;
 
 /// Runs a command; its stdout, or its stderr as the error.
 fn run(cmd: &mut Command) -> Result<String, String> {
@@ -43,39 +40,32 @@ fn ok(cmd: &mut Command) -> String {
     run(cmd).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn docker() -> Option<Command> {
-    if std::env::var_os("DOCKER_HOST").is_none() {
-        unavailable("docker", "DOCKER_HOST is not set");
-        return None;
-    }
-    let bin = std::env::var_os("IMGKIT_DOCKER_BIN").unwrap_or_else(|| "/usr/bin/docker".into());
-    if let Err(e) = run(Command::new(&bin).args(["version", "--format", "{{.Server.Version}}"])) {
-        unavailable("docker", &e);
-        return None;
-    }
-    Some(Command::new(bin))
+/// The destination docker, and its lock (held until the guard drops).
+fn docker() -> Option<(Command, MutexGuard<'static, ()>)> {
+    let e = engines()?;
+    let guard = lock(&DOCKER_DST);
+    let mut cmd = Command::new(docker_cli());
+    cmd.env("DOCKER_HOST", e.dst.var("DOCKER_HOST"));
+    Some((cmd, guard))
 }
 
-fn ctr() -> Option<Command> {
-    let Some(addr) = std::env::var_os("CONTAINERD_ADDRESS") else {
-        unavailable("containerd", "CONTAINERD_ADDRESS is not set");
-        return None;
-    };
-    let mut probe = Command::new("ctr");
-    probe.arg("-a").arg(&addr).arg("version");
-    if let Err(e) = run(&mut probe) {
-        unavailable("containerd", &e);
-        return None;
-    }
+/// The destination containerd's `k8s.io`, and its lock.
+fn ctr() -> Option<(Command, MutexGuard<'static, ()>)> {
+    let e = engines()?;
+    let guard = lock(&K8S_DST);
     let mut cmd = Command::new("ctr");
-    cmd.arg("-a").arg(addr).args(["-n", "k8s.io"]);
-    Some(cmd)
+    cmd.arg("-a")
+        .arg(e.dst.var("CONTAINERD_ADDRESS"))
+        .args(["-n", "k8s.io"]);
+    Some((cmd, guard))
 }
 
 /// podman with storage of its own under `dir`.
 fn podman_in(dir: &Path) -> Option<Command> {
     if let Err(e) = run(Command::new("podman").arg("--version")) {
-        unavailable("podman", &e);
+        skip(&format!(
+            "podman is not available ({e}); scripts/engines installs it"
+        ));
         return None;
     }
     let mut cmd = Command::new("podman");
@@ -192,7 +182,9 @@ fn familiar(n: &ImageRef) -> String {
 
 #[test]
 fn docker_loads_imgkit_archives_and_imgkit_reads_docker_save() {
-    let Some(docker) = docker() else { return };
+    let Some((docker, _guard)) = docker() else {
+        return;
+    };
     let w = write_test_archives("docker", Compression::None);
     let names: Vec<String> = w.ids.iter().map(|(n, _)| familiar(n)).collect();
     let cleanup = || {
@@ -268,7 +260,7 @@ fn docker_loads_imgkit_archives_and_imgkit_reads_docker_save() {
 
 #[test]
 fn containerd_imports_imgkit_archives_and_imgkit_reads_ctr_export() {
-    let Some(ctr) = ctr() else { return };
+    let Some((ctr, _guard)) = ctr() else { return };
     let w = write_test_archives("ctr", Compression::None);
     let full: Vec<String> = w.ids.iter().map(|(n, _)| n.to_string()).collect();
     let cleanup = || {
@@ -499,7 +491,7 @@ fn partial_multi_platform(name: &str) -> (Vec<u8>, String) {
 
 #[test]
 fn containerd_imports_the_present_platform_of_a_partial_multi_platform_archive() {
-    let Some(ctr) = ctr() else { return };
+    let Some((ctr, _guard)) = ctr() else { return };
     let name = format!("imgkit.test/archive/{}-partial:multi", std::process::id());
     let (bytes, config) = partial_multi_platform(&name);
     let dir = tempfile::tempdir().unwrap();
