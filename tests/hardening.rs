@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::transfer::{
-    DOCKER, DOCKER_DST, Engines, big_image, ctr, docker_images, engines, fresh_podman, kv, lock,
-    output, src_podman, temp_of, write_filter,
+    DOCKER_DST, Engines, big_image, ctr, docker_images, engines, fresh_podman, kv, lock, output,
+    src_podman, temp_of, write_filter,
 };
 use crate::util::{Run, Test, bin};
 
@@ -268,7 +268,7 @@ fn verbose_and_dry_run_command_lines_paste_back_into_a_shell() {
     let host = e.src.var("DOCKER_HOST");
     let run = Test::new()
         .env("IMGKIT_DOCKER_BIN", &docker_bin)
-        .env("IMGKIT_FAKE_REAL", DOCKER)
+        .env("IMGKIT_FAKE_REAL", crate::util::docker_bin())
         .env("DOCKER_HOST", host)
         .args(["-v", "ls", "--engine", "docker"])
         .run()
@@ -281,7 +281,7 @@ fn verbose_and_dry_run_command_lines_paste_back_into_a_shell() {
     let pasted = Command::new("sh")
         .arg("-c")
         .arg(line)
-        .env("IMGKIT_FAKE_REAL", DOCKER)
+        .env("IMGKIT_FAKE_REAL", crate::util::docker_bin())
         .env("DOCKER_HOST", host)
         .output()
         .unwrap();
@@ -298,7 +298,7 @@ fn verbose_and_dry_run_command_lines_paste_back_into_a_shell() {
     );
     let run = Test::new()
         .env("IMGKIT_DOCKER_BIN", &docker_bin)
-        .env("IMGKIT_FAKE_REAL", DOCKER)
+        .env("IMGKIT_FAKE_REAL", crate::util::docker_bin())
         .env("DOCKER_HOST", host)
         .args(["run", "--from", "docker", "--dry-run", "--to"])
         .arg(tmp.path().join("x.tar"))
@@ -314,7 +314,7 @@ fn verbose_and_dry_run_command_lines_paste_back_into_a_shell() {
     let pasted = Command::new("sh")
         .arg("-c")
         .arg(format!("{line} | wc -c"))
-        .env("IMGKIT_FAKE_REAL", DOCKER)
+        .env("IMGKIT_FAKE_REAL", crate::util::docker_bin())
         .env("DOCKER_HOST", host)
         .output()
         .unwrap();
@@ -409,7 +409,7 @@ fn logged(e: &Engines, dir: &Path, args: &[&str]) -> (Run, String) {
     let run = Test::new()
         .current_dir(dir)
         .env("IMGKIT_DOCKER_BIN", fake_engine())
-        .env("IMGKIT_FAKE_REAL", DOCKER)
+        .env("IMGKIT_FAKE_REAL", crate::util::docker_bin())
         .env("IMGKIT_FAKE_LOG", &log)
         .env("DOCKER_HOST", e.src.var("DOCKER_HOST"))
         .args(args)
@@ -492,7 +492,9 @@ fn measured(cmd: &mut Command) -> (Option<i32>, String, u64) {
 }
 
 fn timed_imgkit() -> Command {
-    let mut c = Command::new("/usr/bin/time");
+    let time = crate::util::on_path("time")
+        .expect("GNU time on PATH (Debian's `time` package, which scripts/test installs)");
+    let mut c = Command::new(time);
     c.args(["-f", "maxrss=%M"])
         .arg(bin())
         .env("NO_COLOR", "1")
@@ -564,7 +566,7 @@ fn sigkill_mid_transfer_then_the_same_run_completes_and_cleans_up() {
         .arg(&filter)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("DOCKER_HOST", host)
-        .env("IMGKIT_DOCKER_BIN", DOCKER)
+        .env("IMGKIT_DOCKER_BIN", crate::util::docker_bin())
         .env("NO_COLOR", "1")
         .current_dir(tmp.path())
         .stdin(Stdio::null())
@@ -647,7 +649,7 @@ fn sixteen_runs(e: &Engines, dir: &Path, to: &str, env: &[(String, String)]) {
             .arg(&filter)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("DOCKER_HOST", e.src.var("DOCKER_HOST"))
-            .env("IMGKIT_DOCKER_BIN", DOCKER)
+            .env("IMGKIT_DOCKER_BIN", crate::util::docker_bin())
             .env("NO_COLOR", "1")
             .current_dir(dir)
             .stdin(Stdio::null())
@@ -770,7 +772,10 @@ fn fifty_concurrent_listings_per_engine_all_succeed_with_flat_memory() {
             "docker",
             vec![
                 kv("DOCKER_HOST", e.src.var("DOCKER_HOST")),
-                kv("IMGKIT_DOCKER_BIN", DOCKER),
+                kv(
+                    "IMGKIT_DOCKER_BIN",
+                    &crate::util::docker_bin().to_string_lossy(),
+                ),
             ],
         ),
         (

@@ -362,7 +362,7 @@ fn a_closed_stdout_during_a_save_is_an_error() {
     let e = need_engines!();
     for json in [false, true] {
         let mut cmd = Command::new(bin());
-        cmd.env("IMGKIT_DOCKER_BIN", crate::transfer::DOCKER)
+        cmd.env("IMGKIT_DOCKER_BIN", crate::util::docker_bin())
             .env("DOCKER_HOST", e.src.var("DOCKER_HOST"))
             .env("NO_COLOR", "1");
         if json {
@@ -402,7 +402,7 @@ fn a_closed_stdout_during_a_save_is_an_error() {
     }
     // A listing into a closed stdout: quiet, exit 0.
     let mut child = Command::new(bin())
-        .env("IMGKIT_DOCKER_BIN", crate::transfer::DOCKER)
+        .env("IMGKIT_DOCKER_BIN", crate::util::docker_bin())
         .env("DOCKER_HOST", e.src.var("DOCKER_HOST"))
         .args(["ls", "--engine", "docker", "--all"])
         .stdout(Stdio::piped())
