@@ -172,7 +172,11 @@ pub(crate) fn lock_store(target: &Endpoint, waiting: impl FnOnce(&str)) -> Store
     };
     let key = engine.store_key();
     let hash = sha2::Sha256::digest(key.as_bytes());
-    let name: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let name = hash[..8].iter().fold(String::new(), |mut s, b| {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{b:02x}");
+        s
+    });
     let dir = std::env::temp_dir().join("imgkit-locks");
     let file = std::fs::create_dir_all(&dir).ok().and_then(|()| {
         std::fs::OpenOptions::new()
