@@ -67,6 +67,10 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    // An OCI layout directory target is written through imgkit-store (host/layout.rs).
+    if let Some(dir) = crate::layout::dir_of(&args.to) {
+        return crate::layout::run_into(args, global, &dir);
+    }
     for (flag, spec) in [("--from", &args.from), ("--to", &args.to)] {
         if let EndpointSpec::Archive(p) = spec
             && let Some(hint) = crate::diagnostics::engine_typo(p)

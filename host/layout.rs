@@ -1,0 +1,174 @@
+//! OCI image layout directories as `run --to` endpoints (`--to ./dir/`, or an existing
+//! directory with an `oci-layout` file), written through the `imgkit-store` interface alone.
+//!
+//! The source is whatever `run` already reads (an engine, an archive, another layout): `run`
+//! moves the selection into a temporary archive inside the directory (an engine's save stream
+//! is the only door it has), that archive becomes an `imgkit_store::ArchiveSource`, and
+//! `imgkit_store::copy` writes into the layout only the blobs it lacks, then names the images
+//! in `index.json` last. Reading a layout (`--from ./dir/`, `ls --from ./dir/`) needs nothing
+//! here: `imgkit-archive` reads layout directories as it reads archives.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use imgkit_store::{ArchiveSource, Destination, LayoutDir, Source, copy};
+use imgkit_types::humanize;
+use serde_json::json;
+
+use crate::cli::GlobalArgs;
+use crate::commands::run::Args;
+use crate::diagnostics::with_hint;
+use crate::endpoint::EndpointSpec;
+
+/// The directory an endpoint names when it is an OCI layout: a path written with a trailing
+/// separator (`./dir/`), or an existing directory holding an `oci-layout` file.
+pub(crate) fn dir_of(spec: &EndpointSpec) -> Option<PathBuf> {
+    let EndpointSpec::Archive(p) = spec else {
+        return None;
+    };
+    let text = p.as_os_str().to_string_lossy();
+    let trailing = text.ends_with('/') || text.ends_with(std::path::MAIN_SEPARATOR);
+    (trailing || imgkit_store::is_layout_dir(p)).then(|| p.clone())
+}
+
+/// Removes the temporary archive however the run ends.
+struct Incoming(PathBuf);
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `run --to DIR/`: the selection through a temporary archive into the layout at `dir`.
+pub(crate) fn run_into(args: &Args, global: &GlobalArgs, dir: &Path) -> anyhow::Result<ExitCode> {
+    if let Some(from) = dir_of(&args.from)
+        && std::fs::canonicalize(&from).ok() == std::fs::canonicalize(dir).ok()
+    {
+        return Err(with_hint(
+            anyhow::anyhow!("--from and --to are both {}", dir.display()),
+            "name a different target directory, e.g. --to ./copy/",
+        ));
+    }
+    if !args.rename.is_empty() {
+        return Err(with_hint(
+            anyhow::anyhow!(
+                "renames are applied by the target engine, and {} is a directory",
+                dir.display()
+            ),
+            "load into an engine with --to, or rename after loading",
+        ));
+    }
+    let started = Instant::now();
+    let mut layout = LayoutDir::create(dir)
+        .with_context(|| format!("cannot use {} as an OCI layout directory", dir.display()))?;
+    let incoming = Incoming(dir.join(format!(".imgkit-incoming-{}.tar", std::process::id())));
+    let inner_args = Args {
+        to: EndpointSpec::Archive(incoming.0.clone()),
+        ..args.clone()
+    };
+    // The inner run prints its plan with --dry-run; otherwise the summary here speaks.
+    let inner_global = GlobalArgs {
+        json: global.json && args.dry_run,
+        quiet: global.quiet || !args.dry_run,
+        ..global.clone()
+    };
+    let code = crate::commands::run::run(&inner_args, &inner_global)?;
+    if args.dry_run {
+        return Ok(code);
+    }
+    if code != ExitCode::SUCCESS || !incoming.0.exists() {
+        if global.json {
+            println!(
+                "{}",
+                json!({"from": args.from.to_string(), "to": dir.display().to_string(), "images": 0, "blobs_written": 0, "bytes_written": 0, "blobs_skipped": 0, "bytes_skipped": 0, "copied": []})
+            );
+        } else if !global.quiet {
+            eprintln!(
+                "imgkit: the filter selected no image in {}; nothing to do",
+                args.from
+            );
+        }
+        return Ok(code);
+    }
+    let source = ArchiveSource::open(&incoming.0)
+        .with_context(|| format!("cannot read the images saved from {}", args.from))?;
+    let images = source.images()?;
+    let report = copy(&source, &mut layout, &images)
+        .with_context(|| format!("writing into {} failed", dir.display()))?;
+    drop(incoming);
+    let verified = if args.no_verify {
+        None
+    } else {
+        let held = layout.image_ids()?;
+        if let Some(lost) = images.iter().find(|i| !held.contains(i.id())) {
+            anyhow::bail!(
+                "wrote {} into {}, and its index.json does not list image {}",
+                source.describe(),
+                dir.display(),
+                lost.id()
+            );
+        }
+        Some(images.len())
+    };
+    let copied: Vec<String> = images
+        .iter()
+        .flat_map(|i| i.names.iter().map(|n| n.familiar().to_string()))
+        .collect();
+    let elapsed = started.elapsed();
+    if global.json {
+        println!(
+            "{}",
+            json!({
+                "from": args.from.to_string(),
+                "to": dir.display().to_string(),
+                "images": report.images,
+                "blobs_written": report.blobs_written,
+                "bytes_written": report.bytes_written,
+                "blobs_skipped": report.blobs_skipped,
+                "bytes_skipped": report.bytes_skipped,
+                "seconds": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+                "verified": verified,
+                "copied": copied,
+            })
+        );
+    } else if !global.quiet {
+        let verified = verified.map_or_else(String::new, |n| format!(", {n} verified by image ID"));
+        eprintln!(
+            "imgkit: wrote {} image{} from {} to {}: {} blob{} written ({}), {} already there ({}) in {:.1} s{verified}",
+            report.images,
+            if report.images == 1 { "" } else { "s" },
+            args.from,
+            dir.display(),
+            report.blobs_written,
+            if report.blobs_written == 1 { "" } else { "s" },
+            humanize::size(report.bytes_written),
+            report.blobs_skipped,
+            humanize::size(report.bytes_skipped),
+            elapsed.as_secs_f64(),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trailing_slash_or_an_oci_layout_file_makes_a_directory_endpoint() {
+        let spec = |s: &str| s.parse::<EndpointSpec>().unwrap();
+        assert_eq!(dir_of(&spec("./out/")), Some(PathBuf::from("./out/")));
+        assert_eq!(dir_of(&spec("images.tar")), None);
+        assert_eq!(dir_of(&spec("docker")), None);
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(dir_of(&EndpointSpec::Archive(tmp.path().to_owned())), None);
+        std::fs::write(tmp.path().join("oci-layout"), "{}").unwrap();
+        assert_eq!(
+            dir_of(&EndpointSpec::Archive(tmp.path().to_owned())),
+            Some(tmp.path().to_owned())
+        );
+    }
+}
