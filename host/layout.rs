@@ -61,6 +61,23 @@ pub(crate) fn run_into(args: &Args, global: &GlobalArgs, dir: &Path) -> anyhow::
             "load into an engine with --to, or rename after loading",
         ));
     }
+    if args.dry_run {
+        // The plan, and nothing created: not even the directory.
+        let inner_args = Args {
+            to: EndpointSpec::Archive(
+                std::env::temp_dir().join(format!("imgkit-dry-run-{}.tar", std::process::id())),
+            ),
+            ..args.clone()
+        };
+        let code = crate::commands::run::run(&inner_args, global)?;
+        if !global.quiet && !global.json {
+            eprintln!(
+                "imgkit: then the blobs {} lacks are copied from that archive into it, and index.json names the images",
+                dir.display()
+            );
+        }
+        return Ok(code);
+    }
     let started = Instant::now();
     let mut layout = LayoutDir::create(dir)
         .with_context(|| format!("cannot use {} as an OCI layout directory", dir.display()))?;
@@ -69,16 +86,13 @@ pub(crate) fn run_into(args: &Args, global: &GlobalArgs, dir: &Path) -> anyhow::
         to: EndpointSpec::Archive(incoming.0.clone()),
         ..args.clone()
     };
-    // The inner run prints its plan with --dry-run; otherwise the summary here speaks.
+    // The summary here speaks for the whole run.
     let inner_global = GlobalArgs {
-        json: global.json && args.dry_run,
-        quiet: global.quiet || !args.dry_run,
+        json: false,
+        quiet: true,
         ..global.clone()
     };
     let code = crate::commands::run::run(&inner_args, &inner_global)?;
-    if args.dry_run {
-        return Ok(code);
-    }
     if code != ExitCode::SUCCESS || !incoming.0.exists() {
         if global.json {
             println!(

@@ -126,6 +126,16 @@ fn a_repeated_write_to_the_same_dir_writes_no_blob() {
     let filter = write_filter(tmp.path(), SELECT_TWO);
     let dir = tmp.path().join("oci");
     let src = vec![src_docker(e)];
+    // --dry-run prints the plan and creates nothing, not even the directory.
+    imgkit(&src)
+        .args(["run", "--dry-run", "--from", "docker", "-f"])
+        .arg(&filter)
+        .arg("--to")
+        .arg(format!("{}/", dir.display()))
+        .run()
+        .success()
+        .stderr_has("index.json names the images");
+    assert!(!dir.exists());
     let first = write_two(&src, &filter, &dir);
     let written = first["blobs_written"].as_u64().unwrap();
     assert!(
