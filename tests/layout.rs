@@ -257,7 +257,7 @@ fn a_dir_written_by_imgkit_is_read_by_skopeo_and_imported_by_ctr() {
     let addr = e.dst.var("CONTAINERD_ADDRESS");
     let ns = "imgkit-layout-import";
     empty_ctr(addr, ns);
-    let tar = Command::new("tar")
+    let mut tar = Command::new("tar")
         .arg("-C")
         .arg(&dir)
         .args(["-cf", "-", "."])
@@ -266,9 +266,10 @@ fn a_dir_written_by_imgkit_is_read_by_skopeo_and_imported_by_ctr() {
         .unwrap();
     let import = ctr(addr, ns)
         .args(["images", "import", "-"])
-        .stdin(tar.stdout.unwrap())
+        .stdin(tar.stdout.take().unwrap())
         .output()
         .unwrap();
+    assert!(tar.wait().unwrap().success(), "tar of the layout failed");
     assert!(
         import.status.success(),
         "ctr images import: {}",

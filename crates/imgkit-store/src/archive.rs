@@ -105,23 +105,20 @@ impl Source for ArchiveSource {
             let p = image.primary();
             let config = info(&p.config);
             let layers: Vec<BlobInfo> = p.layers.iter().map(info).collect();
-            let (manifest, manifest_bytes) = match &p.manifest {
-                Some(m) => {
-                    let b = bytes.remove(&m.path).ok_or_else(|| Error::MissingBlob {
-                        source_name: self.name.clone(),
-                        digest: m.digest.clone(),
-                    })?;
-                    (info(m), b)
-                }
-                None => {
-                    let b = made_up_manifest(&config, &layers);
-                    let m = BlobInfo {
-                        digest: sha256_of(&b),
-                        size: b.len() as u64,
-                        media_type: MEDIA_OCI_MANIFEST.to_owned(),
-                    };
-                    (m, b)
-                }
+            let (manifest, manifest_bytes) = if let Some(m) = &p.manifest {
+                let b = bytes.remove(&m.path).ok_or_else(|| Error::MissingBlob {
+                    source_name: self.name.clone(),
+                    digest: m.digest.clone(),
+                })?;
+                (info(m), b)
+            } else {
+                let b = made_up_manifest(&config, &layers);
+                let m = BlobInfo {
+                    digest: sha256_of(&b),
+                    size: b.len() as u64,
+                    media_type: MEDIA_OCI_MANIFEST.to_owned(),
+                };
+                (m, b)
             };
             out.push(StoredImage {
                 names: image.names.clone(),
