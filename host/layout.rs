@@ -78,42 +78,90 @@ pub(crate) fn run_into(args: &Args, global: &GlobalArgs, dir: &Path) -> anyhow::
         }
         return Ok(code);
     }
+    let inner = |tmp: &Path, quiet: &GlobalArgs| {
+        let inner_args = Args {
+            to: EndpointSpec::Archive(tmp.to_owned()),
+            ..args.clone()
+        };
+        crate::commands::run::run(&inner_args, quiet)
+    };
+    write_through(dir, &args.from.to_string(), args.no_verify, global, inner)
+}
+
+/// `save -o DIR/`: the images `save` would write, into the layout at `dir`.
+pub(crate) fn save_into(
+    args: &crate::commands::save::Args,
+    global: &GlobalArgs,
+    dir: &Path,
+) -> anyhow::Result<ExitCode> {
+    let from = args.engine.engine()?;
+    let from = EndpointSpec::of(&from).to_string();
+    let inner = |tmp: &Path, quiet: &GlobalArgs| {
+        let inner_args = crate::commands::save::Args {
+            output: tmp.to_owned(),
+            ..args.clone()
+        };
+        crate::commands::save::run(&inner_args, quiet)
+    };
+    write_through(dir, &from, false, global, inner)
+}
+
+/// Writes into the layout at `dir` what `inner` writes into the temporary archive it is given
+/// (run with `--quiet`, no `--json`), through imgkit-store, and prints the summary.
+fn write_through(
+    dir: &Path,
+    from: &str,
+    no_verify: bool,
+    global: &GlobalArgs,
+    inner: impl FnOnce(&Path, &GlobalArgs) -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    // A directory this run created is removed again when nothing is written into it.
+    let created = !dir.exists();
     let mut layout = LayoutDir::create(dir)
         .with_context(|| format!("cannot use {} as an OCI layout directory", dir.display()))?;
     let incoming = Incoming(dir.join(format!(".imgkit-incoming-{}.tar", std::process::id())));
-    let inner_args = Args {
-        to: EndpointSpec::Archive(incoming.0.clone()),
-        ..args.clone()
-    };
     // The summary here speaks for the whole run.
-    let inner_global = GlobalArgs {
+    let quiet = GlobalArgs {
         json: false,
         quiet: true,
         ..global.clone()
     };
-    let code = crate::commands::run::run(&inner_args, &inner_global)?;
+    let code = match inner(&incoming.0, &quiet) {
+        Ok(code) => code,
+        Err(e) => {
+            drop(incoming);
+            if created {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            return Err(e);
+        }
+    };
     if code != ExitCode::SUCCESS || !incoming.0.exists() {
+        drop(incoming);
+        if created {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         if global.json {
             println!(
                 "{}",
-                json!({"from": args.from.to_string(), "to": dir.display().to_string(), "images": 0, "blobs_written": 0, "bytes_written": 0, "blobs_skipped": 0, "bytes_skipped": 0, "copied": []})
+                json!({"from": from, "to": dir.display().to_string(), "images": 0, "blobs_written": 0, "bytes_written": 0, "blobs_skipped": 0, "bytes_skipped": 0, "copied": []})
             );
         } else if !global.quiet {
             eprintln!(
                 "imgkit: the filter selected no image in {}; nothing to do",
-                args.from
+                from
             );
         }
         return Ok(code);
     }
     let source = ArchiveSource::open(&incoming.0)
-        .with_context(|| format!("cannot read the images saved from {}", args.from))?;
+        .with_context(|| format!("cannot read the images saved from {}", from))?;
     let images = source.images()?;
     let report = copy(&source, &mut layout, &images)
         .with_context(|| format!("writing into {} failed", dir.display()))?;
     drop(incoming);
-    let verified = if args.no_verify {
+    let verified = if no_verify {
         None
     } else {
         let held = layout.image_ids()?;
@@ -136,7 +184,7 @@ pub(crate) fn run_into(args: &Args, global: &GlobalArgs, dir: &Path) -> anyhow::
         println!(
             "{}",
             json!({
-                "from": args.from.to_string(),
+                "from": from,
                 "to": dir.display().to_string(),
                 "images": report.images,
                 "blobs_written": report.blobs_written,
@@ -154,7 +202,7 @@ pub(crate) fn run_into(args: &Args, global: &GlobalArgs, dir: &Path) -> anyhow::
             "imgkit: wrote {} image{} from {} to {}: {} blob{} written ({}), {} already there ({}) in {:.1} s{verified}",
             report.images,
             if report.images == 1 { "" } else { "s" },
-            args.from,
+            from,
             dir.display(),
             report.blobs_written,
             if report.blobs_written == 1 { "" } else { "s" },

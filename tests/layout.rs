@@ -278,3 +278,37 @@ fn a_dir_written_by_imgkit_is_read_by_skopeo_and_imported_by_ctr() {
     assert_eq!(ctr_images(addr, ns), want_two(e, "docker.io/"));
     empty_ctr(addr, ns);
 }
+
+#[test]
+fn save_writes_a_layout_dir_and_a_failed_save_leaves_no_dir() {
+    let e = need_engines!();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("saved");
+    let src = vec![src_docker(e)];
+    imgkit(&src)
+        .args(["save", "--engine", "docker", "-o"])
+        .arg(format!("{}/", dir.display()))
+        .args(["seed/app:1.0", "seed/base:1.0"])
+        .run()
+        .success()
+        .stderr_has("wrote 2 images from docker to")
+        .stderr_has("2 verified by image ID");
+    let ls = imgkit(&[])
+        .args(["ls", "--all", "--format", "refs", "--from"])
+        .arg(&dir)
+        .run()
+        .success();
+    let mut refs: Vec<&str> = ls.stdout.lines().collect();
+    refs.sort_unstable();
+    assert_eq!(refs, ["seed/app:1.0", "seed/base:1.0"]);
+
+    let never = tmp.path().join("never");
+    imgkit(&src)
+        .args(["save", "--engine", "docker", "-o"])
+        .arg(format!("{}/", never.display()))
+        .arg("seed/nosuch:1")
+        .run()
+        .code(2)
+        .stderr_has("names no image");
+    assert!(!never.exists());
+}
