@@ -148,15 +148,12 @@ fn write_through(
                 json!({"from": from, "to": dir.display().to_string(), "images": 0, "blobs_written": 0, "bytes_written": 0, "blobs_skipped": 0, "bytes_skipped": 0, "copied": []})
             );
         } else if !global.quiet {
-            eprintln!(
-                "imgkit: the filter selected no image in {}; nothing to do",
-                from
-            );
+            eprintln!("imgkit: the filter selected no image in {from}; nothing to do");
         }
         return Ok(code);
     }
     let source = ArchiveSource::open(&incoming.0)
-        .with_context(|| format!("cannot read the images saved from {}", from))?;
+        .with_context(|| format!("cannot read the images saved from {from}"))?;
     let images = source.images()?;
     let report = copy(&source, &mut layout, &images)
         .with_context(|| format!("writing into {} failed", dir.display()))?;
