@@ -57,11 +57,15 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     res
 }
 
+/// A temporary name beside `path`, unique to this process and call (writers in other
+/// processes and threads may be writing the same blob).
 fn temp_beside(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}.imgkit-{}.tmp", std::process::id()))
+    path.with_file_name(format!(".{name}.imgkit-{}-{n}.tmp", std::process::id()))
 }
 
 impl LayoutDir {
@@ -196,6 +200,15 @@ impl Destination for LayoutDir {
                 }
             }
         }
+        // Writers of one layout take turns from reading index.json to replacing it (the lock is
+        // on `oci-layout`, which is never replaced); blobs need none: each is renamed into place.
+        let marker = self.root.join("oci-layout");
+        let lock = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&marker)
+            .map_err(io_err("cannot open", &marker))?;
+        lock.lock().map_err(io_err("cannot lock", &marker))?;
         let mut index = self.index()?;
         let mut entries: Vec<Value> = index["manifests"].as_array().cloned().unwrap_or_default();
         for image in images {
@@ -234,7 +247,9 @@ impl Destination for LayoutDir {
         }
         index["manifests"] = Value::Array(entries);
         let bytes = serde_json::to_vec_pretty(&index).expect("a JSON value serializes");
-        write_atomically(&self.index_path(), &bytes)
+        let written = write_atomically(&self.index_path(), &bytes);
+        drop(lock);
+        written
     }
 
     fn image_ids(&self) -> Result<Vec<Digest>> {

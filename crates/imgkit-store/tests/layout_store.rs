@@ -176,3 +176,73 @@ fn a_directory_of_other_files_is_not_written_into() {
     let err = LayoutDir::create(tmp.path()).unwrap_err();
     assert!(matches!(err, Error::NotLayout { .. }), "{err}");
 }
+
+#[test]
+fn concurrent_writers_of_one_layout_lose_no_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("oci");
+    LayoutDir::create(&dir).unwrap();
+    let sources: Vec<ArchiveSource> = (0..8)
+        .map(|i| {
+            let sub = tmp.path().join(format!("src{i}"));
+            fs::create_dir(&sub).unwrap();
+            let own = format!("own{i}");
+            let tar = archive(
+                &sub,
+                &[image(
+                    &format!("example.com/n{i}:1"),
+                    b"base",
+                    own.as_bytes(),
+                )],
+            );
+            ArchiveSource::open(&tar).unwrap()
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for src in &sources {
+            let dir = dir.clone();
+            s.spawn(move || {
+                let mut dst = LayoutDir::create(&dir).unwrap();
+                copy(src, &mut dst, &src.images().unwrap()).unwrap();
+            });
+        }
+    });
+    let back = ArchiveSource::open(&dir).unwrap();
+    assert_eq!(back.images().unwrap().len(), 8);
+}
+
+#[test]
+fn a_commit_without_its_blobs_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tar = archive(tmp.path(), &[image("example.com/a:1", b"base", b"a")]);
+    let src = ArchiveSource::open(&tar).unwrap();
+    let dir = tmp.path().join("oci");
+    let mut dst = LayoutDir::create(&dir).unwrap();
+    let err = dst.commit(&src.images().unwrap()).unwrap_err();
+    assert!(matches!(err, Error::Incomplete { .. }), "{err}");
+    assert!(!dir.join("index.json").exists());
+}
+
+#[test]
+fn a_layout_copied_into_another_keeps_its_manifests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tar = archive(tmp.path(), &[image("example.com/a:1", b"base", b"a")]);
+    let src = ArchiveSource::open(&tar).unwrap();
+    let one = tmp.path().join("one");
+    copy(
+        &src,
+        &mut LayoutDir::create(&one).unwrap(),
+        &src.images().unwrap(),
+    )
+    .unwrap();
+    let from = ArchiveSource::open(&one).unwrap();
+    let images = from.images().unwrap();
+    let two = tmp.path().join("two");
+    let report = copy(&from, &mut LayoutDir::create(&two).unwrap(), &images).unwrap();
+    assert_eq!(report.blobs_written, 4);
+    assert_eq!(
+        fs::read(one.join("index.json")).unwrap(),
+        fs::read(two.join("index.json")).unwrap()
+    );
+    assert_eq!(ArchiveSource::open(&two).unwrap().images().unwrap(), images);
+}
