@@ -118,8 +118,15 @@ fn write_through(
     let started = Instant::now();
     // A directory this run created is removed again when nothing is written into it.
     let created = !dir.exists();
-    let mut layout = LayoutDir::create(dir)
-        .with_context(|| format!("cannot use {} as an OCI layout directory", dir.display()))?;
+    let mut layout = LayoutDir::create(dir).map_err(|e| {
+        with_hint(
+            anyhow::Error::new(e).context(format!(
+                "cannot use {} as an OCI layout directory",
+                dir.display()
+            )),
+            "name a new or empty directory, or one holding an OCI layout (an oci-layout file)",
+        )
+    })?;
     let incoming = Incoming(dir.join(format!(".imgkit-incoming-{}.tar", std::process::id())));
     // The summary here speaks for the whole run.
     let quiet = GlobalArgs {

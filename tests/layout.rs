@@ -136,6 +136,16 @@ fn a_repeated_write_to_the_same_dir_writes_no_blob() {
         .success()
         .stderr_has("index.json names the images");
     assert!(!dir.exists());
+    // A directory of other files is not written into.
+    imgkit(&src)
+        .args(["run", "--from", "docker", "-f"])
+        .arg(&filter)
+        .arg("--to")
+        .arg(format!("{}/", tmp.path().display()))
+        .run()
+        .code(2)
+        .stderr_has("holds other files and no oci-layout file")
+        .stderr_has("hint: name a new or empty directory");
     let first = write_two(&src, &filter, &dir);
     let written = first["blobs_written"].as_u64().unwrap();
     assert!(
