@@ -9,6 +9,7 @@ mod diagnostics;
 mod endpoint;
 mod engine_args;
 mod guard;
+mod layout;
 mod pipeline;
 mod plan;
 mod plugin_args;

@@ -8,6 +8,7 @@ mod docs;
 mod engines;
 mod filter;
 mod hardening;
+mod layout;
 mod plugin;
 mod presets;
 mod safety;

@@ -27,13 +27,13 @@ const EXIT_NOTHING: u8 = 1;
 
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Args {
-    /// Where the images are: docker, podman, ctr[:NAMESPACE], nerdctl[:NAMESPACE] or an archive
-    /// file (plain, gzip or zstd). `ctr:all` reads every containerd namespace, one run each
+    /// Where the images are: docker, podman, ctr[:NAMESPACE], nerdctl[:NAMESPACE], an archive
+    /// file (plain, gzip or zstd) or an OCI layout directory. `ctr:all` reads every containerd namespace, one run each
     /// (filters see each record's `Namespace`).
     #[arg(long, value_name = "SRC", default_value = "docker")]
     pub(crate) from: EndpointSpec,
-    /// Where they go: an engine as for --from, or an archive file to write (written to a
-    /// temporary file beside it and renamed when complete).
+    /// Where they go: an engine as for --from, an archive file to write (written to a
+    /// temporary file beside it and renamed when complete), or `DIR/`, an OCI layout directory.
     #[arg(long, value_name = "DST", default_value = "images.tar")]
     pub(crate) to: EndpointSpec,
     /// jq program choosing the images: a file, or a preset name [default: default]. Repeat for
@@ -67,6 +67,10 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    // An OCI layout directory target is written through imgkit-store (host/layout.rs).
+    if let Some(dir) = crate::layout::dir_of(&args.to) {
+        return crate::layout::run_into(args, global, &dir);
+    }
     for (flag, spec) in [("--from", &args.from), ("--to", &args.to)] {
         if let EndpointSpec::Archive(p) = spec
             && let Some(hint) = crate::diagnostics::engine_typo(p)

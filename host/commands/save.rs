@@ -16,7 +16,7 @@ use crate::plugin_args::PluginArgs;
 use crate::progress::Printer;
 use crate::transfer::{Summary, run_pump};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Args {
     #[command(flatten)]
     pub(crate) engine: EngineArgs,
@@ -29,7 +29,7 @@ pub(crate) struct Args {
     #[command(flatten)]
     pub(crate) plugin: PluginArgs,
     /// The archive to write (to a temporary file beside it, renamed when complete); `-` for
-    /// stdout.
+    /// stdout; `DIR/` for an OCI layout directory.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub(crate) output: PathBuf,
     /// Images to save; each must be in the engine's listing. None: the filter's selection.
@@ -38,6 +38,10 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    // An OCI layout directory is written through imgkit-store (host/layout.rs).
+    if let Some(dir) = crate::layout::dir_of(&EndpointSpec::Archive(args.output.clone())) {
+        return crate::layout::save_into(args, global, &dir);
+    }
     let to_stdout = args.output.as_os_str() == "-";
     if to_stdout && std::io::stdout().is_terminal() {
         return Err(with_hint(

@@ -81,6 +81,17 @@ impl Archive {
             .ok_or_else(|| Error::NoSuchImage(r.to_string()))
     }
 
+    /// Reads members again by name (as [`crate::Blob::path`] gives them), calling `f` with a
+    /// reader of exactly each one's content, in the archive's order. Not for streams.
+    pub fn read_members(
+        &self,
+        paths: &std::collections::HashSet<String>,
+        f: &mut dyn FnMut(&str, &mut dyn Read) -> Result<()>,
+    ) -> Result<()> {
+        self.table
+            .read_members(paths, &self.limits, &mut |m, r| f(&m.path, r))
+    }
+
     /// Docker-shaped records, one per name (one `<none>` row for an image without names),
     /// `CreatedSince` relative to now.
     pub fn records(&self) -> Vec<ImageRecord> {

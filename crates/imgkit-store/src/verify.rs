@@ -1,0 +1,99 @@
+//! Digest checking as bytes stream.
+
+use std::io::{self, Write};
+
+use imgkit_types::Digest;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, Result};
+
+/// A writer that hashes and counts what passes through it to `inner`.
+pub struct DigestWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> DigestWriter<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Checks what was written against `digest` and `size`; gives back the inner writer.
+    pub fn finish(self, digest: &Digest, size: u64) -> Result<W> {
+        if digest.algorithm() != "sha256" {
+            return Err(Error::Algorithm(digest.clone()));
+        }
+        let actual = hex(&self.hasher.finalize());
+        if actual != digest.hex() {
+            return Err(Error::DigestMismatch {
+                expected: digest.clone(),
+                actual: format!("sha256:{actual}"),
+                size: self.written,
+            });
+        }
+        if self.written != size {
+            return Err(Error::SizeMismatch {
+                digest: digest.clone(),
+                expected: size,
+                actual: self.written,
+            });
+        }
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for DigestWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The sha256 digest of `bytes`.
+pub(crate) fn sha256_of(bytes: &[u8]) -> Digest {
+    Digest::sha256_hex(&hex(&Sha256::digest(bytes))).expect("sha256 hex is a digest")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_digest_or_size_is_refused() {
+        let d = sha256_of(b"hello");
+        let mut w = DigestWriter::new(Vec::new());
+        w.write_all(b"hello").unwrap();
+        assert_eq!(w.finish(&d, 5).unwrap(), b"hello");
+        let mut w = DigestWriter::new(Vec::new());
+        w.write_all(b"hellO").unwrap();
+        assert!(matches!(w.finish(&d, 5), Err(Error::DigestMismatch { .. })));
+        let mut w = DigestWriter::new(Vec::new());
+        w.write_all(b"hello").unwrap();
+        assert!(matches!(w.finish(&d, 6), Err(Error::SizeMismatch { .. })));
+    }
+}
