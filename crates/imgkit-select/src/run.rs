@@ -26,6 +26,17 @@ pub struct RunOptions {
     pub raw_input: bool,
     /// `-e`: exit 1 if the last output was `false` or `null`, 4 if there was none.
     pub exit_status: bool,
+    /// `--stream`: each input value arrives as jq's stream events (`[[path], leaf]`, and
+    /// `[[path]]` closing each array and object), as `tostream` makes them.
+    pub stream: bool,
+    /// `--stream-errors`: `--stream`, and invalid input becomes one more event,
+    /// `["message", [path]]`, instead of ending the run.
+    pub stream_errors: bool,
+    /// `--seq`: the input is a JSON text sequence (RFC 7464): record separators (0x1E) separate
+    /// values; and outputs get one (see [`Style::seq`]).
+    pub seq: bool,
+    /// `--unbuffered`: flush the output after each value.
+    pub unbuffered: bool,
     /// How outputs are printed.
     pub style: Style,
 }
@@ -70,15 +81,32 @@ fn inputs<'a, R: Read + 'a>(input: R, opts: &RunOptions, line: &'a Cell<u64>) ->
         return Box::new(lines.inspect(move |_| line.set(line.get() + 1)));
     }
     let mut values = Values::new(input);
-    if opts.slurp {
-        let all: Result<Vec<Val>, ReadError> = values.by_ref().collect();
-        return Box::new(std::iter::once(all.map(|a| a.into_iter().collect())));
-    }
-    Box::new(std::iter::from_fn(move || {
+    values.seq = opts.seq;
+    let values = std::iter::from_fn(move || {
         let v = values.next();
         line.set(values.last_line);
         v
-    }))
+    });
+    let values: Inputs<'a> = if opts.stream || opts.stream_errors {
+        let errors = opts.stream_errors;
+        Box::new(values.flat_map(move |v| -> Vec<Result<Val, ReadError>> {
+            match v {
+                Ok(v) => crate::stream::events(&v).into_iter().map(Ok).collect(),
+                // jq's streaming parser reports the error as a value `["message", path]`.
+                Err(ReadError::Syntax { line, reason, .. }) if errors => {
+                    vec![Ok(crate::stream::error_event(&reason, line))]
+                }
+                Err(e) => vec![Err(e)],
+            }
+        }))
+    } else {
+        Box::new(values)
+    };
+    if opts.slurp {
+        let all: Result<Vec<Val>, ReadError> = values.collect();
+        return Box::new(std::iter::once(all.map(|a| a.into_iter().collect())));
+    }
+    values
 }
 
 impl Filter {
@@ -90,8 +118,11 @@ impl Filter {
         opts: &RunOptions,
         diagnostics: &mut dyn Write,
     ) -> Result<Outcome, Error> {
+        // `.` gains nothing from the fast path: each record would be parsed twice.
         if let (Some(expr), false, false, false) =
             (&self.fast, opts.null_input, opts.slurp, opts.raw_input)
+            && *expr != fast::Expr::Identity
+            && !(opts.stream || opts.stream_errors || opts.seq || opts.style.nul)
         {
             return self.run_fast(expr, input, output, opts, diagnostics);
         }
@@ -170,9 +201,27 @@ impl Filter {
         for y in self.inner.id.run((ctx.clone(), x)) {
             match y {
                 Ok(v) => {
+                    if opts.style.nul
+                        && let Val::TStr(s) | Val::BStr(s) = &v.0
+                        && s.contains(&0)
+                    {
+                        // jq stops this input's evaluation with a runtime error.
+                        state.errors += 1;
+                        state.last_failed = true;
+                        out.flush().map_err(Error::WriteOutput)?;
+                        let _ = writeln!(
+                            diagnostics,
+                            "imgkit: error (at {}): Cannot dump a string containing NUL with --raw-output0 option",
+                            at(line)
+                        );
+                        return Ok(None);
+                    }
                     state.last = Some(v.as_bool());
                     state.outputs += 1;
                     write::output(out, opts.style, &v.0).map_err(Error::WriteOutput)?;
+                    if opts.unbuffered {
+                        out.flush().map_err(Error::WriteOutput)?;
+                    }
                 }
                 Err(exn) => match exn.get_err() {
                     Ok(e) => {
@@ -181,12 +230,7 @@ impl Filter {
                         out.flush().map_err(Error::WriteOutput)?;
                         let (msg, is_str) = error_message(e);
                         let tag = if is_str { "" } else { " (not a string)" };
-                        // jq names the input's last line, or `<unknown>` before any input (`-n`).
-                        let at = if line == 0 {
-                            "<unknown>".to_string()
-                        } else {
-                            format!("<stdin>:{line}")
-                        };
+                        let at = at(line);
                         let _ = writeln!(diagnostics, "imgkit: error (at {at}){tag}: {msg}");
                         // Stop pulling this input's outputs, go on with the next input.
                         return Ok(None);
@@ -284,9 +328,21 @@ impl Filter {
             state.last = Some(printed.as_bool());
             state.outputs += 1;
             write::output(&mut out, opts.style, &printed).map_err(Error::WriteOutput)?;
+            if opts.unbuffered {
+                out.flush().map_err(Error::WriteOutput)?;
+            }
         }
         out.flush().map_err(Error::WriteOutput)?;
         Ok(state.finish(opts))
+    }
+}
+
+/// jq names the input's last line, or `<unknown>` before any input (`-n`).
+fn at(line: u64) -> String {
+    if line == 0 {
+        "<unknown>".to_string()
+    } else {
+        format!("<stdin>:{line}")
     }
 }
 
