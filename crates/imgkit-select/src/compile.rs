@@ -344,6 +344,11 @@ fn find_module(
     paths: &[PathBuf],
     ext: &str,
 ) -> Result<PathBuf, String> {
+    if let Some(meta) = import.meta
+        && !matches!(meta, load::parse::Term::Obj(_))
+    {
+        return Err("Module metadata must be an object".into());
+    }
     let rel = Path::new(*import.path);
     if !rel.is_relative() {
         return Err(format!("module path must be relative: {}", import.path));

@@ -499,7 +499,6 @@ impl<'de> Visitor<'de> for ValSeed<'_> {
             return Err(de::Error::custom("Exceeds depth limit for parsing"));
         }
         let mut obj = Map::default();
-        obj.reserve(16);
         while let Some(k) = map.next_key_seed(KeySeed(self.keys))? {
             let v = map.next_value_seed(ValSeed {
                 keys: self.keys,

@@ -259,15 +259,27 @@ pub(crate) fn value(w: &mut impl Write, style: Style, level: usize, v: &Val) -> 
 }
 
 fn newline(w: &mut impl Write, style: Style, level: usize) -> io::Result<()> {
-    match style.indent {
-        Indent::Compact => Ok(()),
-        Indent::Tab => {
-            w.write_all(b"\n")?;
-            (0..level).try_for_each(|_| w.write_all(b"\t"))
-        }
-        Indent::Spaces(n) => {
-            w.write_all(b"\n")?;
-            (0..level * usize::from(n)).try_for_each(|_| w.write_all(b" "))
+    const SPACES: &[u8; 64] = b"\n                                                               ";
+    const TABS: &[u8; 64] = b"\n\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t";
+    let (fill, mut n) = match style.indent {
+        Indent::Compact => return Ok(()),
+        Indent::Tab => (TABS, level),
+        Indent::Spaces(k) => (SPACES, level * usize::from(k)),
+    };
+    // A newline and the indent, written in pieces of at most 63 characters.
+    let mut first = true;
+    loop {
+        let take = n.min(63);
+        let piece = if first {
+            &fill[..=take]
+        } else {
+            &fill[1..=take]
+        };
+        w.write_all(piece)?;
+        first = false;
+        n -= take;
+        if n == 0 {
+            return Ok(());
         }
     }
 }
@@ -451,6 +463,27 @@ mod tests {
         ];
         for (f, want) in cases {
             assert_eq!(format_float(f), want, "{f:e}");
+        }
+    }
+
+    #[test]
+    fn indents_of_any_depth() {
+        for indent in [Indent::Spaces(7), Indent::Spaces(1), Indent::Tab] {
+            for level in [0, 1, 9, 10, 63, 64, 200] {
+                let style = Style {
+                    indent,
+                    ..Style::default()
+                };
+                let mut out = Vec::new();
+                newline(&mut out, style, level).unwrap();
+                let (c, n) = match indent {
+                    Indent::Tab => ('\t', level),
+                    Indent::Spaces(k) => (' ', level * usize::from(k)),
+                    Indent::Compact => unreachable!(),
+                };
+                let want = format!("\n{}", c.to_string().repeat(n));
+                assert_eq!(String::from_utf8(out).unwrap(), want, "{indent:?} {level}");
+            }
         }
     }
 
