@@ -7,6 +7,7 @@ mod cli;
 mod docs;
 mod engines;
 mod filter;
+mod jqcli;
 mod plugin;
 mod presets;
 mod snapshots;

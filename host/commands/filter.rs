@@ -117,11 +117,11 @@ pub(crate) struct Args {
     #[arg(long, num_args = 2, value_names = ["NAME", "FILE"], action = clap::ArgAction::Append)]
     rawfile: Vec<OsString>,
     /// The positional arguments after the program are strings, not files: $ARGS.positional.
-    #[arg(long = "args", action = clap::ArgAction::Count)]
-    positional_strings: u8,
+    #[arg(long = "args", action = clap::ArgAction::Append, num_args = 0, default_missing_value = "on")]
+    positional_strings: Vec<String>,
     /// The positional arguments after the program are JSON texts: $ARGS.positional.
-    #[arg(long = "jsonargs", action = clap::ArgAction::Count)]
-    positional_json: u8,
+    #[arg(long = "jsonargs", action = clap::ArgAction::Append, num_args = 0, default_missing_value = "on")]
+    positional_json: Vec<String>,
     /// Select with a WASM filter plugin (a WASI preview1 command) instead of a jq program: it
     /// reads the records as JSON lines and prints one image reference per line. All positional
     /// arguments are then input files. See docs/plugins.md.
@@ -196,8 +196,8 @@ impl Args {
             !self.slurpfile.is_empty(),
             !self.rawfile.is_empty(),
         ];
-        let needs_order = self.positional_strings > 0
-            || self.positional_json > 0
+        let needs_order = !self.positional_strings.is_empty()
+            || !self.positional_json.is_empty()
             || kinds.iter().filter(|k| **k).count() > 1;
         let matches = if needs_order { filter_matches() } else { None };
         let mut named: Vec<(usize, String, Named)> = Vec::new();
