@@ -389,21 +389,23 @@ fn find_module(
     ))
 }
 
+/// A plain string literal's text.
+fn as_str<'a>(t: &load::parse::Term<&'a str>) -> Option<&'a str> {
+    match t {
+        load::parse::Term::Str(None, parts) => match &parts[..] {
+            [load::lex::StrPart::Str(s)] => Some(s),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// The `search` entry of an import's metadata: a string or an array of strings.
 fn meta_search(meta: &load::parse::Term<&str>) -> Vec<PathBuf> {
     use load::parse::Term;
     let Term::Obj(entries) = meta else {
         return Vec::new();
     };
-    fn as_str<'a>(t: &Term<&'a str>) -> Option<&'a str> {
-        match t {
-            Term::Str(None, parts) => match &parts[..] {
-                [load::lex::StrPart::Str(s)] => Some(s),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
     let mut out = Vec::new();
     for (k, v) in entries {
         if as_str(k) == Some("search") {
