@@ -482,6 +482,15 @@ const CASES: &[Case] = &[
         code: 0,
         jq16_agrees: true,
     },
+    Case {
+        name: "trimstr_non_strings",
+        args: &["-c", "[.[] as [$x, $y] | ($x | ltrimstr($y)), ($x | rtrimstr($y))]"],
+        stdin: "[[\"hi\",1],[1,\"hi\"],[\"hi\",\"hi\"],[1,1]]",
+        env: &[],
+        stdout: b"[\"hi\",\"hi\",1,1,\"\",\"\",1,1]\n",
+        code: 0,
+        jq16_agrees: true,
+    },
 ];
 
 /// The fixtures the cases name, in a fresh folder.
