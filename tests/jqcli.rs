@@ -491,6 +491,33 @@ const CASES: &[Case] = &[
         code: 0,
         jq16_agrees: true,
     },
+    Case {
+        name: "input_filename_files",
+        args: &["-c", "[., input_filename]", "sl.json", "mods/d.json"],
+        stdin: "",
+        env: &[],
+        stdout: b"[1,\"sl.json\"]\n[2,\"sl.json\"]\n[[3],\"sl.json\"]\n[{\"k\":1},\"mods/d.json\"]\n[{\"k\":2},\"mods/d.json\"]\n",
+        code: 0,
+        jq16_agrees: true,
+    },
+    Case {
+        name: "input_filename_stdin",
+        args: &["input_filename"],
+        stdin: "1",
+        env: &[],
+        stdout: b"\"<stdin>\"\n",
+        code: 0,
+        jq16_agrees: true,
+    },
+    Case {
+        name: "input_filename_before_input",
+        args: &["-n", "-c", "input_filename, (input | input_filename)", "sl.json"],
+        stdin: "",
+        env: &[],
+        stdout: b"null\n\"sl.json\"\n",
+        code: 0,
+        jq16_agrees: true,
+    },
 ];
 
 /// The fixtures the cases name, in a fresh folder.

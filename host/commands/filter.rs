@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
-use imgkit_select::{Arg, Error, Filter, Indent, Palette, RunOptions, Style};
+use imgkit_select::{Arg, Error, Filter, Indent, InputNames, Palette, RunOptions, Style};
 
 use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
@@ -153,6 +153,7 @@ impl Args {
             stream_errors: self.stream_errors,
             seq: self.seq,
             unbuffered: self.unbuffered,
+            names: None,
             style: Style {
                 indent,
                 raw: self.raw_output || self.raw_output0,
@@ -404,14 +405,21 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     filter.set_positional(layout.positional)?;
 
     let unreadable = Arc::new(AtomicBool::new(false));
+    let mut options = args.run_options();
     let input: Box<dyn Read + Send> = if files.is_empty() {
         Box::new(io::stdin())
     } else {
-        Box::new(Files::skipping_unreadable(&files, unreadable.clone()))
+        let names = InputNames::default();
+        options.names = Some(names.clone());
+        Box::new(Files::skipping_unreadable(
+            &files,
+            unreadable.clone(),
+            names,
+        ))
     };
     let mut stderr = io::stderr();
     let outcome = filter
-        .run(input, io::stdout(), &args.run_options(), &mut stderr)
+        .run(input, io::stdout(), &options, &mut stderr)
         .map_err(|e| match e {
             Error::InvalidInput { .. } => with_hint(
                 e,
@@ -477,6 +485,9 @@ struct Files {
     /// Set when a file could not be opened and was skipped (jq's way); `None`: such a file is
     /// a read error.
     skipped: Option<Arc<AtomicBool>>,
+    /// Where each file starts in the bytes read so far (`input_filename`).
+    names: Option<InputNames>,
+    served: u64,
 }
 
 impl Files {
@@ -493,18 +504,26 @@ impl Files {
             rest: rest.into_iter(),
             current: None,
             skipped: None,
+            names: None,
+            served: 0,
         })
     }
 
     /// As jq reads its input files: one that cannot be opened is reported when its turn
     /// comes, skipped, and noted in `skipped` (the run then exits 2); with `-n` and no
     /// `input`, none is opened at all.
-    fn skipping_unreadable(paths: &[OsString], skipped: Arc<AtomicBool>) -> Self {
+    fn skipping_unreadable(
+        paths: &[OsString],
+        skipped: Arc<AtomicBool>,
+        names: InputNames,
+    ) -> Self {
         let rest: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
         Self {
             rest: rest.into_iter(),
             current: None,
             skipped: Some(skipped),
+            names: Some(names),
+            served: 0,
         }
     }
 }
@@ -515,13 +534,19 @@ impl Read for Files {
             if let Some(f) = &mut self.current {
                 let n = f.read(buf)?;
                 if n > 0 {
+                    self.served += n as u64;
                     return Ok(n);
                 }
                 self.current = None;
             }
             match self.rest.next() {
                 Some(path) => match (File::open(&path), &self.skipped) {
-                    (Ok(file), _) => self.current = Some(file),
+                    (Ok(file), _) => {
+                        if let Some(names) = &self.names {
+                            names.starts(self.served, &path.display().to_string());
+                        }
+                        self.current = Some(file);
+                    }
                     (Err(e), Some(skipped)) => {
                         eprintln!("imgkit: error: Could not open {}: {e}", path.display());
                         skipped.store(true, Ordering::Relaxed);

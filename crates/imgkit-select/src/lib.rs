@@ -33,7 +33,7 @@ use jaq_json::{Map, Val};
 use jaq_std::input::RcIter;
 
 pub use compile::{CompileReport, Diagnostic};
-pub use run::{Outcome, RunOptions};
+pub use run::{InputNames, Outcome, RunOptions};
 pub use write::{Indent, Palette, Style};
 
 /// Stack size of the thread [`Filter::run`] evaluates on: deep nesting (10,000 levels, jq's

@@ -71,7 +71,9 @@ pub(crate) fn funs() -> Box<[NativeRun]> {
             let name = cv.0.pop_var();
             bome(broken_down_time(&cv.1.0, &name.0).map(V))
         }),
-        ("input_filename", v(0), |_| bome(Ok(V(Val::Null)))),
+        ("input_filename", v(0), |_| {
+            bome(Ok(V(crate::run::INPUT_NAME.with_borrow(Clone::clone))))
+        }),
         ("stderr_empty", v(0), |cv| {
             eprint_raw(&cv.1.0);
             empty()

@@ -67,6 +67,8 @@ pub(crate) struct Values<R> {
     counted_lines: u64,
     /// Line on which the last value ended (1-based), for jq's `(at <stdin>:N)`.
     pub(crate) last_line: u64,
+    /// Byte offset (from the input's start) at which the last value began.
+    pub(crate) last_start: u64,
     /// How far the value at `start` has been scanned for its end.
     scan: Scan,
     /// `--seq`: record separators (0x1E) separate values like whitespace, and text before
@@ -153,6 +155,7 @@ impl<R: Read> Values<R> {
             counted: 0,
             counted_lines: 0,
             last_line: 0,
+            last_start: 0,
             scan: Scan::default(),
             seq: false,
             seen_rs: false,
@@ -291,6 +294,7 @@ impl<R: Read> Values<R> {
                         || self.eof
                         || matches!(self.buf[self.start + used - 1], b']' | b'}' | b'"') =>
                 {
+                    self.last_start = self.dropped + self.start as u64;
                     self.start += used;
                     self.scan = Scan::default();
                     self.last_line = self.line_at(self.start);

@@ -15,8 +15,38 @@ use crate::value::V;
 use crate::write::{self, Style};
 use crate::{Error, Filter, fast};
 
+/// The names of the input files and where each starts in the concatenated input, for jq's
+/// `input_filename`: the reader of the files records each as it opens it. Without any, the
+/// input is `<stdin>`.
+#[derive(Debug, Clone, Default)]
+pub struct InputNames(std::sync::Arc<std::sync::Mutex<Vec<(u64, String)>>>);
+
+impl InputNames {
+    /// Records that the file `name` starts at byte `offset` of the input.
+    pub fn starts(&self, offset: u64, name: &str) {
+        if let Ok(mut names) = self.0.lock() {
+            names.push((offset, name.to_string()));
+        }
+    }
+
+    /// The name of the file holding byte `offset`.
+    fn at(&self, offset: u64) -> Option<String> {
+        let names = self.0.lock().ok()?;
+        names
+            .iter()
+            .rev()
+            .find(|(start, _)| *start <= offset)
+            .map(|(_, name)| name.clone())
+    }
+}
+
+thread_local! {
+    /// `input_filename`: the name of the file the last input came from (`null` before any).
+    pub(crate) static INPUT_NAME: std::cell::RefCell<Val> = const { std::cell::RefCell::new(Val::Null) };
+}
+
 /// How to read the input and print the output; the flags of `jq` with the same names.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// `-n`: run the program once with `null` as input (`input`/`inputs` still read).
     pub null_input: bool,
@@ -37,6 +67,8 @@ pub struct RunOptions {
     pub seq: bool,
     /// `--unbuffered`: flush the output after each value.
     pub unbuffered: bool,
+    /// Where each input file starts (`input_filename`); `None`: the input is stdin.
+    pub names: Option<InputNames>,
     /// How outputs are printed.
     pub style: Style,
 }
@@ -67,6 +99,7 @@ pub(crate) fn error_message(e: jaq_core::Error<V>) -> (String, bool) {
 type Inputs<'a> = Box<dyn Iterator<Item = Result<Val, ReadError>> + 'a>;
 
 fn inputs<'a, R: Read + 'a>(input: R, opts: &RunOptions, line: &'a Cell<u64>) -> Inputs<'a> {
+    INPUT_NAME.set(Val::Null);
     if opts.raw_input && opts.slurp {
         let mut input = input;
         let mut all = Vec::new();
@@ -82,9 +115,17 @@ fn inputs<'a, R: Read + 'a>(input: R, opts: &RunOptions, line: &'a Cell<u64>) ->
     }
     let mut values = Values::new(input);
     values.seq = opts.seq;
+    let names = opts.names.clone();
     let values = std::iter::from_fn(move || {
         let v = values.next();
         line.set(values.last_line);
+        if v.is_some() {
+            let name = match &names {
+                Some(names) => names.at(values.last_start),
+                None => Some("<stdin>".to_string()),
+            };
+            INPUT_NAME.set(name.map_or(Val::Null, |n| Val::utf8_str(n.into_bytes())));
+        }
         v
     });
     let values: Inputs<'a> = if opts.stream || opts.stream_errors {
