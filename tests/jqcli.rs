@@ -518,6 +518,15 @@ const CASES: &[Case] = &[
         code: 0,
         jq16_agrees: true,
     },
+    Case {
+        name: "search_list_default",
+        args: &["-n", "-c", "get_search_list"],
+        stdin: "",
+        env: &[],
+        stdout: b"[\"~/.jq\",\"$ORIGIN/../lib/jq\",\"$ORIGIN/../lib\"]\n",
+        code: 0,
+        jq16_agrees: false,
+    },
 ];
 
 /// The fixtures the cases name, in a fresh folder.
@@ -631,7 +640,7 @@ fn command_lines_match_the_installed_jq_where_16_and_171_agree() {
 }
 
 #[test]
-fn library_path_long_option_and_missing_file_input() {
+fn library_path_long_option_search_list_and_missing_file_input() {
     // `--library-path` is jq 1.8's spelling of -L (jq 1.7.1 has only -L): the same search.
     let dir = fixtures();
     let case = Case {
@@ -651,6 +660,28 @@ fn library_path_long_option_and_missing_file_input() {
     };
     let (code, stdout) = exec(&bin(), &["filter"], &case, dir.path());
     assert_eq!((code, show(&stdout)), (Some(0), show(case.stdout)));
+    // `-L` folders as real paths, in order (jq 1.7.1).
+    let case = Case {
+        name: "search_list_given",
+        args: &[
+            "-L",
+            "mods",
+            "-L",
+            "mods/sub",
+            "-n",
+            "-c",
+            "get_search_list",
+        ],
+        stdin: "",
+        env: &[],
+        stdout: b"",
+        code: 0,
+        jq16_agrees: false,
+    };
+    let real = |p: &str| dir.path().join(p).canonicalize().unwrap();
+    let want = serde_json::json!([real("mods"), real("mods/sub")]).to_string() + "\n";
+    let (code, stdout) = exec(&bin(), &["filter"], &case, dir.path());
+    assert_eq!((code, show(&stdout)), (Some(0), show(want.as_bytes())));
     // As jq: an input file that cannot be opened is reported and skipped, the others are
     // read, and the run exits 2.
     let case = Case {

@@ -456,10 +456,33 @@ pub(crate) fn compile(
     let code = &*crate::desugar::rewrite(code, origin)?;
     let arena = Arena::default();
     let paths = search_paths(lib_dirs);
+    // jq's `get_search_list`: the -L folders as real paths, else the default list as written.
+    let listed: Vec<String> = if lib_dirs.is_empty() {
+        paths.iter().map(|p| p.display().to_string()).collect()
+    } else {
+        paths
+            .iter()
+            .map(|p| {
+                p.canonicalize()
+                    .unwrap_or_else(|_| p.clone())
+                    .display()
+                    .to_string()
+            })
+            .collect()
+    };
+    let search_list = format!(
+        "def get_search_list: {};",
+        serde_json::to_string(&listed).unwrap_or_else(|_| "[]".into())
+    );
+    let search_def = load::parse(&search_list, |p| p.defs()).unwrap_or_default();
     let main_path = std::env::current_dir()
         .unwrap_or_default()
         .join("<top-level>");
-    let loader = Loader::new(defs()).with_read(|import: load::Import<'_, &str, PathBuf>| {
+    // `Def` is covariant in its strings: the static definitions live as long as ours.
+    let prelude = defs()
+        .map(|d| -> load::parse::Def<&str> { d })
+        .chain(search_def);
+    let loader = Loader::new(prelude).with_read(|import: load::Import<'_, &str, PathBuf>| {
         let path = find_module(&import, &paths, "jq")?;
         let code = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read module {}: {e}", path.display()))?;
