@@ -479,6 +479,7 @@ pub(crate) fn compile(
         .unwrap_or_default()
         .join("<top-level>");
     // `Def` is covariant in its strings: the static definitions live as long as ours.
+    #[allow(clippy::map_identity, reason = "shortens the definitions' lifetime")]
     let prelude = defs()
         .map(|d| -> load::parse::Def<&str> { d })
         .chain(search_def);
