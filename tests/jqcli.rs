@@ -527,6 +527,15 @@ const CASES: &[Case] = &[
         code: 0,
         jq16_agrees: false,
     },
+    Case {
+        name: "invalid_input_exit_code",
+        args: &["-c", "."],
+        stdin: "1 {",
+        env: &[],
+        stdout: b"1\n",
+        code: 5,
+        jq16_agrees: false,
+    },
 ];
 
 /// The fixtures the cases name, in a fresh folder.

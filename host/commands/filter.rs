@@ -418,15 +418,19 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         ))
     };
     let mut stderr = io::stderr();
-    let outcome = filter
-        .run(input, io::stdout(), &options, &mut stderr)
-        .map_err(|e| match e {
-            Error::InvalidInput { .. } => with_hint(
+    let outcome = match filter.run(input, io::stdout(), &options, &mut stderr) {
+        Ok(outcome) => outcome,
+        // jq 1.7.1 exits 5 after a parse error of its input (jq 1.6 exited 2).
+        Err(e @ Error::InvalidInput { .. }) => {
+            let e = with_hint(
                 e,
                 "the input must be JSON values, e.g. docker image ls --format '{{json .}}'",
-            ),
-            other => other.into(),
-        })?;
+            );
+            crate::diagnostics::report(&e, global);
+            return Ok(ExitCode::from(EXIT_RUNTIME));
+        }
+        Err(other) => return Err(other.into()),
+    };
     let _ = stderr.flush();
     // As jq: a file that could not be read was reported and skipped; the run then exits 2.
     if unreadable.load(Ordering::Relaxed) {
