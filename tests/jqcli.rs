@@ -536,6 +536,24 @@ const CASES: &[Case] = &[
         code: 5,
         jq16_agrees: false,
     },
+    Case {
+        name: "stream_truncated",
+        args: &["-c", "--stream", "."],
+        stdin: "[1,[2,3]] [4",
+        env: &[],
+        stdout: b"[[0],1]\n[[1,0],2]\n[[1,1],3]\n[[1,1]]\n[[1]]\n",
+        code: 5,
+        jq16_agrees: false,
+    },
+    Case {
+        name: "stream_missing_separator",
+        args: &["-c", "--stream", "."],
+        stdin: "[1 2]",
+        env: &[],
+        stdout: b"",
+        code: 5,
+        jq16_agrees: false,
+    },
 ];
 
 /// The fixtures the cases name, in a fresh folder.

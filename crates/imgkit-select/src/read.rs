@@ -331,6 +331,67 @@ impl<R: Read> Values<R> {
     }
 }
 
+/// One token of JSON text, for `--stream`: punctuation, or a whole scalar.
+pub(crate) enum Token {
+    /// `[` or `{`.
+    Open(u8),
+    /// `]` or `}`.
+    Close(u8),
+    Comma,
+    Colon,
+    Scalar(Val),
+}
+
+impl<R: Read> Values<R> {
+    /// The next token, without building arrays or objects (`--stream`); `None` at the end.
+    pub(crate) fn next_token(&mut self) -> Option<Result<Token, ReadError>> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            if self.start == 0 && self.dropped == 0 && self.buf[..self.end].starts_with(BOM) {
+                self.start = BOM.len();
+            }
+            while self.start < self.end && self.buf[self.start].is_ascii_whitespace() {
+                self.start += 1;
+            }
+            if self.start < self.end {
+                break;
+            }
+            if self.eof {
+                return None;
+            }
+            if let Err(e) = self.fill() {
+                self.failed = true;
+                return Some(Err(ReadError::Io(e)));
+            }
+        }
+        let c = self.buf[self.start];
+        let token = match c {
+            b'[' | b'{' => Token::Open(c),
+            b']' | b'}' => Token::Close(c),
+            b',' => Token::Comma,
+            b':' => Token::Colon,
+            _ => return self.next_with(parse_val).map(|r| r.map(Token::Scalar)),
+        };
+        self.last_start = self.dropped + self.start as u64;
+        self.start += 1;
+        self.last_line = self.line_at(self.start);
+        Some(Ok(token))
+    }
+
+    /// An error at the current position (`--stream`'s structural errors); ends the input.
+    pub(crate) fn error_here(&mut self, reason: &str) -> ReadError {
+        self.failed = true;
+        let pos = self.start;
+        ReadError::Syntax {
+            line: self.line_at(pos),
+            offset: self.dropped + pos as u64,
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// Parses the first JSON value of `slice` into a jaq value; `None` at the end.
 pub(crate) fn parse_val(slice: &[u8]) -> Option<Result<(Val, usize), serde_json::Error>> {
     let mut de = serde_json::Deserializer::from_slice(slice);

@@ -116,32 +116,33 @@ fn inputs<'a, R: Read + 'a>(input: R, opts: &RunOptions, line: &'a Cell<u64>) ->
     let mut values = Values::new(input);
     values.seq = opts.seq;
     let names = opts.names.clone();
-    let values = std::iter::from_fn(move || {
-        let v = values.next();
-        line.set(values.last_line);
-        if v.is_some() {
-            let name = match &names {
-                Some(names) => names.at(values.last_start),
-                None => Some("<stdin>".to_string()),
-            };
-            INPUT_NAME.set(name.map_or(Val::Null, |n| Val::utf8_str(n.into_bytes())));
-        }
-        v
-    });
+    let set_name = move |offset: u64| {
+        let name = match &names {
+            Some(names) => names.at(offset),
+            None => Some("<stdin>".to_string()),
+        };
+        INPUT_NAME.set(name.map_or(Val::Null, |n| Val::utf8_str(n.into_bytes())));
+    };
     let values: Inputs<'a> = if opts.stream || opts.stream_errors {
-        let errors = opts.stream_errors;
-        Box::new(values.flat_map(move |v| -> Vec<Result<Val, ReadError>> {
-            match v {
-                Ok(v) => crate::stream::events(&v).into_iter().map(Ok).collect(),
-                // jq's streaming parser reports the error as a value `["message", path]`.
-                Err(ReadError::Syntax { line, reason, .. }) if errors => {
-                    vec![Ok(crate::stream::error_event(&reason, line))]
-                }
-                Err(e) => vec![Err(e)],
+        // Events as the text arrives, as jq's streaming parser makes them.
+        let mut events = crate::stream::Events::new(values, opts.stream_errors);
+        Box::new(std::iter::from_fn(move || {
+            let v = events.next();
+            line.set(events.last_line());
+            if v.is_some() {
+                set_name(events.last_start());
             }
+            v
         }))
     } else {
-        Box::new(values)
+        Box::new(std::iter::from_fn(move || {
+            let v = values.next();
+            line.set(values.last_line);
+            if v.is_some() {
+                set_name(values.last_start);
+            }
+            v
+        }))
     };
     if opts.slurp {
         let all: Result<Vec<Val>, ReadError> = values.collect();
