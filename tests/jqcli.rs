@@ -723,3 +723,49 @@ fn library_path_long_option_search_list_and_missing_file_input() {
     let (code, stdout) = exec(&bin(), &["filter"], &case, dir.path());
     assert_eq!((code, show(&stdout)), (Some(2), show(case.stdout)));
 }
+
+/// Runs `imgkit filter ARGS FILE` with stdout on a terminal (util-linux `script` gives it a
+/// pseudo-terminal, which turns `\n` into `\r\n`); `None` when `script` is missing outside CI.
+fn on_a_terminal(args: &str, file: &Path, env: &str) -> Option<Vec<u8>> {
+    let Ok(out) = Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(format!(
+            "{env} '{}' filter {args} '{}'",
+            bin().display(),
+            file.display()
+        ))
+        .arg("/dev/null")
+        .env_remove("NO_COLOR")
+        .env_remove("JQ_COLORS")
+        .stdin(Stdio::null())
+        .output()
+    else {
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+            "script (util-linux) is missing"
+        );
+        eprintln!("skipping: no `script` to give imgkit a terminal");
+        return None;
+    };
+    Some(out.stdout)
+}
+
+#[test]
+fn colours_are_on_by_default_on_a_terminal_unless_no_color() {
+    let dir = fixtures();
+    let file = dir.path().join("one.json");
+    std::fs::write(&file, "{\"a\":1}").unwrap();
+    // Recorded from jq 1.7.1 on a terminal.
+    let coloured: &[u8] = b"\x1b[1;39m{\r\n  \x1b[0m\x1b[1;34m\"a\"\x1b[0m\x1b[1;39m: \x1b[0m\x1b[0;39m1\x1b[0m\x1b[1;39m\r\n\x1b[1;39m}\x1b[0m\r\n";
+    let Some(out) = on_a_terminal(".", &file, "") else {
+        return;
+    };
+    assert_eq!(show(&out), show(coloured));
+    let plain = on_a_terminal(".", &file, "NO_COLOR=1").unwrap();
+    assert_eq!(show(&plain), show(b"{\r\n  \"a\": 1\r\n}\r\n"));
+    let plain = on_a_terminal("-M .", &file, "").unwrap();
+    assert_eq!(show(&plain), show(b"{\r\n  \"a\": 1\r\n}\r\n"));
+    // NO_COLOR set but empty does not count, as in jq.
+    let out = on_a_terminal(".", &file, "NO_COLOR=").unwrap();
+    assert_eq!(show(&out), show(coloured));
+}
