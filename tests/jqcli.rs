@@ -554,6 +554,24 @@ const CASES: &[Case] = &[
         code: 5,
         jq16_agrees: false,
     },
+    Case {
+        name: "modulemeta",
+        args: &["-L", "mm", "-L", "mods", "-n", "-c", "\"x\" | modulemeta"],
+        stdin: "",
+        env: &[],
+        stdout: b"{\"name\":\"x\",\"v\":[1,2],\"deps\":[{\"search\":\"../mods\",\"is_data\":false,\"relpath\":\"m\"},{\"as\":\"s\",\"is_data\":false,\"relpath\":\"sub\"},{\"search\":\"../mods\",\"as\":\"dd\",\"is_data\":true,\"relpath\":\"d\"}],\"defs\":[\"f/0\",\"g/2\"]}\n",
+        code: 0,
+        jq16_agrees: false,
+    },
+    Case {
+        name: "modulemeta_missing",
+        args: &["-L", "mods", "-n", "-c", "\"nope\" | modulemeta"],
+        stdin: "",
+        env: &[],
+        stdout: b"",
+        code: 5,
+        jq16_agrees: false,
+    },
 ];
 
 /// The fixtures the cases name, in a fresh folder.
@@ -570,6 +588,10 @@ fn fixtures() -> tempfile::TempDir {
     write("mods/sub/sub.jq", "def g: \"sub\";\n");
     write("mods/d.json", "{\"k\": 1}\n{\"k\": 2}\n");
     write("home/.jq/hm.jq", "def h: \"home\";\n");
+    write(
+        "mm/x.jq",
+        "module {name: \"x\", v: [1,2]};\ninclude \"m\" {search: \"../mods\"};\nimport \"sub\" as s;\nimport \"d\" as $dd {search: \"../mods\"};\ndef f: 1;\ndef g($a; b): 2;\n",
+    );
     dir
 }
 

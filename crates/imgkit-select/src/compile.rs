@@ -349,44 +349,51 @@ fn find_module(
     {
         return Err("Module metadata must be an object".into());
     }
-    let rel = Path::new(*import.path);
-    if !rel.is_relative() {
-        return Err(format!("module path must be relative: {}", import.path));
-    }
     let parent = import.parent.parent().unwrap_or(Path::new("."));
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Some(meta) = import.meta {
-        dirs.extend(
+    let meta_dirs: Vec<PathBuf> = import
+        .meta
+        .as_ref()
+        .map(|meta| {
             meta_search(meta)
                 .into_iter()
-                .map(|p| parent.join(expand(&p))),
-        );
+                .map(|p| parent.join(expand(&p)))
+                .collect()
+        })
+        .unwrap_or_default();
+    find_in(import.path, &meta_dirs, paths, ext)
+}
+
+/// Finds module `rel` with extension `ext` in `meta_dirs` (already resolved), then in the
+/// library `paths` (`~` and `$ORIGIN` expanded).
+pub(crate) fn find_in(
+    rel: &str,
+    meta_dirs: &[PathBuf],
+    paths: &[PathBuf],
+    ext: &str,
+) -> Result<PathBuf, String> {
+    let rel_path = Path::new(rel);
+    if !rel_path.is_relative() {
+        return Err(format!("module path must be relative: {rel}"));
     }
+    let mut dirs: Vec<PathBuf> = meta_dirs.to_vec();
     dirs.extend(paths.iter().map(|p| expand(p)));
-    let last = rel
+    let last = rel_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     for dir in &dirs {
         let mut candidates = vec![
-            dir.join(format!("{}.{ext}", rel.display())),
-            dir.join(rel).join(format!("{last}.{ext}")),
+            dir.join(format!("{rel}.{ext}")),
+            dir.join(rel_path).join(format!("{last}.{ext}")),
         ];
         if ext == "jq" {
-            candidates.push(dir.join(rel).join("jq").join("main.jq"));
+            candidates.push(dir.join(rel_path).join("jq").join("main.jq"));
         }
         if let Some(found) = candidates.into_iter().find(|c| c.is_file()) {
             return Ok(found.canonicalize().unwrap_or(found));
         }
     }
-    Err(format!(
-        "module not found: {} (searched {})",
-        import.path,
-        dirs.iter()
-            .map(|d| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    ))
+    Err(format!("module not found: {rel}"))
 }
 
 /// A plain string literal's text.

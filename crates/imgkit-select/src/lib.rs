@@ -19,6 +19,7 @@
 mod compile;
 mod desugar;
 mod fast;
+mod modmeta;
 mod natives;
 mod read;
 mod run;
@@ -132,6 +133,8 @@ pub struct Filter {
     positional: Vec<Arg>,
     /// The data modules the program imports (`import "x" as $x;`), bound after the globals.
     data: Vec<Arg>,
+    /// The module search path (`modulemeta` reads it while the program runs).
+    search: Vec<PathBuf>,
     /// The program in the fast subset, when it is (see `fast`).
     fast: Option<fast::Expr>,
     /// Which built-in globals the program mentions (the others are bound to `null`).
@@ -189,6 +192,7 @@ impl Filter {
         Ok(Filter {
             inner,
             data,
+            search: compile::search_paths(lib_dirs),
             args: args.to_vec(),
             positional: Vec::new(),
             fast: fast::parse(program),
@@ -208,8 +212,10 @@ impl Filter {
         Ok(())
     }
 
-    /// Global variable values, in the order `compile` declared them.
+    /// Global variable values, in the order `compile` declared them. Also makes the search
+    /// path the running program's (`modulemeta`).
     fn globals(&self) -> Result<Vec<value::V>, Error> {
+        modmeta::SEARCH.set(self.search.clone());
         let s = |s: &str| Val::utf8_str(s.as_bytes().to_vec());
         let env = if self.uses_env {
             Val::obj(

@@ -71,6 +71,13 @@ pub(crate) fn funs() -> Box<[NativeRun]> {
             let name = cv.0.pop_var();
             bome(broken_down_time(&cv.1.0, &name.0).map(V))
         }),
+        ("modulemeta", v(0), |cv| {
+            bome(
+                crate::modmeta::modulemeta(&cv.1.0)
+                    .map(V)
+                    .map_err(value::fail),
+            )
+        }),
         ("input_filename", v(0), |_| {
             bome(Ok(V(crate::run::INPUT_NAME.with_borrow(Clone::clone))))
         }),
