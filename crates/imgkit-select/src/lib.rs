@@ -192,7 +192,12 @@ impl Filter {
         Ok(Filter {
             inner,
             data,
-            search: compile::search_paths(lib_dirs),
+            // Only `modulemeta` reads it while the program runs.
+            search: if program.contains("modulemeta") {
+                compile::search_paths(lib_dirs)
+            } else {
+                Vec::new()
+            },
             args: args.to_vec(),
             positional: Vec::new(),
             fast: fast::parse(program),
@@ -215,7 +220,9 @@ impl Filter {
     /// Global variable values, in the order `compile` declared them. Also makes the search
     /// path the running program's (`modulemeta`).
     fn globals(&self) -> Result<Vec<value::V>, Error> {
-        modmeta::SEARCH.set(self.search.clone());
+        if !self.search.is_empty() {
+            modmeta::SEARCH.set(self.search.clone());
+        }
         let s = |s: &str| Val::utf8_str(s.as_bytes().to_vec());
         let env = if self.uses_env {
             Val::obj(
