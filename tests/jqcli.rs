@@ -572,6 +572,15 @@ const CASES: &[Case] = &[
         code: 5,
         jq16_agrees: false,
     },
+    Case {
+        name: "home_jq_file_included",
+        args: &["-n", "-c", "[fromhome, (def fromhome: \"mine\"; fromhome)]"],
+        stdin: "",
+        env: &[("HOME", "home2")],
+        stdout: b"[\"hi\",\"mine\"]\n",
+        code: 0,
+        jq16_agrees: true,
+    },
 ];
 
 /// The fixtures the cases name, in a fresh folder.
@@ -588,6 +597,7 @@ fn fixtures() -> tempfile::TempDir {
     write("mods/sub/sub.jq", "def g: \"sub\";\n");
     write("mods/d.json", "{\"k\": 1}\n{\"k\": 2}\n");
     write("home/.jq/hm.jq", "def h: \"home\";\n");
+    write("home2/.jq", "def fromhome: \"hi\";\n");
     write(
         "mm/x.jq",
         "module {name: \"x\", v: [1,2]};\ninclude \"m\" {search: \"../mods\"};\nimport \"sub\" as s;\nimport \"d\" as $dd {search: \"../mods\"};\ndef f: 1;\ndef g($a; b): 2;\n",

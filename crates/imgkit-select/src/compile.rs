@@ -448,12 +448,14 @@ fn meta_search(meta: &load::parse::Term<&str>) -> Vec<PathBuf> {
 pub(crate) type Compiled = (jaq_core::Filter<Kind>, Vec<crate::Arg>);
 
 /// Compiles `code`; `vars` are the user's global variable names without `$`; modules are
-/// looked for in `lib_dirs` (jq's default search path when empty).
+/// looked for in `lib_dirs` (jq's default search path when empty); with `home_file`, the
+/// definitions of a file `~/.jq` come with it, as the `jq` command includes them.
 pub(crate) fn compile(
     code: &str,
     origin: &str,
     vars: &[String],
     lib_dirs: &[PathBuf],
+    home_file: bool,
 ) -> Result<Compiled, CompileReport> {
     let report = |diagnostics| CompileReport {
         origin: origin.to_string(),
@@ -482,6 +484,31 @@ pub(crate) fn compile(
         serde_json::to_string(&listed).unwrap_or_else(|_| "[]".into())
     );
     let search_def = load::parse(&search_list, |p| p.defs()).unwrap_or_default();
+    // As jq: a file `$HOME/.jq` is included in every program (a folder is a search path).
+    let home_file = std::env::var_os(if cfg!(windows) { "USERPROFILE" } else { "HOME" })
+        .map(|home| PathBuf::from(home).join(".jq"))
+        .filter(|p| home_file && p.is_file());
+    let home_code = match &home_file {
+        Some(path) => {
+            let code = std::fs::read_to_string(path).unwrap_or_default();
+            let code = data_names(&code).into_owned();
+            crate::desugar::rewrite(&code, &path.display().to_string())?.into_owned()
+        }
+        None => String::new(),
+    };
+    let home_defs = match load::parse(&home_code, |p| p.defs()) {
+        Some(defs) => defs,
+        None => {
+            let path = home_file.unwrap_or_default().display().to_string();
+            let d = diagnostic(
+                code,
+                "",
+                format!("syntax error in {path}, which jq includes in every program"),
+                "fix or move that file",
+            );
+            return Err(report(vec![d]));
+        }
+    };
     let main_path = std::env::current_dir()
         .unwrap_or_default()
         .join("<top-level>");
@@ -489,7 +516,8 @@ pub(crate) fn compile(
     #[allow(clippy::map_identity, reason = "shortens the definitions' lifetime")]
     let prelude = defs()
         .map(|d| -> load::parse::Def<&str> { d })
-        .chain(search_def);
+        .chain(search_def)
+        .chain(home_defs);
     let loader = Loader::new(prelude).with_read(|import: load::Import<'_, &str, PathBuf>| {
         let path = find_module(&import, &paths, "jq")?;
         let code = std::fs::read_to_string(&path)

@@ -168,17 +168,27 @@ impl Filter {
         origin: &str,
         args: &[(String, Arg)],
     ) -> Result<Filter, Error> {
-        Self::compile_with_libraries(program, origin, args, &[])
+        Self::build(program, origin, args, &[], false)
     }
 
-    /// Compiles `program` with named arguments, looking for modules (`import`, `include`) in
-    /// `lib_dirs` (jq's `-L`; when empty, jq's default `~/.jq`, `$ORIGIN/../lib/jq`,
-    /// `$ORIGIN/../lib`).
+    /// Compiles `program` as the `jq` command does: named arguments, modules (`import`,
+    /// `include`) looked for in `lib_dirs` (jq's `-L`; when empty, jq's default `~/.jq`,
+    /// `$ORIGIN/../lib/jq`, `$ORIGIN/../lib`), and the definitions of a file `~/.jq`.
     pub fn compile_with_libraries(
         program: &str,
         origin: &str,
         args: &[(String, Arg)],
         lib_dirs: &[PathBuf],
+    ) -> Result<Filter, Error> {
+        Self::build(program, origin, args, lib_dirs, true)
+    }
+
+    fn build(
+        program: &str,
+        origin: &str,
+        args: &[(String, Arg)],
+        lib_dirs: &[PathBuf],
+        home_file: bool,
     ) -> Result<Filter, Error> {
         for (name, arg) in args {
             arg.value().map_err(|reason| Error::InvalidArgJson {
@@ -187,8 +197,8 @@ impl Filter {
             })?;
         }
         let names: Vec<String> = args.iter().map(|(n, _)| n.clone()).collect();
-        let (inner, data) =
-            compile::compile(program, origin, &names, lib_dirs).map_err(Error::Compile)?;
+        let (inner, data) = compile::compile(program, origin, &names, lib_dirs, home_file)
+            .map_err(Error::Compile)?;
         Ok(Filter {
             inner,
             data,
