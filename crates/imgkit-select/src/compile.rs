@@ -496,18 +496,15 @@ pub(crate) fn compile(
         }
         None => String::new(),
     };
-    let home_defs = match load::parse(&home_code, |p| p.defs()) {
-        Some(defs) => defs,
-        None => {
-            let path = home_file.unwrap_or_default().display().to_string();
-            let d = diagnostic(
-                code,
-                "",
-                format!("syntax error in {path}, which jq includes in every program"),
-                "fix or move that file",
-            );
-            return Err(report(vec![d]));
-        }
+    let Some(home_defs) = load::parse(&home_code, |p| p.defs()) else {
+        let path = home_file.unwrap_or_default().display().to_string();
+        let d = diagnostic(
+            code,
+            "",
+            format!("syntax error in {path}, which jq includes in every program"),
+            "fix or move that file",
+        );
+        return Err(report(vec![d]));
     };
     let main_path = std::env::current_dir()
         .unwrap_or_default()
