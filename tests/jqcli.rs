@@ -581,6 +581,15 @@ const CASES: &[Case] = &[
         code: 0,
         jq16_agrees: true,
     },
+    Case {
+        name: "seq_skips_invalid_texts",
+        args: &["-c", "--seq", "."],
+        stdin: "\u{1e}{\"a\":1}\n\u{1e}{\"b\":\n\u{1e}[2]\n\u{1e}{x}\n\u{1e}\"s\"\n",
+        env: &[],
+        stdout: b"\x1e{\"a\":1}\n\x1e[2]\n\x1e\"s\"\n",
+        code: 0,
+        jq16_agrees: false,
+    },
 ];
 
 /// The fixtures the cases name, in a fresh folder.

@@ -331,6 +331,40 @@ impl<R: Read> Values<R> {
     }
 }
 
+impl<R: Read> Values<R> {
+    /// `--seq`: after invalid text, goes on at the next record separator, as jq does ("ignoring
+    /// parse error"). `false` when not reading a sequence.
+    pub(crate) fn resync(&mut self) -> bool {
+        if !self.seq {
+            return false;
+        }
+        self.failed = false;
+        self.scan = Scan::default();
+        // The invalid text starts at `start`; the separator that ends it comes after.
+        let mut from = self.start + 1;
+        loop {
+            if let Some(i) = self.buf[from.min(self.end)..self.end]
+                .iter()
+                .position(|&c| c == 0x1e)
+            {
+                self.start = from.min(self.end) + i;
+                return true;
+            }
+            if self.eof {
+                self.start = self.end;
+                return true;
+            }
+            let searched = self.end.saturating_sub(self.start);
+            if self.fill().is_err() {
+                self.start = self.end;
+                self.eof = true;
+                return true;
+            }
+            from = self.start + searched;
+        }
+    }
+}
+
 /// One token of JSON text, for `--stream`: punctuation, or a whole scalar.
 pub(crate) enum Token {
     /// `[` or `{`.

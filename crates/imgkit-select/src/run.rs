@@ -136,12 +136,21 @@ fn inputs<'a, R: Read + 'a>(input: R, opts: &RunOptions, line: &'a Cell<u64>) ->
         }))
     } else {
         Box::new(std::iter::from_fn(move || {
-            let v = values.next();
-            line.set(values.last_line);
-            if v.is_some() {
-                set_name(values.last_start);
+            loop {
+                let v = values.next();
+                line.set(values.last_line);
+                if let Some(Err(e @ ReadError::Syntax { .. })) = &v
+                    && values.resync()
+                {
+                    // `--seq`: invalid text is skipped up to the next record separator.
+                    eprintln!("imgkit: ignoring parse error: {e}");
+                    continue;
+                }
+                if v.is_some() {
+                    set_name(values.last_start);
+                }
+                return v;
             }
-            v
         }))
     };
     if opts.slurp {
