@@ -93,7 +93,8 @@ pub(crate) struct Args {
     /// and object.
     #[arg(long)]
     stream: bool,
-    /// Like --stream, and invalid input becomes an event ["message", []] instead of an error.
+    /// Like --stream, and invalid input becomes a last event ["message", [path]] instead of an
+    /// error.
     #[arg(long = "stream-errors")]
     stream_errors: bool,
     /// Read and write JSON text sequences (RFC 7464): a record separator (0x1E) before each
