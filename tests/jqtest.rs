@@ -219,7 +219,7 @@ fn run_once(bin: &Path, dir: &Path, case: &Case, timeout: Duration) -> Result<()
 }
 
 fn locate() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("IMGKIT_JQTEST_DIR") {
+    if let Some(dir) = std::env::var_os("IMGKIT_JQTEST_DIR").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir));
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
