@@ -590,6 +590,15 @@ const CASES: &[Case] = &[
         code: 0,
         jq16_agrees: false,
     },
+    Case {
+        name: "no_program_in_a_pipe",
+        args: &["-c"],
+        stdin: "{\"a\":1}",
+        env: &[],
+        stdout: b"{\"a\":1}\n",
+        code: 0,
+        jq16_agrees: true,
+    },
 ];
 
 /// The fixtures the cases name, in a fresh folder.

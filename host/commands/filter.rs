@@ -378,11 +378,16 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             }
         })?
     } else {
-        let Some(program) = layout.program.clone() else {
-            return Err(with_hint(
-                anyhow::anyhow!("no jq program given"),
-                "imgkit filter -r -f default.jq < listing.jsonl, or imgkit filter '.Repository'",
-            ));
+        // As jq: without a program, `.` when the input or the output is not a terminal.
+        let program = match layout.program.clone() {
+            Some(program) => program,
+            None if !io::stdin().is_terminal() || !io::stdout().is_terminal() => ".".to_string(),
+            None => {
+                return Err(with_hint(
+                    anyhow::anyhow!("no jq program given"),
+                    "imgkit filter -r -f default.jq < listing.jsonl, or imgkit filter '.Repository'",
+                ));
+            }
         };
         (program, "<program>".to_string())
     };
