@@ -8,6 +8,7 @@ mod docs;
 mod engines;
 mod filter;
 mod hardening;
+mod jqcli;
 mod layout;
 mod plugin;
 mod presets;

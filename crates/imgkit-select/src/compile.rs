@@ -3,6 +3,7 @@
 //! parse/compile errors pointing into the program text with line, column and a caret.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use jaq_core::load::{self, Arena, File, Loader};
 use jaq_core::native::{self, Fun};
@@ -128,7 +129,7 @@ pub(crate) fn diagnostic(code: &str, found: &str, message: String, label: &str) 
     }
 }
 
-fn load_diagnostics(errs: load::Errors<&str, ()>) -> Vec<Diagnostic> {
+fn load_diagnostics<P>(errs: load::Errors<&str, P>) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (file, err) in errs {
         let code = file.code;
@@ -173,7 +174,7 @@ fn load_diagnostics(errs: load::Errors<&str, ()>) -> Vec<Diagnostic> {
     out
 }
 
-fn compile_diagnostics(errs: jaq_core::compile::Errors<&str, ()>) -> Vec<Diagnostic> {
+fn compile_diagnostics<P>(errs: jaq_core::compile::Errors<&str, P>) -> Vec<Diagnostic> {
     use jaq_core::compile::Undefined;
     let mut out = Vec::new();
     for (file, errs) in errs {
@@ -252,35 +253,312 @@ fn funs() -> impl Iterator<Item = Fun<Kind>> {
         .chain(ours)
 }
 
-/// Compiles `code`; `vars` are the user's global variable names without `$`.
+/// jq names a data import `$d` also `$d::d`; jaq knows only `$d`. Rewrites `$x::x` to `$x`
+/// outside strings and comments (borrowed when there is none).
+pub(crate) fn data_names(code: &str) -> std::borrow::Cow<'_, str> {
+    if !code.contains("::") {
+        return code.into();
+    }
+    let b = code.as_bytes();
+    let ident = |mut j: usize| {
+        while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
+            j += 1;
+        }
+        j
+    };
+    let mut out = String::with_capacity(code.len());
+    let (mut i, mut copied) = (0, 0);
+    let (mut in_str, mut in_comment) = (false, false);
+    while i < b.len() {
+        let c = b[i];
+        if in_comment {
+            in_comment = c != b'\n';
+        } else if in_str {
+            match c {
+                b'\\' => i += 1,
+                b'"' => in_str = false,
+                _ => {}
+            }
+        } else if c == b'#' {
+            in_comment = true;
+        } else if c == b'"' {
+            in_str = true;
+        } else if c == b'$' {
+            let end = ident(i + 1);
+            let name = &code[i + 1..end];
+            if !name.is_empty() && code[end..].starts_with("::") {
+                let end2 = ident(end + 2);
+                if &code[end + 2..end2] == name {
+                    out.push_str(&code[copied..end]);
+                    copied = end2;
+                    i = end2;
+                    continue;
+                }
+            }
+        }
+        i += 1;
+    }
+    if copied == 0 {
+        return code.into();
+    }
+    out.push_str(&code[copied..]);
+    out.into()
+}
+
+/// Where `import`/`include` look for modules (jq's `-L`); jq's default when empty:
+/// `~/.jq`, `$ORIGIN/../lib/jq`, `$ORIGIN/../lib`.
+pub(crate) fn search_paths(lib_dirs: &[PathBuf]) -> Vec<PathBuf> {
+    if lib_dirs.is_empty() {
+        ["~/.jq", "$ORIGIN/../lib/jq", "$ORIGIN/../lib"]
+            .iter()
+            .map(PathBuf::from)
+            .collect()
+    } else {
+        lib_dirs.to_vec()
+    }
+}
+
+/// `~/…` and `$ORIGIN/…` as jq expands them in search paths.
+fn expand(path: &Path) -> PathBuf {
+    let home = || std::env::var_os(if cfg!(windows) { "USERPROFILE" } else { "HOME" });
+    if let Ok(rest) = path.strip_prefix("~")
+        && let Some(home) = home()
+    {
+        return PathBuf::from(home).join(rest);
+    }
+    if let Ok(rest) = path.strip_prefix("$ORIGIN")
+        && let Some(dir) = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        return dir.join(rest);
+    }
+    path.to_path_buf()
+}
+
+/// Finds module `rel` (`"a"`, `"c/d"`) with extension `ext` as jq does: in the import's
+/// `search` paths (relative to the importing file's folder), then in the library paths; in
+/// each, `rel.ext`, then `rel/<last part>.ext`, then (for jq modules) `rel/jq/main.jq`.
+fn find_module(
+    import: &load::Import<'_, &str, PathBuf>,
+    paths: &[PathBuf],
+    ext: &str,
+) -> Result<PathBuf, String> {
+    if let Some(meta) = import.meta
+        && !matches!(meta, load::parse::Term::Obj(_))
+    {
+        return Err("Module metadata must be an object".into());
+    }
+    let parent = import.parent.parent().unwrap_or(Path::new("."));
+    let meta_dirs: Vec<PathBuf> = import
+        .meta
+        .as_ref()
+        .map(|meta| {
+            meta_search(meta)
+                .into_iter()
+                .map(|p| parent.join(expand(&p)))
+                .collect()
+        })
+        .unwrap_or_default();
+    find_in(import.path, &meta_dirs, paths, ext)
+}
+
+/// Finds module `rel` with extension `ext` in `meta_dirs` (already resolved), then in the
+/// library `paths` (`~` and `$ORIGIN` expanded).
+pub(crate) fn find_in(
+    rel: &str,
+    meta_dirs: &[PathBuf],
+    paths: &[PathBuf],
+    ext: &str,
+) -> Result<PathBuf, String> {
+    let rel_path = Path::new(rel);
+    if !rel_path.is_relative() {
+        return Err(format!("module path must be relative: {rel}"));
+    }
+    let mut dirs: Vec<PathBuf> = meta_dirs.to_vec();
+    dirs.extend(paths.iter().map(|p| expand(p)));
+    let last = rel_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for dir in &dirs {
+        let mut candidates = vec![
+            dir.join(format!("{rel}.{ext}")),
+            dir.join(rel_path).join(format!("{last}.{ext}")),
+        ];
+        if ext == "jq" {
+            candidates.push(dir.join(rel_path).join("jq").join("main.jq"));
+        }
+        if let Some(found) = candidates.into_iter().find(|c| c.is_file()) {
+            return Ok(found.canonicalize().unwrap_or(found));
+        }
+    }
+    Err(format!("module not found: {rel}"))
+}
+
+/// A plain string literal's text.
+fn as_str<'a>(t: &load::parse::Term<&'a str>) -> Option<&'a str> {
+    match t {
+        load::parse::Term::Str(None, parts) => match &parts[..] {
+            [load::lex::StrPart::Str(s)] => Some(s),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The `search` entry of an import's metadata: a string or an array of strings.
+fn meta_search(meta: &load::parse::Term<&str>) -> Vec<PathBuf> {
+    use load::parse::Term;
+    let Term::Obj(entries) = meta else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, v) in entries {
+        if as_str(k) == Some("search") {
+            let mut push = |t: &Term<&str>| {
+                if let Some(s) = as_str(t) {
+                    out.push(PathBuf::from(s));
+                }
+            };
+            match v {
+                Some(Term::Arr(Some(items))) => {
+                    let mut stack = vec![&**items];
+                    while let Some(t) = stack.pop() {
+                        match t {
+                            Term::BinOp(l, load::parse::BinaryOp::Comma, r) => {
+                                stack.push(r);
+                                stack.push(l);
+                            }
+                            other => push(other),
+                        }
+                    }
+                }
+                Some(other) => push(other),
+                None => {}
+            }
+        }
+    }
+    out
+}
+
+/// A compiled program and the texts of its data imports (`import "x" as $x;`, each bound to
+/// the array of the file's JSON values), in the order the program's variables expect them
+/// after the global ones.
+pub(crate) type Compiled = (jaq_core::Filter<Kind>, Vec<crate::Arg>);
+
+/// Compiles `code`; `vars` are the user's global variable names without `$`; modules are
+/// looked for in `lib_dirs` (jq's default search path when empty); with `home_file`, the
+/// definitions of a file `~/.jq` come with it, as the `jq` command includes them.
 pub(crate) fn compile(
     code: &str,
     origin: &str,
     vars: &[String],
-) -> Result<jaq_core::Filter<Kind>, CompileReport> {
+    lib_dirs: &[PathBuf],
+    home_file: bool,
+) -> Result<Compiled, CompileReport> {
     let report = |diagnostics| CompileReport {
         origin: origin.to_string(),
         diagnostics,
     };
+    let code = &*data_names(code);
     let code = &*crate::desugar::rewrite(code, origin)?;
     let arena = Arena::default();
-    let loader = Loader::new(defs());
+    let paths = search_paths(lib_dirs);
+    // jq's `get_search_list`: the -L folders as real paths, else the default list as written.
+    let listed: Vec<String> = if lib_dirs.is_empty() {
+        paths.iter().map(|p| p.display().to_string()).collect()
+    } else {
+        paths
+            .iter()
+            .map(|p| {
+                p.canonicalize()
+                    .unwrap_or_else(|_| p.clone())
+                    .display()
+                    .to_string()
+            })
+            .collect()
+    };
+    let search_list = format!(
+        "def get_search_list: {};",
+        serde_json::to_string(&listed).unwrap_or_else(|_| "[]".into())
+    );
+    let search_def = load::parse(&search_list, |p| p.defs()).unwrap_or_default();
+    // As jq: a file `$HOME/.jq` is included in every program (a folder is a search path).
+    let home_file = std::env::var_os(if cfg!(windows) { "USERPROFILE" } else { "HOME" })
+        .map(|home| PathBuf::from(home).join(".jq"))
+        .filter(|p| home_file && p.is_file());
+    let home_code = match &home_file {
+        Some(path) => {
+            let code = std::fs::read_to_string(path).unwrap_or_default();
+            let code = data_names(&code).into_owned();
+            crate::desugar::rewrite(&code, &path.display().to_string())?.into_owned()
+        }
+        None => String::new(),
+    };
+    let Some(home_defs) = load::parse(&home_code, |p| p.defs()) else {
+        let path = home_file.unwrap_or_default().display().to_string();
+        let d = diagnostic(
+            code,
+            "",
+            format!("syntax error in {path}, which jq includes in every program"),
+            "fix or move that file",
+        );
+        return Err(report(vec![d]));
+    };
+    let main_path = std::env::current_dir()
+        .unwrap_or_default()
+        .join("<top-level>");
+    // `Def` is covariant in its strings: the static definitions live as long as ours.
+    #[allow(clippy::map_identity, reason = "shortens the definitions' lifetime")]
+    let prelude = defs()
+        .map(|d| -> load::parse::Def<&str> { d })
+        .chain(search_def)
+        .chain(home_defs);
+    let loader = Loader::new(prelude).with_read(|import: load::Import<'_, &str, PathBuf>| {
+        let path = find_module(&import, &paths, "jq")?;
+        let code = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read module {}: {e}", path.display()))?;
+        let code = data_names(&code);
+        Ok(File {
+            code: crate::desugar::rewrite(&code, &path.display().to_string())
+                .map_err(|r| r.summary())?
+                .into_owned(),
+            path,
+        })
+    });
     let modules = loader
-        .load(&arena, File { path: (), code })
+        .load(
+            &arena,
+            File {
+                path: main_path,
+                code,
+            },
+        )
         .map_err(|e| report(load_diagnostics(e)))?;
-    let modules = load::import(&modules, |_path| Err("modules are not supported".into()))
-        .map(|()| modules)
-        .map_err(|e| report(load_diagnostics(e)))?;
+    let mut data = Vec::new();
+    load::import(&modules, |import| {
+        let path = find_module(&import, &paths, "json")?;
+        let text = std::fs::read(&path)
+            .map_err(|e| format!("cannot read data module {}: {e}", path.display()))?;
+        let text = crate::Arg::Texts(String::from_utf8_lossy(&text).into_owned());
+        text.value()
+            .map_err(|e| format!("invalid JSON in data module {}: {e}", path.display()))?;
+        data.push(text);
+        Ok(())
+    })
+    .map_err(|e| report(load_diagnostics(e)))?;
     let globals: Vec<String> = BUILTIN_VARS
         .iter()
         .map(ToString::to_string)
         .chain(vars.iter().map(|v| format!("${v}")))
         .collect();
-    Compiler::default()
+    let filter = Compiler::default()
         .with_funs(funs())
         .with_global_vars(globals.iter().map(String::as_str))
         .compile(modules)
-        .map_err(|e| report(compile_diagnostics(e)))
+        .map_err(|e| report(compile_diagnostics(e)))?;
+    Ok((filter, data))
 }
 
 /// A native filter with a run pointer over our data kind.

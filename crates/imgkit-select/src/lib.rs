@@ -19,9 +19,11 @@
 mod compile;
 mod desugar;
 mod fast;
+mod modmeta;
 mod natives;
 mod read;
 mod run;
+mod stream;
 mod value;
 mod write;
 
@@ -32,8 +34,8 @@ use jaq_json::{Map, Val};
 use jaq_std::input::RcIter;
 
 pub use compile::{CompileReport, Diagnostic};
-pub use run::{Outcome, RunOptions};
-pub use write::{Indent, Style};
+pub use run::{InputNames, Outcome, RunOptions};
+pub use write::{Indent, Palette, Style};
 
 /// Stack size of the thread [`Filter::run`] evaluates on: deep nesting (10,000 levels, jq's
 /// parsing limit) is an error message, not a crash.
@@ -73,6 +75,9 @@ pub enum Error {
     /// `--argjson NAME TEXT` with invalid JSON text.
     #[error("invalid JSON text for --argjson {name}: {reason}")]
     InvalidArgJson { name: String, reason: String },
+    /// A `--jsonargs` text is not JSON.
+    #[error("invalid JSON text passed to --jsonargs: {reason}")]
+    InvalidPositional { reason: String },
     /// The input is not a sequence of JSON texts.
     #[error("invalid JSON input at line {line}, byte offset {offset}: {reason}")]
     InvalidInput {
@@ -97,16 +102,39 @@ pub enum Error {
 /// The value of a named argument, as `--arg` and `--argjson` give it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Arg {
-    /// `--arg NAME VALUE`: a string.
+    /// `--arg NAME VALUE` (and `--rawfile`, `--args`): a string.
     String(String),
-    /// `--argjson NAME TEXT`: a JSON text, parsed as jq parses input (numbers kept exact).
+    /// `--argjson NAME TEXT` (and `--jsonargs`): a JSON text, parsed as jq parses input
+    /// (numbers kept exact).
     Json(String),
+    /// `--slurpfile NAME FILE`: the JSON texts of a file, bound as an array of them.
+    Texts(String),
+}
+
+impl Arg {
+    /// The value, or why the text is not JSON.
+    fn value(&self) -> Result<Val, String> {
+        match self {
+            Arg::String(v) => Ok(Val::utf8_str(v.as_bytes().to_vec())),
+            Arg::Json(text) => read::parse_one(text),
+            Arg::Texts(text) => read::Values::new(text.as_bytes())
+                .collect::<Result<Vec<Val>, _>>()
+                .map(|all| all.into_iter().collect())
+                .map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// A compiled jq program. `Send + Sync`: compile once, use from any thread.
 pub struct Filter {
     inner: jaq_core::Filter<compile::Kind>,
     args: Vec<(String, Arg)>,
+    /// `$ARGS.positional` (`--args`, `--jsonargs`).
+    positional: Vec<Arg>,
+    /// The data modules the program imports (`import "x" as $x;`), bound after the globals.
+    data: Vec<Arg>,
+    /// The module search path (`modulemeta` reads it while the program runs).
+    search: Vec<PathBuf>,
     /// The program in the fast subset, when it is (see `fast`).
     fast: Option<fast::Expr>,
     /// Which built-in globals the program mentions (the others are bound to `null`).
@@ -140,19 +168,48 @@ impl Filter {
         origin: &str,
         args: &[(String, Arg)],
     ) -> Result<Filter, Error> {
+        Self::build(program, origin, args, &[], false)
+    }
+
+    /// Compiles `program` as the `jq` command does: named arguments, modules (`import`,
+    /// `include`) looked for in `lib_dirs` (jq's `-L`; when empty, jq's default `~/.jq`,
+    /// `$ORIGIN/../lib/jq`, `$ORIGIN/../lib`), and the definitions of a file `~/.jq`.
+    pub fn compile_with_libraries(
+        program: &str,
+        origin: &str,
+        args: &[(String, Arg)],
+        lib_dirs: &[PathBuf],
+    ) -> Result<Filter, Error> {
+        Self::build(program, origin, args, lib_dirs, true)
+    }
+
+    fn build(
+        program: &str,
+        origin: &str,
+        args: &[(String, Arg)],
+        lib_dirs: &[PathBuf],
+        home_file: bool,
+    ) -> Result<Filter, Error> {
         for (name, arg) in args {
-            if let Arg::Json(text) = arg {
-                read::parse_one(text).map_err(|reason| Error::InvalidArgJson {
-                    name: name.clone(),
-                    reason,
-                })?;
-            }
+            arg.value().map_err(|reason| Error::InvalidArgJson {
+                name: name.clone(),
+                reason,
+            })?;
         }
         let names: Vec<String> = args.iter().map(|(n, _)| n.clone()).collect();
-        let inner = compile::compile(program, origin, &names).map_err(Error::Compile)?;
+        let (inner, data) = compile::compile(program, origin, &names, lib_dirs, home_file)
+            .map_err(Error::Compile)?;
         Ok(Filter {
             inner,
+            data,
+            // Only `modulemeta` reads it while the program runs.
+            search: if program.contains("modulemeta") {
+                compile::search_paths(lib_dirs)
+            } else {
+                Vec::new()
+            },
             args: args.to_vec(),
+            positional: Vec::new(),
             fast: fast::parse(program),
             uses_env: program.contains("$ENV"),
             uses_loc: program.contains("$__loc__"),
@@ -160,8 +217,22 @@ impl Filter {
         })
     }
 
-    /// Global variable values, in the order `compile` declared them.
+    /// Sets `$ARGS.positional` (`--args` strings, `--jsonargs` JSON texts).
+    pub fn set_positional(&mut self, args: Vec<Arg>) -> Result<(), Error> {
+        for a in &args {
+            a.value()
+                .map_err(|reason| Error::InvalidPositional { reason })?;
+        }
+        self.positional = args;
+        Ok(())
+    }
+
+    /// Global variable values, in the order `compile` declared them. Also makes the search
+    /// path the running program's (`modulemeta`).
     fn globals(&self) -> Result<Vec<value::V>, Error> {
+        if !self.search.is_empty() {
+            modmeta::SEARCH.set(self.search.clone());
+        }
         let s = |s: &str| Val::utf8_str(s.as_bytes().to_vec());
         let env = if self.uses_env {
             Val::obj(
@@ -182,15 +253,10 @@ impl Filter {
         };
         let mut values = Vec::with_capacity(self.args.len());
         for (name, arg) in &self.args {
-            values.push(match arg {
-                Arg::String(v) => s(v),
-                Arg::Json(text) => {
-                    read::parse_one(text).map_err(|reason| Error::InvalidArgJson {
-                        name: name.clone(),
-                        reason,
-                    })?
-                }
-            });
+            values.push(arg.value().map_err(|reason| Error::InvalidArgJson {
+                name: name.clone(),
+                reason,
+            })?);
         }
         let args = if self.uses_args {
             let named = self
@@ -198,13 +264,27 @@ impl Filter {
                 .iter()
                 .zip(&values)
                 .map(|((n, _), v)| (s(n), v.clone()));
+            let positional = self
+                .positional
+                .iter()
+                .map(|a| {
+                    a.value()
+                        .map_err(|reason| Error::InvalidPositional { reason })
+                })
+                .collect::<Result<Vec<Val>, Error>>()?;
             let mut m = Map::default();
-            m.insert(s("positional"), Val::Arr(jaq_json::Rc::default()));
+            m.insert(s("positional"), positional.into_iter().collect());
             m.insert(s("named"), Val::obj(named.collect()));
             Val::obj(m)
         } else {
             Val::Null
         };
+        for d in &self.data {
+            values.push(
+                d.value()
+                    .map_err(|reason| Error::Runtime { message: reason })?,
+            );
+        }
         Ok([env, loc, args]
             .into_iter()
             .chain(values)

@@ -71,7 +71,16 @@ pub(crate) fn funs() -> Box<[NativeRun]> {
             let name = cv.0.pop_var();
             bome(broken_down_time(&cv.1.0, &name.0).map(V))
         }),
-        ("input_filename", v(0), |_| bome(Ok(V(Val::Null)))),
+        ("modulemeta", v(0), |cv| {
+            bome(
+                crate::modmeta::modulemeta(&cv.1.0)
+                    .map(V)
+                    .map_err(value::fail),
+            )
+        }),
+        ("input_filename", v(0), |_| {
+            bome(Ok(V(crate::run::INPUT_NAME.with_borrow(Clone::clone))))
+        }),
         ("stderr_empty", v(0), |cv| {
             eprint_raw(&cv.1.0);
             empty()
@@ -97,11 +106,11 @@ pub(crate) fn funs() -> Box<[NativeRun]> {
         }),
         ("ltrimstr", v(1), |mut cv| {
             let x = cv.0.pop_var();
-            bome(trim(&cv.1.0, &x.0, true).map(V))
+            bome(Ok(V(trim(&cv.1.0, &x.0, true))))
         }),
         ("rtrimstr", v(1), |mut cv| {
             let x = cv.0.pop_var();
-            bome(trim(&cv.1.0, &x.0, false).map(V))
+            bome(Ok(V(trim(&cv.1.0, &x.0, false))))
         }),
         ("jq_tostring", v(0), |cv| {
             bome(Ok(V(match cv.1.0 {
@@ -156,18 +165,18 @@ fn parse_number(s: &[u8]) -> Option<Val> {
         .map(|f| Val::Num(jaq_json::Num::Float(f)))
 }
 
-/// jq's `ltrimstr`/`rtrimstr`: both must be strings; the input unchanged unless it matches.
-fn trim(input: &Val, affix: &Val, left: bool) -> Result<Val, jaq_core::Error<V>> {
+/// jq 1.7.1's `ltrimstr`/`rtrimstr`: the input unchanged unless both are strings and it
+/// matches (`1 | ltrimstr("a")` and `"a" | ltrimstr(1)` give the input back).
+fn trim(input: &Val, affix: &Val, left: bool) -> Val {
     let (Val::TStr(s), Val::TStr(a)) = (input, affix) else {
-        let which = if left { "startswith" } else { "endswith" };
-        return Err(value::fail(format!("{which}() requires string inputs")));
+        return input.clone();
     };
     let rest = if left {
         s.strip_prefix(&a[..])
     } else {
         s.strip_suffix(&a[..])
     };
-    Ok(rest.map_or(input.clone(), |rest| Val::utf8_str(rest.to_vec())))
+    rest.map_or(input.clone(), |rest| Val::utf8_str(rest.to_vec()))
 }
 
 /// jq's `jv2tm` check: up to 8 numbers (none `nan`), missing fields 0, else

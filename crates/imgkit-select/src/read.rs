@@ -1,6 +1,12 @@
 //! Reading a stream of JSON values with flat memory: a buffer refilled from any `Read`, parsed by
 //! serde_json straight into jaq values (object keys shared between records), with line and byte
 //! offset for invalid input, as jq reports them.
+//!
+//! A value longer than the buffered input (one big document from a pipe arrives 64 KiB per
+//! read) is not parsed again from its start after each read, which would cost quadratic time:
+//! a scan that follows only strings and nesting ([`Scan`]) reads on until the value's end is
+//! buffered, then the value is parsed once. Memory is the value's text and the value, as jq
+//! holds the value; the buffer shrinks back after it.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -61,6 +67,78 @@ pub(crate) struct Values<R> {
     counted_lines: u64,
     /// Line on which the last value ended (1-based), for jq's `(at <stdin>:N)`.
     pub(crate) last_line: u64,
+    /// Byte offset (from the input's start) at which the last value began.
+    pub(crate) last_start: u64,
+    /// How far the value at `start` has been scanned for its end.
+    scan: Scan,
+    /// `--seq`: record separators (0x1E) separate values like whitespace, and text before
+    /// the first one is ignored (jq's parser waits for an RS).
+    pub(crate) seq: bool,
+    seen_rs: bool,
+}
+
+/// Finds where a JSON value ends without parsing it: follows strings (and their escapes) and
+/// the nesting of `[`/`{`, incrementally as more input arrives. It only decides when to parse;
+/// the parser still judges the text (invalid text ends the scan early or late, never wrongly).
+#[derive(Debug, Default, Clone, Copy)]
+struct Scan {
+    /// Bytes of the value scanned so far (relative to the value's start).
+    off: usize,
+    depth: usize,
+    in_str: bool,
+    /// A scalar (number, `true`, …): ends at whitespace or punctuation.
+    scalar: bool,
+    /// The end was found (or the scan cannot tell): parse now.
+    done: bool,
+}
+
+impl Scan {
+    /// Scans `bytes` (the value's text so far, from its first byte) on from `self.off`.
+    fn advance(&mut self, bytes: &[u8]) {
+        let mut i = self.off;
+        if i == 0 && !bytes.is_empty() {
+            match bytes[0] {
+                b'[' | b'{' => self.depth = 1,
+                b'"' => self.in_str = true,
+                _ => self.scalar = true,
+            }
+            i = 1;
+        }
+        while i < bytes.len() && !self.done {
+            if self.scalar {
+                match bytes[i..].iter().position(|c| {
+                    c.is_ascii_whitespace()
+                        || matches!(c, b'[' | b']' | b'{' | b'}' | b',' | b':' | b'"')
+                }) {
+                    Some(_) => self.done = true,
+                    None => i = bytes.len(),
+                }
+            } else if self.in_str {
+                match bytes[i..].iter().position(|&c| c == b'"' || c == b'\\') {
+                    // The escaped byte may lie beyond the buffered bytes: `off` then points past it.
+                    Some(j) if bytes[i + j] == b'\\' => i += j + 2,
+                    Some(j) => {
+                        i += j + 1;
+                        self.in_str = false;
+                        self.done = self.depth == 0;
+                    }
+                    None => i = bytes.len(),
+                }
+            } else {
+                match bytes[i] {
+                    b'"' => self.in_str = true,
+                    b'[' | b'{' => self.depth += 1,
+                    b']' | b'}' => {
+                        self.depth = self.depth.saturating_sub(1);
+                        self.done = self.depth == 0;
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        self.off = i;
+    }
 }
 
 impl<R: Read> Values<R> {
@@ -77,6 +155,10 @@ impl<R: Read> Values<R> {
             counted: 0,
             counted_lines: 0,
             last_line: 0,
+            last_start: 0,
+            scan: Scan::default(),
+            seq: false,
+            seen_rs: false,
         }
     }
 
@@ -90,6 +172,11 @@ impl<R: Read> Values<R> {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
+            // After a big value, give its buffer back.
+            if self.buf.len() > 4 * INITIAL_BUFFER && self.end < INITIAL_BUFFER {
+                self.buf.truncate(INITIAL_BUFFER);
+                self.buf.shrink_to_fit();
+            }
         }
         if self.end == self.buf.len() {
             self.buf.resize(self.buf.len() * 2, 0);
@@ -181,7 +268,11 @@ impl<R: Read> Values<R> {
             if self.start == 0 && self.dropped == 0 && self.buf[..self.end].starts_with(BOM) {
                 self.start = BOM.len();
             }
-            while self.start < self.end && self.buf[self.start].is_ascii_whitespace() {
+            while self.start < self.end
+                && (self.buf[self.start].is_ascii_whitespace()
+                    || (self.seq && (self.buf[self.start] == 0x1e || !self.seen_rs)))
+            {
+                self.seen_rs |= self.buf[self.start] == 0x1e;
                 self.start += 1;
             }
             if self.start == self.end {
@@ -196,21 +287,141 @@ impl<R: Read> Values<R> {
             }
             let len = self.end - self.start;
             match parse(&self.buf[self.start..self.end]) {
-                // A value ending right at the buffer's end may continue (`12` of `123`).
-                Some(Ok((v, used))) if used < len || self.eof => {
+                // A value ending right at the buffer's end may continue (`12` of `123`), unless
+                // its last byte closes it (`]`, `}`, `"`): then it is printed without waiting.
+                Some(Ok((v, used)))
+                    if used < len
+                        || self.eof
+                        || matches!(self.buf[self.start + used - 1], b']' | b'}' | b'"') =>
+                {
+                    self.last_start = self.dropped + self.start as u64;
                     self.start += used;
+                    self.scan = Scan::default();
                     self.last_line = self.line_at(self.start);
                     return Some(Ok(v));
                 }
                 Some(Err(e)) if !e.is_eof() || self.eof => return Some(Err(self.syntax(&e))),
-                // Incomplete: read more and parse again.
+                // Incomplete: read on until the value's end is buffered, then parse again.
                 _ => {
-                    if let Err(e) = self.fill() {
+                    if let Err(e) = self.fill_value() {
                         self.failed = true;
                         return Some(Err(ReadError::Io(e)));
                     }
                 }
             }
+        }
+    }
+
+    /// Reads until the end of the value at `start` is buffered (or the input ends), so a value
+    /// is parsed about once whatever the size of each read. When the scan already found the
+    /// end and the parser still wants more, reads once more.
+    fn fill_value(&mut self) -> io::Result<()> {
+        if self.scan.done {
+            return self.fill();
+        }
+        loop {
+            let value_start = self.start;
+            self.scan.advance(&self.buf[value_start..self.end]);
+            if self.scan.done || self.eof {
+                return Ok(());
+            }
+            // `fill` moves the value to the buffer's start; the scan is relative to it.
+            self.fill()?;
+        }
+    }
+}
+
+impl<R: Read> Values<R> {
+    /// `--seq`: after invalid text, goes on at the next record separator, as jq does ("ignoring
+    /// parse error"). `false` when not reading a sequence.
+    pub(crate) fn resync(&mut self) -> bool {
+        if !self.seq {
+            return false;
+        }
+        self.failed = false;
+        self.scan = Scan::default();
+        // The invalid text starts at `start`; the separator that ends it comes after.
+        let mut from = self.start + 1;
+        loop {
+            if let Some(i) = self.buf[from.min(self.end)..self.end]
+                .iter()
+                .position(|&c| c == 0x1e)
+            {
+                self.start = from.min(self.end) + i;
+                return true;
+            }
+            if self.eof {
+                self.start = self.end;
+                return true;
+            }
+            let searched = self.end.saturating_sub(self.start);
+            if self.fill().is_err() {
+                self.start = self.end;
+                self.eof = true;
+                return true;
+            }
+            from = self.start + searched;
+        }
+    }
+}
+
+/// One token of JSON text, for `--stream`: punctuation, or a whole scalar.
+pub(crate) enum Token {
+    /// `[` or `{`.
+    Open(u8),
+    /// `]` or `}`.
+    Close(u8),
+    Comma,
+    Colon,
+    Scalar(Val),
+}
+
+impl<R: Read> Values<R> {
+    /// The next token, without building arrays or objects (`--stream`); `None` at the end.
+    pub(crate) fn next_token(&mut self) -> Option<Result<Token, ReadError>> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            if self.start == 0 && self.dropped == 0 && self.buf[..self.end].starts_with(BOM) {
+                self.start = BOM.len();
+            }
+            while self.start < self.end && self.buf[self.start].is_ascii_whitespace() {
+                self.start += 1;
+            }
+            if self.start < self.end {
+                break;
+            }
+            if self.eof {
+                return None;
+            }
+            if let Err(e) = self.fill() {
+                self.failed = true;
+                return Some(Err(ReadError::Io(e)));
+            }
+        }
+        let c = self.buf[self.start];
+        let token = match c {
+            b'[' | b'{' => Token::Open(c),
+            b']' | b'}' => Token::Close(c),
+            b',' => Token::Comma,
+            b':' => Token::Colon,
+            _ => return self.next_with(parse_val).map(|r| r.map(Token::Scalar)),
+        };
+        self.last_start = self.dropped + self.start as u64;
+        self.start += 1;
+        self.last_line = self.line_at(self.start);
+        Some(Ok(token))
+    }
+
+    /// An error at the current position (`--stream`'s structural errors); ends the input.
+    pub(crate) fn error_here(&mut self, reason: &str) -> ReadError {
+        self.failed = true;
+        let pos = self.start;
+        ReadError::Syntax {
+            line: self.line_at(pos),
+            offset: self.dropped + pos as u64,
+            reason: reason.to_string(),
         }
     }
 }
@@ -387,7 +598,6 @@ impl<'de> Visitor<'de> for ValSeed<'_> {
             return Err(de::Error::custom("Exceeds depth limit for parsing"));
         }
         let mut obj = Map::default();
-        obj.reserve(16);
         while let Some(k) = map.next_key_seed(KeySeed(self.keys))? {
             let v = map.next_value_seed(ValSeed {
                 keys: self.keys,
@@ -481,6 +691,102 @@ mod tests {
                     .collect();
             assert_eq!(got, want, "buffer {buf}");
         }
+    }
+
+    /// Hands out its bytes a few at a time, as a pipe does (sizes cycle through `sizes`).
+    struct ShortReads<'a> {
+        data: &'a [u8],
+        sizes: &'a [usize],
+        reads: usize,
+    }
+
+    impl Read for ShortReads<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.sizes[self.reads % self.sizes.len()]
+                .min(buf.len())
+                .min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            self.reads += 1;
+            Ok(n)
+        }
+    }
+
+    /// A document of about `n` bytes with what a scan for its end must get right: strings
+    /// holding brackets, escaped quotes and backslashes, nesting, numbers and literals.
+    fn big_document(n: usize) -> String {
+        let mut doc = String::from("{\"items\": [");
+        let mut i = 0;
+        while doc.len() < n {
+            if i > 0 {
+                doc.push(',');
+            }
+            doc.push_str(&format!(
+                r#"{{"id": {i}, "name": "x\"]}}{{[\\", "t": [true, false, null, -1.5e3, "\u00e9\\"], "k{i}": {{}}}}"#
+            ));
+            i += 1;
+        }
+        doc.push_str("], \"end\": \"}\"}");
+        doc
+    }
+
+    #[test]
+    fn documents_split_across_many_short_reads() {
+        let big = big_document(INITIAL_BUFFER * 3);
+        let input = format!("{big}\n1 [2] \"three\" {big}{big} 4.5\n{{}}\ntrue");
+        // The whole input in one buffer, one read: the values as they are.
+        let want: Vec<String> = read_all(input.as_bytes(), input.len() + 1)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(want.len(), 9);
+        for sizes in [&[1, 2, 3, 5, 7][..], &[4096], &[65536, 1, 13]] {
+            for buf in [1, 16, INITIAL_BUFFER] {
+                let mut values = Values::new(ShortReads {
+                    data: input.as_bytes(),
+                    sizes,
+                    reads: 0,
+                });
+                values.buf = vec![0; buf];
+                let got: Vec<String> = values
+                    .map(|v| String::from_utf8(crate::write::to_json(&v.unwrap())).unwrap())
+                    .collect();
+                let first_diff = got.iter().zip(&want).position(|(g, w)| g != w);
+                assert!(
+                    got == want,
+                    "reads of {sizes:?} bytes, buffer {buf}: {} values, first difference at {first_diff:?}: {:?}",
+                    got.len(),
+                    first_diff.map(|i| got[i].chars().take(200).collect::<String>())
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_big_document_from_a_pipe_is_parsed_about_once() {
+        // 4 MiB arriving 4 KiB per read (a pipe gives 4 to 64 KiB): parsing it again after
+        // each read, as before, made 1,000 attempts and quadratic time.
+        let big = big_document(4 << 20);
+        let mut values = Values::new(ShortReads {
+            data: big.as_bytes(),
+            sizes: &[4096],
+            reads: 0,
+        });
+        let mut attempts = 0;
+        let v = values
+            .next_with(|slice| {
+                attempts += 1;
+                // Fail fast rather than run quadratic for minutes.
+                assert!(attempts <= 3, "parsed from its start {attempts} times");
+                parse_val(slice)
+            })
+            .expect("a value")
+            .expect("valid");
+        assert!(matches!(v, Val::Obj(_)));
+        assert!(values.next().is_none());
+        assert!(attempts <= 3, "{attempts} parse attempts");
+        // The buffer is given back once the document is done.
+        assert!(values.buf.len() <= INITIAL_BUFFER, "{}", values.buf.len());
     }
 
     #[test]

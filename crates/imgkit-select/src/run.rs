@@ -15,8 +15,38 @@ use crate::value::V;
 use crate::write::{self, Style};
 use crate::{Error, Filter, fast};
 
+/// The names of the input files and where each starts in the concatenated input, for jq's
+/// `input_filename`: the reader of the files records each as it opens it. Without any, the
+/// input is `<stdin>`.
+#[derive(Debug, Clone, Default)]
+pub struct InputNames(std::sync::Arc<std::sync::Mutex<Vec<(u64, String)>>>);
+
+impl InputNames {
+    /// Records that the file `name` starts at byte `offset` of the input.
+    pub fn starts(&self, offset: u64, name: &str) {
+        if let Ok(mut names) = self.0.lock() {
+            names.push((offset, name.to_string()));
+        }
+    }
+
+    /// The name of the file holding byte `offset`.
+    fn at(&self, offset: u64) -> Option<String> {
+        let names = self.0.lock().ok()?;
+        names
+            .iter()
+            .rev()
+            .find(|(start, _)| *start <= offset)
+            .map(|(_, name)| name.clone())
+    }
+}
+
+thread_local! {
+    /// `input_filename`: the name of the file the last input came from (`null` before any).
+    pub(crate) static INPUT_NAME: std::cell::RefCell<Val> = const { std::cell::RefCell::new(Val::Null) };
+}
+
 /// How to read the input and print the output; the flags of `jq` with the same names.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// `-n`: run the program once with `null` as input (`input`/`inputs` still read).
     pub null_input: bool,
@@ -26,6 +56,19 @@ pub struct RunOptions {
     pub raw_input: bool,
     /// `-e`: exit 1 if the last output was `false` or `null`, 4 if there was none.
     pub exit_status: bool,
+    /// `--stream`: each input value arrives as jq's stream events (`[[path], leaf]`, and
+    /// `[[path]]` closing each array and object), as `tostream` makes them.
+    pub stream: bool,
+    /// `--stream-errors`: `--stream`, and invalid input becomes one more event,
+    /// `["message", [path]]`, instead of ending the run.
+    pub stream_errors: bool,
+    /// `--seq`: the input is a JSON text sequence (RFC 7464): record separators (0x1E) separate
+    /// values; and outputs get one (see [`Style::seq`]).
+    pub seq: bool,
+    /// `--unbuffered`: flush the output after each value.
+    pub unbuffered: bool,
+    /// Where each input file starts (`input_filename`); `None`: the input is stdin.
+    pub names: Option<InputNames>,
     /// How outputs are printed.
     pub style: Style,
 }
@@ -56,6 +99,7 @@ pub(crate) fn error_message(e: jaq_core::Error<V>) -> (String, bool) {
 type Inputs<'a> = Box<dyn Iterator<Item = Result<Val, ReadError>> + 'a>;
 
 fn inputs<'a, R: Read + 'a>(input: R, opts: &RunOptions, line: &'a Cell<u64>) -> Inputs<'a> {
+    INPUT_NAME.set(Val::Null);
     if opts.raw_input && opts.slurp {
         let mut input = input;
         let mut all = Vec::new();
@@ -70,15 +114,50 @@ fn inputs<'a, R: Read + 'a>(input: R, opts: &RunOptions, line: &'a Cell<u64>) ->
         return Box::new(lines.inspect(move |_| line.set(line.get() + 1)));
     }
     let mut values = Values::new(input);
+    values.seq = opts.seq;
+    let names = opts.names.clone();
+    let set_name = move |offset: u64| {
+        let name = match &names {
+            Some(names) => names.at(offset),
+            None => Some("<stdin>".to_string()),
+        };
+        INPUT_NAME.set(name.map_or(Val::Null, |n| Val::utf8_str(n.into_bytes())));
+    };
+    let values: Inputs<'a> = if opts.stream || opts.stream_errors {
+        // Events as the text arrives, as jq's streaming parser makes them.
+        let mut events = crate::stream::Events::new(values, opts.stream_errors);
+        Box::new(std::iter::from_fn(move || {
+            let v = events.next();
+            line.set(events.last_line());
+            if v.is_some() {
+                set_name(events.last_start());
+            }
+            v
+        }))
+    } else {
+        Box::new(std::iter::from_fn(move || {
+            loop {
+                let v = values.next();
+                line.set(values.last_line);
+                if let Some(Err(e @ ReadError::Syntax { .. })) = &v
+                    && values.resync()
+                {
+                    // `--seq`: invalid text is skipped up to the next record separator.
+                    eprintln!("imgkit: ignoring parse error: {e}");
+                    continue;
+                }
+                if v.is_some() {
+                    set_name(values.last_start);
+                }
+                return v;
+            }
+        }))
+    };
     if opts.slurp {
-        let all: Result<Vec<Val>, ReadError> = values.by_ref().collect();
+        let all: Result<Vec<Val>, ReadError> = values.collect();
         return Box::new(std::iter::once(all.map(|a| a.into_iter().collect())));
     }
-    Box::new(std::iter::from_fn(move || {
-        let v = values.next();
-        line.set(values.last_line);
-        v
-    }))
+    values
 }
 
 impl Filter {
@@ -90,8 +169,11 @@ impl Filter {
         opts: &RunOptions,
         diagnostics: &mut dyn Write,
     ) -> Result<Outcome, Error> {
+        // `.` gains nothing from the fast path: each record would be parsed twice.
         if let (Some(expr), false, false, false) =
             (&self.fast, opts.null_input, opts.slurp, opts.raw_input)
+            && *expr != fast::Expr::Identity
+            && !(opts.stream || opts.stream_errors || opts.seq || opts.style.nul)
         {
             return self.run_fast(expr, input, output, opts, diagnostics);
         }
@@ -170,9 +252,27 @@ impl Filter {
         for y in self.inner.id.run((ctx.clone(), x)) {
             match y {
                 Ok(v) => {
+                    if opts.style.nul
+                        && let Val::TStr(s) | Val::BStr(s) = &v.0
+                        && s.contains(&0)
+                    {
+                        // jq stops this input's evaluation with a runtime error.
+                        state.errors += 1;
+                        state.last_failed = true;
+                        out.flush().map_err(Error::WriteOutput)?;
+                        let _ = writeln!(
+                            diagnostics,
+                            "imgkit: error (at {}): Cannot dump a string containing NUL with --raw-output0 option",
+                            at(line)
+                        );
+                        return Ok(None);
+                    }
                     state.last = Some(v.as_bool());
                     state.outputs += 1;
                     write::output(out, opts.style, &v.0).map_err(Error::WriteOutput)?;
+                    if opts.unbuffered {
+                        out.flush().map_err(Error::WriteOutput)?;
+                    }
                 }
                 Err(exn) => match exn.get_err() {
                     Ok(e) => {
@@ -181,12 +281,7 @@ impl Filter {
                         out.flush().map_err(Error::WriteOutput)?;
                         let (msg, is_str) = error_message(e);
                         let tag = if is_str { "" } else { " (not a string)" };
-                        // jq names the input's last line, or `<unknown>` before any input (`-n`).
-                        let at = if line == 0 {
-                            "<unknown>".to_string()
-                        } else {
-                            format!("<stdin>:{line}")
-                        };
+                        let at = at(line);
                         let _ = writeln!(diagnostics, "imgkit: error (at {at}){tag}: {msg}");
                         // Stop pulling this input's outputs, go on with the next input.
                         return Ok(None);
@@ -284,9 +379,21 @@ impl Filter {
             state.last = Some(printed.as_bool());
             state.outputs += 1;
             write::output(&mut out, opts.style, &printed).map_err(Error::WriteOutput)?;
+            if opts.unbuffered {
+                out.flush().map_err(Error::WriteOutput)?;
+            }
         }
         out.flush().map_err(Error::WriteOutput)?;
         Ok(state.finish(opts))
+    }
+}
+
+/// jq names the input's last line, or `<unknown>` before any input (`-n`).
+fn at(line: u64) -> String {
+    if line == 0 {
+        "<unknown>".to_string()
+    } else {
+        format!("<stdin>:{line}")
     }
 }
 

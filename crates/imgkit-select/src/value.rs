@@ -515,10 +515,27 @@ impl std::ops::Mul for V {
             (J::TStr(s) | J::BStr(s), J::Num(n)) | (J::Num(n), J::TStr(s) | J::BStr(s)) => {
                 repeat(&s, &n)
             }
-            (a @ J::Obj(_), b @ J::Obj(_)) => (a * b).map(V).map_err(|_| fail("merge")),
+            (J::Obj(a), J::Obj(b)) => merge(&a, &b, 0).map(|m| V(J::obj(m))),
             (a, b) => Err(type_error2(&a, &b, "cannot be multiplied")),
         }
     }
+}
+
+/// jq's recursive object merge (`a * b`): `b`'s entries win, objects under the same key merge;
+/// deeper than 10,000 levels is an error, as in jq (not a stack overflow).
+fn merge(a: &jaq_json::Map, b: &jaq_json::Map, depth: usize) -> Result<jaq_json::Map, Error> {
+    if depth > 10_000 {
+        return Err(fail("Object merge too deep"));
+    }
+    let mut out = a.clone();
+    for (k, bv) in b {
+        let merged = match (out.get(k), bv) {
+            (Some(J::Obj(ao)), J::Obj(bo)) => J::obj(merge(ao, bo, depth + 1)?),
+            _ => bv.clone(),
+        };
+        out.insert(k.clone(), merged);
+    }
+    Ok(out)
 }
 
 impl std::ops::Div for V {
@@ -1018,6 +1035,38 @@ mod tests {
             (2, 2)
         );
         assert!(slice_bounds(3, Some(&s("a")), None).is_err());
+    }
+
+    #[test]
+    fn object_merge_is_recursive_and_bounded() {
+        let parse = |t: &str| V(crate::read::parse_one(t).unwrap());
+        let merged = (parse(r#"{"a":{"b":1,"c":{"d":1}},"e":2}"#)
+            * parse(r#"{"a":{"c":{"f":2},"g":3},"e":{"x":1}}"#))
+        .unwrap();
+        assert_eq!(
+            crate::write::to_json(&merged.0),
+            br#"{"a":{"b":1,"c":{"d":1,"f":2},"g":3},"e":{"x":1}}"#
+        );
+        let nested = |n: usize| {
+            let mut v = J::obj(jaq_json::Map::default());
+            for _ in 0..n {
+                let mut m = jaq_json::Map::default();
+                m.insert(J::utf8_str(b"a".to_vec()), v);
+                v = J::obj(m);
+            }
+            V(v)
+        };
+        let ok = std::thread::Builder::new()
+            .stack_size(crate::STACK_SIZE)
+            .spawn(move || {
+                let fine = (nested(10_000) * nested(10_000)).is_ok();
+                let too_deep = (nested(10_001) * nested(10_001)).is_err();
+                fine && too_deep
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(ok, "10,000 levels merge, 10,001 are an error");
     }
 
     #[test]

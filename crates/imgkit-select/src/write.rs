@@ -25,6 +25,7 @@ impl Default for Indent {
 
 /// Output options, spelled like jq's flags.
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(clippy::struct_excessive_bools, reason = "jq's flags")]
 pub struct Style {
     /// Layout of arrays and objects.
     pub indent: Indent,
@@ -36,18 +37,170 @@ pub struct Style {
     pub ascii: bool,
     /// `-S`: print object keys sorted.
     pub sort_keys: bool,
+    /// `--raw-output0`: like `-j`, and a NUL byte after each value.
+    pub nul: bool,
+    /// `--seq`: an ASCII record separator (0x1E) before each value that is not a raw string.
+    pub seq: bool,
+    /// `-C`: colours, jq's or `JQ_COLORS`' (see [`Palette`]).
+    pub color: Option<&'static Palette>,
 }
 
-/// Writes one output value followed by a newline (unless `join`).
+/// The colours of `-C`: escape sequences for null, false, true, numbers, strings, arrays,
+/// objects and object keys, in jq 1.7.1's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Palette {
+    colors: [Vec<u8>; 8],
+}
+
+const RESET: &[u8] = b"\x1b[0m";
+
+impl Default for Palette {
+    /// jq 1.7.1's default colours.
+    fn default() -> Self {
+        let c = |s: &str| format!("\x1b[{s}m").into_bytes();
+        Self {
+            colors: [
+                c("0;90"),
+                c("0;39"),
+                c("0;39"),
+                c("0;39"),
+                c("0;32"),
+                c("1;39"),
+                c("1;39"),
+                c("1;34"),
+            ],
+        }
+    }
+}
+
+impl Palette {
+    /// The palette of a `JQ_COLORS` value (`"0;90:0;37:…"`, colon-separated, in the order above;
+    /// missing entries keep jq's default). `None` when jq refuses it ("Failed to set
+    /// $JQ_COLORS"): an entry longer than 12 characters or with characters other than digits
+    /// and `;`.
+    pub fn from_jq_colors(spec: &str) -> Option<Self> {
+        let mut palette = Self::default();
+        if spec.is_empty() {
+            return Some(palette);
+        }
+        for (slot, part) in palette.colors.iter_mut().zip(spec.split(':')) {
+            if part.len() > 12 || !part.bytes().all(|c| c.is_ascii_digit() || c == b';') {
+                return None;
+            }
+            *slot = format!("\x1b[{part}m").into_bytes();
+        }
+        Some(palette)
+    }
+
+    fn of(&self, v: &Val) -> &[u8] {
+        let i = match v {
+            Val::Null => 0,
+            Val::Bool(false) => 1,
+            Val::Bool(true) => 2,
+            Val::Num(_) => 3,
+            Val::TStr(_) | Val::BStr(_) => 4,
+            Val::Arr(_) => 5,
+            Val::Obj(_) => 6,
+        };
+        &self.colors[i]
+    }
+}
+
+/// Writes one output value followed by a newline (unless `join`), as jq's `process` does:
+/// raw strings as they are (with `-a`, as an ASCII JSON string), `--seq`'s separator before
+/// other values, `--raw-output0`'s NUL after each.
 pub(crate) fn output(w: &mut impl Write, style: Style, v: &Val) -> io::Result<()> {
     match v {
-        Val::TStr(s) | Val::BStr(s) if style.raw || style.join => w.write_all(s)?,
-        _ => value(w, style, 0, v)?,
+        Val::TStr(s) | Val::BStr(s) if style.raw || style.join => {
+            if style.ascii {
+                string(w, s, true)?;
+            } else {
+                w.write_all(s)?;
+            }
+        }
+        _ => {
+            if style.seq {
+                w.write_all(b"\x1e")?;
+            }
+            match style.color {
+                Some(palette) => colored(w, style, palette, 0, v)?,
+                None => value(w, style, 0, v)?,
+            }
+        }
     }
     if !style.join {
         w.write_all(b"\n")?;
     }
+    if style.nul {
+        w.write_all(b"\0")?;
+    }
     Ok(())
+}
+
+/// Writes `v` as JSON with colours, byte for byte as jq 1.7.1's `jv_dump_term` does.
+fn colored(
+    w: &mut impl Write,
+    style: Style,
+    palette: &Palette,
+    level: usize,
+    v: &Val,
+) -> io::Result<()> {
+    let color = palette.of(v);
+    w.write_all(color)?;
+    if level > 10_000 {
+        w.write_all(b"<skipped: too deep>")?;
+        return w.write_all(RESET);
+    }
+    match v {
+        Val::Arr(a) if !a.is_empty() => {
+            w.write_all(b"[")?;
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    w.write_all(b",")?;
+                }
+                newline(w, style, level + 1)?;
+                colored(w, style, palette, level + 1, x)?;
+                w.write_all(color)?;
+            }
+            newline(w, style, level)?;
+            w.write_all(color)?;
+            w.write_all(b"]")?;
+        }
+        Val::Obj(o) if !o.is_empty() => {
+            w.write_all(b"{")?;
+            let mut entries: Vec<(&Val, &Val)> = o.iter().collect();
+            if style.sort_keys {
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+            }
+            for (i, (k, x)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    w.write_all(b",")?;
+                }
+                newline(w, style, level + 1)?;
+                w.write_all(RESET)?;
+                w.write_all(&palette.colors[7])?;
+                match k {
+                    Val::TStr(s) | Val::BStr(s) => string(w, s, style.ascii)?,
+                    other => string(w, &to_json(other), style.ascii)?,
+                }
+                w.write_all(RESET)?;
+                w.write_all(color)?;
+                w.write_all(if style.indent == Indent::Compact {
+                    b":"
+                } else {
+                    b": "
+                })?;
+                w.write_all(RESET)?;
+                colored(w, style, palette, level + 1, x)?;
+                w.write_all(color)?;
+            }
+            newline(w, style, level)?;
+            w.write_all(color)?;
+            w.write_all(b"}")?;
+        }
+        scalar => value(w, style, level, scalar)?,
+    }
+    w.write_all(RESET)
 }
 
 /// Writes `v` as JSON in jq's layout.
@@ -106,15 +259,27 @@ pub(crate) fn value(w: &mut impl Write, style: Style, level: usize, v: &Val) -> 
 }
 
 fn newline(w: &mut impl Write, style: Style, level: usize) -> io::Result<()> {
-    match style.indent {
-        Indent::Compact => Ok(()),
-        Indent::Tab => {
-            w.write_all(b"\n")?;
-            (0..level).try_for_each(|_| w.write_all(b"\t"))
-        }
-        Indent::Spaces(n) => {
-            w.write_all(b"\n")?;
-            (0..level * usize::from(n)).try_for_each(|_| w.write_all(b" "))
+    const SPACES: &[u8; 64] = b"\n                                                               ";
+    const TABS: &[u8; 64] = b"\n\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t";
+    let (fill, mut n) = match style.indent {
+        Indent::Compact => return Ok(()),
+        Indent::Tab => (TABS, level),
+        Indent::Spaces(k) => (SPACES, level * usize::from(k)),
+    };
+    // A newline and the indent, written in pieces of at most 63 characters.
+    let mut first = true;
+    loop {
+        let take = n.min(63);
+        let piece = if first {
+            &fill[..=take]
+        } else {
+            &fill[1..=take]
+        };
+        w.write_all(piece)?;
+        first = false;
+        n -= take;
+        if n == 0 {
+            return Ok(());
         }
     }
 }
@@ -298,6 +463,27 @@ mod tests {
         ];
         for (f, want) in cases {
             assert_eq!(format_float(f), want, "{f:e}");
+        }
+    }
+
+    #[test]
+    fn indents_of_any_depth() {
+        for indent in [Indent::Spaces(7), Indent::Spaces(1), Indent::Tab] {
+            for level in [0, 1, 9, 10, 63, 64, 200] {
+                let style = Style {
+                    indent,
+                    ..Style::default()
+                };
+                let mut out = Vec::new();
+                newline(&mut out, style, level).unwrap();
+                let (c, n) = match indent {
+                    Indent::Tab => ('\t', level),
+                    Indent::Spaces(k) => (' ', level * usize::from(k)),
+                    Indent::Compact => unreachable!(),
+                };
+                let want = format!("\n{}", c.to_string().repeat(n));
+                assert_eq!(String::from_utf8(out).unwrap(), want, "{indent:?} {level}");
+            }
         }
     }
 
