@@ -9,6 +9,8 @@ mod diagnostics;
 mod endpoint;
 mod engine_args;
 mod guard;
+#[cfg(test)]
+mod layering;
 mod pipeline;
 mod plan;
 mod plugin_args;

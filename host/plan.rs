@@ -6,13 +6,12 @@
 //! before any engine is asked to move a byte.
 
 use std::collections::{BTreeMap, HashSet};
-use std::ffi::OsString;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, bail};
-use imgkit_engine::{Engine, EngineKind};
+use imgkit_engine::Engine;
 use imgkit_types::{Digest, ImageRecord, ImageRef, NONE};
 
 use imgkit_archive::{Archive, Compression, SubsetWriter};
@@ -108,7 +107,7 @@ impl Endpoint {
     /// The command that loads a tar from stdin.
     pub(crate) fn load_command(&self) -> anyhow::Result<Command> {
         match self {
-            Endpoint::Engine { engine, .. } => Ok(traced(engine.command(&engine.load_args()))),
+            Endpoint::Engine { engine, .. } => Ok(traced(engine.load_command())),
             Endpoint::Archive(p) => {
                 bail!("{} is an archive, not an engine to load into", p.display())
             }
@@ -408,18 +407,11 @@ impl Endpoint {
                     if by_id.is_some() && digest_only(r) {
                         let want = by_id.and_then(|w| w[i].clone());
                         out.push(match want {
-                            Some(id) if !engine.kind().is_containerd() => {
-                                let args: Vec<OsString> =
-                                    ["image", "inspect", "--format", "{{.ID}}", "--", id.as_str()]
-                                        .iter()
-                                        .map(OsString::from)
-                                        .collect();
-                                if engine.output(&args).is_ok() {
-                                    Found::Id(id)
-                                } else {
-                                    Found::Missing
-                                }
-                            }
+                            Some(id) => match engine.has_image_id(&id) {
+                                Some(true) => Found::Id(id),
+                                Some(false) => Found::Missing,
+                                None => Found::Unnamed,
+                            },
                             _ => Found::Unnamed,
                         });
                     } else {
@@ -600,56 +592,28 @@ impl Read for JoinedReader {
     }
 }
 
-/// Whether `target` files the short names of a docker archive under `localhost/` (podman): the
-/// stream's names are then qualified on the way ([`imgkit_transfer::QualifyNames`]).
+/// Whether `target` files the short names of a docker archive where docker does not mean them
+/// (podman, under `localhost/`): the stream's names are then qualified on the way
+/// ([`imgkit_transfer::QualifyNames`]).
 pub(crate) fn names_short_names_localhost(target: &Endpoint) -> bool {
-    target
-        .engine()
-        .is_some_and(|e| e.kind() == EngineKind::Podman)
+    target.engine().is_some_and(Engine::misfiles_short_names)
 }
 
-/// After a load, for names the stream rewrite could not reach: podman files the short names of a docker archive under `localhost/`
-/// (`seed/app:1.0` → `localhost/seed/app:1.0`); rename them to what docker means by them
-/// (`docker.io/seed/app:1.0`), as a pull would have named them. Two podman calls per image.
+/// After a load, for names the stream rewrite could not reach: the engine renames what it
+/// filed where docker does not mean it (podman: `localhost/seed/app:1.0` →
+/// `docker.io/seed/app:1.0`), as a pull would have named them.
 pub(crate) fn after_load(target: &Endpoint, loaded: &str, plan: &Plan) -> anyhow::Result<()> {
     let Some(engine) = target.engine() else {
         return Ok(());
     };
-    if engine.kind() != EngineKind::Podman {
-        return Ok(());
-    }
-    let loaded: HashSet<&str> = loaded
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Loaded image: "))
-        .map(str::trim)
+    let images: Vec<(&ImageRef, &str)> = plan
+        .images
+        .iter()
+        .map(|i| (&i.reference, i.id.as_str()))
         .collect();
-    // image ID → (local names, qualified names)
-    let mut by_image: BTreeMap<&str, (Vec<String>, Vec<String>)> = BTreeMap::new();
-    for img in &plan.images {
-        let r = &img.reference;
-        if r.domain().is_some() || r.tag().is_none() {
-            continue;
-        }
-        let local = format!("localhost/{r}");
-        if loaded.contains(local.as_str()) {
-            let entry = by_image.entry(img.id.as_str()).or_default();
-            entry.0.push(local);
-            entry.1.push(r.normalized().to_string());
-        }
-    }
-    for (local, qualified) in by_image.values() {
-        let mut tag = vec![OsString::from("tag"), OsString::from(&local[0])];
-        tag.extend(qualified.iter().map(OsString::from));
-        engine
-            .output(&tag)
-            .map_err(|e| engine_error(e, "could not rename the loaded images"))?;
-        let mut untag = vec![OsString::from("untag"), OsString::from(&local[0])];
-        untag.extend(local.iter().map(OsString::from));
-        engine
-            .output(&untag)
-            .map_err(|e| engine_error(e, "could not rename the loaded images"))?;
-    }
-    Ok(())
+    engine
+        .fix_misfiled_names(loaded, &images)
+        .map_err(|e| engine_error(e, "could not rename the loaded images"))
 }
 
 #[cfg(test)]

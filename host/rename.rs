@@ -5,7 +5,6 @@
 //! `podman tag` + `untag`, `ctr images tag` + `rm`), then the new names are verified by ID.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::str::FromStr;
 
 use anyhow::Context;
@@ -208,12 +207,8 @@ pub(crate) fn keep(target: &Endpoint, plan: &Plan, before: &Snapshot) -> anyhow:
             &hex[..hex.len().min(12)],
             std::process::id()
         );
-        let argv: Vec<OsString> = ["images", "tag", "--force", name.as_str(), alias.as_str()]
-            .iter()
-            .map(OsString::from)
-            .collect();
         engine
-            .output(&argv)
+            .tag(&name, std::slice::from_ref(&alias))
             .map_err(|e| engine_error(e, &format!("could not keep {name} safe before loading")))?;
         kept.aliases.push((name, alias));
     }
@@ -227,11 +222,9 @@ pub(crate) fn restore_kept(target: &Endpoint, kept: &Kept) -> Vec<String> {
     };
     let mut notes = Vec::new();
     for (name, alias) in &kept.aliases {
-        let os = |s: &str| OsString::from(s);
-        let back = [os("images"), os("tag"), os("--force"), os(alias), os(name)];
-        match engine.output(&back) {
-            Ok(_) => {
-                let _ = engine.output(&[os("images"), os("rm"), os(alias)]);
+        match engine.tag(alias, std::slice::from_ref(name)) {
+            Ok(()) => {
+                let _ = engine.untag(std::slice::from_ref(alias));
             }
             Err(e) => notes.push(format!("could not put back {name} (kept as {alias}): {e}")),
         }
@@ -252,36 +245,15 @@ pub(crate) fn apply(
     let Some(engine) = target.engine() else {
         return Ok(Vec::new());
     };
-    let os = |s: &str| OsString::from(s);
     for img in plan.images.iter().filter(|i| !i.rename.is_empty()) {
         let loaded = engine.native_ref(&img.reference).to_string();
         let new: Vec<String> = names(img)
             .iter()
             .map(|n| engine.native_ref(n).to_string())
             .collect();
-        let mut calls: Vec<Vec<OsString>> = Vec::new();
-        match engine.kind() {
-            EngineKind::Docker | EngineKind::Nerdctl => {
-                for n in &new {
-                    calls.push(vec![os("tag"), os(&loaded), os(n)]);
-                }
-            }
-            EngineKind::Podman => {
-                let mut c = vec![os("tag"), os(&loaded)];
-                c.extend(new.iter().map(|n| os(n)));
-                calls.push(c);
-            }
-            EngineKind::Ctr => {
-                let mut c = vec![os("images"), os("tag"), os("--force"), os(&loaded)];
-                c.extend(new.iter().map(|n| os(n)));
-                calls.push(c);
-            }
-        }
-        for c in calls {
-            engine
-                .output(&c)
-                .map_err(|e| engine_error(e, &format!("could not tag {}", img.reference)))?;
-        }
+        engine
+            .tag(&loaded, &new)
+            .map_err(|e| engine_error(e, &format!("could not tag {}", img.reference)))?;
     }
     let passing = passing_names(engine, plan);
     // Names this run created are dropped; names the target had stay (put back when moved).
@@ -295,7 +267,8 @@ pub(crate) fn apply(
             if now.get(name) == Some(was) {
                 continue;
             }
-            let argv: Vec<OsString> = match engine.kind() {
+            let from: &str = match engine.kind() {
+                // containerd cannot tag by image ID: the alias kept before the load holds it.
                 EngineKind::Ctr => {
                     let Some((_, alias)) = kept.aliases.iter().find(|(n, _)| n == name) else {
                         notes.push(format!(
@@ -303,11 +276,11 @@ pub(crate) fn apply(
                         ));
                         continue;
                     };
-                    vec![os("images"), os("tag"), os("--force"), os(alias), os(name)]
+                    alias
                 }
-                _ => vec![os("tag"), os(was), os(name)],
+                _ => was,
             };
-            engine.output(&argv).map_err(|e| {
+            engine.tag(from, std::slice::from_ref(name)).map_err(|e| {
                 engine_error(
                     e,
                     &format!("loading moved {name} off image {was}, and putting it back failed"),
@@ -318,36 +291,12 @@ pub(crate) fn apply(
             ));
         }
     }
-    let aliases: Vec<OsString> = kept.aliases.iter().map(|(_, a)| os(a)).collect();
-    if !aliases.is_empty() {
-        let mut c = vec![os("images"), os("rm")];
-        c.extend(aliases);
-        engine
-            .output(&c)
-            .map_err(|e| engine_error(e, "could not remove the aliases kept during the load"))?;
-    }
-    let drop: Vec<OsString> = created.iter().map(|n| os(n)).collect();
-    if drop.is_empty() {
-        return Ok(notes);
-    }
-    if engine.kind() == EngineKind::Podman {
-        // `podman untag IMAGE NAME…` works per image: one call per name.
-        for d in &drop {
-            let one = [os("untag"), d.clone(), d.clone()];
-            engine.output(&one).map_err(|e| {
-                engine_error(e, "could not drop the names images were loaded under")
-            })?;
-        }
-        return Ok(notes);
-    }
-    let mut c = match engine.kind() {
-        EngineKind::Docker | EngineKind::Nerdctl => vec![os("rmi"), os("--")],
-        EngineKind::Podman => unreachable!("handled above"),
-        EngineKind::Ctr => vec![os("images"), os("rm")],
-    };
-    c.extend(drop);
+    let aliases: Vec<String> = kept.aliases.iter().map(|(_, a)| a.clone()).collect();
     engine
-        .output(&c)
+        .untag(&aliases)
+        .map_err(|e| engine_error(e, "could not remove the aliases kept during the load"))?;
+    engine
+        .untag(&created)
         .map_err(|e| engine_error(e, "could not drop the names images were loaded under"))?;
     Ok(notes)
 }
