@@ -21,7 +21,7 @@ use crate::diagnostics::with_hint;
 use crate::endpoint::{EndpointSpec, open_engine};
 use crate::pipeline::Pipeline;
 use crate::progress::Printer;
-use crate::transfer::parse_size;
+use crate::transfer::listed_bytes;
 
 /// An opened endpoint.
 pub(crate) enum Endpoint {
@@ -170,7 +170,7 @@ pub(crate) fn engine_error(e: imgkit_engine::Error, context: &str) -> anyhow::Er
 
 /// One image of a plan.
 #[derive(Debug, Clone)]
-pub(crate) struct Selected {
+pub(crate) struct PlannedImage {
     /// The reference handed to the engine (validated, named in the listing).
     pub(crate) reference: ImageRef,
     /// The listing's ID (short config digest; manifest digest for containerd).
@@ -186,7 +186,7 @@ pub(crate) struct Selected {
 /// The images to move, every reference checked.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
-    pub(crate) images: Vec<Selected>,
+    pub(crate) images: Vec<PlannedImage>,
     pub(crate) refs: Vec<ImageRef>,
     /// Sum of the listed sizes of the distinct images (an estimate of the stream's size).
     pub(crate) expected_bytes: Option<u64>,
@@ -213,7 +213,7 @@ impl Plan {
         for w in warnings {
             printer.step("list", &format!("warning: {w}"));
         }
-        let index = Index::new(&records);
+        let index = NameIndex::new(&records);
 
         let mut chosen: Vec<(ImageRef, usize, Vec<String>)> = Vec::new();
         if given.is_empty() {
@@ -249,7 +249,7 @@ impl Plan {
                     .get("Platform")
                     .and_then(|p| p.as_str())
                     .map(str::to_owned);
-                images.push(Selected {
+                images.push(PlannedImage {
                     reference,
                     id: rec.id.clone(),
                     size: rec.size.clone(),
@@ -263,7 +263,7 @@ impl Plan {
         }
         let mut sizes: BTreeMap<&str, u64> = BTreeMap::new();
         for img in &images {
-            if let Some(s) = parse_size(&img.size) {
+            if let Some(s) = listed_bytes(&img.size) {
                 sizes.insert(&img.id, s);
             }
         }
@@ -495,12 +495,12 @@ fn resolve_id(records: &[ImageRecord], r: &ImageRef) -> Option<(ImageRef, usize)
 }
 
 /// The listing's names, normalized, for resolving filter outputs.
-struct Index {
+struct NameIndex {
     /// normalized "name:tag" / "name@digest" → (reference as the listing spells it, record).
     by_ref: BTreeMap<String, (ImageRef, usize)>,
 }
 
-impl Index {
+impl NameIndex {
     fn new(records: &[ImageRecord]) -> Self {
         let mut by_ref = BTreeMap::new();
         for (i, rec) in records.iter().enumerate() {
@@ -640,7 +640,7 @@ mod tests {
             rec("seed/pinned", NONE, D, "bbb"),
             rec("docker.io/library/alpine", "latest", NONE, "ccc"),
         ];
-        let idx = Index::new(&records);
+        let idx = NameIndex::new(&records);
         let p = |s: &str| ImageRef::parse(s).unwrap();
         assert_eq!(
             idx.resolve(&p("seed/app:1.0")).unwrap().0.to_string(),

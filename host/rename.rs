@@ -14,7 +14,7 @@ use regex::Regex;
 
 use crate::diagnostics::with_hint;
 use crate::guard::Snapshot;
-use crate::plan::{Endpoint, Found, Plan, Selected, engine_error};
+use crate::plan::{Endpoint, Found, Plan, PlannedImage, engine_error};
 
 /// One `--rename REGEX=REPLACEMENT` rule. REGEX must match a whole reference, fully qualified
 /// (`docker.io/library/alpine:3`) or as docker shows it (`alpine:3`); REPLACEMENT may use
@@ -55,8 +55,8 @@ fn apply_rules(rules: &[Rule], r: &ImageRef) -> Option<String> {
     })
 }
 
-/// Fully qualified name, the key names are compared by.
-fn key(r: &ImageRef) -> String {
+/// Fully qualified name, the key new names are compared by.
+fn qualified(r: &ImageRef) -> String {
     r.normalized().to_string()
 }
 
@@ -93,7 +93,7 @@ pub(crate) fn resolve(plan: &mut Plan, rules: &[Rule]) -> anyhow::Result<usize> 
             } else {
                 parsed
             };
-            let k = key(&parsed);
+            let k = qualified(&parsed);
             if !names.contains(&k) {
                 names.push(k);
             }
@@ -114,11 +114,11 @@ pub(crate) fn resolve(plan: &mut Plan, rules: &[Rule]) -> anyhow::Result<usize> 
 }
 
 /// No name may stand for two different images in the target.
-fn check_collisions(images: &[Selected]) -> anyhow::Result<()> {
+fn check_collisions(images: &[PlannedImage]) -> anyhow::Result<()> {
     let mut owner: BTreeMap<String, (&str, String)> = BTreeMap::new();
     for img in images {
         let names: Vec<String> = if img.rename.is_empty() {
-            vec![key(&img.reference)]
+            vec![qualified(&img.reference)]
         } else {
             img.rename.clone()
         };
@@ -144,7 +144,7 @@ fn check_collisions(images: &[Selected]) -> anyhow::Result<()> {
 }
 
 /// The checked new names of `img` (empty: it keeps its own).
-pub(crate) fn names(img: &Selected) -> Vec<ImageRef> {
+pub(crate) fn names(img: &PlannedImage) -> Vec<ImageRef> {
     img.rename
         .iter()
         .map(|n| ImageRef::parse(n).expect("checked by resolve"))
@@ -152,7 +152,7 @@ pub(crate) fn names(img: &Selected) -> Vec<ImageRef> {
 }
 
 /// The names `img` has in the target once moved: its new names, or its own.
-pub(crate) fn target_names(img: &Selected) -> Vec<ImageRef> {
+pub(crate) fn target_names(img: &PlannedImage) -> Vec<ImageRef> {
     let n = names(img);
     if n.is_empty() {
         vec![img.reference.clone()]
@@ -303,7 +303,7 @@ pub(crate) fn apply(
 
 /// Checks that each new name resolves in `target` to the source's image ID; the number checked.
 pub(crate) fn verify(plan: &Plan, source: &Endpoint, target: &Endpoint) -> anyhow::Result<usize> {
-    let renamed: Vec<&Selected> = plan
+    let renamed: Vec<&PlannedImage> = plan
         .images
         .iter()
         .filter(|i| !i.rename.is_empty())
@@ -350,8 +350,8 @@ pub(crate) fn verify(plan: &Plan, source: &Endpoint, target: &Endpoint) -> anyho
 mod tests {
     use super::*;
 
-    fn sel(r: &str, id: &str, rename: &[&str]) -> Selected {
-        Selected {
+    fn sel(r: &str, id: &str, rename: &[&str]) -> PlannedImage {
+        PlannedImage {
             reference: ImageRef::parse(r).unwrap(),
             id: id.into(),
             size: "1MB".into(),
@@ -360,7 +360,7 @@ mod tests {
         }
     }
 
-    fn plan(images: Vec<Selected>) -> Plan {
+    fn plan(images: Vec<PlannedImage>) -> Plan {
         crate::skip::plan_of(images).unwrap()
     }
 

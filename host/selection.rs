@@ -37,7 +37,7 @@ pub(crate) struct Selected {
 }
 
 /// Fully qualified lookup key of a reference (`docker.io/library/alpine:3`).
-fn key(r: &ImageRef) -> String {
+pub(crate) fn key(r: &ImageRef) -> String {
     let name = r.normalized_name();
     match (r.tag(), r.digest()) {
         (Some(t), _) => format!("{name}:{t}"),
