@@ -112,7 +112,7 @@ pub(crate) fn after_failed_load(
         let created: Vec<String> = created.into_iter().cloned().collect();
         let names = created
             .iter()
-            .map(|s| s.as_str())
+            .map(String::as_str)
             .collect::<Vec<_>>()
             .join(", ");
         match engine.remove(&created) {
