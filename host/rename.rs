@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use anyhow::Context;
-use imgkit_engine::EngineKind;
 use imgkit_types::ImageRef;
 use regex::Regex;
 
@@ -187,13 +186,14 @@ fn passing_names(engine: &imgkit_engine::Engine, plan: &Plan) -> Vec<String> {
         .collect()
 }
 
-/// Before the load: for containerd, keeps each name the load will pass through that the
-/// target already has under an alias (see [`Kept`]).
+/// Before the load: for an engine that cannot tag by image ID (ctr), keeps each name the load
+/// will pass through that the target already has under an alias (see [`Kept`]), to put it
+/// back from.
 pub(crate) fn keep(target: &Endpoint, plan: &Plan, before: &Snapshot) -> anyhow::Result<Kept> {
     let Some(engine) = target.engine() else {
         return Ok(Kept::default());
     };
-    if engine.kind() != EngineKind::Ctr {
+    if engine.tags_by_id() {
         return Ok(Kept::default());
     }
     let mut kept = Kept::default();
@@ -267,18 +267,17 @@ pub(crate) fn apply(
             if now.get(name) == Some(was) {
                 continue;
             }
-            let from: &str = match engine.kind() {
-                // containerd cannot tag by image ID: the alias kept before the load holds it.
-                EngineKind::Ctr => {
-                    let Some((_, alias)) = kept.aliases.iter().find(|(n, _)| n == name) else {
-                        notes.push(format!(
-                            "loading moved {name} off image {was}, and it could not be put back"
-                        ));
-                        continue;
-                    };
-                    alias
-                }
-                _ => was,
+            let from: &str = if engine.tags_by_id() {
+                was
+            } else {
+                // Not by image ID: the alias kept before the load holds it.
+                let Some((_, alias)) = kept.aliases.iter().find(|(n, _)| n == name) else {
+                    notes.push(format!(
+                        "loading moved {name} off image {was}, and it could not be put back"
+                    ));
+                    continue;
+                };
+                alias
             };
             engine.tag(from, std::slice::from_ref(name)).map_err(|e| {
                 engine_error(

@@ -505,4 +505,8 @@ impl crate::seam::Seam for Ctr {
     fn has_image_id(&self, _e: &Engine, _id: &Digest) -> Option<bool> {
         None
     }
+
+    fn tags_by_id(&self) -> bool {
+        false
+    }
 }

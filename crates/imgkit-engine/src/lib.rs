@@ -326,6 +326,11 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether [`Engine::tag`] takes an image ID as its source (not ctr: a name only).
+    pub fn tags_by_id(&self) -> bool {
+        self.seam().tags_by_id()
+    }
+
     /// Drops `names`; an image left with no name may go with its last one.
     pub fn untag(&self, names: &[String]) -> Result<(), Error> {
         if names.is_empty() {

@@ -92,6 +92,11 @@ pub(crate) trait Seam: Sync {
         Some(e.output(&inspect_id_args(&[id.as_str()])).is_ok())
     }
 
+    /// Whether `tag` accepts an image ID as its source (ctr's `images tag` takes a name only).
+    fn tags_by_id(&self) -> bool {
+        true
+    }
+
     /// Whether the engine files the short names of a docker archive somewhere other than
     /// docker means them (podman: under `localhost/`), so a stream's names should be
     /// qualified on the way in.
