@@ -12,7 +12,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 use imgkit_engine::Engine;
-use imgkit_types::{Digest, ImageRecord, ImageRef, NONE};
+use imgkit_types::{Digest, ImageRef};
 
 use imgkit_archive::{Archive, Compression, SubsetWriter};
 use imgkit_transfer::Source;
@@ -21,6 +21,7 @@ use crate::diagnostics::with_hint;
 use crate::endpoint::{EndpointSpec, open_engine};
 use crate::pipeline::Pipeline;
 use crate::progress::Printer;
+use crate::selection::{Listing, NameIndex, resolve_id};
 use crate::transfer::listed_bytes;
 
 /// An opened endpoint.
@@ -56,7 +57,7 @@ impl Endpoint {
     }
 
     /// The source's listing, in docker's record shape, and warnings about what it left out.
-    pub(crate) fn list(&self) -> anyhow::Result<(Vec<ImageRecord>, Vec<String>)> {
+    pub(crate) fn list(&self) -> anyhow::Result<Listing> {
         match self {
             Endpoint::Engine { engine, spec } => {
                 let (mut records, warnings) = engine.list_noting().map_err(|e| {
@@ -71,12 +72,15 @@ impl Endpoint {
                         );
                     }
                 }
-                Ok((records, warnings))
+                Ok(Listing { records, warnings })
             }
             Endpoint::Archive(p) => {
                 let archive = Archive::open(p)
                     .with_context(|| format!("could not read the archive {}", p.display()))?;
-                Ok((archive.records(), archive.warnings()))
+                Ok(Listing {
+                    records: archive.records(),
+                    warnings: archive.warnings(),
+                })
             }
         }
     }
@@ -209,7 +213,7 @@ impl Plan {
             .context("refusing to run any engine")?;
 
         printer.step("list", &format!("listing images in {}", source.name()));
-        let (records, warnings) = source.list()?;
+        let Listing { records, warnings } = source.list()?;
         for w in warnings {
             printer.step("list", &format!("warning: {w}"));
         }
@@ -470,68 +474,6 @@ fn not_listed(r: &ImageRef, source: &Endpoint) -> anyhow::Error {
     )
 }
 
-/// The listing's image with the ID `r` (as `docker save ID` reads it): saved by that ID,
-/// or, where the engine saves only by name (containerd), by a name of the image.
-fn resolve_id(records: &[ImageRecord], r: &ImageRef) -> Option<(ImageRef, usize)> {
-    let id = image_id_of(r)?;
-    let found: Vec<usize> = records
-        .iter()
-        .enumerate()
-        .filter(|(_, rec)| {
-            let own = rec.id.strip_prefix("sha256:").unwrap_or(&rec.id);
-            own.len() >= 12 && (id.starts_with(own) || own.starts_with(id))
-        })
-        .map(|(i, _)| i)
-        .collect();
-    let first = *found.first()?;
-    if !records[first].extra.contains_key("Name") {
-        return Some((r.clone(), first));
-    }
-    found.into_iter().find_map(|i| {
-        let rec = &records[i];
-        let name = rec.reference()?;
-        Some((ImageRef::parse(&name).ok()?, i))
-    })
-}
-
-/// The listing's names, normalized, for resolving filter outputs.
-struct NameIndex {
-    /// normalized "name:tag" / "name@digest" → (reference as the listing spells it, record).
-    by_ref: BTreeMap<String, (ImageRef, usize)>,
-}
-
-impl NameIndex {
-    fn new(records: &[ImageRecord]) -> Self {
-        let mut by_ref = BTreeMap::new();
-        for (i, rec) in records.iter().enumerate() {
-            if rec.repository == NONE {
-                continue;
-            }
-            if rec.tag != NONE
-                && let Ok(r) = ImageRef::parse(&format!("{}:{}", rec.repository, rec.tag))
-            {
-                by_ref.entry(r.normalized().to_string()).or_insert((r, i));
-            }
-            if !rec.digest.is_empty()
-                && rec.digest != NONE
-                && let Ok(r) = ImageRef::parse(&format!("{}@{}", rec.repository, rec.digest))
-            {
-                by_ref.entry(r.normalized().to_string()).or_insert((r, i));
-            }
-        }
-        Self { by_ref }
-    }
-
-    /// The listing's image named by `r` (a bare name means its `latest` tag, as engines read it).
-    fn resolve(&self, r: &ImageRef) -> Option<(ImageRef, usize)> {
-        if r.tag().is_some() || r.digest().is_some() {
-            return self.by_ref.get(&r.normalized().to_string()).cloned();
-        }
-        let latest = r.with_tag("latest").ok()?;
-        self.by_ref.get(&latest.normalized().to_string()).cloned()
-    }
-}
-
 /// The argv of `cmd`, program first, for plans and `-v`.
 pub(crate) fn argv(cmd: &Command) -> Vec<String> {
     std::iter::once(cmd.get_program())
@@ -620,42 +562,7 @@ pub(crate) fn after_load(target: &Endpoint, loaded: &str, plan: &Plan) -> anyhow
 mod tests {
     use super::*;
 
-    fn rec(repo: &str, tag: &str, digest: &str, id: &str) -> ImageRecord {
-        ImageRecord {
-            repository: repo.into(),
-            tag: tag.into(),
-            digest: digest.into(),
-            id: id.into(),
-            size: "1MB".into(),
-            ..ImageRecord::default()
-        }
-    }
-
     const D: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
-
-    #[test]
-    fn resolves_command_line_refs_against_the_listing() {
-        let records = vec![
-            rec("seed/app", "1.0", NONE, "aaa"),
-            rec("seed/pinned", NONE, D, "bbb"),
-            rec("docker.io/library/alpine", "latest", NONE, "ccc"),
-        ];
-        let idx = NameIndex::new(&records);
-        let p = |s: &str| ImageRef::parse(s).unwrap();
-        assert_eq!(
-            idx.resolve(&p("seed/app:1.0")).unwrap().0.to_string(),
-            "seed/app:1.0"
-        );
-        assert_eq!(idx.resolve(&p("docker.io/seed/app:1.0")).unwrap().1, 0);
-        assert_eq!(idx.resolve(&p(&format!("seed/pinned@{D}"))).unwrap().1, 1);
-        assert_eq!(
-            idx.resolve(&p("alpine")).unwrap().1,
-            2,
-            "a bare name means :latest"
-        );
-        assert!(idx.resolve(&p("nope/none:1")).is_none());
-        assert!(idx.resolve(&p("seed/app")).is_none(), "no seed/app:latest");
-    }
 
     #[test]
     fn an_image_id_is_a_bare_12_or_64_hex_name() {
