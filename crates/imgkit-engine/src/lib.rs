@@ -1,9 +1,13 @@
 //! imgkit's container engines: docker, nerdctl, ctr and podman behind one [`Engine`].
 //!
-//! Each engine's quirks live in its own module as pure functions (argv builders and output
-//! parsers, unit-tested with recorded real output); [`Engine`] resolves the binary, adds the
-//! global flags (docker host/context, containerd address and namespace), runs one batched
-//! command per question and turns failures into [`Error`]s a person can act on.
+//! Each engine's quirks live in its own module (`docker.rs`, `podman.rs`, `ctr.rs`,
+//! `nerdctl.rs`): argv builders and output parsers as pure functions (unit-tested with recorded
+//! real output), and the engine's seam (`seam.rs`): global flags, listing, error
+//! classification, save/load, tag/untag/remove, image-ID lookup and naming quirks (podman's
+//! `localhost/`). `seam::seam` is the one `match` on [`EngineKind`] that picks one. [`Engine`]
+//! resolves the binary (`bin.rs`), runs one batched command per question through the seam and
+//! turns failures into [`Error`]s a person can act on; callers never build an engine argv.
+//! The crate knows no command line: the binary maps [`EngineKind`] through its `FromStr`.
 //!
 //! Every listing comes back in one record shape, docker's `{{json .}}` line ([`ImageRecord`]),
 //! one record per repository:tag:
