@@ -1,8 +1,13 @@
 //! The command line, declared with clap's derive API: the doc comments are the help text.
 
-use clap::{Args, Parser, Subcommand};
+use std::process::ExitCode;
 
-use crate::commands;
+use clap::{Parser, Subcommand};
+
+use crate::commands::{
+    completions, engines, explain, filter, inspect, load, ls, plugin, run, save, verify,
+};
+pub(crate) use crate::global::GlobalArgs;
 
 /// `imgkit --version`: imgkit's version, then jaq's and wasmtime's and the plugin contract's,
 /// written by build.rs from Cargo.lock (nothing is initialised to print it).
@@ -28,24 +33,10 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-/// Options every command accepts.
-#[derive(Debug, Clone, Default, Args)]
-pub(crate) struct GlobalArgs {
-    /// Print machine-readable JSON instead of human output (one schema per command).
-    #[arg(long, global = true)]
-    pub(crate) json: bool,
-    /// Print only errors.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
-    pub(crate) quiet: bool,
-    /// Say more: -v shows every engine command line imgkit runs.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub(crate) verbose: u8,
-}
-
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run a jq program over JSON input, exactly as `jq` would (in-process, no jq needed).
-    Filter(commands::filter::Args),
+    Filter(filter::Args),
     /// Move images: list the source, select with a jq filter, stream its save into the target's
     /// load (or an archive file), then check every image's ID in the target.
     ///
@@ -59,32 +50,57 @@ pub(crate) enum Command {
   imgkit run --from docker --to podman --via images.tar   …and keep the archive
   imgkit run -f default.jq                                docker → ./images.tar (the guide's step 1)
   imgkit run --from podman --to docker --dry-run          show images, sizes and commands only")]
-    Run(commands::run::Args),
+    Run(run::Args),
     /// Save images from an engine into an archive file (or stdout with `-o -`).
     #[command(after_help = "Examples:
   imgkit save -o images.tar                     the default selection (the one engine here)
   imgkit save --engine podman -o - seed/app:1.0 | gzip > app.tar.gz
   imgkit save --engine ctr -n k8s.io -f mine.jq -o k8s.tar")]
-    Save(commands::save::Args),
+    Save(save::Args),
     /// Load an archive (docker-save or OCI; plain, gzip or zstd) into an engine.
     #[command(after_help = "Examples:
   imgkit load --engine podman -i images.tar
   zstd -dc images.tar.zst | imgkit load --engine ctr -n k8s.io")]
-    Load(commands::load::Args),
+    Load(load::Args),
     /// List an engine's images, select them with a jq program, print references or records.
-    Ls(commands::ls::Args),
+    Ls(ls::Args),
     /// Show which container engines are installed and reachable here.
-    Engines(commands::engines::Args),
+    Engines(engines::Args),
     /// Check WASM filter plugins: `imgkit plugin check FILE.wasm` validates one and runs it on a
     /// sample listing.
-    Plugin(commands::plugin::Args),
+    Plugin(plugin::Args),
     /// Print a shell completion script.
-    Completions(commands::completions::Args),
+    Completions(completions::Args),
     /// Check an image archive: every blob's sha256 and size, every manifest's references.
-    Verify(commands::verify::Args),
+    Verify(verify::Args),
     /// Show what an image archive holds: images, names, platforms, layers, shared layers.
-    Inspect(commands::inspect::Args),
+    Inspect(inspect::Args),
     /// Explain an error: `imgkit explain IK301` prints the cause and fix of the error whose
     /// `more:` line names IK301 (from docs/troubleshooting.md); no CODE lists them all.
-    Explain(commands::explain::Args),
+    Explain(explain::Args),
+}
+
+impl Cli {
+    /// Runs the parsed command line.
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let global = &self.global;
+        crate::engine_args::set_verbose(global.verbose > 0);
+        match self.command {
+            Command::Completions(args) => completions::run(
+                &args,
+                global,
+                &mut <Self as clap::CommandFactory>::command(),
+            ),
+            Command::Filter(args) => filter::run(&args, global),
+            Command::Save(args) => save::run(&args, global),
+            Command::Load(args) => load::run(&args, global),
+            Command::Run(args) => run::run(&args, global),
+            Command::Verify(args) => verify::run(&args, global),
+            Command::Inspect(args) => inspect::run(&args, global),
+            Command::Ls(args) => ls::run(&args, global),
+            Command::Engines(args) => engines::run(&args, global),
+            Command::Explain(args) => explain::run(&args, global),
+            Command::Plugin(args) => plugin::run(&args, global),
+        }
+    }
 }

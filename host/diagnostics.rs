@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use imgkit_engine::EngineKind;
 
-use crate::cli::GlobalArgs;
+use crate::global::GlobalArgs;
 
 /// docs/troubleshooting.md: every error message imgkit prints, with its cause and fix, each
 /// under a stable code (`### IK301: …`) and with the patterns of the messages it explains

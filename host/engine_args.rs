@@ -11,11 +11,31 @@ use imgkit_engine::{Engine, EngineKind, EngineOptions};
 
 use crate::diagnostics::with_hint;
 
+/// `--engine`'s values: the library's [`EngineKind`] through its `FromStr`, each with the help
+/// `imgkit save --help` shows (the engine crate knows no command line).
+pub(crate) fn engine_kind_parser() -> impl clap::builder::TypedValueParser<Value = EngineKind> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
+    let help = |k: EngineKind| match k {
+        EngineKind::Docker => "dockerd (moby), through the `docker` CLI",
+        EngineKind::Nerdctl => "containerd, through the `nerdctl` CLI",
+        EngineKind::Ctr => "containerd, through its own `ctr` CLI",
+        EngineKind::Podman => "podman (no daemon)",
+    };
+    let order = [
+        EngineKind::Docker,
+        EngineKind::Nerdctl,
+        EngineKind::Ctr,
+        EngineKind::Podman,
+    ];
+    PossibleValuesParser::new(order.map(|k| PossibleValue::new(k.as_str()).help(help(k))))
+        .map(|s| s.parse::<EngineKind>().expect("one of the possible values"))
+}
+
 /// `--engine`, `-n/--namespace`, `--address`, `--host`, `--context`, `--engine-bin`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct EngineArgs {
     /// The engine [default: the one engine reachable here].
-    #[arg(long, value_enum, env = "IMGKIT_ENGINE")]
+    #[arg(long, value_parser = engine_kind_parser(), env = "IMGKIT_ENGINE")]
     pub(crate) engine: Option<EngineKind>,
     /// containerd namespace for ctr and nerdctl (`k8s.io` holds Kubernetes' images).
     #[arg(

@@ -6,9 +6,8 @@
 //! One listing of the target before the load, one after (only when needed).
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 
-use imgkit_engine::{Engine, EngineKind};
+use imgkit_engine::Engine;
 use imgkit_types::{ImageRecord, ImageRef};
 
 use crate::plan::Endpoint;
@@ -110,22 +109,21 @@ pub(crate) fn after_failed_load(
         ));
     }
     if !created.is_empty() {
-        let mut argv = remove_args(engine.kind());
-        argv.extend(created.iter().map(OsString::from));
+        let created: Vec<String> = created.into_iter().cloned().collect();
         let names = created
             .iter()
-            .map(|s| s.as_str())
+            .map(String::as_str)
             .collect::<Vec<_>>()
             .join(", ");
-        match engine.output(&argv) {
-            Ok(_) => said.push(format!(
+        match engine.remove(&created) {
+            Ok(()) => said.push(format!(
                 "removed what it had left in {}: {names}",
                 target.name()
             )),
             Err(e) => said.push(format!(
                 "it left {names} in {}, and removing them failed ({e}); remove them with `{}`",
                 target.name(),
-                crate::plan::display_argv(&engine.command(&argv))
+                engine.remove_command_line(&created)
             )),
         }
     }
@@ -142,15 +140,6 @@ pub(crate) fn after_failed_load(
         target.name(),
         said.join("; ")
     ))
-}
-
-/// The argv that removes names (and images left without one).
-fn remove_args(kind: EngineKind) -> Vec<OsString> {
-    let os = |s: &str| OsString::from(s);
-    match kind {
-        EngineKind::Ctr => vec![os("images"), os("rm")],
-        EngineKind::Docker | EngineKind::Nerdctl | EngineKind::Podman => vec![os("rmi"), os("--")],
-    }
 }
 
 /// Held while one run writes into an engine's image store (before-listing → load → names →

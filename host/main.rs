@@ -8,7 +8,10 @@ mod commands;
 mod diagnostics;
 mod endpoint;
 mod engine_args;
+mod global;
 mod guard;
+#[cfg(test)]
+mod layering;
 mod layout;
 mod pipeline;
 mod plan;
@@ -22,7 +25,7 @@ mod transfer;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory as _, Parser as _};
 
 /// jq programs allocate and free several values per field of every record; mimalloc does that
 /// in about half the CPU time of the system allocator (see `scripts/bench-filter`).
@@ -34,10 +37,12 @@ fn main() -> ExitCode {
     // show them: `__parse ARGS…` (the docs test) and `__man DIR` (`just man`).
     let mut argv = std::env::args_os();
     match argv.nth(1).as_ref().and_then(|a| a.to_str()) {
-        Some("__parse") => return commands::parse::run(&argv.collect::<Vec<_>>()),
+        Some("__parse") => {
+            return commands::parse::run(&argv.collect::<Vec<_>>(), cli::Cli::command());
+        }
         Some("__man") => {
-            return commands::man::run(&argv.collect::<Vec<_>>())
-                .unwrap_or_else(|err| diagnostics::report(&err, &cli::GlobalArgs::default()));
+            return commands::man::run(&argv.collect::<Vec<_>>(), cli::Cli::command())
+                .unwrap_or_else(|err| diagnostics::report(&err, &global::GlobalArgs::default()));
         }
         _ => {}
     }
@@ -46,7 +51,7 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     let global = cli.global.clone();
-    match commands::run(cli) {
+    match cli.run() {
         Ok(code) => code,
         Err(err) => diagnostics::report(&err, &global),
     }

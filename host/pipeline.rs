@@ -17,7 +17,7 @@ use imgkit_select::Filter;
 use imgkit_types::ImageRecord;
 use serde_json::Value;
 
-use crate::cli::GlobalArgs;
+use crate::global::GlobalArgs;
 use crate::plugin_args::{PluginArgs, run_plugin};
 use crate::selection::{self, Selected};
 

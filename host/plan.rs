@@ -6,14 +6,13 @@
 //! before any engine is asked to move a byte.
 
 use std::collections::{BTreeMap, HashSet};
-use std::ffi::OsString;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, bail};
-use imgkit_engine::{Engine, EngineKind};
-use imgkit_types::{Digest, ImageRecord, ImageRef, NONE};
+use imgkit_engine::Engine;
+use imgkit_types::{Digest, ImageRef};
 
 use imgkit_archive::{Archive, Compression, SubsetWriter};
 use imgkit_transfer::Source;
@@ -22,7 +21,8 @@ use crate::diagnostics::with_hint;
 use crate::endpoint::{EndpointSpec, open_engine};
 use crate::pipeline::Pipeline;
 use crate::progress::Printer;
-use crate::transfer::parse_size;
+use crate::selection::{Listing, NameIndex, resolve_id};
+use crate::transfer::listed_bytes;
 
 /// An opened endpoint.
 pub(crate) enum Endpoint {
@@ -57,7 +57,7 @@ impl Endpoint {
     }
 
     /// The source's listing, in docker's record shape, and warnings about what it left out.
-    pub(crate) fn list(&self) -> anyhow::Result<(Vec<ImageRecord>, Vec<String>)> {
+    pub(crate) fn list(&self) -> anyhow::Result<Listing> {
         match self {
             Endpoint::Engine { engine, spec } => {
                 let (mut records, warnings) = engine.list_noting().map_err(|e| {
@@ -72,12 +72,15 @@ impl Endpoint {
                         );
                     }
                 }
-                Ok((records, warnings))
+                Ok(Listing { records, warnings })
             }
             Endpoint::Archive(p) => {
                 let archive = Archive::open(p)
                     .with_context(|| format!("could not read the archive {}", p.display()))?;
-                Ok((archive.records(), archive.warnings()))
+                Ok(Listing {
+                    records: archive.records(),
+                    warnings: archive.warnings(),
+                })
             }
         }
     }
@@ -108,7 +111,7 @@ impl Endpoint {
     /// The command that loads a tar from stdin.
     pub(crate) fn load_command(&self) -> anyhow::Result<Command> {
         match self {
-            Endpoint::Engine { engine, .. } => Ok(traced(engine.command(&engine.load_args()))),
+            Endpoint::Engine { engine, .. } => Ok(traced(engine.load_command())),
             Endpoint::Archive(p) => {
                 bail!("{} is an archive, not an engine to load into", p.display())
             }
@@ -171,7 +174,7 @@ pub(crate) fn engine_error(e: imgkit_engine::Error, context: &str) -> anyhow::Er
 
 /// One image of a plan.
 #[derive(Debug, Clone)]
-pub(crate) struct Selected {
+pub(crate) struct PlannedImage {
     /// The reference handed to the engine (validated, named in the listing).
     pub(crate) reference: ImageRef,
     /// The listing's ID (short config digest; manifest digest for containerd).
@@ -187,7 +190,7 @@ pub(crate) struct Selected {
 /// The images to move, every reference checked.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
-    pub(crate) images: Vec<Selected>,
+    pub(crate) images: Vec<PlannedImage>,
     pub(crate) refs: Vec<ImageRef>,
     /// Sum of the listed sizes of the distinct images (an estimate of the stream's size).
     pub(crate) expected_bytes: Option<u64>,
@@ -210,11 +213,11 @@ impl Plan {
             .context("refusing to run any engine")?;
 
         printer.step("list", &format!("listing images in {}", source.name()));
-        let (records, warnings) = source.list()?;
+        let Listing { records, warnings } = source.list()?;
         for w in warnings {
             printer.step("list", &format!("warning: {w}"));
         }
-        let index = Index::new(&records);
+        let index = NameIndex::new(&records);
 
         let mut chosen: Vec<(ImageRef, usize, Vec<String>)> = Vec::new();
         if given.is_empty() {
@@ -250,7 +253,7 @@ impl Plan {
                     .get("Platform")
                     .and_then(|p| p.as_str())
                     .map(str::to_owned);
-                images.push(Selected {
+                images.push(PlannedImage {
                     reference,
                     id: rec.id.clone(),
                     size: rec.size.clone(),
@@ -264,7 +267,7 @@ impl Plan {
         }
         let mut sizes: BTreeMap<&str, u64> = BTreeMap::new();
         for img in &images {
-            if let Some(s) = parse_size(&img.size) {
+            if let Some(s) = listed_bytes(&img.size) {
                 sizes.insert(&img.id, s);
             }
         }
@@ -408,18 +411,11 @@ impl Endpoint {
                     if by_id.is_some() && digest_only(r) {
                         let want = by_id.and_then(|w| w[i].clone());
                         out.push(match want {
-                            Some(id) if !engine.kind().is_containerd() => {
-                                let args: Vec<OsString> =
-                                    ["image", "inspect", "--format", "{{.ID}}", "--", id.as_str()]
-                                        .iter()
-                                        .map(OsString::from)
-                                        .collect();
-                                if engine.output(&args).is_ok() {
-                                    Found::Id(id)
-                                } else {
-                                    Found::Missing
-                                }
-                            }
+                            Some(id) => match engine.has_image_id(&id) {
+                                Some(true) => Found::Id(id),
+                                Some(false) => Found::Missing,
+                                None => Found::Unnamed,
+                            },
                             _ => Found::Unnamed,
                         });
                     } else {
@@ -476,68 +472,6 @@ fn not_listed(r: &ImageRef, source: &Endpoint) -> anyhow::Error {
             }
         },
     )
-}
-
-/// The listing's image with the ID `r` (as `docker save ID` reads it): saved by that ID,
-/// or, where the engine saves only by name (containerd), by a name of the image.
-fn resolve_id(records: &[ImageRecord], r: &ImageRef) -> Option<(ImageRef, usize)> {
-    let id = image_id_of(r)?;
-    let found: Vec<usize> = records
-        .iter()
-        .enumerate()
-        .filter(|(_, rec)| {
-            let own = rec.id.strip_prefix("sha256:").unwrap_or(&rec.id);
-            own.len() >= 12 && (id.starts_with(own) || own.starts_with(id))
-        })
-        .map(|(i, _)| i)
-        .collect();
-    let first = *found.first()?;
-    if !records[first].extra.contains_key("Name") {
-        return Some((r.clone(), first));
-    }
-    found.into_iter().find_map(|i| {
-        let rec = &records[i];
-        let name = rec.reference()?;
-        Some((ImageRef::parse(&name).ok()?, i))
-    })
-}
-
-/// The listing's names, normalized, for resolving filter outputs.
-struct Index {
-    /// normalized "name:tag" / "name@digest" → (reference as the listing spells it, record).
-    by_ref: BTreeMap<String, (ImageRef, usize)>,
-}
-
-impl Index {
-    fn new(records: &[ImageRecord]) -> Self {
-        let mut by_ref = BTreeMap::new();
-        for (i, rec) in records.iter().enumerate() {
-            if rec.repository == NONE {
-                continue;
-            }
-            if rec.tag != NONE
-                && let Ok(r) = ImageRef::parse(&format!("{}:{}", rec.repository, rec.tag))
-            {
-                by_ref.entry(r.normalized().to_string()).or_insert((r, i));
-            }
-            if !rec.digest.is_empty()
-                && rec.digest != NONE
-                && let Ok(r) = ImageRef::parse(&format!("{}@{}", rec.repository, rec.digest))
-            {
-                by_ref.entry(r.normalized().to_string()).or_insert((r, i));
-            }
-        }
-        Self { by_ref }
-    }
-
-    /// The listing's image named by `r` (a bare name means its `latest` tag, as engines read it).
-    fn resolve(&self, r: &ImageRef) -> Option<(ImageRef, usize)> {
-        if r.tag().is_some() || r.digest().is_some() {
-            return self.by_ref.get(&r.normalized().to_string()).cloned();
-        }
-        let latest = r.with_tag("latest").ok()?;
-        self.by_ref.get(&latest.normalized().to_string()).cloned()
-    }
 }
 
 /// The argv of `cmd`, program first, for plans and `-v`.
@@ -600,98 +534,35 @@ impl Read for JoinedReader {
     }
 }
 
-/// Whether `target` files the short names of a docker archive under `localhost/` (podman): the
-/// stream's names are then qualified on the way ([`imgkit_transfer::QualifyNames`]).
+/// Whether `target` files the short names of a docker archive where docker does not mean them
+/// (podman, under `localhost/`): the stream's names are then qualified on the way
+/// ([`imgkit_transfer::QualifyNames`]).
 pub(crate) fn names_short_names_localhost(target: &Endpoint) -> bool {
-    target
-        .engine()
-        .is_some_and(|e| e.kind() == EngineKind::Podman)
+    target.engine().is_some_and(Engine::misfiles_short_names)
 }
 
-/// After a load, for names the stream rewrite could not reach: podman files the short names of a docker archive under `localhost/`
-/// (`seed/app:1.0` → `localhost/seed/app:1.0`); rename them to what docker means by them
-/// (`docker.io/seed/app:1.0`), as a pull would have named them. Two podman calls per image.
+/// After a load, for names the stream rewrite could not reach: the engine renames what it
+/// filed where docker does not mean it (podman: `localhost/seed/app:1.0` →
+/// `docker.io/seed/app:1.0`), as a pull would have named them.
 pub(crate) fn after_load(target: &Endpoint, loaded: &str, plan: &Plan) -> anyhow::Result<()> {
     let Some(engine) = target.engine() else {
         return Ok(());
     };
-    if engine.kind() != EngineKind::Podman {
-        return Ok(());
-    }
-    let loaded: HashSet<&str> = loaded
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Loaded image: "))
-        .map(str::trim)
+    let images: Vec<(&ImageRef, &str)> = plan
+        .images
+        .iter()
+        .map(|i| (&i.reference, i.id.as_str()))
         .collect();
-    // image ID → (local names, qualified names)
-    let mut by_image: BTreeMap<&str, (Vec<String>, Vec<String>)> = BTreeMap::new();
-    for img in &plan.images {
-        let r = &img.reference;
-        if r.domain().is_some() || r.tag().is_none() {
-            continue;
-        }
-        let local = format!("localhost/{r}");
-        if loaded.contains(local.as_str()) {
-            let entry = by_image.entry(img.id.as_str()).or_default();
-            entry.0.push(local);
-            entry.1.push(r.normalized().to_string());
-        }
-    }
-    for (local, qualified) in by_image.values() {
-        let mut tag = vec![OsString::from("tag"), OsString::from(&local[0])];
-        tag.extend(qualified.iter().map(OsString::from));
-        engine
-            .output(&tag)
-            .map_err(|e| engine_error(e, "could not rename the loaded images"))?;
-        let mut untag = vec![OsString::from("untag"), OsString::from(&local[0])];
-        untag.extend(local.iter().map(OsString::from));
-        engine
-            .output(&untag)
-            .map_err(|e| engine_error(e, "could not rename the loaded images"))?;
-    }
-    Ok(())
+    engine
+        .fix_misfiled_names(loaded, &images)
+        .map_err(|e| engine_error(e, "could not rename the loaded images"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rec(repo: &str, tag: &str, digest: &str, id: &str) -> ImageRecord {
-        ImageRecord {
-            repository: repo.into(),
-            tag: tag.into(),
-            digest: digest.into(),
-            id: id.into(),
-            size: "1MB".into(),
-            ..ImageRecord::default()
-        }
-    }
-
     const D: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
-
-    #[test]
-    fn resolves_command_line_refs_against_the_listing() {
-        let records = vec![
-            rec("seed/app", "1.0", NONE, "aaa"),
-            rec("seed/pinned", NONE, D, "bbb"),
-            rec("docker.io/library/alpine", "latest", NONE, "ccc"),
-        ];
-        let idx = Index::new(&records);
-        let p = |s: &str| ImageRef::parse(s).unwrap();
-        assert_eq!(
-            idx.resolve(&p("seed/app:1.0")).unwrap().0.to_string(),
-            "seed/app:1.0"
-        );
-        assert_eq!(idx.resolve(&p("docker.io/seed/app:1.0")).unwrap().1, 0);
-        assert_eq!(idx.resolve(&p(&format!("seed/pinned@{D}"))).unwrap().1, 1);
-        assert_eq!(
-            idx.resolve(&p("alpine")).unwrap().1,
-            2,
-            "a bare name means :latest"
-        );
-        assert!(idx.resolve(&p("nope/none:1")).is_none());
-        assert!(idx.resolve(&p("seed/app")).is_none(), "no seed/app:latest");
-    }
 
     #[test]
     fn an_image_id_is_a_bare_12_or_64_hex_name() {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::ValueEnum;
 use imgkit_plugin::{Clock, Limits, Options, Outcome, Plugin, Sandbox};
 
-use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
+use crate::global::GlobalArgs;
 
 /// Sandbox and limit flags for WASM filter plugins. Every limit is always on; naming a flag is
 /// the only way to loosen one.
@@ -33,16 +33,16 @@ pub(crate) struct PluginArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub(crate) plugin_timeout: Duration,
     /// Memory cap, e.g. 64MiB, 1GiB.
-    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = size_arg)]
     pub(crate) plugin_memory: u64,
     /// Stdout cap [default: the input's size + 64KiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
     pub(crate) plugin_max_output: Option<u64>,
     /// Stderr kept (errors quote the first KiB).
-    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = size_arg)]
     pub(crate) plugin_max_stderr: u64,
     /// Largest module accepted.
-    #[arg(long, value_name = "SIZE", default_value = "10MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "10MiB", value_parser = size_arg)]
     pub(crate) plugin_max_module: u64,
 }
 
@@ -179,7 +179,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// `64MiB`, `1GiB`, `100k`, `512KB`, or plain bytes. K/M/G alone and KiB/MiB/GiB are powers of
 /// 1024; KB/MB/GB are powers of 1000.
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn size_arg(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -206,11 +206,11 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("100k"), Ok(102_400));
-        assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
-        assert_eq!(parse_size("123"), Ok(123));
-        assert!(parse_size("12 parsecs").is_err());
+        assert_eq!(size_arg("64MiB"), Ok(64 << 20));
+        assert_eq!(size_arg("100k"), Ok(102_400));
+        assert_eq!(size_arg("1GB"), Ok(1_000_000_000));
+        assert_eq!(size_arg("123"), Ok(123));
+        assert!(size_arg("12 parsecs").is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use imgkit_transfer::{Progress, Reporter};
 use indicatif::{HumanBytes, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
-use crate::cli::GlobalArgs;
+use crate::global::GlobalArgs;
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

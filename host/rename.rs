@@ -5,17 +5,15 @@
 //! `podman tag` + `untag`, `ctr images tag` + `rm`), then the new names are verified by ID.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::str::FromStr;
 
 use anyhow::Context;
-use imgkit_engine::EngineKind;
 use imgkit_types::ImageRef;
 use regex::Regex;
 
 use crate::diagnostics::with_hint;
 use crate::guard::Snapshot;
-use crate::plan::{Endpoint, Found, Plan, Selected, engine_error};
+use crate::plan::{Endpoint, Found, Plan, PlannedImage, engine_error};
 
 /// One `--rename REGEX=REPLACEMENT` rule. REGEX must match a whole reference, fully qualified
 /// (`docker.io/library/alpine:3`) or as docker shows it (`alpine:3`); REPLACEMENT may use
@@ -56,8 +54,8 @@ fn apply_rules(rules: &[Rule], r: &ImageRef) -> Option<String> {
     })
 }
 
-/// Fully qualified name, the key names are compared by.
-fn key(r: &ImageRef) -> String {
+/// Fully qualified name, the key new names are compared by.
+fn qualified(r: &ImageRef) -> String {
     r.normalized().to_string()
 }
 
@@ -94,7 +92,7 @@ pub(crate) fn resolve(plan: &mut Plan, rules: &[Rule]) -> anyhow::Result<usize> 
             } else {
                 parsed
             };
-            let k = key(&parsed);
+            let k = qualified(&parsed);
             if !names.contains(&k) {
                 names.push(k);
             }
@@ -115,11 +113,11 @@ pub(crate) fn resolve(plan: &mut Plan, rules: &[Rule]) -> anyhow::Result<usize> 
 }
 
 /// No name may stand for two different images in the target.
-fn check_collisions(images: &[Selected]) -> anyhow::Result<()> {
+fn check_collisions(images: &[PlannedImage]) -> anyhow::Result<()> {
     let mut owner: BTreeMap<String, (&str, String)> = BTreeMap::new();
     for img in images {
         let names: Vec<String> = if img.rename.is_empty() {
-            vec![key(&img.reference)]
+            vec![qualified(&img.reference)]
         } else {
             img.rename.clone()
         };
@@ -145,7 +143,7 @@ fn check_collisions(images: &[Selected]) -> anyhow::Result<()> {
 }
 
 /// The checked new names of `img` (empty: it keeps its own).
-pub(crate) fn names(img: &Selected) -> Vec<ImageRef> {
+pub(crate) fn names(img: &PlannedImage) -> Vec<ImageRef> {
     img.rename
         .iter()
         .map(|n| ImageRef::parse(n).expect("checked by resolve"))
@@ -153,7 +151,7 @@ pub(crate) fn names(img: &Selected) -> Vec<ImageRef> {
 }
 
 /// The names `img` has in the target once moved: its new names, or its own.
-pub(crate) fn target_names(img: &Selected) -> Vec<ImageRef> {
+pub(crate) fn target_names(img: &PlannedImage) -> Vec<ImageRef> {
     let n = names(img);
     if n.is_empty() {
         vec![img.reference.clone()]
@@ -188,13 +186,14 @@ fn passing_names(engine: &imgkit_engine::Engine, plan: &Plan) -> Vec<String> {
         .collect()
 }
 
-/// Before the load: for containerd, keeps each name the load will pass through that the
-/// target already has under an alias (see [`Kept`]).
+/// Before the load: for an engine that cannot tag by image ID (ctr), keeps each name the load
+/// will pass through that the target already has under an alias (see [`Kept`]), to put it
+/// back from.
 pub(crate) fn keep(target: &Endpoint, plan: &Plan, before: &Snapshot) -> anyhow::Result<Kept> {
     let Some(engine) = target.engine() else {
         return Ok(Kept::default());
     };
-    if engine.kind() != EngineKind::Ctr {
+    if engine.tags_by_id() {
         return Ok(Kept::default());
     }
     let mut kept = Kept::default();
@@ -208,12 +207,8 @@ pub(crate) fn keep(target: &Endpoint, plan: &Plan, before: &Snapshot) -> anyhow:
             &hex[..hex.len().min(12)],
             std::process::id()
         );
-        let argv: Vec<OsString> = ["images", "tag", "--force", name.as_str(), alias.as_str()]
-            .iter()
-            .map(OsString::from)
-            .collect();
         engine
-            .output(&argv)
+            .tag(&name, std::slice::from_ref(&alias))
             .map_err(|e| engine_error(e, &format!("could not keep {name} safe before loading")))?;
         kept.aliases.push((name, alias));
     }
@@ -227,11 +222,9 @@ pub(crate) fn restore_kept(target: &Endpoint, kept: &Kept) -> Vec<String> {
     };
     let mut notes = Vec::new();
     for (name, alias) in &kept.aliases {
-        let os = |s: &str| OsString::from(s);
-        let back = [os("images"), os("tag"), os("--force"), os(alias), os(name)];
-        match engine.output(&back) {
-            Ok(_) => {
-                let _ = engine.output(&[os("images"), os("rm"), os(alias)]);
+        match engine.tag(alias, std::slice::from_ref(name)) {
+            Ok(()) => {
+                let _ = engine.untag(std::slice::from_ref(alias));
             }
             Err(e) => notes.push(format!("could not put back {name} (kept as {alias}): {e}")),
         }
@@ -252,36 +245,15 @@ pub(crate) fn apply(
     let Some(engine) = target.engine() else {
         return Ok(Vec::new());
     };
-    let os = |s: &str| OsString::from(s);
     for img in plan.images.iter().filter(|i| !i.rename.is_empty()) {
         let loaded = engine.native_ref(&img.reference).to_string();
         let new: Vec<String> = names(img)
             .iter()
             .map(|n| engine.native_ref(n).to_string())
             .collect();
-        let mut calls: Vec<Vec<OsString>> = Vec::new();
-        match engine.kind() {
-            EngineKind::Docker | EngineKind::Nerdctl => {
-                for n in &new {
-                    calls.push(vec![os("tag"), os(&loaded), os(n)]);
-                }
-            }
-            EngineKind::Podman => {
-                let mut c = vec![os("tag"), os(&loaded)];
-                c.extend(new.iter().map(|n| os(n)));
-                calls.push(c);
-            }
-            EngineKind::Ctr => {
-                let mut c = vec![os("images"), os("tag"), os("--force"), os(&loaded)];
-                c.extend(new.iter().map(|n| os(n)));
-                calls.push(c);
-            }
-        }
-        for c in calls {
-            engine
-                .output(&c)
-                .map_err(|e| engine_error(e, &format!("could not tag {}", img.reference)))?;
-        }
+        engine
+            .tag(&loaded, &new)
+            .map_err(|e| engine_error(e, &format!("could not tag {}", img.reference)))?;
     }
     let passing = passing_names(engine, plan);
     // Names this run created are dropped; names the target had stay (put back when moved).
@@ -295,19 +267,19 @@ pub(crate) fn apply(
             if now.get(name) == Some(was) {
                 continue;
             }
-            let argv: Vec<OsString> = match engine.kind() {
-                EngineKind::Ctr => {
-                    let Some((_, alias)) = kept.aliases.iter().find(|(n, _)| n == name) else {
-                        notes.push(format!(
-                            "loading moved {name} off image {was}, and it could not be put back"
-                        ));
-                        continue;
-                    };
-                    vec![os("images"), os("tag"), os("--force"), os(alias), os(name)]
-                }
-                _ => vec![os("tag"), os(was), os(name)],
+            let from: &str = if engine.tags_by_id() {
+                was
+            } else {
+                // Not by image ID: the alias kept before the load holds it.
+                let Some((_, alias)) = kept.aliases.iter().find(|(n, _)| n == name) else {
+                    notes.push(format!(
+                        "loading moved {name} off image {was}, and it could not be put back"
+                    ));
+                    continue;
+                };
+                alias
             };
-            engine.output(&argv).map_err(|e| {
+            engine.tag(from, std::slice::from_ref(name)).map_err(|e| {
                 engine_error(
                     e,
                     &format!("loading moved {name} off image {was}, and putting it back failed"),
@@ -318,43 +290,19 @@ pub(crate) fn apply(
             ));
         }
     }
-    let aliases: Vec<OsString> = kept.aliases.iter().map(|(_, a)| os(a)).collect();
-    if !aliases.is_empty() {
-        let mut c = vec![os("images"), os("rm")];
-        c.extend(aliases);
-        engine
-            .output(&c)
-            .map_err(|e| engine_error(e, "could not remove the aliases kept during the load"))?;
-    }
-    let drop: Vec<OsString> = created.iter().map(|n| os(n)).collect();
-    if drop.is_empty() {
-        return Ok(notes);
-    }
-    if engine.kind() == EngineKind::Podman {
-        // `podman untag IMAGE NAME…` works per image: one call per name.
-        for d in &drop {
-            let one = [os("untag"), d.clone(), d.clone()];
-            engine.output(&one).map_err(|e| {
-                engine_error(e, "could not drop the names images were loaded under")
-            })?;
-        }
-        return Ok(notes);
-    }
-    let mut c = match engine.kind() {
-        EngineKind::Docker | EngineKind::Nerdctl => vec![os("rmi"), os("--")],
-        EngineKind::Podman => unreachable!("handled above"),
-        EngineKind::Ctr => vec![os("images"), os("rm")],
-    };
-    c.extend(drop);
+    let aliases: Vec<String> = kept.aliases.iter().map(|(_, a)| a.clone()).collect();
     engine
-        .output(&c)
+        .untag(&aliases)
+        .map_err(|e| engine_error(e, "could not remove the aliases kept during the load"))?;
+    engine
+        .untag(&created)
         .map_err(|e| engine_error(e, "could not drop the names images were loaded under"))?;
     Ok(notes)
 }
 
 /// Checks that each new name resolves in `target` to the source's image ID; the number checked.
 pub(crate) fn verify(plan: &Plan, source: &Endpoint, target: &Endpoint) -> anyhow::Result<usize> {
-    let renamed: Vec<&Selected> = plan
+    let renamed: Vec<&PlannedImage> = plan
         .images
         .iter()
         .filter(|i| !i.rename.is_empty())
@@ -401,8 +349,8 @@ pub(crate) fn verify(plan: &Plan, source: &Endpoint, target: &Endpoint) -> anyho
 mod tests {
     use super::*;
 
-    fn sel(r: &str, id: &str, rename: &[&str]) -> Selected {
-        Selected {
+    fn sel(r: &str, id: &str, rename: &[&str]) -> PlannedImage {
+        PlannedImage {
             reference: ImageRef::parse(r).unwrap(),
             id: id.into(),
             size: "1MB".into(),
@@ -411,7 +359,7 @@ mod tests {
         }
     }
 
-    fn plan(images: Vec<Selected>) -> Plan {
+    fn plan(images: Vec<PlannedImage>) -> Plan {
         crate::skip::plan_of(images).unwrap()
     }
 

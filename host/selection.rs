@@ -15,7 +15,7 @@
 //! Anything else names no image of the listing: an error naming the output and its record.
 //! The same image named twice is selected once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use imgkit_types::{ImageRecord, ImageRef, NONE};
 use serde_json::Value;
@@ -37,7 +37,7 @@ pub(crate) struct Selected {
 }
 
 /// Fully qualified lookup key of a reference (`docker.io/library/alpine:3`).
-fn key(r: &ImageRef) -> String {
+pub(crate) fn key(r: &ImageRef) -> String {
     let name = r.normalized_name();
     match (r.tag(), r.digest()) {
         (Some(t), _) => format!("{name}:{t}"),
@@ -352,6 +352,77 @@ pub(crate) fn select_all(records: &[ImageRecord]) -> Vec<Selected> {
     drop_digest_aliases(records, all)
 }
 
+/// One listing of an endpoint: its records, in docker's shape, and warnings about rows left
+/// out. References are resolved against it here: a filter's outputs ([`select`] and its
+/// siblings) and references given on the command line ([`NameIndex`], [`resolve_id`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Listing {
+    pub(crate) records: Vec<ImageRecord>,
+    pub(crate) warnings: Vec<String>,
+}
+
+/// The listing's image with the ID `r` (as `docker save ID` reads it): saved by that ID,
+/// or, where the engine saves only by name (containerd), by a name of the image.
+pub(crate) fn resolve_id(records: &[ImageRecord], r: &ImageRef) -> Option<(ImageRef, usize)> {
+    let id = crate::plan::image_id_of(r)?;
+    let found: Vec<usize> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, rec)| {
+            let own = rec.id.strip_prefix("sha256:").unwrap_or(&rec.id);
+            own.len() >= 12 && (id.starts_with(own) || own.starts_with(id))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let first = *found.first()?;
+    if !records[first].extra.contains_key("Name") {
+        return Some((r.clone(), first));
+    }
+    found.into_iter().find_map(|i| {
+        let rec = &records[i];
+        let name = rec.reference()?;
+        Some((ImageRef::parse(&name).ok()?, i))
+    })
+}
+
+/// The listing's names, normalized, for resolving filter outputs.
+pub(crate) struct NameIndex {
+    /// normalized "name:tag" / "name@digest" → (reference as the listing spells it, record).
+    by_ref: BTreeMap<String, (ImageRef, usize)>,
+}
+
+impl NameIndex {
+    pub(crate) fn new(records: &[ImageRecord]) -> Self {
+        let mut by_ref = BTreeMap::new();
+        for (i, rec) in records.iter().enumerate() {
+            if rec.repository == NONE {
+                continue;
+            }
+            if rec.tag != NONE
+                && let Ok(r) = ImageRef::parse(&format!("{}:{}", rec.repository, rec.tag))
+            {
+                by_ref.entry(r.normalized().to_string()).or_insert((r, i));
+            }
+            if !rec.digest.is_empty()
+                && rec.digest != NONE
+                && let Ok(r) = ImageRef::parse(&format!("{}@{}", rec.repository, rec.digest))
+            {
+                by_ref.entry(r.normalized().to_string()).or_insert((r, i));
+            }
+        }
+        Self { by_ref }
+    }
+
+    /// The listing's image named by `r` (a bare name means its `latest` tag, as engines read it).
+    pub(crate) fn resolve(&self, r: &ImageRef) -> Option<(ImageRef, usize)> {
+        if r.tag().is_some() || r.digest().is_some() {
+            return self.by_ref.get(&r.normalized().to_string()).cloned();
+        }
+        let latest = r.with_tag("latest").ok()?;
+        self.by_ref.get(&latest.normalized().to_string()).cloned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,5 +591,29 @@ mod tests {
     #[test]
     fn select_all_names_every_image() {
         assert_eq!(select_all(&listing()).len(), 5);
+    }
+    #[test]
+    fn resolves_command_line_refs_against_the_listing() {
+        const D: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+        let records = vec![
+            rec("seed/app", "1.0", NONE, "aaa"),
+            rec("seed/pinned", NONE, D, "bbb"),
+            rec("docker.io/library/alpine", "latest", NONE, "ccc"),
+        ];
+        let idx = NameIndex::new(&records);
+        let p = |s: &str| ImageRef::parse(s).unwrap();
+        assert_eq!(
+            idx.resolve(&p("seed/app:1.0")).unwrap().0.to_string(),
+            "seed/app:1.0"
+        );
+        assert_eq!(idx.resolve(&p("docker.io/seed/app:1.0")).unwrap().1, 0);
+        assert_eq!(idx.resolve(&p(&format!("seed/pinned@{D}"))).unwrap().1, 1);
+        assert_eq!(
+            idx.resolve(&p("alpine")).unwrap().1,
+            2,
+            "a bare name means :latest"
+        );
+        assert!(idx.resolve(&p("nope/none:1")).is_none());
+        assert!(idx.resolve(&p("seed/app")).is_none(), "no seed/app:latest");
     }
 }

@@ -11,9 +11,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use imgkit_types::ImageRef;
 
-use crate::plan::{Endpoint, Found, Plan, Selected};
+use crate::plan::{Endpoint, Found, Plan, PlannedImage};
 use crate::rename;
-use crate::transfer::parse_size;
+use crate::selection::key;
+use crate::transfer::listed_bytes;
 
 /// A plan split into what to move and what the target already holds.
 #[derive(Debug, Clone)]
@@ -55,7 +56,7 @@ pub(crate) fn partition(
     // lists; digest-only refs (loaded without a name) when the target lists an image with the
     // source's short ID and keeps unnamed images.
     let keeps_unnamed = !engine.kind().is_containerd();
-    let candidates: Vec<&Selected> = plan
+    let candidates: Vec<&PlannedImage> = plan
         .images
         .iter()
         .filter(|i| {
@@ -112,7 +113,7 @@ pub(crate) fn partition(
             same.insert(img.reference.to_string());
         }
     }
-    let (skipped, copy): (Vec<Selected>, Vec<Selected>) = plan
+    let (skipped, copy): (Vec<PlannedImage>, Vec<PlannedImage>) = plan
         .images
         .into_iter()
         .partition(|i| same.contains(&i.reference.to_string()));
@@ -139,24 +140,14 @@ fn digest_only(r: &ImageRef) -> bool {
     (r.tag().is_none() && r.digest().is_some()) || crate::plan::image_id_of(r).is_some()
 }
 
-/// Fully qualified `name:tag` (a bare name is `:latest`), `name@digest` for digest-only refs.
-fn key(r: &ImageRef) -> String {
-    let name = r.normalized_name();
-    match (r.tag(), r.digest()) {
-        (Some(t), _) => format!("{name}:{t}"),
-        (None, Some(d)) => format!("{name}@{d}"),
-        (None, None) => format!("{name}:latest"),
-    }
-}
-
 /// A plan of `images` (sizes summed once per image ID); `None` when empty.
-pub(crate) fn plan_of(images: Vec<Selected>) -> Option<Plan> {
+pub(crate) fn plan_of(images: Vec<PlannedImage>) -> Option<Plan> {
     if images.is_empty() {
         return None;
     }
     let mut sizes: BTreeMap<&str, u64> = BTreeMap::new();
     for img in &images {
-        if let Some(s) = parse_size(&img.size) {
+        if let Some(s) = listed_bytes(&img.size) {
             sizes.insert(&img.id, s);
         }
     }
@@ -173,8 +164,8 @@ pub(crate) fn plan_of(images: Vec<Selected>) -> Option<Plan> {
 mod tests {
     use super::*;
 
-    fn sel(r: &str, id: &str, size: &str) -> Selected {
-        Selected {
+    fn sel(r: &str, id: &str, size: &str) -> PlannedImage {
+        PlannedImage {
             reference: ImageRef::parse(r).unwrap(),
             id: id.into(),
             size: size.into(),

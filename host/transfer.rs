@@ -9,8 +9,8 @@ use std::time::Duration;
 use imgkit_transfer::{Cancel, Error as PumpError, OutputProblem, Pump, Side, Step, Transferred};
 use serde_json::json;
 
-use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
+use crate::global::GlobalArgs;
 use crate::progress::Printer;
 
 /// The process-wide cancellation flag, set by Ctrl-C, SIGTERM and SIGHUP on Unix (ctrlc's
@@ -278,7 +278,7 @@ fn names(all: &[String]) -> String {
 
 /// Parses a size as engines print it ("72.9MB", "1.2GB", "512kB", "721 kB", "261.3 KiB") into
 /// bytes; `None` for "N/A" and other text. Only an estimate for progress ETAs.
-pub(crate) fn parse_size(text: &str) -> Option<u64> {
+pub(crate) fn listed_bytes(text: &str) -> Option<u64> {
     let t = text.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
     let (num, unit) = t.split_at(split);
@@ -299,15 +299,15 @@ pub(crate) fn parse_size(text: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::listed_bytes;
 
     #[test]
     fn parses_engine_sizes() {
-        assert_eq!(parse_size("72.9MB"), Some(72_900_000));
-        assert_eq!(parse_size("721kB"), Some(721_000));
-        assert_eq!(parse_size("261.3 KiB"), Some(267_571));
-        assert_eq!(parse_size("1.5GB"), Some(1_500_000_000));
-        assert_eq!(parse_size("N/A"), None);
-        assert_eq!(parse_size(""), None);
+        assert_eq!(listed_bytes("72.9MB"), Some(72_900_000));
+        assert_eq!(listed_bytes("721kB"), Some(721_000));
+        assert_eq!(listed_bytes("261.3 KiB"), Some(267_571));
+        assert_eq!(listed_bytes("1.5GB"), Some(1_500_000_000));
+        assert_eq!(listed_bytes("N/A"), None);
+        assert_eq!(listed_bytes(""), None);
     }
 }

@@ -3,10 +3,9 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use clap::CommandFactory;
 use clap_complete::Shell;
 
-use crate::cli::{Cli, GlobalArgs};
+use crate::global::GlobalArgs;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -19,10 +18,15 @@ pub(crate) struct Args {
     shell: Shell,
 }
 
-pub(crate) fn run(args: &Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+/// `cli` is imgkit's command line, as `cli.rs` declares it.
+pub(crate) fn run(
+    args: &Args,
+    _global: &GlobalArgs,
+    cli: &mut clap::Command,
+) -> anyhow::Result<ExitCode> {
     // Render first: clap_complete panics on a write error, and `| head` closes stdout.
     let mut script = Vec::new();
-    clap_complete::generate(args.shell, &mut Cli::command(), "imgkit", &mut script);
+    clap_complete::generate(args.shell, cli, "imgkit", &mut script);
     io::stdout().write_all(&script)?;
     Ok(ExitCode::SUCCESS)
 }

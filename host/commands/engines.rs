@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use imgkit_engine::probe::Probe;
 
-use crate::cli::GlobalArgs;
 use crate::engine_args::{EngineArgs, probe_all};
+use crate::global::GlobalArgs;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:

@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use crate::cli::GlobalArgs;
 use crate::diagnostics::{entries, with_hint};
+use crate::global::GlobalArgs;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {

@@ -10,8 +10,8 @@ use imgkit_archive::{Archive, Image};
 use imgkit_types::humanize;
 use serde_json::json;
 
-use crate::cli::GlobalArgs;
 use crate::commands::verify::{advise, refuse_terminal};
+use crate::global::GlobalArgs;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:

@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use imgkit_transfer::{Pump, QualifyNames, Sink, Source};
 
-use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
 use crate::endpoint::EndpointSpec;
 use crate::engine_args::EngineArgs;
+use crate::global::GlobalArgs;
 use crate::guard;
 use crate::plan::{self, Endpoint};
 use crate::progress::Printer;

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use imgkit_select::Filter;
 use imgkit_types::ImageRecord;
 
-use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
 use crate::engine_args::{EngineArgs, engine_error};
+use crate::global::GlobalArgs;
 use crate::pipeline::Pipeline;
 use crate::plugin_args::PluginArgs;
 use crate::selection::{self, Selected};

@@ -7,17 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::CommandFactory;
-
-use crate::cli::Cli;
-
-pub(crate) fn run(args: &[OsString]) -> anyhow::Result<ExitCode> {
+/// `cmd` is imgkit's command line, as `cli.rs` declares it.
+pub(crate) fn run(args: &[OsString], mut cmd: clap::Command) -> anyhow::Result<ExitCode> {
     let [dir] = args else {
         anyhow::bail!("usage: imgkit __man DIR");
     };
     let dir = PathBuf::from(dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut cmd = Cli::command();
     cmd.build();
     write_page(&cmd, &dir)?;
     for sub in cmd.get_subcommands() {

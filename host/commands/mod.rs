@@ -1,4 +1,4 @@
-//! One module per subcommand; `run` dispatches.
+//! One module per subcommand (`cli.rs` declares them and dispatches).
 
 pub(crate) mod completions;
 pub(crate) mod engines;
@@ -13,26 +13,3 @@ pub(crate) mod plugin;
 pub(crate) mod run;
 pub(crate) mod save;
 pub(crate) mod verify;
-
-use std::process::ExitCode;
-
-use crate::cli::{Cli, Command};
-
-/// Runs the parsed command line.
-pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let global = &cli.global;
-    crate::engine_args::set_verbose(global.verbose > 0);
-    match cli.command {
-        Command::Completions(args) => completions::run(&args, global),
-        Command::Filter(args) => filter::run(&args, global),
-        Command::Save(args) => save::run(&args, global),
-        Command::Load(args) => load::run(&args, global),
-        Command::Run(args) => run::run(&args, global),
-        Command::Verify(args) => verify::run(&args, global),
-        Command::Inspect(args) => inspect::run(&args, global),
-        Command::Ls(args) => ls::run(&args, global),
-        Command::Engines(args) => engines::run(&args, global),
-        Command::Explain(args) => explain::run(&args, global),
-        Command::Plugin(args) => plugin::run(&args, global),
-    }
-}

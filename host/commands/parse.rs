@@ -6,13 +6,10 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser as _;
-
-use crate::cli::Cli;
-
-pub(crate) fn run(args: &[OsString]) -> ExitCode {
+/// `cli` is imgkit's command line, as `cli.rs` declares it.
+pub(crate) fn run(args: &[OsString], cli: clap::Command) -> ExitCode {
     let argv = std::iter::once(OsString::from("imgkit")).chain(args.iter().cloned());
-    match Cli::try_parse_from(argv) {
+    match cli.try_get_matches_from(argv) {
         Ok(_) => ExitCode::SUCCESS,
         // --help and --version parse fine; print nothing.
         Err(e) if !e.use_stderr() => ExitCode::SUCCESS,

@@ -10,7 +10,7 @@ use std::time::Instant;
 use imgkit_plugin::CacheOutcome;
 use imgkit_types::{ImageRef, NONE};
 
-use crate::cli::GlobalArgs;
+use crate::global::GlobalArgs;
 use crate::plugin_args::{PluginArgs, run_plugin};
 
 /// The listing `plugin check` feeds when no `--sample` is given.

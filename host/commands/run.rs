@@ -10,9 +10,9 @@ use imgkit_archive::Compression;
 use imgkit_transfer::{Pump, QualifyNames, Sink};
 use serde_json::json;
 
-use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
 use crate::endpoint::EndpointSpec;
+use crate::global::GlobalArgs;
 use crate::guard::{self, Snapshot};
 use crate::pipeline::Pipeline;
 use crate::plan::{self, Endpoint, Plan};
@@ -135,10 +135,63 @@ impl Outcome {
 }
 
 /// One source (one containerd namespace) into the target; prints progress, not the result.
+/// A straight line of stages: open → list, select and resolve → plan (names, then what the
+/// target already has) → move → verify → report.
 fn run_one(args: &Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     // Compile (and load a plugin) before any engine runs: a typo should not wait for a listing.
     let pipeline = Pipeline::compile(&args.filter, &args.plugin, global)?;
     let mut printer = Printer::new(global);
+    let (source, target, compression) = open(args)?;
+    let started = Instant::now();
+    let Some(plan) = Plan::select(&source, &pipeline, &[], &mut printer)? else {
+        return Ok(nothing_selected(args, global, started));
+    };
+    let plan = plan_names(plan, args, &target, &mut printer)?;
+    let load = target.load_command().ok();
+    // One run at a time writes into one store, from what it already has to the verification.
+    let _store =
+        (!args.dry_run).then(|| guard::lock_store(&target, |msg| printer.step("wait", msg)));
+    let (plan, skipped) = skip_present(plan, args, &source, &target, &mut printer)?;
+    if args.dry_run {
+        let json = print_plan(
+            plan.as_ref(),
+            &skipped,
+            args,
+            &source,
+            load.as_ref(),
+            global,
+        );
+        return Ok(Outcome {
+            code: ExitCode::SUCCESS,
+            json,
+            summary: None,
+        });
+    }
+    let Some(plan) = plan else {
+        return Ok(report(args, None, None, None, skipped, started));
+    };
+    let moved = move_images(
+        &plan,
+        args,
+        &source,
+        &target,
+        load,
+        compression,
+        &mut printer,
+    )?;
+    let verified = verify(&plan, args, &source, &target, &moved.what, &mut printer)?;
+    Ok(report(
+        args,
+        Some(&plan),
+        Some(&moved.done),
+        verified,
+        skipped,
+        started,
+    ))
+}
+
+/// Stage open: both endpoints (nothing runs yet), and how an archive target is compressed.
+fn open(args: &Args) -> anyhow::Result<(Endpoint, Endpoint, Compression)> {
     let source = plan::open(&args.from)?;
     let target = plan::open(&args.to)?;
     // An archive is rewritten by imgkit (and can be compressed); an engine's stream is copied.
@@ -161,30 +214,40 @@ fn run_one(args: &Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         }
         _ => Compression::None,
     };
-    let started = Instant::now();
-    let Some(mut plan) = Plan::select(&source, &pipeline, &[], &mut printer)? else {
-        if !global.quiet && !global.json {
-            eprintln!(
-                "imgkit: the filter selected no image in {}; nothing to do",
-                args.from
-            );
-        }
-        let nothing = Summary {
-            images: 0,
-            bytes: 0,
-            elapsed: started.elapsed(),
-            from: args.from.to_string(),
-            to: args.to.to_string(),
-            verified: None,
-            sync: Some(SyncReport::default()),
-        };
-        return Ok(Outcome {
-            code: ExitCode::from(EXIT_NOTHING),
-            json: nothing.to_json(),
-            summary: None,
-        });
-    };
+    Ok((source, target, compression))
+}
 
+/// The filter selected nothing: exit 1, saying so.
+fn nothing_selected(args: &Args, global: &GlobalArgs, started: Instant) -> Outcome {
+    if !global.quiet && !global.json {
+        eprintln!(
+            "imgkit: the filter selected no image in {}; nothing to do",
+            args.from
+        );
+    }
+    let nothing = Summary {
+        images: 0,
+        bytes: 0,
+        elapsed: started.elapsed(),
+        from: args.from.to_string(),
+        to: args.to.to_string(),
+        verified: None,
+        sync: Some(SyncReport::default()),
+    };
+    Outcome {
+        code: ExitCode::from(EXIT_NOTHING),
+        json: nothing.to_json(),
+        summary: None,
+    }
+}
+
+/// Stage plan, names: notes on what the target will get, and each image's new names checked.
+fn plan_names(
+    mut plan: Plan,
+    args: &Args,
+    target: &Endpoint,
+    printer: &mut Printer,
+) -> anyhow::Result<Plan> {
     let multi = plan.multi_platform();
     if !multi.is_empty() {
         printer.step(
@@ -209,10 +272,18 @@ fn run_one(args: &Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             "load into an engine with --to, or rename after loading the archive",
         ));
     }
-    let load = target.load_command().ok();
-    // One run at a time writes into one store, from what it already has to the verification.
-    let _store =
-        (!args.dry_run).then(|| guard::lock_store(&target, |msg| printer.step("wait", msg)));
+    Ok(plan)
+}
+
+/// Stage plan, skip: what the target already holds with the same image ID stays out (unless
+/// `--force`). The plan left to move (`None`: nothing), and the references skipped.
+fn skip_present(
+    plan: Plan,
+    args: &Args,
+    source: &Endpoint,
+    target: &Endpoint,
+    printer: &mut Printer,
+) -> anyhow::Result<(Option<Plan>, Vec<String>)> {
     let Partition {
         copy: plan,
         skipped,
@@ -229,7 +300,7 @@ fn run_one(args: &Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
                 ),
             );
         }
-        skip::partition(plan, &source, &target)?
+        skip::partition(plan, source, target)?
     };
     let skipped: Vec<String> = skipped.iter().map(ToString::to_string).collect();
     if !skipped.is_empty() {
@@ -242,48 +313,35 @@ fn run_one(args: &Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             ),
         );
     }
-    if args.dry_run {
-        let json = print_plan(
-            plan.as_ref(),
-            &skipped,
-            args,
-            &source,
-            load.as_ref(),
-            global,
-        );
-        return Ok(Outcome {
-            code: ExitCode::SUCCESS,
-            json,
-            summary: None,
-        });
-    }
-    let Some(plan) = plan else {
-        return Ok(Outcome::of(
-            Summary {
-                images: 0,
-                bytes: 0,
-                elapsed: started.elapsed(),
-                from: args.from.to_string(),
-                to: args.to.to_string(),
-                verified: None,
-                sync: Some(SyncReport {
-                    copied: Vec::new(),
-                    skipped,
-                    renamed: Vec::new(),
-                }),
-            },
-            ExitCode::SUCCESS,
-        ));
-    };
+    Ok((plan, skipped))
+}
 
+/// What stage move did: the transfer, and how to name it in messages.
+struct Moved {
+    done: imgkit_transfer::Transferred,
+    what: String,
+}
+
+/// Stage move: the source's stream into the target (and `--via`), then the names: what the
+/// engine filed wrongly is renamed, new names given, and on a failed load the target is put
+/// back as it was (see [`guard`] and [`rename`]).
+fn move_images(
+    plan: &Plan,
+    args: &Args,
+    source: &Endpoint,
+    target: &Endpoint,
+    load: Option<std::process::Command>,
+    compression: Compression,
+    printer: &mut Printer,
+) -> anyhow::Result<Moved> {
     // What the target held: a failed load's leftovers are removed, names it moved put back.
-    let before = match Snapshot::take(&target) {
+    let before = match Snapshot::take(target) {
         Ok(s) => Some(s),
         Err(e) if plan.images.iter().any(|i| !i.rename.is_empty()) => return Err(e),
         Err(_) => None,
     };
     let kept = match &before {
-        Some(b) => rename::keep(&target, &plan, b)?,
+        Some(b) => rename::keep(target, plan, b)?,
         None => rename::Kept::default(),
     };
     let mut pump =
@@ -293,7 +351,7 @@ fn run_one(args: &Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         (None, EndpointSpec::Archive(path)) => pump.sink(Sink::file(path)),
         (None, EndpointSpec::Engine { .. }) => unreachable!("an engine has a load command"),
     };
-    if plan::names_short_names_localhost(&target) {
+    if plan::names_short_names_localhost(target) {
         pump = pump.transform(|r| Box::new(QualifyNames::new(r)));
     }
     if let Some(via) = &args.via {
@@ -306,68 +364,92 @@ fn run_one(args: &Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         args.from,
         args.to
     );
-    let done = run_pump(pump, &mut printer, &what).map_err(|e| {
-        let notes = rename::restore_kept(&target, &kept);
+    let done = run_pump(pump, printer, &what).map_err(|e| {
+        let notes = rename::restore_kept(target, &kept);
         let e = match &before {
-            Some(b) => guard::after_failed_load(&target, b, e),
+            Some(b) => guard::after_failed_load(target, b, e),
             None => e,
         };
         notes.into_iter().fold(e, anyhow::Error::context)
     })?;
-    plan::after_load(&target, &done.target_stdout, &plan)
+    plan::after_load(target, &done.target_stdout, plan)
         .with_context(|| format!("moved {what}, but naming them failed"))?;
-    let notes = rename::apply(&target, &plan, &before.unwrap_or_default(), &kept)
+    let notes = rename::apply(target, plan, &before.unwrap_or_default(), &kept)
         .with_context(|| format!("moved {what}, but renaming them failed"))?;
     for note in &notes {
         printer.step("rename", &format!("note: {note}"));
     }
+    Ok(Moved { done, what })
+}
 
+/// Stage verify: each moved image's ID in the target (new names for renamed ones); the number
+/// checked, `None` when not checked (`--no-verify`, or a device written in place).
+fn verify(
+    plan: &Plan,
+    args: &Args,
+    source: &Endpoint,
+    target: &Endpoint,
+    what: &str,
+    printer: &mut Printer,
+) -> anyhow::Result<Option<usize>> {
     // A device or FIFO was written in place and cannot be read back.
     let in_place =
         matches!(&args.to, EndpointSpec::Archive(p) if crate::transfer::written_in_place(p));
-    let verified = if args.no_verify || in_place {
-        None
-    } else {
-        printer.step(
-            "verify",
-            &format!("checking {} image IDs in {}", plan.refs.len(), args.to),
-        );
-        let kept_names = skip::plan_of(
-            plan.images
-                .iter()
-                .filter(|i| i.rename.is_empty())
-                .cloned()
-                .collect(),
-        );
-        let mut checked = rename::verify(&plan, &source, &target)
+    if args.no_verify || in_place {
+        return Ok(None);
+    }
+    printer.step(
+        "verify",
+        &format!("checking {} image IDs in {}", plan.refs.len(), args.to),
+    );
+    let kept_names = skip::plan_of(
+        plan.images
+            .iter()
+            .filter(|i| i.rename.is_empty())
+            .cloned()
+            .collect(),
+    );
+    let mut checked = rename::verify(plan, source, target)
+        .with_context(|| format!("moved {what}, but the target does not match"))?;
+    if let Some(kept) = kept_names {
+        let v = kept
+            .verify(source, target)
             .with_context(|| format!("moved {what}, but the target does not match"))?;
-        if let Some(kept) = kept_names {
-            let v = kept
-                .verify(&source, &target)
-                .with_context(|| format!("moved {what}, but the target does not match"))?;
-            for note in &v.notes {
-                printer.step("verify", &format!("note: {note}"));
-            }
-            checked += v.checked;
+        for note in &v.notes {
+            printer.step("verify", &format!("note: {note}"));
         }
-        Some(checked)
-    };
-    Ok(Outcome::of(
+        checked += v.checked;
+    }
+    Ok(Some(checked))
+}
+
+/// Stage report: the summary of a run that moved `plan` (`None`: everything was skipped).
+fn report(
+    args: &Args,
+    plan: Option<&Plan>,
+    done: Option<&imgkit_transfer::Transferred>,
+    verified: Option<usize>,
+    skipped: Vec<String>,
+    started: Instant,
+) -> Outcome {
+    Outcome::of(
         Summary {
-            images: plan.refs.len(),
-            bytes: done.bytes,
-            elapsed: done.elapsed,
+            images: plan.map_or(0, |p| p.refs.len()),
+            bytes: done.map_or(0, |d| d.bytes),
+            elapsed: done.map_or_else(|| started.elapsed(), |d| d.elapsed),
             from: args.from.to_string(),
             to: args.to.to_string(),
             verified,
             sync: Some(SyncReport {
-                copied: plan.refs.iter().map(ToString::to_string).collect(),
+                copied: plan
+                    .map(|p| p.refs.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default(),
                 skipped,
-                renamed: renamed_of(&plan),
+                renamed: plan.map(renamed_of).unwrap_or_default(),
             }),
         },
         ExitCode::SUCCESS,
-    ))
+    )
 }
 
 /// `--from ctr:all`: one run per containerd namespace, in the order containerd lists them

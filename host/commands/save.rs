@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use imgkit_transfer::{Pump, Sink};
 
-use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
 use crate::endpoint::EndpointSpec;
 use crate::engine_args::EngineArgs;
+use crate::global::GlobalArgs;
 use crate::pipeline::Pipeline;
 use crate::plan::{Endpoint, Plan};
 use crate::plugin_args::PluginArgs;

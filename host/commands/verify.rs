@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use imgkit_archive::{Error, VerifyReport};
 
-use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
+use crate::global::GlobalArgs;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:

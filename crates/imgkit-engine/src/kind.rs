@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A container engine imgkit can list, save from and load into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EngineKind {
     /// dockerd (moby), through the `docker` CLI.
     Docker,

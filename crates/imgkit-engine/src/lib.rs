@@ -1,9 +1,13 @@
 //! imgkit's container engines: docker, nerdctl, ctr and podman behind one [`Engine`].
 //!
-//! Each engine's quirks live in its own module as pure functions (argv builders and output
-//! parsers, unit-tested with recorded real output); [`Engine`] resolves the binary, adds the
-//! global flags (docker host/context, containerd address and namespace), runs one batched
-//! command per question and turns failures into [`Error`]s a person can act on.
+//! Each engine's quirks live in its own module (`docker.rs`, `podman.rs`, `ctr.rs`,
+//! `nerdctl.rs`): argv builders and output parsers as pure functions (unit-tested with recorded
+//! real output), and the engine's seam (`seam.rs`): global flags, listing, error
+//! classification, save/load, tag/untag/remove, image-ID lookup and naming quirks (podman's
+//! `localhost/`). `seam::seam` is the one `match` on [`EngineKind`] that picks one. [`Engine`]
+//! resolves the binary (`bin.rs`), runs one batched command per question through the seam and
+//! turns failures into [`Error`]s a person can act on; callers never build an engine argv.
+//! The crate knows no command line: the binary maps [`EngineKind`] through its `FromStr`.
 //!
 //! Every listing comes back in one record shape, docker's `{{json .}}` line ([`ImageRecord`]),
 //! one record per repository:tag:
@@ -17,9 +21,11 @@
 //!   (platforms joined with `,`, one record for all of an image's platforms) and `BlobSize` are
 //!   kept as extra keys.
 
+mod bin;
 mod error;
 mod kind;
 mod process;
+mod seam;
 
 pub mod ctr;
 pub mod docker;
@@ -29,7 +35,7 @@ pub mod probe;
 pub mod rancher_desktop;
 
 use std::env;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -37,6 +43,7 @@ pub use error::Error;
 use imgkit_types::{Digest, ImageRecord, ImageRef};
 pub use kind::{EngineKind, UnknownEngine};
 pub use process::{MAX_LINE, MAX_OUTPUT, STDERR_KEEP, display_argv, posix_line, powershell_line};
+use seam::Seam;
 
 /// The containerd namespace used when none is named.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -74,7 +81,7 @@ pub struct Engine {
 impl Engine {
     /// Resolves the binary (option, then `IMGKIT_<ENGINE>_BIN`, then PATH) and keeps the options.
     pub fn new(kind: EngineKind, opts: EngineOptions) -> Result<Self, Error> {
-        let bin = resolve_bin(kind, opts.bin.as_deref())?;
+        let bin = bin::resolve_bin(kind, opts.bin.as_deref())?;
         Ok(Self {
             kind,
             bin,
@@ -105,48 +112,29 @@ impl Engine {
 
     /// Where the engine is reached, for messages: a socket URL, a context, or podman's storage.
     pub fn endpoint(&self) -> String {
-        match self.kind {
-            EngineKind::Docker => {
-                if let Some(h) = &self.docker_host {
-                    h.clone()
-                } else if let Some(c) = &self.docker_context {
-                    format!("context {c}")
-                } else if let Some(h) = env_nonempty("DOCKER_HOST") {
-                    h
-                } else if let Some(c) = env_nonempty("DOCKER_CONTEXT") {
-                    format!("context {c}")
-                } else if cfg!(windows) {
-                    "npipe:////./pipe/docker_engine".to_owned()
-                } else {
-                    "unix:///var/run/docker.sock".to_owned()
-                }
-            }
-            EngineKind::Ctr | EngineKind::Nerdctl => self.containerd_address(),
-            EngineKind::Podman => match env_nonempty("CONTAINERS_STORAGE_CONF") {
-                Some(conf) => format!("storage configured by {conf}"),
-                None => "local storage".to_owned(),
-            },
-        }
+        self.seam().endpoint(self)
     }
 
     /// Names the image store this engine writes into, the same for every process that would
     /// write into it (ctr and nerdctl on one containerd namespace share a store): imgkit runs
     /// loading into one store take turns by it.
     pub fn store_key(&self) -> String {
-        match self.kind {
-            EngineKind::Ctr | EngineKind::Nerdctl => {
-                format!(
-                    "containerd {} {}",
-                    self.containerd_address(),
-                    self.namespace
-                )
-            }
-            EngineKind::Docker => format!("docker {}", self.endpoint()),
-            EngineKind::Podman => format!("podman {}", self.endpoint()),
+        if self.kind.is_containerd() {
+            format!(
+                "containerd {} {}",
+                self.containerd_address(),
+                self.namespace
+            )
+        } else {
+            format!("{} {}", self.kind, self.endpoint())
         }
     }
 
-    fn containerd_address(&self) -> String {
+    fn seam(&self) -> &'static dyn Seam {
+        seam::seam(self.kind)
+    }
+
+    pub(crate) fn containerd_address(&self) -> String {
         self.address
             .clone()
             .or_else(|| env_nonempty("CONTAINERD_ADDRESS"))
@@ -162,18 +150,7 @@ impl Engine {
     /// A command running this engine's binary with its global flags, then `args`.
     pub fn command(&self, args: &[OsString]) -> Command {
         let mut cmd = Command::new(&self.bin);
-        match self.kind {
-            EngineKind::Docker => cmd.args(docker::global_args(
-                self.docker_host.as_deref(),
-                self.docker_context.as_deref(),
-            )),
-            EngineKind::Ctr => cmd.args(ctr::global_args(self.address.as_deref(), &self.namespace)),
-            EngineKind::Nerdctl => cmd.args(nerdctl::global_args(
-                self.address.as_deref(),
-                &self.namespace,
-            )),
-            EngineKind::Podman => &mut cmd,
-        };
+        cmd.args(self.seam().global_args(self));
         cmd.args(args);
         cmd
     }
@@ -231,55 +208,8 @@ impl Engine {
 
     fn classify_failure(&self, argv: String, status: &str, stderr: String) -> Error {
         let lower = stderr.to_lowercase();
-        let endpoint = self.endpoint();
-        match self.kind {
-            EngineKind::Docker => {
-                if lower.contains("permission denied") && lower.contains("docker daemon socket") {
-                    let endpoint = docker::socket_in_message(&stderr).unwrap_or(endpoint);
-                    return Error::PermissionDenied {
-                        kind: self.kind,
-                        endpoint,
-                        stderr,
-                    };
-                }
-                if lower.contains("cannot connect to the docker daemon")
-                    || lower.contains("error during connect")
-                {
-                    let endpoint = docker::socket_in_message(&stderr).unwrap_or(endpoint);
-                    return Error::DaemonUnreachable {
-                        kind: self.kind,
-                        endpoint,
-                        stderr,
-                    };
-                }
-            }
-            EngineKind::Ctr | EngineKind::Nerdctl => {
-                let dial = lower.contains("failed to dial")
-                    || lower.contains("cannot access containerd socket");
-                if dial && lower.contains("permission denied") {
-                    return Error::PermissionDenied {
-                        kind: self.kind,
-                        endpoint,
-                        stderr,
-                    };
-                }
-                if dial || lower.contains("connection refused") {
-                    return Error::DaemonUnreachable {
-                        kind: self.kind,
-                        endpoint,
-                        stderr,
-                    };
-                }
-            }
-            EngineKind::Podman => {
-                if lower.contains("permission denied") {
-                    return Error::PermissionDenied {
-                        kind: self.kind,
-                        endpoint,
-                        stderr,
-                    };
-                }
-            }
+        if let Some(e) = self.seam().classify(self, &lower, &stderr) {
+            return e;
         }
         Error::EngineFailed {
             kind: self.kind,
@@ -289,7 +219,7 @@ impl Engine {
         }
     }
 
-    fn unparseable(&self, args: &[OsString], e: ParseError) -> Error {
+    pub(crate) fn unparseable(&self, args: &[OsString], e: ParseError) -> Error {
         Error::Unparseable {
             kind: self.kind,
             argv: process::display_argv(&self.command(args)),
@@ -309,30 +239,12 @@ impl Engine {
     /// name (containerd stores names with spaces, which no engine argv can carry).
     pub fn list_noting(&self) -> Result<(Vec<ImageRecord>, Vec<String>), Error> {
         let now = unix_now();
-        let mut warnings = Vec::new();
-        let args = list_args(self.kind);
+        let args = self.seam().list_args();
         let out = self.output(&args)?;
-        let records = match self.kind {
-            EngineKind::Docker => docker::undo_digests(
-                docker::parse_list(&out).map_err(|e| self.unparseable(&args, e))?,
-            ),
-            EngineKind::Podman => {
-                podman::parse_list(&out, now).map_err(|e| self.unparseable(&args, e))?
-            }
-            EngineKind::Ctr => {
-                let rows = ctr::parse_list(&out).map_err(|e| self.unparseable(&args, e))?;
-                let (rows, skipped) = ctr::usable(rows);
-                warnings.extend(
-                    skipped
-                        .into_iter()
-                        .map(|w| format!("{}: {w}", self.namespace)),
-                );
-                ctr::to_records(&rows)
-            }
-            EngineKind::Nerdctl => {
-                nerdctl::parse_list(&out).map_err(|e| self.unparseable(&args, e))?
-            }
-        };
+        let (records, warnings) = self
+            .seam()
+            .parse_list(self, &out, now)
+            .map_err(|e| self.unparseable(&args, e))?;
         if records.is_empty() && self.kind.is_containerd() && self.namespace != DEFAULT_NAMESPACE {
             let known = self.namespaces()?;
             if !known.contains(&self.namespace) {
@@ -347,10 +259,8 @@ impl Engine {
 
     /// containerd's namespaces (ctr and nerdctl); empty for other engines.
     pub fn namespaces(&self) -> Result<Vec<String>, Error> {
-        let args: Vec<OsString> = match self.kind {
-            EngineKind::Ctr => os(&["namespaces", "ls", "-q"]),
-            EngineKind::Nerdctl => os(&["namespace", "ls", "-q"]),
-            _ => return Ok(Vec::new()),
+        let Some(args) = self.seam().namespaces_args() else {
+            return Ok(Vec::new());
         };
         let out = self.output(&args)?;
         Ok(String::from_utf8_lossy(&out)
@@ -371,101 +281,102 @@ impl Engine {
     }
 
     /// Arguments that write a tar of `refs` to stdout (docker-save format; OCI for ctr).
+    /// The references are passed as given ([`Engine::native_ref`] names them as the engine does).
     pub fn save_args(&self, refs: &[ImageRef]) -> Vec<OsString> {
-        match self.kind {
-            EngineKind::Docker => docker::save_args(refs),
-            EngineKind::Podman => podman::save_args(refs),
-            EngineKind::Ctr => ctr::save_args(refs),
-            EngineKind::Nerdctl => nerdctl::save_args(refs),
-        }
+        self.seam().save_args(refs)
     }
 
     /// Arguments that load a tar from stdin.
     pub fn load_args(&self) -> Vec<OsString> {
-        match self.kind {
-            EngineKind::Ctr => os(&["images", "import", "-"]),
-            EngineKind::Docker | EngineKind::Podman | EngineKind::Nerdctl => os(&["load"]),
-        }
+        self.seam().load_args()
+    }
+
+    /// The command that loads a tar from stdin.
+    pub fn load_command(&self) -> Command {
+        self.command(&self.load_args())
+    }
+
+    /// The server's version (podman: the client's), asking which also checks that the daemon
+    /// answers; `None` when the answer names none.
+    pub fn version(&self) -> Result<Option<String>, Error> {
+        let out = self.output(&self.seam().version_args())?;
+        Ok(self.seam().parse_version(&out))
     }
 
     /// The reference as this engine stores it: containerd and podman keep fully qualified
     /// names (`docker.io/library/alpine:3`), docker the familiar form.
     pub fn native_ref(&self, r: &ImageRef) -> ImageRef {
-        match self.kind {
-            EngineKind::Docker => r.clone(),
-            _ => {
-                if r.tag().is_none() && r.digest().is_some() {
-                    let name: ImageRef = r
-                        .normalized_name()
-                        .parse()
-                        .expect("normalized name is valid");
-                    name.with_digest(r.digest().expect("checked"))
-                } else {
-                    r.normalized()
-                }
-            }
-        }
+        self.seam().native_ref(r)
     }
 
     /// The config digest (image ID) of each reference in this engine, `None` where the engine
     /// does not have it. One batched call (ctr: one `content get` per distinct manifest).
     pub fn image_ids(&self, refs: &[ImageRef]) -> Result<Vec<(ImageRef, Option<Digest>)>, Error> {
-        match self.kind {
-            EngineKind::Docker | EngineKind::Podman | EngineKind::Nerdctl => {
-                let native: Vec<ImageRef> = refs.iter().map(|r| self.native_ref(r)).collect();
-                let args = inspect_id_args(&native);
-                if let Ok(out) = self.output(&args) {
-                    let ids = parse_ids(&out);
-                    if ids.len() == refs.len() && ids.iter().all(Option::is_some) {
-                        return Ok(refs.iter().cloned().zip(ids).collect());
-                    }
-                }
-                // One of them is missing: ask one by one to know which.
-                refs.iter()
-                    .zip(&native)
-                    .map(|(r, n)| {
-                        let one = self.output(&inspect_id_args(std::slice::from_ref(n)));
-                        match one {
-                            Ok(out) => {
-                                Ok((r.clone(), parse_ids(&out).into_iter().next().flatten()))
-                            }
-                            Err(Error::EngineFailed { .. }) => Ok((r.clone(), None)),
-                            Err(e) => Err(e),
-                        }
-                    })
-                    .collect()
-            }
-            EngineKind::Ctr => ctr::image_ids(self, refs),
-        }
+        self.seam().image_ids(self, refs)
     }
-}
 
-fn inspect_id_args(refs: &[ImageRef]) -> Vec<OsString> {
-    let mut args = os(&["image", "inspect", "--format", "{{.ID}}", "--"]);
-    args.extend(refs.iter().map(|r| OsString::from(r.to_string())));
-    args
-}
+    /// Whether the engine holds the image whose ID is `id`; `None` where images cannot be
+    /// looked up by ID (containerd keeps them by name).
+    pub fn has_image_id(&self, id: &Digest) -> Option<bool> {
+        self.seam().has_image_id(self, id)
+    }
 
-/// IDs as engines print them: `sha256:hex` (docker, nerdctl) or bare hex (podman).
-fn parse_ids(out: &[u8]) -> Vec<Option<Digest>> {
-    String::from_utf8_lossy(out)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let l = l.trim();
-            l.parse::<Digest>()
-                .ok()
-                .or_else(|| Digest::sha256_hex(l).ok())
-        })
-        .collect()
-}
+    /// Gives `src` (a name the engine holds, or an image ID) each of `names`; a name that
+    /// pointed at another image is moved.
+    pub fn tag(&self, src: &str, names: &[String]) -> Result<(), Error> {
+        for call in self.seam().tag_calls(src, names) {
+            self.output(&call)?;
+        }
+        Ok(())
+    }
 
-fn list_args(kind: EngineKind) -> Vec<OsString> {
-    match kind {
-        EngineKind::Docker => docker::list_args(),
-        EngineKind::Podman => podman::list_args(),
-        EngineKind::Ctr => ctr::list_args(),
-        EngineKind::Nerdctl => nerdctl::list_args(),
+    /// Whether [`Engine::tag`] takes an image ID as its source (not ctr: a name only).
+    pub fn tags_by_id(&self) -> bool {
+        self.seam().tags_by_id()
+    }
+
+    /// Drops `names`; an image left with no name may go with its last one.
+    pub fn untag(&self, names: &[String]) -> Result<(), Error> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        for call in self.seam().untag_calls(names) {
+            self.output(&call)?;
+        }
+        Ok(())
+    }
+
+    /// Removes `names` and the images left without one, in one call.
+    pub fn remove(&self, names: &[String]) -> Result<(), Error> {
+        self.output(&self.seam().remove_args(names)).map(drop)
+    }
+
+    /// The command line [`Engine::remove`] runs, for a person to paste.
+    pub fn remove_command_line(&self, names: &[String]) -> String {
+        process::display_argv(&self.command(&self.seam().remove_args(names)))
+    }
+
+    /// Whether this engine files the short names of a docker archive somewhere other than
+    /// docker means them (podman: under `localhost/`): a stream loaded into it should carry
+    /// qualified names (`imgkit_transfer::QualifyNames`).
+    pub fn misfiles_short_names(&self) -> bool {
+        self.seam().misfiles_short_names()
+    }
+
+    /// After a load whose output was `load_output`: renames what the engine filed under names
+    /// docker does not mean (podman's `localhost/seed/app:1.0` → `docker.io/seed/app:1.0`), as a
+    /// pull would have named them. `images` are the loaded references with their image IDs.
+    /// Two calls per image at most; nothing for other engines.
+    pub fn fix_misfiled_names(
+        &self,
+        load_output: &str,
+        images: &[(&ImageRef, &str)],
+    ) -> Result<(), Error> {
+        for m in self.seam().misfiled(load_output, images) {
+            self.tag(&m.wrong[0], &m.right)?;
+            self.untag(&m.wrong)?;
+        }
+        Ok(())
     }
 }
 
@@ -498,7 +409,7 @@ pub(crate) fn refs_args(refs: &[ImageRef]) -> impl Iterator<Item = OsString> + '
     refs.iter().map(|r| OsString::from(r.to_string()))
 }
 
-fn env_nonempty(key: &str) -> Option<String> {
+pub(crate) fn env_nonempty(key: &str) -> Option<String> {
     env::var(key).ok().filter(|v| !v.is_empty())
 }
 
@@ -506,66 +417,6 @@ pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// The binary for `kind`: the explicit path, else `IMGKIT_<ENGINE>_BIN`, else PATH.
-fn resolve_bin(kind: EngineKind, explicit: Option<&Path>) -> Result<PathBuf, Error> {
-    let (path, origin) = match explicit {
-        Some(p) => (Some(p.to_path_buf()), "--engine-bin".to_owned()),
-        None => (
-            env::var_os(kind.bin_env())
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
-            kind.bin_env().to_owned(),
-        ),
-    };
-    if let Some(path) = path {
-        // A bare name is looked up on PATH like the default.
-        if path.components().count() == 1 && !path.is_absolute() {
-            return find_on_path(path.as_os_str()).ok_or_else(|| Error::BinaryMissing {
-                kind,
-                path: path.clone(),
-                origin,
-            });
-        }
-        if is_executable(&path) {
-            return Ok(path);
-        }
-        return Err(Error::BinaryMissing { kind, path, origin });
-    }
-    find_on_path(OsStr::new(kind.as_str())).ok_or_else(|| Error::BinaryNotFound {
-        kind,
-        program: kind.as_str().to_owned(),
-    })
-}
-
-fn find_on_path(name: &OsStr) -> Option<PathBuf> {
-    let path = env::var_os("PATH")?;
-    for dir in env::split_paths(&path) {
-        let candidate = dir.join(name);
-        if is_executable(&candidate) {
-            return Some(candidate);
-        }
-        if cfg!(windows) {
-            let exe = candidate.with_extension("exe");
-            if is_executable(&exe) {
-                return Some(exe);
-            }
-        }
-    }
-    None
-}
-
-#[cfg(unix)]
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    p.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-#[cfg(not(unix))]
-fn is_executable(p: &Path) -> bool {
-    p.is_file()
 }
 
 #[cfg(test)]
@@ -733,7 +584,7 @@ mod tests {
     #[test]
     fn ids_parse_with_or_without_algorithm() {
         let hex = "b".repeat(64);
-        let ids = parse_ids(format!("sha256:{hex}\n{hex}\n").as_bytes());
+        let ids = seam::parse_ids(format!("sha256:{hex}\n{hex}\n").as_bytes());
         assert_eq!(ids.len(), 2);
         assert!(ids.iter().all(Option::is_some));
     }

@@ -239,3 +239,125 @@ mod tests {
         assert!(serde_json::from_str::<Value>(&filled).is_ok(), "{filled}");
     }
 }
+
+/// podman's seam (see [`crate::seam::Seam`]). Its naming quirk lives here alone: a short name
+/// in a docker archive (`seed/app:1.0`) is filed under `localhost/` where docker means
+/// `docker.io/`.
+pub(crate) struct Podman;
+
+impl crate::seam::Seam for Podman {
+    fn global_args(&self, _e: &crate::Engine) -> Vec<OsString> {
+        Vec::new()
+    }
+
+    fn endpoint(&self, _e: &crate::Engine) -> String {
+        match crate::env_nonempty("CONTAINERS_STORAGE_CONF") {
+            Some(conf) => format!("storage configured by {conf}"),
+            None => "local storage".to_owned(),
+        }
+    }
+
+    fn list_args(&self) -> Vec<OsString> {
+        list_args()
+    }
+
+    fn parse_list(
+        &self,
+        _e: &crate::Engine,
+        out: &[u8],
+        now: i64,
+    ) -> Result<(Vec<ImageRecord>, Vec<String>), ParseError> {
+        Ok((parse_list(out, now)?, Vec::new()))
+    }
+
+    fn classify(&self, e: &crate::Engine, lower: &str, stderr: &str) -> Option<crate::Error> {
+        lower
+            .contains("permission denied")
+            .then(|| crate::Error::PermissionDenied {
+                kind: e.kind(),
+                endpoint: e.endpoint(),
+                stderr: stderr.to_owned(),
+            })
+    }
+
+    fn save_args(&self, refs: &[ImageRef]) -> Vec<OsString> {
+        save_args(refs)
+    }
+
+    fn version_args(&self) -> Vec<OsString> {
+        os(&["version", "--format", "json"])
+    }
+
+    /// `tag SRC NAME…` in one call.
+    fn tag_calls(&self, src: &str, names: &[String]) -> Vec<Vec<OsString>> {
+        let mut c = os(&["tag", src]);
+        c.extend(names.iter().map(OsString::from));
+        vec![c]
+    }
+
+    /// `untag NAME NAME`, one call per name (`podman untag IMAGE NAME…` works per image).
+    fn untag_calls(&self, names: &[String]) -> Vec<Vec<OsString>> {
+        names.iter().map(|n| os(&["untag", n, n])).collect()
+    }
+
+    fn misfiles_short_names(&self) -> bool {
+        true
+    }
+
+    fn misfiled(
+        &self,
+        load_output: &str,
+        images: &[(&ImageRef, &str)],
+    ) -> Vec<crate::seam::Misfiled> {
+        misfiled(load_output, images)
+    }
+}
+
+/// The names `podman load` filed under `localhost/` (its `Loaded image: …` lines) that docker
+/// means as `docker.io/…`, grouped by image ID.
+fn misfiled(load_output: &str, images: &[(&ImageRef, &str)]) -> Vec<crate::seam::Misfiled> {
+    let loaded: std::collections::HashSet<&str> = load_output
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Loaded image: "))
+        .map(str::trim)
+        .collect();
+    let mut by_image: BTreeMap<&str, crate::seam::Misfiled> = BTreeMap::new();
+    for (r, id) in images {
+        if r.domain().is_some() || r.tag().is_none() {
+            continue;
+        }
+        let local = format!("localhost/{r}");
+        if loaded.contains(local.as_str()) {
+            let entry = by_image.entry(id).or_insert_with(|| crate::seam::Misfiled {
+                wrong: Vec::new(),
+                right: Vec::new(),
+            });
+            entry.wrong.push(local);
+            entry.right.push(r.normalized().to_string());
+        }
+    }
+    by_image.into_values().collect()
+}
+
+#[cfg(test)]
+mod seam_tests {
+    use super::*;
+
+    #[test]
+    fn short_names_loaded_under_localhost_are_found() {
+        let a: ImageRef = "seed/app:1.0".parse().unwrap();
+        let b: ImageRef = "seed/app:latest".parse().unwrap();
+        let q: ImageRef = "quay.io/x/y:1".parse().unwrap();
+        let out = "Loaded image: localhost/seed/app:1.0\nLoaded image: localhost/seed/app:latest\nLoaded image: quay.io/x/y:1\n";
+        let m = misfiled(out, &[(&a, "i1"), (&b, "i1"), (&q, "i2")]);
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            m[0].wrong,
+            ["localhost/seed/app:1.0", "localhost/seed/app:latest"]
+        );
+        assert_eq!(
+            m[0].right,
+            ["docker.io/seed/app:1.0", "docker.io/seed/app:latest"]
+        );
+    }
+}

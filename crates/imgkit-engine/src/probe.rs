@@ -1,13 +1,12 @@
 //! What `imgkit engines` shows: is each engine installed, does it answer, which version, where,
 //! and which containerd namespaces hold how many images.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{Engine, EngineKind, EngineOptions, Error, os};
+use crate::{Engine, EngineKind, EngineOptions, Error};
 
 /// One engine as found on this machine.
 #[derive(Debug, Clone, Serialize)]
@@ -81,8 +80,7 @@ pub fn probe(kind: EngineKind, opts: EngineOptions) -> Probe {
 }
 
 fn fill(engine: &Engine, p: &mut Probe) -> Result<(), Error> {
-    let out = engine.output(&version_args(engine.kind()))?;
-    p.version = parse_version(engine.kind(), &out);
+    p.version = engine.version()?;
     p.reachable = true;
     if engine.kind().is_containerd() {
         for ns in engine.namespaces()? {
@@ -107,25 +105,9 @@ fn fill(engine: &Engine, p: &mut Probe) -> Result<(), Error> {
     Ok(())
 }
 
-/// The argv asking an engine its version (which also checks the daemon answers).
-pub fn version_args(kind: EngineKind) -> Vec<OsString> {
-    match kind {
-        EngineKind::Docker | EngineKind::Nerdctl => os(&["version", "--format", "{{json .}}"]),
-        EngineKind::Podman => os(&["version", "--format", "json"]),
-        EngineKind::Ctr => os(&["version"]),
-    }
-}
-
-/// The server version from `version` output (podman: the client's; it has no server).
-pub fn parse_version(kind: EngineKind, out: &[u8]) -> Option<String> {
-    if kind == EngineKind::Ctr {
-        let text = String::from_utf8_lossy(out);
-        let server = text.split("Server:").nth(1)?;
-        return server
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Version:"))
-            .map(|v| v.trim().to_owned());
-    }
+/// The server version in a `version --format json` answer (podman: the client's; it has no
+/// server).
+pub(crate) fn json_version(out: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(out).ok()?;
     let s = v
         .pointer("/Server/Version")
@@ -137,6 +119,10 @@ pub fn parse_version(kind: EngineKind, out: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_version(kind: EngineKind, out: &[u8]) -> Option<String> {
+        crate::seam::seam(kind).parse_version(out)
+    }
 
     #[test]
     fn versions_from_recorded_output() {

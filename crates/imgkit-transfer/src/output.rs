@@ -183,14 +183,22 @@ impl OutputFile {
                         OpenError::Problem(OutputProblem::ParentNotWritable(dir.clone(), e))
                     })?;
                     match file.as_file().try_lock() {
-                        Ok(()) => return Ok(OutputFile::Temp { file, target }),
-                        Err(e) => last = Some(e),
+                        // Locked, and not removed by that cleanup before the lock was taken
+                        // (then the rename at the end would find nothing to rename).
+                        Ok(()) if still_linked(&file) => {
+                            return Ok(OutputFile::Temp { file, target });
+                        }
+                        Ok(()) => {
+                            last =
+                                Some("a concurrent run removed it before it was locked".to_owned());
+                        }
+                        Err(e) => last = Some(e.to_string()),
                     }
                 }
                 Err(OpenError::Io(io::Error::other(format!(
                     "could not lock a temporary file in {}: {}",
                     dir.display(),
-                    last.map(|e| e.to_string()).unwrap_or_default()
+                    last.unwrap_or_default()
                 ))))
             }
         }
@@ -268,6 +276,24 @@ pub(crate) fn is_temp_of(name: &std::ffi::OsStr, target: &Path) -> bool {
     name.strip_prefix(&prefix)
         .and_then(|rest| rest.strip_suffix(TEMP_SUFFIX))
         .is_some_and(|r| r.len() == 8 && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Whether the temporary's path still names the file we hold (a concurrent run's
+/// [`remove_stale`] can unlink it in the instant between its creation and its lock).
+fn still_linked(file: &NamedTempFile) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.as_file().metadata(), fs::symlink_metadata(file.path())) {
+            (Ok(held), Ok(named)) => held.dev() == named.dev() && held.ino() == named.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        // Windows removes no file another handle holds open without delete sharing.
+        file.path().is_file()
+    }
 }
 
 /// Removes temporaries of `target` that no live run holds (their lock is free).

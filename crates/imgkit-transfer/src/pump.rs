@@ -1,4 +1,6 @@
-//! The pump itself: spawn, copy, supervise, finish or clean up.
+//! The pump itself, in three phases: start (targets, source, copy thread), supervise (to an
+//! outcome: the stream complete, or who failed first), settle (commit, or stop and explain).
+//! Its tests are in `pump_tests.rs`.
 //!
 //! One thread copies source → sinks through a fixed buffer; the calling thread supervises: it
 //! reports progress, watches the children's exit statuses and the cancellation flag, and decides
@@ -203,13 +205,23 @@ impl Pump {
         self
     }
 
-    /// Runs the transfer to the end. On error every child has been stopped and waited for and
-    /// every temporary output file removed.
+    /// Runs the transfer to the end, in three phases: [`Pump::start`] (targets, then the
+    /// source, then the copy thread), [`Started::supervise`] (to an [`Outcome`]) and
+    /// [`Started::settle`] (commit, or stop and explain). On error every child has been stopped
+    /// and waited for and every temporary output file removed.
     ///
     /// # Panics
     /// When no sink was added.
     pub fn run(self, reporter: &mut dyn Reporter) -> Result<Transferred, Error> {
         assert!(!self.sinks.is_empty(), "a pump needs at least one sink");
+        let mut started = self.start(reporter)?;
+        let outcome = started.supervise(reporter);
+        started.settle(outcome, reporter)
+    }
+
+    /// Opens the targets first (a file that can't be created or a load that can't start fails
+    /// before the source produces anything), then the source, then starts the copy thread.
+    fn start(self, reporter: &mut dyn Reporter) -> Result<Started, Error> {
         let Pump {
             source,
             sinks,
@@ -220,9 +232,6 @@ impl Pump {
         } = self;
         let start = Instant::now();
         let mut run = Running::default();
-
-        // Targets first: a file that can't be created or a load that can't start fails before
-        // the source produces anything.
         let mut writers: Vec<SinkWriter> = Vec::new();
         for sink in sinks {
             match open_sink(sink, &mut run) {
@@ -233,42 +242,13 @@ impl Pump {
                 }
             }
         }
-        let (reader, source_label): (OpenReader, String) = match source.kind {
-            SourceKind::Reader(open) => (open, source.label),
-            SourceKind::Command(mut cmd) => {
-                cmd.stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped());
-                own_process_group(&mut cmd);
-                match cmd.spawn() {
-                    Ok(mut child) => {
-                        let stdout = child.stdout.take().expect("piped stdout");
-                        let stderr = child.stderr.take().expect("piped stderr");
-                        run.source = Some(ChildSide {
-                            label: source.label.clone(),
-                            child,
-                            status: None,
-                            stderr: Some(tail::drain(stderr, STDERR_KEEP)),
-                            stdout: None,
-                        });
-                        (
-                            Box::new(move || Ok(Box::new(stdout) as Box<dyn Read>)),
-                            source.label,
-                        )
-                    }
-                    Err(e) => {
-                        run.abort();
-                        return Err(Error::Spawn {
-                            side: Side::Source,
-                            step: Step::Save,
-                            label: source.label,
-                            source: e,
-                        });
-                    }
-                }
+        let (reader, source_label) = match open_source(source, &mut run) {
+            Ok(r) => r,
+            Err(e) => {
+                run.abort();
+                return Err(e);
             }
         };
-
         let reader: OpenReader = match transform {
             Some(t) => Box::new(move || reader().map(t)),
             None => reader,
@@ -284,18 +264,56 @@ impl Pump {
                 let _ = tx.send((outcome, writers));
             })
         };
-        let progress = |bytes| Progress {
-            bytes,
-            elapsed: start.elapsed(),
+        Ok(Started {
+            run,
+            copy,
+            rx,
+            counter,
+            cancel,
+            source_label,
+            start,
             expected,
-        };
+        })
+    }
+}
 
-        // Supervise until the copy ends or someone fails.
+/// A transfer under way: children started, the copy thread running.
+struct Started {
+    run: Running,
+    copy: JoinHandle<()>,
+    /// The copy thread's end and the writers it hands back.
+    rx: mpsc::Receiver<(CopyEnd, Vec<SinkWriter>)>,
+    counter: Arc<AtomicU64>,
+    cancel: Cancel,
+    source_label: String,
+    start: Instant,
+    expected: Option<u64>,
+}
+
+/// How supervision ended.
+enum Outcome {
+    /// The stream is complete and the source succeeded: the writers, to close and commit.
+    Complete(Vec<SinkWriter>),
+    /// Someone failed first; the copy's end and writers when it had already handed them back.
+    Failed(Culprit, Option<(CopyEnd, Vec<SinkWriter>)>),
+}
+
+impl Started {
+    fn progress(&self) -> Progress {
+        Progress {
+            bytes: self.counter.load(Ordering::Relaxed),
+            elapsed: self.start.elapsed(),
+            expected: self.expected,
+        }
+    }
+
+    /// Reports progress until the copy ends or someone fails, then decides which it was.
+    fn supervise(&mut self, reporter: &mut dyn Reporter) -> Outcome {
         let mut culprit: Option<Culprit> = None;
         let mut done: Option<(CopyEnd, Vec<SinkWriter>)> = None;
         let mut last_reported = u64::MAX;
         loop {
-            match rx.recv_timeout(TICK) {
+            match self.rx.recv_timeout(TICK) {
                 Ok(d) => {
                     done = Some(d);
                     break;
@@ -303,27 +321,25 @@ impl Pump {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            if cancel.is_cancelled() {
+            if self.cancel.is_cancelled() {
                 culprit = Some(Culprit::Cancelled);
                 break;
             }
-            if let Some(c) = run.poll_failures() {
+            if let Some(c) = self.run.poll_failures() {
                 culprit = Some(c);
                 break;
             }
-            let bytes = counter.load(Ordering::Relaxed);
-            if bytes != last_reported {
-                last_reported = bytes;
-                reporter.progress(&progress(bytes));
+            let p = self.progress();
+            if p.bytes != last_reported {
+                last_reported = p.bytes;
+                reporter.progress(&p);
             }
         }
-        let bytes = || counter.load(Ordering::Relaxed);
-
         // The stream ended on its own: find out whether it ended well.
         if culprit.is_none() {
             match &done {
                 Some((CopyEnd::Eof, _)) => {
-                    if let Some(status) = run.wait_source()
+                    if let Some(status) = self.run.wait_source()
                         && !status.success()
                     {
                         culprit = Some(Culprit::SourceExit(status));
@@ -334,25 +350,45 @@ impl Pump {
                 Some((CopyEnd::Read(_), _)) | None => culprit = Some(Culprit::SourceRead),
             }
         }
-        if cancel.is_cancelled() {
+        if self.cancel.is_cancelled() {
             culprit = Some(Culprit::Cancelled);
         }
+        match (culprit, done) {
+            (None, Some((_, writers))) => Outcome::Complete(writers),
+            (Some(c), done) => Outcome::Failed(c, done),
+            (None, None) => unreachable!("no copy end is a failure"),
+        }
+    }
 
-        if culprit.is_none() {
-            let (_, writers) = done.take().expect("copy finished");
-            match run.finish(writers) {
+    /// Closes and commits every target after a complete stream; after a failure (or a target
+    /// that fails to commit) stops everything, removes what was written, and explains.
+    fn settle(self, outcome: Outcome, reporter: &mut dyn Reporter) -> Result<Transferred, Error> {
+        let Started {
+            mut run,
+            copy,
+            rx,
+            counter,
+            source_label,
+            start,
+            expected,
+            ..
+        } = self;
+        let (culprit, mut done) = match outcome {
+            Outcome::Complete(writers) => match run.finish(writers) {
                 Ok(()) => {
-                    let p = progress(bytes());
+                    let p = Progress {
+                        bytes: counter.load(Ordering::Relaxed),
+                        elapsed: start.elapsed(),
+                        expected,
+                    };
                     reporter.finished(&p);
                     let _ = copy.join();
                     return Ok(run.into_transferred(p.bytes, start.elapsed()));
                 }
-                Err(c) => culprit = Some(c),
-            }
-        }
-
-        // Failure: stop everything, then explain.
-        let culprit = culprit.expect("a failure");
+                Err(c) => (c, None),
+            },
+            Outcome::Failed(c, done) => (c, done),
+        };
         run.kill_all();
         let writers_back = match done.take() {
             Some(d) => Some(d),
@@ -367,8 +403,45 @@ impl Pump {
         }
         run.wait_all();
         run.remove_partials();
-        reporter.failed(&progress(bytes()));
-        Err(run.explain(culprit, copy_end, &source_label, bytes()))
+        let bytes = counter.load(Ordering::Relaxed);
+        reporter.failed(&Progress {
+            bytes,
+            elapsed: start.elapsed(),
+            expected,
+        });
+        Err(run.explain(culprit, copy_end, &source_label, bytes))
+    }
+}
+
+/// Starts the source: a child's stdout, or the reader as given.
+fn open_source(source: Source, run: &mut Running) -> Result<(OpenReader, String), Error> {
+    match source.kind {
+        SourceKind::Reader(open) => Ok((open, source.label)),
+        SourceKind::Command(mut cmd) => {
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            own_process_group(&mut cmd);
+            let mut child = cmd.spawn().map_err(|e| Error::Spawn {
+                side: Side::Source,
+                step: Step::Save,
+                label: source.label.clone(),
+                source: e,
+            })?;
+            let stdout = child.stdout.take().expect("piped stdout");
+            let stderr = child.stderr.take().expect("piped stderr");
+            run.source = Some(ChildSide {
+                label: source.label.clone(),
+                child,
+                status: None,
+                stderr: Some(tail::drain(stderr, STDERR_KEEP)),
+                stdout: None,
+            });
+            Ok((
+                Box::new(move || Ok(Box::new(stdout) as Box<dyn Read>)),
+                source.label,
+            ))
+        }
     }
 }
 
@@ -402,14 +475,20 @@ fn open_sink(sink: Sink, run: &mut Running) -> Result<SinkWriter, Error> {
             if let Some(temp) = file.temp_path() {
                 run.temps.push(temp.to_path_buf());
             }
-            run.sink_labels.push(sink.label.clone());
+            run.sinks.push(SinkSide {
+                label: sink.label,
+                child: None,
+            });
             Ok(SinkWriter {
                 kind: WriterKind::File(Box::new(file)),
                 closed: false,
             })
         }
         SinkKind::Writer(w) => {
-            run.sink_labels.push(sink.label.clone());
+            run.sinks.push(SinkSide {
+                label: sink.label,
+                child: None,
+            });
             Ok(SinkWriter {
                 kind: WriterKind::Writer(w),
                 closed: false,
@@ -429,13 +508,15 @@ fn open_sink(sink: Sink, run: &mut Running) -> Result<SinkWriter, Error> {
             let stdin = child.stdin.take().expect("piped stdin");
             let stdout = child.stdout.take().expect("piped stdout");
             let stderr = child.stderr.take().expect("piped stderr");
-            run.sink_labels.push(sink.label.clone());
-            run.sinks.push(ChildSide {
+            run.sinks.push(SinkSide {
                 label: sink.label.clone(),
-                child,
-                status: None,
-                stderr: Some(tail::drain(stderr, STDERR_KEEP)),
-                stdout: Some(tail::drain(stdout, STDOUT_KEEP)),
+                child: Some(ChildSide {
+                    label: sink.label,
+                    child,
+                    status: None,
+                    stderr: Some(tail::drain(stderr, STDERR_KEEP)),
+                    stdout: Some(tail::drain(stdout, STDOUT_KEEP)),
+                }),
             });
             Ok(SinkWriter {
                 kind: WriterKind::Child(stdin),
@@ -473,7 +554,7 @@ enum CopyEnd {
     Eof,
     Cancelled,
     Read(io::Error),
-    /// The index of the failing writer in the sink list.
+    /// The failing sink (its index in the pump's sinks).
     Write(usize, io::Error),
 }
 
@@ -521,13 +602,14 @@ enum Culprit {
     Cancelled,
     SourceExit(ExitStatus),
     SourceRead,
-    /// Index into `Running::sinks` (a child that exited unsuccessfully).
+    /// A child sink that exited unsuccessfully. Every sink index is the sink's position in the
+    /// pump (`Running::sinks`, the writer list and the copy's `CopyEnd::Write` alike).
     SinkExit(usize),
-    /// Index into the writer list (a write error).
+    /// A write error.
     SinkWrite(usize),
     /// Finishing a file failed (flush, fsync, rename).
     Finish(PathBuf, io::Error),
-    /// Flushing a writer sink failed (index into the writer list).
+    /// Flushing a writer sink failed.
     Flush(usize, io::Error),
 }
 
@@ -561,21 +643,35 @@ impl ChildSide {
     }
 }
 
+/// One sink, in the pump's order: its label, and its child when it is a command.
+struct SinkSide {
+    label: String,
+    child: Option<ChildSide>,
+}
+
 #[derive(Default)]
 struct Running {
     source: Option<ChildSide>,
-    sinks: Vec<ChildSide>,
+    /// Every sink, indexed as the pump's sinks.
+    sinks: Vec<SinkSide>,
     /// Temporaries of file sinks, removed on failure (also when the copy thread still holds
     /// them).
     temps: Vec<PathBuf>,
-    sink_labels: Vec<String>,
 }
 
 impl Running {
+    /// Sink `i`'s label.
+    fn label(&self, i: usize) -> String {
+        self.sinks
+            .get(i)
+            .map(|s| s.label.clone())
+            .unwrap_or_default()
+    }
+
     /// A child that exited unsuccessfully while the stream still flows.
     fn poll_failures(&mut self) -> Option<Culprit> {
         for (i, s) in self.sinks.iter_mut().enumerate() {
-            if let Some(status) = s.try_status()
+            if let Some(status) = s.child.as_mut().and_then(ChildSide::try_status)
                 && !status.success()
             {
                 return Some(Culprit::SinkExit(i));
@@ -602,8 +698,7 @@ impl Running {
                 WriterKind::Child(stdin) => drop(stdin),
                 WriterKind::File(mut f) => {
                     if let Err(e) = f.file().flush().and_then(|()| f.sync()) {
-                        let label = self.sink_labels.get(i).cloned().unwrap_or_default();
-                        return Err(Culprit::Finish(PathBuf::from(label), e));
+                        return Err(Culprit::Finish(PathBuf::from(self.label(i)), e));
                     }
                     files.push(f);
                 }
@@ -615,7 +710,7 @@ impl Running {
             }
         }
         for (i, s) in self.sinks.iter_mut().enumerate() {
-            if let Some(status) = s.wait()
+            if let Some(status) = s.child.as_mut().and_then(ChildSide::wait)
                 && !status.success()
             {
                 return Err(Culprit::SinkExit(i));
@@ -632,7 +727,7 @@ impl Running {
 
     fn kill_all(&mut self) {
         // Targets first: a load must not see the end of a stream we are abandoning.
-        for s in &mut self.sinks {
+        for s in self.sinks.iter_mut().filter_map(|s| s.child.as_mut()) {
             s.kill();
         }
         if let Some(s) = &mut self.source {
@@ -641,7 +736,7 @@ impl Running {
     }
 
     fn wait_all(&mut self) {
-        for s in &mut self.sinks {
+        for s in self.sinks.iter_mut().filter_map(|s| s.child.as_mut()) {
             s.wait();
         }
         if let Some(s) = &mut self.source {
@@ -714,14 +809,14 @@ impl Running {
                     _ => io::Error::other("the copy thread stopped unexpectedly"),
                 };
                 Error::Write {
-                    label: self.sink_labels.get(i).cloned().unwrap_or_default(),
+                    label: self.label(i),
                     bytes,
                     source,
                 }
             }
             Culprit::Finish(path, source) => Error::Finish { path, source },
             Culprit::Flush(i, source) => Error::Write {
-                label: self.sink_labels.get(i).cloned().unwrap_or_default(),
+                label: self.label(i),
                 bytes,
                 source,
             },
@@ -729,7 +824,7 @@ impl Running {
     }
 
     fn sink_failed(&mut self, i: usize, bytes: u64) -> Error {
-        let side = &mut self.sinks[i];
+        let side = self.sinks[i].child.as_mut().expect("a child sink");
         let status = side.wait().expect("a waited child");
         Error::ChildFailed {
             side: Side::Target,
@@ -744,7 +839,7 @@ impl Running {
     fn into_transferred(mut self, bytes: u64, elapsed: Duration) -> Transferred {
         let mut target_stdout = String::new();
         let mut target_stderr = String::new();
-        for s in &mut self.sinks {
+        for s in self.sinks.iter_mut().filter_map(|s| s.child.as_mut()) {
             target_stdout.push_str(&tail::collect(s.stdout.take()));
             target_stderr.push_str(&tail::collect(s.stderr.take()));
         }
@@ -769,474 +864,5 @@ fn stderr_of(side: &mut ChildSide) -> Option<StderrTail> {
 }
 
 #[cfg(all(test, unix))]
-mod tests {
-    //! The pump against real child processes (coreutils and `sh` stand in for engines here:
-    //! the pump only sees argv, pipes and exit statuses).
-    use super::*;
-    use crate::progress::NoProgress;
-    use std::fs::File;
-    use std::os::unix::fs::FileTypeExt;
-    use std::path::Path;
-
-    fn cmd(program: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(program);
-        c.args(args);
-        c
-    }
-
-    fn sh(script: &str) -> Command {
-        cmd("sh", &["-c", script])
-    }
-
-    /// `n` bytes of zeros, then exit 0.
-    fn zeros(n: u64) -> Source {
-        Source::command("head", cmd("head", &["-c", &n.to_string(), "/dev/zero"]))
-    }
-
-    /// The names in `dir`, sorted.
-    fn entries(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-
-    #[derive(Default)]
-    struct Recorder {
-        started: bool,
-        expected: Option<u64>,
-        progress: usize,
-        finished: Option<u64>,
-        failed: Option<u64>,
-    }
-
-    impl Reporter for Recorder {
-        fn started(&mut self, expected: Option<u64>) {
-            self.started = true;
-            self.expected = expected;
-        }
-        fn progress(&mut self, _: &Progress) {
-            self.progress += 1;
-        }
-        fn finished(&mut self, p: &Progress) {
-            self.finished = Some(p.bytes);
-        }
-        fn failed(&mut self, p: &Progress) {
-            self.failed = Some(p.bytes);
-        }
-    }
-
-    #[test]
-    fn copies_into_a_file_and_renames_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out.tar");
-        let mut rec = Recorder::default();
-        let done = Pump::new(zeros(3_000_000))
-            .sink(Sink::file(&out))
-            .expected_bytes(Some(3_000_000))
-            .run(&mut rec)
-            .unwrap();
-        assert_eq!(done.bytes, 3_000_000);
-        assert_eq!(std::fs::metadata(&out).unwrap().len(), 3_000_000);
-        assert_eq!(entries(dir.path()), ["out.tar"]);
-        assert!(rec.started);
-        assert_eq!(rec.expected, Some(3_000_000));
-        assert_eq!(rec.finished, Some(3_000_000));
-        assert_eq!(rec.failed, None);
-    }
-
-    #[test]
-    fn tees_into_a_child_and_a_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("via.tar");
-        let done = Pump::new(zeros(1_234_567))
-            .sink(Sink::command("wc", cmd("wc", &["-c"])))
-            .sink(Sink::file(&out))
-            .run(&mut NoProgress)
-            .unwrap();
-        assert_eq!(done.target_stdout.trim(), "1234567");
-        assert_eq!(std::fs::metadata(&out).unwrap().len(), 1_234_567);
-    }
-
-    #[test]
-    fn reads_from_a_reader_source() {
-        let data = vec![7u8; 100_000];
-        let done = Pump::new(Source::reader("memory", std::io::Cursor::new(data)))
-            .sink(Sink::command("wc", cmd("wc", &["-c"])))
-            .run(&mut NoProgress)
-            .unwrap();
-        assert_eq!(done.bytes, 100_000);
-        assert_eq!(done.target_stdout.trim(), "100000");
-    }
-
-    #[test]
-    fn a_source_dying_mid_stream_never_lets_the_target_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out.tar");
-        let committed = dir.path().join("committed");
-        // The "load" commits (creates `committed`) when its stdin ends: it must be killed first.
-        let load = sh(&format!(
-            "cat > /dev/null && touch '{}'",
-            committed.display()
-        ));
-        let save = sh("head -c 500000 /dev/zero; echo 'save: disk on fire' >&2; exit 3");
-        let mut rec = Recorder::default();
-        let err = Pump::new(Source::command("fake save", save))
-            .sink(Sink::command("fake load", load))
-            .sink(Sink::file(&out))
-            .run(&mut rec)
-            .unwrap_err();
-        match &err {
-            Error::ChildFailed {
-                side: Side::Source,
-                step: Step::Save,
-                status,
-                ..
-            } => {
-                assert_eq!(status.code(), Some(3));
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        assert_eq!(err.stderr(), Some("save: disk on fire"));
-        assert!(
-            err.to_string()
-                .contains("the source save failed: `fake save` exited with status 3"),
-            "{err}"
-        );
-        assert!(!committed.exists(), "the target saw a clean end of stream");
-        assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
-        assert!(rec.failed.is_some());
-    }
-
-    #[test]
-    fn a_failing_target_stops_an_endless_source() {
-        let load = sh("head -c 10 > /dev/null; echo 'load: unsupported format' >&2; exit 4");
-        let err = Pump::new(Source::command("cat", cmd("cat", &["/dev/zero"])))
-            .sink(Sink::command("fake load", load))
-            .run(&mut NoProgress)
-            .unwrap_err();
-        match &err {
-            Error::ChildFailed {
-                side: Side::Target,
-                step: Step::Load,
-                status,
-                ..
-            } => assert_eq!(status.code(), Some(4)),
-            other => panic!("unexpected {other:?}"),
-        }
-        assert_eq!(err.stderr(), Some("load: unsupported format"));
-    }
-
-    #[test]
-    fn a_target_that_cannot_start_starts_no_source() {
-        let dir = tempfile::tempdir().unwrap();
-        let marker = dir.path().join("source-ran");
-        let err = Pump::new(Source::command(
-            "touch",
-            cmd("touch", &[marker.to_str().unwrap()]),
-        ))
-        .sink(Sink::command("nope", cmd("/nonexistent/imgkit-load", &[])))
-        .run(&mut NoProgress)
-        .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Spawn {
-                    side: Side::Target,
-                    step: Step::Load,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        assert!(!marker.exists());
-    }
-
-    #[test]
-    fn an_uncreatable_file_starts_no_source() {
-        let dir = tempfile::tempdir().unwrap();
-        let marker = dir.path().join("source-ran");
-        let out = dir.path().join("missing-dir/out.tar");
-        let err = Pump::new(Source::command(
-            "touch",
-            cmd("touch", &[marker.to_str().unwrap()]),
-        ))
-        .sink(Sink::file(&out))
-        .run(&mut NoProgress)
-        .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Output {
-                    problem: crate::OutputProblem::ParentMissing(_),
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        assert_eq!(err.side(), Some(Side::Target));
-        assert!(!marker.exists());
-    }
-
-    #[test]
-    fn a_missing_source_binary_is_a_spawn_error_and_removes_the_partial() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out.tar");
-        let err = Pump::new(Source::command(
-            "nope",
-            cmd("/nonexistent/imgkit-save", &[]),
-        ))
-        .sink(Sink::file(&out))
-        .run(&mut NoProgress)
-        .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Spawn {
-                    side: Side::Source,
-                    step: Step::Save,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        assert!(!out.exists());
-        assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
-    }
-
-    #[test]
-    fn a_full_device_is_a_write_error_naming_the_sink() {
-        let full = File::options().write(true).open("/dev/full").unwrap();
-        let err = Pump::new(zeros(1_000_000))
-            .sink(Sink::writer("/dev/full", full))
-            .run(&mut NoProgress)
-            .unwrap_err();
-        match &err {
-            Error::Write { label, source, .. } => {
-                assert_eq!(label, "/dev/full");
-                assert_eq!(source.raw_os_error(), Some(28)); // ENOSPC
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
-    #[test]
-    fn cancelling_stops_both_children_and_removes_the_partial() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out.tar");
-        let committed = dir.path().join("committed");
-        let load = sh(&format!(
-            "cat > /dev/null && touch '{}'",
-            committed.display()
-        ));
-        let cancel = Cancel::new();
-        let trigger = cancel.clone();
-        let t = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            trigger.cancel();
-        });
-        let err = Pump::new(Source::command("cat", cmd("cat", &["/dev/zero"])))
-            .sink(Sink::command("fake load", load))
-            .sink(Sink::file(&out))
-            .cancel(cancel)
-            .run(&mut NoProgress)
-            .unwrap_err();
-        t.join().unwrap();
-        assert!(err.is_cancelled(), "{err:?}");
-        assert!(!committed.exists());
-        assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
-    }
-
-    #[test]
-    fn a_target_that_ends_early_and_succeeds_is_trusted() {
-        // Some loads stop reading at the tar end-of-archive marker; the padding after it is
-        // drained, and the exit statuses decide.
-        let done = Pump::new(zeros(300_000))
-            .sink(Sink::command("head", cmd("head", &["-c", "10"])))
-            .run(&mut NoProgress)
-            .unwrap();
-        assert_eq!(done.bytes, 300_000);
-    }
-
-    /// `n` bytes of `byte`, from a child.
-    fn bytes_of(byte: u8, n: u64) -> Source {
-        Source::command(
-            "sh",
-            sh(&format!("head -c {n} /dev/zero | tr '\\0' '\\{byte:03o}'")),
-        )
-    }
-
-    #[test]
-    fn a_symlink_where_the_temporary_goes_is_never_followed() {
-        // The old fixed `FILE.partial` was opened with truncate through whatever was there.
-        let dir = tempfile::tempdir().unwrap();
-        let victim = dir.path().join("victim");
-        std::fs::write(&victim, b"keep me").unwrap();
-        let out = dir.path().join("out.tar");
-        std::os::unix::fs::symlink(&victim, dir.path().join("out.tar.partial")).unwrap();
-        Pump::new(zeros(10_000))
-            .sink(Sink::file(&out))
-            .run(&mut NoProgress)
-            .unwrap();
-        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
-        assert_eq!(std::fs::metadata(&out).unwrap().len(), 10_000);
-    }
-
-    #[test]
-    fn concurrent_writers_to_one_file_leave_one_complete_archive() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out.tar");
-        let n = 4_000_000;
-        let runs: Vec<_> = (0..4u8)
-            .map(|i| {
-                let out = out.clone();
-                std::thread::spawn(move || {
-                    Pump::new(bytes_of(b'a' + i, n))
-                        .sink(Sink::file(&out))
-                        .buffer_size(4096)
-                        .run(&mut NoProgress)
-                        .map(|d| d.bytes)
-                })
-            })
-            .collect();
-        for r in runs {
-            assert_eq!(r.join().unwrap().unwrap(), n);
-        }
-        let data = std::fs::read(&out).unwrap();
-        assert_eq!(data.len() as u64, n);
-        assert!(
-            data.iter().all(|&b| b == data[0]),
-            "the file mixes two runs' bytes"
-        );
-        assert_eq!(entries(dir.path()), ["out.tar"]);
-    }
-
-    #[test]
-    fn a_stale_temporary_is_removed_and_a_live_one_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out.tar");
-        let stale = dir.path().join(".out.tar.AAAAAAAA.imgkit-partial");
-        std::fs::write(&stale, b"from a killed run").unwrap();
-        let live = dir.path().join(".out.tar.BBBBBBBB.imgkit-partial");
-        std::fs::write(&live, b"being written").unwrap();
-        let held = File::options().write(true).open(&live).unwrap();
-        held.lock().unwrap();
-        let other = dir.path().join(".other.tar.CCCCCCCC.imgkit-partial");
-        std::fs::write(&other, b"another file's").unwrap();
-        Pump::new(zeros(1000))
-            .sink(Sink::file(&out))
-            .run(&mut NoProgress)
-            .unwrap();
-        assert!(!stale.exists());
-        assert!(live.exists() && other.exists());
-        drop(held);
-    }
-
-    #[test]
-    fn a_fifo_is_written_in_place() {
-        let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("pipe");
-        assert!(
-            Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
-        let reader = {
-            let fifo = fifo.clone();
-            std::thread::spawn(move || std::fs::read(fifo).unwrap().len())
-        };
-        Pump::new(zeros(300_000))
-            .sink(Sink::file(&fifo))
-            .run(&mut NoProgress)
-            .unwrap();
-        // Checked before waiting for the reader: had the FIFO been replaced, its reader would
-        // wait forever.
-        assert!(
-            std::fs::symlink_metadata(&fifo)
-                .unwrap()
-                .file_type()
-                .is_fifo()
-        );
-        assert_eq!(entries(dir.path()), ["pipe"]);
-        assert_eq!(reader.join().unwrap(), 300_000);
-    }
-
-    #[test]
-    fn a_device_node_is_written_in_place_and_kept() {
-        // A copy of /dev/null made with mknod in a temp dir (root only), never the machine's.
-        let dir = tempfile::tempdir().unwrap();
-        let null = dir.path().join("null");
-        let made = Command::new("mknod")
-            .arg(&null)
-            .args(["c", "1", "3"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !made {
-            eprintln!("skipped: mknod needs root");
-            return;
-        }
-        Pump::new(zeros(100_000))
-            .sink(Sink::file(&null))
-            .run(&mut NoProgress)
-            .unwrap();
-        assert!(
-            std::fs::symlink_metadata(&null)
-                .unwrap()
-                .file_type()
-                .is_char_device()
-        );
-        assert_eq!(entries(dir.path()), ["null"]);
-    }
-
-    #[test]
-    fn a_directory_is_refused_before_the_source_starts() {
-        let dir = tempfile::tempdir().unwrap();
-        let marker = dir.path().join("source-ran");
-        let target = dir.path().join("d");
-        std::fs::create_dir(&target).unwrap();
-        let err = Pump::new(Source::command(
-            "touch",
-            cmd("touch", &[marker.to_str().unwrap()]),
-        ))
-        .sink(Sink::file(&target))
-        .run(&mut NoProgress)
-        .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Output {
-                    problem: crate::OutputProblem::IsDirectory,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        assert!(!marker.exists());
-        assert_eq!(entries(dir.path()), ["d"]);
-    }
-
-    #[test]
-    fn a_symlinked_output_is_written_through() {
-        let dir = tempfile::tempdir().unwrap();
-        let real = dir.path().join("real.tar");
-        std::fs::write(&real, b"old").unwrap();
-        let link = dir.path().join("link.tar");
-        std::os::unix::fs::symlink(&real, &link).unwrap();
-        Pump::new(zeros(5000))
-            .sink(Sink::file(&link))
-            .run(&mut NoProgress)
-            .unwrap();
-        assert!(
-            std::fs::symlink_metadata(&link)
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
-        assert_eq!(std::fs::metadata(&real).unwrap().len(), 5000);
-    }
-}
+#[path = "pump_tests.rs"]
+mod tests;
