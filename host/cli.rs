@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use crate::commands::{
     completions, engines, explain, filter, inspect, load, ls, plugin, run, save, verify,
 };
-pub(crate) use crate::global::GlobalArgs;
+use crate::global::GlobalArgs;
 
 /// `imgkit --version`: imgkit's version, then jaq's and wasmtime's and the plugin contract's,
 /// written by build.rs from Cargo.lock (nothing is initialised to print it).

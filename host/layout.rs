@@ -17,10 +17,10 @@ use imgkit_store::{ArchiveSource, Destination, LayoutDir, Source, copy};
 use imgkit_types::humanize;
 use serde_json::json;
 
-use crate::cli::GlobalArgs;
 use crate::commands::run::Args;
 use crate::diagnostics::with_hint;
 use crate::endpoint::EndpointSpec;
+use crate::global::GlobalArgs;
 
 /// The directory an endpoint names when it is an OCI layout: a path written with a trailing
 /// separator (`./dir/`), or an existing directory holding an `oci-layout` file.

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 use imgkit_select::{Arg, Error, Filter, Indent, InputNames, Palette, RunOptions, Style};
 
-use crate::cli::GlobalArgs;
 use crate::diagnostics::with_hint;
+use crate::global::GlobalArgs;
 use crate::plugin_args::{PluginArgs, run_plugin_owned};
 
 /// jq's exit code for a program that does not compile.
