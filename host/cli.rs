@@ -91,7 +91,7 @@ impl Cli {
                 global,
                 &mut <Self as clap::CommandFactory>::command(),
             ),
-            Command::Filter(args) => filter::run(&args, global),
+            Command::Filter(args) => filter::run(&args, global, filter_matches),
             Command::Save(args) => save::run(&args, global),
             Command::Load(args) => load::run(&args, global),
             Command::Run(args) => run::run(&args, global),
@@ -103,4 +103,12 @@ impl Cli {
             Command::Plugin(args) => plugin::run(&args, global),
         }
     }
+}
+
+/// The `filter` subcommand's matches, parsed again from the process's arguments (for the
+/// positions of `--args`, `--arg` and friends, which clap's derive API does not keep).
+fn filter_matches() -> Option<clap::ArgMatches> {
+    let cli = <Cli as clap::CommandFactory>::command();
+    let m = cli.try_get_matches_from(std::env::args_os()).ok()?;
+    m.subcommand_matches("filter").cloned()
 }

@@ -1,5 +1,6 @@
 //! Keeps the layering so: `host/` builds no engine argv (each engine's verbs live in its own
-//! file of imgkit-engine, behind `Engine` methods), and imgkit-engine knows no command line.
+//! file of imgkit-engine, behind `Engine` methods), imgkit-engine knows no command line, and
+//! `commands/` does not import `cli.rs`.
 
 use std::path::{Path, PathBuf};
 
@@ -100,4 +101,23 @@ fn the_engine_crate_knows_no_command_line() {
         0,
         "imgkit-engine depends on clap: the binary maps EngineKind (host/engine_args.rs)"
     );
+}
+
+#[test]
+fn commands_do_not_import_the_command_line_definition() {
+    // cli.rs dispatches to commands/; a command that needs the clap definition gets it passed
+    // in (man, completions, filter's argument positions), so the two never import each other.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("host/commands");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let found: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            std::fs::read_to_string(f)
+                .expect("a readable source file")
+                .contains("crate::cli")
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(found.is_empty(), "commands/ imports cli.rs: {found:?}");
 }

@@ -191,7 +191,7 @@ impl Args {
     /// order: the first positional argument is the program (unless -f), the ones after
     /// `--args`/`--jsonargs` are positional values, the others input files; a name bound twice
     /// keeps its first value.
-    fn layout(&self) -> anyhow::Result<Layout> {
+    fn layout(&self, positions: Positions) -> anyhow::Result<Layout> {
         let kinds = [
             !self.arg.is_empty(),
             !self.argjson.is_empty(),
@@ -201,7 +201,7 @@ impl Args {
         let needs_order = !self.positional_strings.is_empty()
             || !self.positional_json.is_empty()
             || kinds.iter().filter(|k| **k).count() > 1;
-        let matches = if needs_order { filter_matches() } else { None };
+        let matches = if needs_order { positions() } else { None };
         let mut named: Vec<(usize, String, Named)> = Vec::new();
         let positional_args: Vec<(usize, OsString)>;
         let mut switches: Vec<(usize, Mode)> = Vec::new();
@@ -354,18 +354,19 @@ impl Named {
 }
 
 /// The `filter` subcommand's matches, parsed again from the process's arguments for the
-/// positions clap's derive API does not keep (only when the order matters).
-fn filter_matches() -> Option<clap::ArgMatches> {
-    let cli = <crate::cli::Cli as clap::CommandFactory>::command();
-    let m = cli.try_get_matches_from(std::env::args_os()).ok()?;
-    m.subcommand_matches("filter").cloned()
-}
+/// positions clap's derive API does not keep (asked for only when the order matters; `cli.rs`
+/// supplies it, so this module needs nothing of the command-line definition).
+pub(crate) type Positions = fn() -> Option<clap::ArgMatches>;
 
-pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(
+    args: &Args,
+    global: &GlobalArgs,
+    positions: Positions,
+) -> anyhow::Result<ExitCode> {
     if let Some(plugin) = &args.plugin {
         return run_with_plugin(plugin, args, global);
     }
-    let layout = args.layout()?;
+    let layout = args.layout(positions)?;
     let (source, origin) = if let Some(spec) = &args.from_file {
         imgkit_select::load_filter(spec).map_err(|e| {
             if matches!(e, Error::FilterNotFound { .. }) {
