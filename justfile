@@ -35,7 +35,7 @@ bench-startup runs="300":
 # Formatting and lints, as CI wants them.
 lint:
     cargo fmt --all -- --check
-    cargo clippy --all-targets -- -D warnings
+    cargo clippy --workspace --all-targets -- -D warnings
 
 # Every benchmark (each prints ratios against its anchor measured in the same run).
 bench: bench-filter bench-ls bench-archive bench-transfer bench-plugin bench-sync

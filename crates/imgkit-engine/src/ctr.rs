@@ -287,6 +287,103 @@ fn config_of(engine: &Engine, digest: &Digest, depth: u8) -> Result<Option<Diges
     }
 }
 
+/// ctr's seam (see [`crate::seam::Seam`]).
+pub(crate) struct Ctr;
+
+impl crate::seam::Seam for Ctr {
+    fn global_args(&self, e: &Engine) -> Vec<OsString> {
+        global_args(e.address.as_deref(), &e.namespace)
+    }
+
+    fn endpoint(&self, e: &Engine) -> String {
+        e.containerd_address()
+    }
+
+    fn list_args(&self) -> Vec<OsString> {
+        list_args()
+    }
+
+    /// Rows whose names no argv can carry are left out, each with a warning.
+    fn parse_list(
+        &self,
+        e: &Engine,
+        out: &[u8],
+        _now: i64,
+    ) -> Result<(Vec<ImageRecord>, Vec<String>), ParseError> {
+        let (rows, skipped) = usable(parse_list(out)?);
+        let warnings = skipped
+            .into_iter()
+            .map(|w| format!("{}: {w}", e.namespace))
+            .collect();
+        Ok((to_records(&rows), warnings))
+    }
+
+    fn classify(&self, e: &Engine, lower: &str, stderr: &str) -> Option<Error> {
+        crate::seam::classify_containerd(e, lower, stderr)
+    }
+
+    fn save_args(&self, refs: &[ImageRef]) -> Vec<OsString> {
+        save_args(refs)
+    }
+
+    /// `images import -`.
+    fn load_args(&self) -> Vec<OsString> {
+        os(&["images", "import", "-"])
+    }
+
+    fn namespaces_args(&self) -> Option<Vec<OsString>> {
+        Some(os(&["namespaces", "ls", "-q"]))
+    }
+
+    fn version_args(&self) -> Vec<OsString> {
+        os(&["version"])
+    }
+
+    /// `Server:` … `Version:` of ctr's text output.
+    fn parse_version(&self, out: &[u8]) -> Option<String> {
+        let text = String::from_utf8_lossy(out);
+        let server = text.split("Server:").nth(1)?;
+        server
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Version:"))
+            .map(|v| v.trim().to_owned())
+    }
+
+    /// `images tag --force SRC NAME…` in one call.
+    fn tag_calls(&self, src: &str, names: &[String]) -> Vec<Vec<OsString>> {
+        let mut c = os(&["images", "tag", "--force", src]);
+        c.extend(names.iter().map(OsString::from));
+        vec![c]
+    }
+
+    /// `images rm NAME…` (containerd drops a name, and its content once nothing holds it).
+    fn untag_calls(&self, names: &[String]) -> Vec<Vec<OsString>> {
+        vec![self.remove_args(names)]
+    }
+
+    fn remove_args(&self, names: &[String]) -> Vec<OsString> {
+        let mut c = os(&["images", "rm"]);
+        c.extend(names.iter().map(OsString::from));
+        c
+    }
+
+    fn image_ids(
+        &self,
+        e: &Engine,
+        refs: &[ImageRef],
+    ) -> Result<Vec<(ImageRef, Option<Digest>)>, Error> {
+        image_ids(e, refs)
+    }
+
+    fn has_image_id(&self, _e: &Engine, _id: &Digest) -> Option<bool> {
+        None
+    }
+
+    fn tags_by_id(&self) -> bool {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,102 +508,5 @@ mod tests {
                 .is_empty()
         );
         assert!(parse_list(b"").unwrap().is_empty());
-    }
-}
-
-/// ctr's seam (see [`crate::seam::Seam`]).
-pub(crate) struct Ctr;
-
-impl crate::seam::Seam for Ctr {
-    fn global_args(&self, e: &Engine) -> Vec<OsString> {
-        global_args(e.address.as_deref(), &e.namespace)
-    }
-
-    fn endpoint(&self, e: &Engine) -> String {
-        e.containerd_address()
-    }
-
-    fn list_args(&self) -> Vec<OsString> {
-        list_args()
-    }
-
-    /// Rows whose names no argv can carry are left out, each with a warning.
-    fn parse_list(
-        &self,
-        e: &Engine,
-        out: &[u8],
-        _now: i64,
-    ) -> Result<(Vec<ImageRecord>, Vec<String>), ParseError> {
-        let (rows, skipped) = usable(parse_list(out)?);
-        let warnings = skipped
-            .into_iter()
-            .map(|w| format!("{}: {w}", e.namespace))
-            .collect();
-        Ok((to_records(&rows), warnings))
-    }
-
-    fn classify(&self, e: &Engine, lower: &str, stderr: &str) -> Option<Error> {
-        crate::seam::classify_containerd(e, lower, stderr)
-    }
-
-    fn save_args(&self, refs: &[ImageRef]) -> Vec<OsString> {
-        save_args(refs)
-    }
-
-    /// `images import -`.
-    fn load_args(&self) -> Vec<OsString> {
-        os(&["images", "import", "-"])
-    }
-
-    fn namespaces_args(&self) -> Option<Vec<OsString>> {
-        Some(os(&["namespaces", "ls", "-q"]))
-    }
-
-    fn version_args(&self) -> Vec<OsString> {
-        os(&["version"])
-    }
-
-    /// `Server:` … `Version:` of ctr's text output.
-    fn parse_version(&self, out: &[u8]) -> Option<String> {
-        let text = String::from_utf8_lossy(out);
-        let server = text.split("Server:").nth(1)?;
-        server
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Version:"))
-            .map(|v| v.trim().to_owned())
-    }
-
-    /// `images tag --force SRC NAME…` in one call.
-    fn tag_calls(&self, src: &str, names: &[String]) -> Vec<Vec<OsString>> {
-        let mut c = os(&["images", "tag", "--force", src]);
-        c.extend(names.iter().map(OsString::from));
-        vec![c]
-    }
-
-    /// `images rm NAME…` (containerd drops a name, and its content once nothing holds it).
-    fn untag_calls(&self, names: &[String]) -> Vec<Vec<OsString>> {
-        vec![self.remove_args(names)]
-    }
-
-    fn remove_args(&self, names: &[String]) -> Vec<OsString> {
-        let mut c = os(&["images", "rm"]);
-        c.extend(names.iter().map(OsString::from));
-        c
-    }
-
-    fn image_ids(
-        &self,
-        e: &Engine,
-        refs: &[ImageRef],
-    ) -> Result<Vec<(ImageRef, Option<Digest>)>, Error> {
-        image_ids(e, refs)
-    }
-
-    fn has_image_id(&self, _e: &Engine, _id: &Digest) -> Option<bool> {
-        None
-    }
-
-    fn tags_by_id(&self) -> bool {
-        false
     }
 }

@@ -78,6 +78,82 @@ pub(crate) fn socket_in_message(stderr: &str) -> Option<String> {
     s.contains("://").then(|| s.to_owned())
 }
 
+/// docker's seam (see [`crate::seam::Seam`]).
+pub(crate) struct Docker;
+
+impl crate::seam::Seam for Docker {
+    fn global_args(&self, e: &crate::Engine) -> Vec<OsString> {
+        global_args(e.docker_host.as_deref(), e.docker_context.as_deref())
+    }
+
+    fn endpoint(&self, e: &crate::Engine) -> String {
+        if let Some(h) = &e.docker_host {
+            h.clone()
+        } else if let Some(c) = &e.docker_context {
+            format!("context {c}")
+        } else if let Some(h) = crate::env_nonempty("DOCKER_HOST") {
+            h
+        } else if let Some(c) = crate::env_nonempty("DOCKER_CONTEXT") {
+            format!("context {c}")
+        } else if cfg!(windows) {
+            "npipe:////./pipe/docker_engine".to_owned()
+        } else {
+            "unix:///var/run/docker.sock".to_owned()
+        }
+    }
+
+    fn list_args(&self) -> Vec<OsString> {
+        list_args()
+    }
+
+    fn parse_list(
+        &self,
+        _e: &crate::Engine,
+        out: &[u8],
+        _now: i64,
+    ) -> Result<(Vec<ImageRecord>, Vec<String>), ParseError> {
+        Ok((undo_digests(parse_list(out)?), Vec::new()))
+    }
+
+    fn classify(&self, e: &crate::Engine, lower: &str, stderr: &str) -> Option<crate::Error> {
+        let endpoint = || socket_in_message(stderr).unwrap_or_else(|| e.endpoint());
+        if lower.contains("permission denied") && lower.contains("docker daemon socket") {
+            return Some(crate::Error::PermissionDenied {
+                kind: e.kind(),
+                endpoint: endpoint(),
+                stderr: stderr.to_owned(),
+            });
+        }
+        if lower.contains("cannot connect to the docker daemon")
+            || lower.contains("error during connect")
+        {
+            return Some(crate::Error::DaemonUnreachable {
+                kind: e.kind(),
+                endpoint: endpoint(),
+                stderr: stderr.to_owned(),
+            });
+        }
+        None
+    }
+
+    fn save_args(&self, refs: &[ImageRef]) -> Vec<OsString> {
+        save_args(refs)
+    }
+
+    fn version_args(&self) -> Vec<OsString> {
+        os(&["version", "--format", "{{json .}}"])
+    }
+
+    fn native_ref(&self, r: &ImageRef) -> ImageRef {
+        r.clone()
+    }
+
+    /// `tag SRC NAME`, one call per name.
+    fn tag_calls(&self, src: &str, names: &[String]) -> Vec<Vec<OsString>> {
+        names.iter().map(|n| os(&["tag", src, n])).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,81 +268,5 @@ mod tests {
         assert_eq!(socket_in_message(m).unwrap(), "unix:///tmp/nonexist.sock");
         let m = "permission denied while trying to connect to the Docker daemon socket at unix:///tmp/d/docker.sock: Get \"http://x\": dial unix";
         assert_eq!(socket_in_message(m).unwrap(), "unix:///tmp/d/docker.sock");
-    }
-}
-
-/// docker's seam (see [`crate::seam::Seam`]).
-pub(crate) struct Docker;
-
-impl crate::seam::Seam for Docker {
-    fn global_args(&self, e: &crate::Engine) -> Vec<OsString> {
-        global_args(e.docker_host.as_deref(), e.docker_context.as_deref())
-    }
-
-    fn endpoint(&self, e: &crate::Engine) -> String {
-        if let Some(h) = &e.docker_host {
-            h.clone()
-        } else if let Some(c) = &e.docker_context {
-            format!("context {c}")
-        } else if let Some(h) = crate::env_nonempty("DOCKER_HOST") {
-            h
-        } else if let Some(c) = crate::env_nonempty("DOCKER_CONTEXT") {
-            format!("context {c}")
-        } else if cfg!(windows) {
-            "npipe:////./pipe/docker_engine".to_owned()
-        } else {
-            "unix:///var/run/docker.sock".to_owned()
-        }
-    }
-
-    fn list_args(&self) -> Vec<OsString> {
-        list_args()
-    }
-
-    fn parse_list(
-        &self,
-        _e: &crate::Engine,
-        out: &[u8],
-        _now: i64,
-    ) -> Result<(Vec<ImageRecord>, Vec<String>), ParseError> {
-        Ok((undo_digests(parse_list(out)?), Vec::new()))
-    }
-
-    fn classify(&self, e: &crate::Engine, lower: &str, stderr: &str) -> Option<crate::Error> {
-        let endpoint = || socket_in_message(stderr).unwrap_or_else(|| e.endpoint());
-        if lower.contains("permission denied") && lower.contains("docker daemon socket") {
-            return Some(crate::Error::PermissionDenied {
-                kind: e.kind(),
-                endpoint: endpoint(),
-                stderr: stderr.to_owned(),
-            });
-        }
-        if lower.contains("cannot connect to the docker daemon")
-            || lower.contains("error during connect")
-        {
-            return Some(crate::Error::DaemonUnreachable {
-                kind: e.kind(),
-                endpoint: endpoint(),
-                stderr: stderr.to_owned(),
-            });
-        }
-        None
-    }
-
-    fn save_args(&self, refs: &[ImageRef]) -> Vec<OsString> {
-        save_args(refs)
-    }
-
-    fn version_args(&self) -> Vec<OsString> {
-        os(&["version", "--format", "{{json .}}"])
-    }
-
-    fn native_ref(&self, r: &ImageRef) -> ImageRef {
-        r.clone()
-    }
-
-    /// `tag SRC NAME`, one call per name.
-    fn tag_calls(&self, src: &str, names: &[String]) -> Vec<Vec<OsString>> {
-        names.iter().map(|n| os(&["tag", src, n])).collect()
     }
 }

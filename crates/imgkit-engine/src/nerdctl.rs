@@ -89,6 +89,57 @@ pub fn parse_list(out: &[u8]) -> Result<Vec<ImageRecord>, ParseError> {
     Ok(records)
 }
 
+/// nerdctl's seam (see [`crate::seam::Seam`]): docker's verbs, containerd's store.
+pub(crate) struct Nerdctl;
+
+impl crate::seam::Seam for Nerdctl {
+    fn global_args(&self, e: &crate::Engine) -> Vec<OsString> {
+        global_args(e.address.as_deref(), &e.namespace)
+    }
+
+    fn endpoint(&self, e: &crate::Engine) -> String {
+        e.containerd_address()
+    }
+
+    fn list_args(&self) -> Vec<OsString> {
+        list_args()
+    }
+
+    fn parse_list(
+        &self,
+        _e: &crate::Engine,
+        out: &[u8],
+        _now: i64,
+    ) -> Result<(Vec<ImageRecord>, Vec<String>), ParseError> {
+        Ok((parse_list(out)?, Vec::new()))
+    }
+
+    fn classify(&self, e: &crate::Engine, lower: &str, stderr: &str) -> Option<crate::Error> {
+        crate::seam::classify_containerd(e, lower, stderr)
+    }
+
+    fn save_args(&self, refs: &[ImageRef]) -> Vec<OsString> {
+        save_args(refs)
+    }
+
+    fn namespaces_args(&self) -> Option<Vec<OsString>> {
+        Some(os(&["namespace", "ls", "-q"]))
+    }
+
+    fn version_args(&self) -> Vec<OsString> {
+        os(&["version", "--format", "{{json .}}"])
+    }
+
+    /// `tag SRC NAME`, one call per name.
+    fn tag_calls(&self, src: &str, names: &[String]) -> Vec<Vec<OsString>> {
+        names.iter().map(|n| os(&["tag", src, n])).collect()
+    }
+
+    fn has_image_id(&self, _e: &crate::Engine, _id: &imgkit_types::Digest) -> Option<bool> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,56 +191,5 @@ mod tests {
     fn a_line_without_name_is_an_error() {
         let e = parse_list(br#"{"ID":"x","Repository":"a","Tag":"b"}"#).unwrap_err();
         assert!(e.reason.contains("Name"), "{e:?}");
-    }
-}
-
-/// nerdctl's seam (see [`crate::seam::Seam`]): docker's verbs, containerd's store.
-pub(crate) struct Nerdctl;
-
-impl crate::seam::Seam for Nerdctl {
-    fn global_args(&self, e: &crate::Engine) -> Vec<OsString> {
-        global_args(e.address.as_deref(), &e.namespace)
-    }
-
-    fn endpoint(&self, e: &crate::Engine) -> String {
-        e.containerd_address()
-    }
-
-    fn list_args(&self) -> Vec<OsString> {
-        list_args()
-    }
-
-    fn parse_list(
-        &self,
-        _e: &crate::Engine,
-        out: &[u8],
-        _now: i64,
-    ) -> Result<(Vec<ImageRecord>, Vec<String>), ParseError> {
-        Ok((parse_list(out)?, Vec::new()))
-    }
-
-    fn classify(&self, e: &crate::Engine, lower: &str, stderr: &str) -> Option<crate::Error> {
-        crate::seam::classify_containerd(e, lower, stderr)
-    }
-
-    fn save_args(&self, refs: &[ImageRef]) -> Vec<OsString> {
-        save_args(refs)
-    }
-
-    fn namespaces_args(&self) -> Option<Vec<OsString>> {
-        Some(os(&["namespace", "ls", "-q"]))
-    }
-
-    fn version_args(&self) -> Vec<OsString> {
-        os(&["version", "--format", "{{json .}}"])
-    }
-
-    /// `tag SRC NAME`, one call per name.
-    fn tag_calls(&self, src: &str, names: &[String]) -> Vec<Vec<OsString>> {
-        names.iter().map(|n| os(&["tag", src, n])).collect()
-    }
-
-    fn has_image_id(&self, _e: &crate::Engine, _id: &imgkit_types::Digest) -> Option<bool> {
-        None
     }
 }

@@ -715,15 +715,17 @@ mod tests {
     /// A document of about `n` bytes with what a scan for its end must get right: strings
     /// holding brackets, escaped quotes and backslashes, nesting, numbers and literals.
     fn big_document(n: usize) -> String {
+        use std::fmt::Write as _;
         let mut doc = String::from("{\"items\": [");
         let mut i = 0;
         while doc.len() < n {
             if i > 0 {
                 doc.push(',');
             }
-            doc.push_str(&format!(
+            let _ = write!(
+                doc,
                 r#"{{"id": {i}, "name": "x\"]}}{{[\\", "t": [true, false, null, -1.5e3, "\u00e9\\"], "k{i}": {{}}}}"#
-            ));
+            );
             i += 1;
         }
         doc.push_str("], \"end\": \"}\"}");
