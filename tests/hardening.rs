@@ -256,6 +256,41 @@ fn errors_never_quote_a_files_contents() {
     }
 }
 
+/// A POSIX shell reads `; & | < > * ? ( ) $ \`` outside quotes as operators, globs or
+/// expansions: in a line meant for pasting, each must be inside single quotes or escaped.
+fn assert_no_bare_metacharacters(line: &str) {
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                for q in chars.by_ref() {
+                    if q == '\'' {
+                        break;
+                    }
+                }
+            }
+            '\\' => {
+                chars.next();
+            }
+            ';' | '&' | '|' | '<' | '>' | '*' | '?' | '(' | ')' | '$' | '`' | '"' => {
+                panic!("{c:?} outside quotes in {line}")
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The command a POSIX shell would run for `line` pasted into it: the words as an independent
+/// POSIX word splitter (shlex) reads them, run without a shell.
+fn pasted_command(line: &str) -> Command {
+    assert_no_bare_metacharacters(line);
+    let words = shlex::split(line).unwrap_or_else(|| panic!("not POSIX shell words: {line}"));
+    let (program, args) = words.split_first().expect("a command line with a program");
+    let mut c = Command::new(program);
+    c.args(args);
+    c
+}
+
 #[test]
 fn verbose_and_dry_run_command_lines_paste_back_into_a_shell() {
     let e = need_engines!();
@@ -279,9 +314,7 @@ fn verbose_and_dry_run_command_lines_paste_back_into_a_shell() {
         .lines()
         .find_map(|l| l.strip_prefix("+ "))
         .unwrap_or_else(|| panic!("no command line in {}", run.stderr));
-    let pasted = Command::new("sh")
-        .arg("-c")
-        .arg(line)
+    let pasted = pasted_command(line)
         .env("IMGKIT_FAKE_REAL", crate::util::docker_bin())
         .env("DOCKER_HOST", host)
         .output()
@@ -312,17 +345,12 @@ fn verbose_and_dry_run_command_lines_paste_back_into_a_shell() {
         .lines()
         .find_map(|l| l.strip_prefix("save: "))
         .unwrap_or_else(|| panic!("no save line in {}", run.stdout));
-    let pasted = Command::new("sh")
-        .arg("-c")
-        .arg(format!("{line} | wc -c"))
+    let pasted = pasted_command(line)
         .env("IMGKIT_FAKE_REAL", crate::util::docker_bin())
         .env("DOCKER_HOST", host)
         .output()
         .unwrap();
-    let bytes: u64 = String::from_utf8_lossy(&pasted.stdout)
-        .trim()
-        .parse()
-        .unwrap();
+    let bytes = pasted.stdout.len();
     assert!(
         bytes > 10_000,
         "{line}: {}",
