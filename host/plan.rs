@@ -26,12 +26,21 @@ use crate::transfer::listed_bytes;
 
 /// An opened endpoint.
 pub(crate) enum Endpoint {
-    Engine { engine: Engine, spec: EndpointSpec },
+    Engine {
+        engine: Engine,
+        spec: EndpointSpec,
+    },
     Archive(PathBuf),
+    /// An image store (an OCI layout directory), read and written through imgkit-store
+    /// (`host/stores.rs`).
+    Store(EndpointSpec),
 }
 
 /// Opens `spec`: resolves an engine's binary (nothing runs yet).
 pub(crate) fn open(spec: &EndpointSpec) -> anyhow::Result<Endpoint> {
+    if crate::stores::is_store(spec) {
+        return Ok(Endpoint::Store(spec.clone()));
+    }
     match spec {
         EndpointSpec::Engine { kind, namespace } => Ok(Endpoint::Engine {
             engine: open_engine(*kind, namespace.clone())?,
@@ -45,13 +54,13 @@ impl Endpoint {
     pub(crate) fn engine(&self) -> Option<&Engine> {
         match self {
             Endpoint::Engine { engine, .. } => Some(engine),
-            Endpoint::Archive(_) => None,
+            Endpoint::Archive(_) | Endpoint::Store(_) => None,
         }
     }
 
     pub(crate) fn name(&self) -> String {
         match self {
-            Endpoint::Engine { spec, .. } => spec.to_string(),
+            Endpoint::Engine { spec, .. } | Endpoint::Store(spec) => spec.to_string(),
             Endpoint::Archive(p) => p.display().to_string(),
         }
     }
@@ -82,6 +91,14 @@ impl Endpoint {
                     warnings: archive.warnings(),
                 })
             }
+            Endpoint::Store(spec) => {
+                let source = crate::stores::open_source(spec)?
+                    .ok_or_else(|| anyhow::anyhow!("{spec} is not an image store"))?;
+                Ok(Listing {
+                    records: source.records(),
+                    warnings: Vec::new(),
+                })
+            }
         }
     }
 
@@ -91,7 +108,7 @@ impl Endpoint {
             Endpoint::Engine { engine, .. } => {
                 Some(engine.command(&engine.save_args(&native(engine, refs))))
             }
-            Endpoint::Archive(_) => None,
+            Endpoint::Archive(_) | Endpoint::Store(_) => None,
         }
     }
 
@@ -105,6 +122,7 @@ impl Endpoint {
                 Source::command(display_argv(&cmd), cmd)
             }
             Endpoint::Archive(path) => subset_source(path.clone(), refs.to_vec(), compression),
+            Endpoint::Store(spec) => crate::stores::stream(spec, refs, compression),
         }
     }
 
@@ -114,6 +132,9 @@ impl Endpoint {
             Endpoint::Engine { engine, .. } => Ok(traced(engine.load_command())),
             Endpoint::Archive(p) => {
                 bail!("{} is an archive, not an engine to load into", p.display())
+            }
+            Endpoint::Store(spec) => {
+                bail!("{spec} is an image store, written through imgkit-store, not loaded")
             }
         }
     }
@@ -449,6 +470,7 @@ impl Endpoint {
                     })
                     .collect())
             }
+            Endpoint::Store(spec) => crate::stores::ids(spec, refs, by_id),
         }
     }
 }
@@ -470,6 +492,7 @@ fn not_listed(r: &ImageRef, source: &Endpoint) -> anyhow::Error {
             Endpoint::Archive(p) => {
                 format!("see what is there with: imgkit inspect {}", p.display())
             }
+            Endpoint::Store(spec) => format!("see what is there with: imgkit ls --from {spec}"),
         },
     )
 }
@@ -493,29 +516,41 @@ pub(crate) fn display_argv(cmd: &Command) -> String {
 fn subset_source(path: PathBuf, refs: Vec<ImageRef>, compression: Compression) -> Source {
     Source::open_with(path.display().to_string(), move || {
         let (reader, writer) = std::io::pipe()?;
-        let writer_thread = std::thread::spawn(move || -> Result<(), imgkit_archive::Error> {
-            let archive = Archive::open(&path)?;
-            let mut w = SubsetWriter::new(&archive);
-            for r in &refs {
-                match image_id_of(r) {
-                    Some(id) => w.select_id(id)?,
-                    None => w.select(r)?,
-                };
-            }
-            w.compression(compression).write(writer)?;
-            Ok(())
+        let writer_thread = std::thread::spawn(move || -> std::io::Result<()> {
+            let write = || -> Result<(), imgkit_archive::Error> {
+                let archive = Archive::open(&path)?;
+                let mut w = SubsetWriter::new(&archive);
+                for r in &refs {
+                    match image_id_of(r) {
+                        Some(id) => w.select_id(id)?,
+                        None => w.select(r)?,
+                    };
+                }
+                w.compression(compression).write(writer)?;
+                Ok(())
+            };
+            write().map_err(std::io::Error::other)
         });
-        Ok(Box::new(JoinedReader {
-            reader,
-            writer: Some(writer_thread),
-        }) as Box<dyn Read>)
+        Ok(Box::new(JoinedReader::new(reader, writer_thread)) as Box<dyn Read>)
     })
 }
 
 /// A pipe's read end that, at end of stream, reports how its writer thread ended.
-struct JoinedReader {
+pub(crate) struct JoinedReader {
     reader: std::io::PipeReader,
-    writer: Option<std::thread::JoinHandle<Result<(), imgkit_archive::Error>>>,
+    writer: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl JoinedReader {
+    pub(crate) fn new(
+        reader: std::io::PipeReader,
+        writer: std::thread::JoinHandle<std::io::Result<()>>,
+    ) -> Self {
+        Self {
+            reader,
+            writer: Some(writer),
+        }
+    }
 }
 
 impl Read for JoinedReader {
@@ -526,7 +561,7 @@ impl Read for JoinedReader {
         {
             match w.join() {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(std::io::Error::other(e)),
+                Ok(Err(e)) => return Err(e),
                 Err(_) => return Err(std::io::Error::other("the archive writer panicked")),
             }
         }

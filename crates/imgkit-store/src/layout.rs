@@ -11,7 +11,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use imgkit_types::Digest;
+use imgkit_types::{Digest, ImageRef};
 use serde_json::{Value, json};
 
 use crate::archive::ArchiveSource;
@@ -188,9 +188,95 @@ impl Destination for LayoutDir {
         res
     }
 
+    fn put_blob_hashed(
+        &mut self,
+        size: u64,
+        media_type: &str,
+        content: &mut dyn Read,
+    ) -> Result<(BlobInfo, bool)> {
+        // Into a temporary file in blobs/sha256/, then renamed to the digest it hashed to.
+        let dir = self.root.join("blobs").join("sha256");
+        let tmp = temp_beside(&dir.join("hashing"));
+        let res = (|| {
+            let file = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
+            let mut w = DigestWriter::new(io::BufWriter::with_capacity(1 << 20, file));
+            io::copy(content, &mut w).map_err(|source| Error::Io {
+                what: "cannot read a blob into",
+                path: tmp.clone(),
+                source,
+            })?;
+            let info = BlobInfo {
+                digest: w.digest(),
+                size: w.written(),
+                media_type: media_type.to_owned(),
+            };
+            if size != u64::MAX && info.size != size {
+                return Err(Error::SizeMismatch {
+                    digest: info.digest,
+                    expected: size,
+                    actual: info.size,
+                });
+            }
+            let path = self.blob_path(&info.digest);
+            if path.is_file() {
+                return Ok((info, false));
+            }
+            let buf = w.finish(&info.digest, info.size)?;
+            let file = buf
+                .into_inner()
+                .map_err(|e| io_err("cannot write", &tmp)(e.into_error()))?;
+            file.sync_all().map_err(io_err("cannot write", &tmp))?;
+            fs::rename(&tmp, &path).map_err(io_err("cannot rename into place", &path))?;
+            Ok((info, true))
+        })();
+        let _ = fs::remove_file(&tmp);
+        res
+    }
+
+    fn names(&self) -> Result<Vec<(ImageRef, Digest)>> {
+        let Some(source) = self.source()? else {
+            return Ok(Vec::new());
+        };
+        Ok(source
+            .images()?
+            .iter()
+            .flat_map(|i| i.names.iter().map(|n| (n.normalized(), i.id().clone())))
+            .collect())
+    }
+
+    fn tag(&mut self, image: &Digest, name: &ImageRef) -> Result<()> {
+        let source = self.source()?.ok_or_else(|| Error::NoSuchImage {
+            store: self.describe(),
+            image: image.to_string(),
+        })?;
+        let mut found = source
+            .images()?
+            .into_iter()
+            .find(|i| &i.manifest.digest == image || i.id() == image)
+            .ok_or_else(|| Error::NoSuchImage {
+                store: self.describe(),
+                image: image.to_string(),
+            })?;
+        found.names = vec![name.clone()];
+        self.commit(&[found])
+    }
+
+    fn untag(&mut self, name: &ImageRef) -> Result<()> {
+        let name = name.normalized().to_string();
+        self.edit_index(|entries| {
+            entries.retain(|e| !entry_names(e).contains(&name));
+            Ok(())
+        })
+    }
+
     fn commit(&mut self, images: &[StoredImage]) -> Result<()> {
         for image in images {
-            for b in image.blobs().into_iter().chain([&image.manifest]) {
+            let manifests = image.manifests();
+            for b in image
+                .blobs()
+                .into_iter()
+                .chain(manifests.iter().map(|(m, _)| *m))
+            {
                 if !self.has_blob(&b.digest) {
                     return Err(Error::Incomplete {
                         image: image.id().clone(),
@@ -200,8 +286,26 @@ impl Destination for LayoutDir {
                 }
             }
         }
-        // Writers of one layout take turns from reading index.json to replacing it (the lock is
-        // on `oci-layout`, which is never replaced); blobs need none: each is renamed into place.
+        self.edit_index(|entries| {
+            name_images(entries, images);
+            Ok(())
+        })
+    }
+
+    fn image_ids(&self) -> Result<Vec<Digest>> {
+        Ok(match self.source()? {
+            Some(s) => s.images()?.iter().map(|i| i.id().clone()).collect(),
+            None => Vec::new(),
+        })
+    }
+}
+
+impl LayoutDir {
+    /// Changes the entries of `index.json` under the layout's lock, and writes it back
+    /// atomically. Writers of one layout take turns from reading index.json to replacing it
+    /// (the lock is on `oci-layout`, which is never replaced); blobs need none: each is
+    /// renamed into place.
+    fn edit_index(&mut self, edit: impl FnOnce(&mut Vec<Value>) -> Result<()>) -> Result<()> {
         let marker = self.root.join("oci-layout");
         let lock = fs::OpenOptions::new()
             .read(true)
@@ -211,51 +315,50 @@ impl Destination for LayoutDir {
         lock.lock().map_err(io_err("cannot lock", &marker))?;
         let mut index = self.index()?;
         let mut entries: Vec<Value> = index["manifests"].as_array().cloned().unwrap_or_default();
-        for image in images {
-            let names: Vec<String> = image
-                .names
-                .iter()
-                .map(|n| n.normalized().to_string())
-                .collect();
-            let digest = image.manifest.digest.to_string();
-            // A name moves to the new image; an unnamed image is listed once.
-            entries.retain(|e| {
-                let theirs = entry_names(e);
-                if theirs.is_empty() {
-                    e["digest"].as_str() != Some(digest.as_str())
-                } else {
-                    !theirs.iter().any(|n| names.contains(n))
-                }
-            });
-            let desc = |annotations: Option<Value>| {
-                let mut d = json!({
-                    "mediaType": image.manifest.media_type,
-                    "digest": digest,
-                    "size": image.manifest.size,
-                });
-                if let Some(a) = annotations {
-                    d["annotations"] = a;
-                }
-                d
-            };
-            if names.is_empty() {
-                entries.push(desc(None));
-            }
-            for n in &names {
-                entries.push(desc(Some(json!({ CONTAINERD_NAME: n, REF_NAME: n }))));
-            }
-        }
+        edit(&mut entries)?;
         index["manifests"] = Value::Array(entries);
         let bytes = serde_json::to_vec_pretty(&index).expect("a JSON value serializes");
         let written = write_atomically(&self.index_path(), &bytes);
         drop(lock);
         written
     }
+}
 
-    fn image_ids(&self) -> Result<Vec<Digest>> {
-        Ok(match self.source()? {
-            Some(s) => s.images()?.iter().map(|i| i.id().clone()).collect(),
-            None => Vec::new(),
-        })
+/// Points each image's names at it in `entries` (a name moves to the new image; an unnamed
+/// image is listed once).
+fn name_images(entries: &mut Vec<Value>, images: &[StoredImage]) {
+    for image in images {
+        let names: Vec<String> = image
+            .names
+            .iter()
+            .map(|n| n.normalized().to_string())
+            .collect();
+        let digest = image.manifest.digest.to_string();
+        // A name moves to the new image; an unnamed image is listed once.
+        entries.retain(|e| {
+            let theirs = entry_names(e);
+            if theirs.is_empty() {
+                e["digest"].as_str() != Some(digest.as_str())
+            } else {
+                !theirs.iter().any(|n| names.contains(n))
+            }
+        });
+        let desc = |annotations: Option<Value>| {
+            let mut d = json!({
+                "mediaType": image.manifest.media_type,
+                "digest": digest,
+                "size": image.manifest.size,
+            });
+            if let Some(a) = annotations {
+                d["annotations"] = a;
+            }
+            d
+        };
+        if names.is_empty() {
+            entries.push(desc(None));
+        }
+        for n in &names {
+            entries.push(desc(Some(json!({ CONTAINERD_NAME: n, REF_NAME: n }))));
+        }
     }
 }
