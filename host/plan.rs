@@ -21,7 +21,7 @@ use crate::diagnostics::with_hint;
 use crate::endpoint::{EndpointSpec, open_engine};
 use crate::pipeline::Pipeline;
 use crate::progress::Printer;
-use crate::selection::{Listing, NameIndex, resolve_id};
+use crate::selection::Listing;
 use crate::transfer::listed_bytes;
 
 /// An opened endpoint.
@@ -234,11 +234,11 @@ impl Plan {
             .context("refusing to run any engine")?;
 
         printer.step("list", &format!("listing images in {}", source.name()));
-        let Listing { records, warnings } = source.list()?;
-        for w in warnings {
+        let listing = source.list()?;
+        for w in &listing.warnings {
             printer.step("list", &format!("warning: {w}"));
         }
-        let index = NameIndex::new(&records);
+        let records = &listing.records;
 
         let mut chosen: Vec<(ImageRef, usize, Vec<String>)> = Vec::new();
         if given.is_empty() {
@@ -247,7 +247,7 @@ impl Plan {
                 &format!("selecting from {} records", records.len()),
             );
             let selected = pipeline
-                .select_from(&records)
+                .select_from(records)
                 .context("refusing to run any engine")?;
             chosen.extend(
                 selected
@@ -256,9 +256,8 @@ impl Plan {
             );
         } else {
             for r in given {
-                let (r, i) = index
+                let (r, i) = listing
                     .resolve(&r)
-                    .or_else(|| resolve_id(&records, &r))
                     .ok_or_else(|| not_listed(&r, source))?;
                 chosen.push((r, i, Vec::new()));
             }

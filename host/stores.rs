@@ -97,6 +97,29 @@ pub(crate) fn open_destination(
     Ok(None)
 }
 
+/// A layout directory this run creates, removed again when the run fails before naming any
+/// image in it (what it holds then is only blobs no image names).
+struct Created(Option<PathBuf>);
+
+impl Created {
+    fn note(spec: &EndpointSpec) -> Self {
+        Self(layout_dir(spec).filter(|d| !d.exists()))
+    }
+
+    /// The run named its images: the directory stays.
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// The images a store holds (none when it does not exist yet: it is created by the first
 /// write).
 pub(crate) fn held(spec: &EndpointSpec) -> anyhow::Result<Vec<StoredImage>> {
@@ -242,6 +265,7 @@ pub(crate) fn copy_into(
     let src = open_source(from)?
         .ok_or_else(|| anyhow::anyhow!("{from} is not an image store or archive"))?;
     let images = chosen(&src.images()?, &target_naming(plan), &src.describe())?;
+    let created = Created::note(to);
     let mut dst =
         open_destination(to)?.ok_or_else(|| anyhow::anyhow!("{to} is not an image store"))?;
     printer.step(
@@ -252,7 +276,10 @@ pub(crate) fn copy_into(
             dst.describe()
         ),
     );
-    copy(&*src, &mut *dst, &images).with_context(|| format!("writing into {to} failed"))
+    let report =
+        copy(&*src, &mut *dst, &images).with_context(|| format!("writing into {to} failed"))?;
+    created.keep();
+    Ok(report)
 }
 
 /// Route engine → store: the engine's save stream, pumped as for any transfer (progress,
@@ -266,6 +293,7 @@ pub(crate) fn ingest_into(
     printer: &mut Printer,
     what: &str,
 ) -> anyhow::Result<(Transferred, CopyReport)> {
+    let created = Created::note(to);
     let mut dst =
         open_destination(to)?.ok_or_else(|| anyhow::anyhow!("{to} is not an image store"))?;
     let (reader, writer) = std::io::pipe().context("could not make a pipe")?;
@@ -301,6 +329,7 @@ pub(crate) fn ingest_into(
     name_ingested(&mut ingested.images, plan);
     dst.commit(&ingested.images)
         .with_context(|| format!("writing into {to} failed"))?;
+    created.keep();
     Ok((done, ingested.report))
 }
 
