@@ -313,3 +313,41 @@ fn a_two_platform_index_is_copied_whole_between_layout_dirs() {
         serde_json::from_slice(&std::fs::read(back.join("index.json")).unwrap()).unwrap();
     assert_eq!(again["manifests"][0]["digest"], index.as_str(), "{again}");
 }
+
+/// A ctr row carries a tag and the image's target digest. `repo@digest` on the command line
+/// and printed by a filter name the same image the same way: by its tag, which is what ctr
+/// exports (it has no image named `repo@digest`) and what keeps the name in the archive.
+#[test]
+fn a_ctr_digest_reference_resolves_to_its_tag_from_the_command_line_and_a_filter() {
+    let e = need_engines!();
+    let tmp = tempfile::tempdir().unwrap();
+    let env = [kv("CONTAINERD_ADDRESS", e.src.var("CONTAINERD_ADDRESS"))];
+    let by_digest = format!("seed/app@{}", e.src.seed["SEED_APP_MANIFEST"]);
+    let given = tmp.path().join("given.tar");
+    imgkit(&env)
+        .args(["save", "--engine", "ctr", "-o"])
+        .arg(&given)
+        .arg(&by_digest)
+        .run()
+        .success();
+    let filter = write_filter(
+        tmp.path(),
+        &format!(r#"select(.Repository == "seed/app" and .Tag == "1.0") | "{by_digest}""#),
+    );
+    let filtered = tmp.path().join("filtered.tar");
+    imgkit(&env)
+        .args(["save", "--engine", "ctr", "-f"])
+        .arg(&filter)
+        .arg("-o")
+        .arg(&filtered)
+        .run()
+        .success();
+    for tar in [&given, &filtered] {
+        imgkit(&[])
+            .args(["ls", "--all", "--from"])
+            .arg(tar)
+            .run()
+            .success()
+            .stdout_is("seed/app:1.0\n");
+    }
+}
