@@ -12,6 +12,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 use imgkit_engine::Engine;
+use imgkit_store::TarEndpoint;
 use imgkit_types::{Digest, ImageRef};
 
 use imgkit_archive::{Archive, Compression, SubsetWriter};
@@ -69,7 +70,7 @@ impl Endpoint {
     pub(crate) fn list(&self) -> anyhow::Result<Listing> {
         match self {
             Endpoint::Engine { engine, spec } => {
-                let (mut records, warnings) = engine.list_noting().map_err(|e| {
+                let (mut records, warnings) = TarEndpoint::records(engine).map_err(|e| {
                     engine_error(e, &format!("could not list the images in {spec}"))
                 })?;
                 // Filters may choose by containerd namespace (`run --from ctr:all`).
@@ -105,9 +106,7 @@ impl Endpoint {
     /// The command that writes `refs` as a tar to stdout (engines only).
     pub(crate) fn save_command(&self, refs: &[ImageRef]) -> Option<Command> {
         match self {
-            Endpoint::Engine { engine, .. } => {
-                Some(engine.command(&engine.save_args(&native(engine, refs))))
-            }
+            Endpoint::Engine { engine, .. } => Some(engine.save_command(refs)),
             Endpoint::Archive(_) | Endpoint::Store(_) => None,
         }
     }
@@ -118,7 +117,7 @@ impl Endpoint {
         match self {
             Endpoint::Engine { engine, .. } => {
                 // Errors name the command line that ran, as a person could paste it.
-                let cmd = traced(engine.command(&engine.save_args(&native(engine, refs))));
+                let cmd = traced(engine.save_command(refs));
                 Source::command(display_argv(&cmd), cmd)
             }
             Endpoint::Archive(path) => subset_source(path.clone(), refs.to_vec(), compression),
@@ -129,7 +128,7 @@ impl Endpoint {
     /// The command that loads a tar from stdin.
     pub(crate) fn load_command(&self) -> anyhow::Result<Command> {
         match self {
-            Endpoint::Engine { engine, .. } => Ok(traced(engine.load_command())),
+            Endpoint::Engine { engine, .. } => Ok(traced(TarEndpoint::load_command(engine))),
             Endpoint::Archive(p) => {
                 bail!("{} is an archive, not an engine to load into", p.display())
             }
@@ -168,20 +167,6 @@ fn traced(cmd: Command) -> Command {
         print(&display_argv(&cmd));
     }
     cmd
-}
-
-/// References as the engine stores them (containerd and podman: fully qualified), so that a
-/// save finds exactly the listed image.
-fn native(engine: &Engine, refs: &[ImageRef]) -> Vec<ImageRef> {
-    refs.iter()
-        .map(|r| {
-            if image_id_of(r).is_some() {
-                r.clone()
-            } else {
-                engine.native_ref(r)
-            }
-        })
-        .collect()
 }
 
 pub(crate) fn engine_error(e: imgkit_engine::Error, context: &str) -> anyhow::Error {
@@ -256,9 +241,7 @@ impl Plan {
             );
         } else {
             for r in given {
-                let (r, i) = listing
-                    .resolve(&r)
-                    .ok_or_else(|| not_listed(&r, source))?;
+                let (r, i) = listing.resolve(&r).ok_or_else(|| not_listed(&r, source))?;
                 chosen.push((r, i, Vec::new()));
             }
         }
@@ -421,11 +404,9 @@ impl Endpoint {
                     .filter(|r| by_id.is_none() || !digest_only(r))
                     .cloned()
                     .collect();
-                let mut ids = engine
-                    .image_ids(&named)
+                let mut ids = TarEndpoint::image_ids(engine, &named)
                     .map_err(|e| engine_error(e, "could not inspect the images"))?
-                    .into_iter()
-                    .map(|(_, id)| id);
+                    .into_iter();
                 let mut out = Vec::new();
                 for (i, r) in refs.iter().enumerate() {
                     if by_id.is_some() && digest_only(r) {

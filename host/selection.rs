@@ -625,7 +625,9 @@ mod tests {
                 records: records.clone(),
                 warnings: Vec::new(),
             };
-            let given = listing.resolve(&ImageRef::parse(&by_digest).unwrap()).unwrap();
+            let given = listing
+                .resolve(&ImageRef::parse(&by_digest).unwrap())
+                .unwrap();
             assert_eq!(refs(&filter), [want], "{records:?}");
             assert_eq!(given.0.to_string(), want, "{records:?}");
             assert_eq!(given.1, filter[0].record);

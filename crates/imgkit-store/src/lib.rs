@@ -18,7 +18,8 @@
 //!
 //! Endpoints here: archive files and OCI layout directories as sources ([`ArchiveSource`],
 //! through `imgkit-archive`), OCI layout directories as destinations ([`LayoutDir`]). Engines
-//! offer one tar stream each way, and two functions bridge that: [`ingest`] reads an engine's
+//! are [`TarEndpoint`]s (implemented in `imgkit-engine`): one tar stream each way, names by
+//! tag and untag, IDs by name; two functions bridge them to blob stores: [`ingest`] reads an engine's
 //! save stream once into a destination (each blob put as it passes, no temporary archive), and
 //! [`write_tar`] writes a source's images as one tar an engine's load takes.
 //!
@@ -38,6 +39,7 @@ mod error;
 mod ingest;
 mod layout;
 mod tar;
+mod tar_endpoint;
 mod verify;
 
 use std::io::Read;
@@ -50,6 +52,7 @@ pub use error::{Error, Result};
 pub use ingest::{Ingested, ingest};
 pub use layout::{LayoutDir, is_layout_dir};
 pub use tar::write_tar;
+pub use tar_endpoint::TarEndpoint;
 pub use verify::DigestWriter;
 
 /// A content-addressed blob: a manifest, a config or a layer.
