@@ -171,7 +171,7 @@ impl Destination for LayoutDir {
         let res = (|| {
             let file = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
             let mut w = DigestWriter::new(io::BufWriter::with_capacity(1 << 20, file));
-            io::copy(content, &mut w).map_err(|source| Error::Read {
+            crate::verify::copy_big(content, &mut w).map_err(|source| Error::Read {
                 digest: blob.digest.clone(),
                 source,
             })?;
@@ -200,7 +200,7 @@ impl Destination for LayoutDir {
         let res = (|| {
             let file = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
             let mut w = DigestWriter::new(io::BufWriter::with_capacity(1 << 20, file));
-            io::copy(content, &mut w).map_err(|source| Error::Io {
+            crate::verify::copy_big(content, &mut w).map_err(|source| Error::Io {
                 what: "cannot read a blob into",
                 path: tmp.clone(),
                 source,

@@ -70,6 +70,23 @@ impl<W: Write> Write for DigestWriter<W> {
     }
 }
 
+/// Copies `r` to its end into `w` in 1 MiB reads (a layer is large: `io::copy`'s 8 KiB
+/// steps cost more calls than the bytes need); the bytes copied.
+pub(crate) fn copy_big(r: &mut dyn io::Read, w: &mut impl Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
 /// A blob spooled to a temporary file (removed when dropped), read from its start.
 pub(crate) struct Spooled {
     file: std::fs::File,
@@ -102,7 +119,7 @@ pub(crate) fn spool(
     let file = std::fs::File::create(&path).map_err(Error::Spool)?;
     let mut spooled = Spooled { file, path };
     let mut w = DigestWriter::new(io::BufWriter::with_capacity(1 << 20, &spooled.file));
-    io::copy(content, &mut w).map_err(Error::Spool)?;
+    copy_big(content, &mut w).map_err(Error::Spool)?;
     let written = w.written();
     if size != u64::MAX && written != size {
         return Err(Error::Spool(io::Error::new(
