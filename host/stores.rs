@@ -315,12 +315,16 @@ pub(crate) fn ingest_into(
         .map_err(|_| anyhow::anyhow!("the reader of {}'s stream panicked", source.name()))?;
     let (done, mut ingested) = match (pumped, ingested) {
         (Ok(done), Ok(i)) => (done, i),
-        // The store refused what it was given (a damaged blob, a full disk): that stopped
-        // the stream.
-        (_, Err(e)) if !matches!(e, imgkit_store::Error::Archive(_)) => {
+        // The store stopped reading (a damaged blob, a full disk): the pump only saw its
+        // pipe close, so the store's error is the one to tell.
+        (Err(p), Err(e)) if stopped_reading(&p) => {
             return Err(anyhow::Error::new(e).context(format!("writing into {to} failed")));
         }
+        // The save failed or was cancelled: the store only saw its stream end early.
         (Err(e), _) => return Err(e),
+        (Ok(_), Err(e)) if !matches!(e, imgkit_store::Error::Archive(_)) => {
+            return Err(anyhow::Error::new(e).context(format!("writing into {to} failed")));
+        }
         (Ok(_), Err(e)) => {
             return Err(anyhow::Error::new(e)
                 .context(format!("could not read the images {} saved", source.name())));
@@ -331,6 +335,17 @@ pub(crate) fn ingest_into(
         .with_context(|| format!("writing into {to} failed"))?;
     created.keep();
     Ok((done, ingested.report))
+}
+
+/// Whether the pump failed writing into its sink (the store's reader went away), rather than
+/// on its source or by a cancellation.
+fn stopped_reading(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<imgkit_transfer::Error>(),
+            Some(imgkit_transfer::Error::Write { .. })
+        )
+    })
 }
 
 /// Gives each image read from a save stream the names the plan gives it in the target.

@@ -46,7 +46,7 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> E
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_beside(path);
     let res = (|| {
-        let mut f = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
+        let mut f = create_temp(&tmp)?;
         f.write_all(bytes).map_err(io_err("cannot write", &tmp))?;
         f.sync_all().map_err(io_err("cannot write", &tmp))?;
         fs::rename(&tmp, path).map_err(io_err("cannot rename into place", path))
@@ -55,6 +55,40 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     res
+}
+
+/// Creates a temporary file and holds a lock on it while it is written: a writer killed
+/// before its rename leaves a file nobody holds, which the next [`LayoutDir::create`] removes
+/// ([`sweep`]).
+fn create_temp(tmp: &Path) -> Result<File> {
+    let f = File::create(tmp).map_err(io_err("cannot create", tmp))?;
+    // Where files cannot be locked the sweep leaves them be (it removes only what it locks).
+    let _ = f.try_lock();
+    Ok(f)
+}
+
+/// Removes the temporary files of writers that are gone (killed before their rename) from
+/// `dir`: ours are named `.NAME.imgkit-PID-N.tmp` and locked while written.
+fn sweep(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = name.starts_with('.')
+            && name.contains(".imgkit-")
+            && Path::new(&name).extension().is_some_and(|x| x == "tmp");
+        if !ours {
+            continue;
+        }
+        let path = e.path();
+        let Ok(f) = fs::OpenOptions::new().read(true).write(true).open(&path) else {
+            continue;
+        };
+        if f.try_lock().is_ok() {
+            let _ = fs::remove_file(&path);
+        }
+    }
 }
 
 /// A temporary name beside `path`, unique to this process and call (writers in other
@@ -93,6 +127,8 @@ impl LayoutDir {
         if !marker.is_file() {
             write_atomically(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
+        sweep(&blobs);
+        sweep(root);
         Ok(Self {
             root: root.to_owned(),
         })
@@ -169,7 +205,7 @@ impl Destination for LayoutDir {
         }
         let tmp = temp_beside(&path);
         let res = (|| {
-            let file = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
+            let file = create_temp(&tmp)?;
             let mut w = DigestWriter::new(io::BufWriter::with_capacity(1 << 20, file));
             crate::verify::copy_big(content, &mut w).map_err(|source| Error::Read {
                 digest: blob.digest.clone(),
@@ -198,7 +234,7 @@ impl Destination for LayoutDir {
         let dir = self.root.join("blobs").join("sha256");
         let tmp = temp_beside(&dir.join("hashing"));
         let res = (|| {
-            let file = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
+            let file = create_temp(&tmp)?;
             let mut w = DigestWriter::new(io::BufWriter::with_capacity(1 << 20, file));
             crate::verify::copy_big(content, &mut w).map_err(|source| Error::Io {
                 what: "cannot read a blob into",

@@ -277,3 +277,23 @@ fn a_layout_tags_and_untags_without_copying_and_names_what_it_holds() {
         Err(Error::NoSuchImage { .. })
     ));
 }
+
+#[test]
+fn a_killed_writers_temporary_file_is_swept_and_a_live_ones_is_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("oci");
+    LayoutDir::create(&dir).unwrap();
+    let blobs = dir.join("blobs/sha256");
+    let dead = blobs.join(".hashing.imgkit-1-0.tmp");
+    let live = blobs.join(".hashing.imgkit-2-0.tmp");
+    fs::write(&dead, b"half a layer").unwrap();
+    fs::write(&live, b"being written").unwrap();
+    let writer = fs::OpenOptions::new().write(true).open(&live).unwrap();
+    writer.lock().unwrap();
+    LayoutDir::create(&dir).unwrap();
+    assert!(!dead.exists(), "nobody holds it: swept");
+    assert!(live.exists(), "its writer holds it: kept");
+    drop(writer);
+    LayoutDir::create(&dir).unwrap();
+    assert!(!live.exists());
+}
