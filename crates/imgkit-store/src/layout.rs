@@ -68,7 +68,8 @@ fn create_temp(tmp: &Path) -> Result<File> {
 }
 
 /// Removes the temporary files of writers that are gone (killed before their rename) from
-/// `dir`: ours are named `.NAME.imgkit-PID-N.tmp` and locked while written.
+/// `dir`: ours are named `.NAME.imgkit-PID-N.tmp` and locked while written. A file younger
+/// than a minute is left alone (its writer may not have locked it yet).
 fn sweep(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
@@ -82,6 +83,15 @@ fn sweep(dir: &Path) {
             continue;
         }
         let path = e.path();
+        let young = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < std::time::Duration::from_secs(60));
+        if young {
+            continue;
+        }
         let Ok(f) = fs::OpenOptions::new().read(true).write(true).open(&path) else {
             continue;
         };

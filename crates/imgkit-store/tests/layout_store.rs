@@ -286,13 +286,23 @@ fn a_killed_writers_temporary_file_is_swept_and_a_live_ones_is_not() {
     let blobs = dir.join("blobs/sha256");
     let dead = blobs.join(".hashing.imgkit-1-0.tmp");
     let live = blobs.join(".hashing.imgkit-2-0.tmp");
-    fs::write(&dead, b"half a layer").unwrap();
-    fs::write(&live, b"being written").unwrap();
+    let young = blobs.join(".hashing.imgkit-3-0.tmp");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for (path, text) in [(&dead, "half a layer"), (&live, "being written")] {
+        fs::write(path, text).unwrap();
+        let f = fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.set_modified(old).unwrap();
+    }
+    fs::write(&young, b"just created").unwrap();
     let writer = fs::OpenOptions::new().write(true).open(&live).unwrap();
     writer.lock().unwrap();
     LayoutDir::create(&dir).unwrap();
     assert!(!dead.exists(), "nobody holds it: swept");
     assert!(live.exists(), "its writer holds it: kept");
+    assert!(
+        young.exists(),
+        "its writer may not have locked it yet: kept"
+    );
     drop(writer);
     LayoutDir::create(&dir).unwrap();
     assert!(!live.exists());
