@@ -88,7 +88,7 @@ fn sweep(dir: &Path) {
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())
-            .is_none_or(|age| age < std::time::Duration::from_secs(60));
+            .is_none_or(|age| age < std::time::Duration::from_mins(1));
         if young {
             continue;
         }

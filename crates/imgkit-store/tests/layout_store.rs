@@ -287,7 +287,7 @@ fn a_killed_writers_temporary_file_is_swept_and_a_live_ones_is_not() {
     let dead = blobs.join(".hashing.imgkit-1-0.tmp");
     let live = blobs.join(".hashing.imgkit-2-0.tmp");
     let young = blobs.join(".hashing.imgkit-3-0.tmp");
-    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let old = std::time::SystemTime::now() - std::time::Duration::from_hours(1);
     for (path, text) in [(&dead, "half a layer"), (&live, "being written")] {
         fs::write(path, text).unwrap();
         let f = fs::OpenOptions::new().write(true).open(path).unwrap();
