@@ -351,3 +351,56 @@ fn a_ctr_digest_reference_resolves_to_its_tag_from_the_command_line_and_a_filter
             .stdout_is("seed/app:1.0\n");
     }
 }
+
+/// podman's save (docker-archive: `<hex>.tar` layers) and ctr's (an OCI layout with
+/// `manifest.json`) go into a layout directory blob by blob too, with the seeded IDs.
+#[test]
+fn podman_and_ctr_saves_go_into_a_layout_dir_with_their_ids() {
+    let e = need_engines!();
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    let ctr_env = vec![kv("CONTAINERD_ADDRESS", e.src.var("CONTAINERD_ADDRESS"))];
+    for (from, env) in [("podman", crate::transfer::src_podman(e)), ("ctr", ctr_env)] {
+        let dir = tmp.path().join(from);
+        let (doc, seen) = run_watching(
+            &env,
+            &[
+                "run".into(),
+                "--from".into(),
+                from.into(),
+                "--to".into(),
+                slash(&dir),
+                "-f".into(),
+                filter.display().to_string(),
+            ],
+            &dir,
+        );
+        assert_eq!(doc["verified"], 2, "{from}: {doc}");
+        assert!(
+            seen.iter().all(|n| !n.contains("incoming")),
+            "{from}: {seen:?}"
+        );
+        let ls = imgkit(&[])
+            .args(["ls", "--all", "--format", "json", "--from"])
+            .arg(slash(&dir))
+            .run()
+            .success();
+        let mut ids = BTreeMap::new();
+        for line in ls.stdout.lines() {
+            let r: Value = serde_json::from_str(line).unwrap();
+            ids.insert(
+                format!(
+                    "{}:{}",
+                    r["Repository"].as_str().unwrap(),
+                    r["Tag"].as_str().unwrap()
+                ),
+                r["ID"].as_str().unwrap().to_owned(),
+            );
+        }
+        let want: BTreeMap<String, String> = want_two(e, "")
+            .into_iter()
+            .map(|(n, id)| (n, id["sha256:".len().."sha256:".len() + 12].to_owned()))
+            .collect();
+        assert_eq!(ids, want, "{from}");
+    }
+}
