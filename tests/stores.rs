@@ -404,3 +404,30 @@ fn podman_and_ctr_saves_go_into_a_layout_dir_with_their_ids() {
         assert_eq!(ids, want, "{from}");
     }
 }
+
+/// `--from ctr:all` into a store: each namespace's images in turn (an archive target is
+/// refused, as each namespace's run would rewrite it); what an earlier namespace wrote is
+/// skipped by name and ID.
+#[test]
+fn every_containerd_namespace_goes_into_one_layout_dir() {
+    let e = need_engines!();
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    let dir = tmp.path().join("all");
+    let env = [kv("CONTAINERD_ADDRESS", e.src.var("CONTAINERD_ADDRESS"))];
+    imgkit(&env)
+        .args(["run", "--from", "ctr:all", "-f"])
+        .arg(&filter)
+        .arg("--to")
+        .arg(slash(&dir))
+        .run()
+        .success()
+        .stderr_has("wrote 2 images from ctr:default");
+    imgkit(&[])
+        .args(["ls", "--all", "--from"])
+        .arg(slash(&dir))
+        .run()
+        .success()
+        .stdout_has("seed/app:1.0")
+        .stdout_has("seed/base:1.0");
+}

@@ -531,7 +531,10 @@ fn run_every_namespace(
     args: &Args,
     global: &GlobalArgs,
 ) -> anyhow::Result<ExitCode> {
-    if let EndpointSpec::Archive(to) = &args.to {
+    // A store takes each namespace's images in turn; an archive would be rewritten by each.
+    if let EndpointSpec::Archive(to) = &args.to
+        && !stores::is_store(&args.to)
+    {
         return Err(with_hint(
             anyhow::anyhow!(
                 "--from {kind}:all runs once per namespace, and each run would rewrite {}",
