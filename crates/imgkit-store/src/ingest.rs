@@ -33,6 +33,40 @@ pub struct Ingested {
 /// Members that are never blobs.
 const METADATA: [&str; 4] = ["manifest.json", "index.json", "oci-layout", "repositories"];
 
+/// An uncompressed layer (docker ≤24's `layer.tar`).
+const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// Whether a blob's first bytes are JSON's (a config, a manifest, an index).
+fn looks_json(head: &[u8]) -> bool {
+    matches!(
+        head.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    )
+}
+
+/// A layer's media type by its first bytes.
+fn layer_media_type(head: &[u8]) -> &'static str {
+    match imgkit_archive::detect(head) {
+        imgkit_archive::Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+        imgkit_archive::Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        imgkit_archive::Compression::None => MEDIA_LAYER,
+    }
+}
+
+/// Reads up to `buf.len()` bytes (fewer only at the end of `r`).
+fn read_head(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 /// Whether a member is docker ≤24's per-layer metadata (`<id>/json`, `<id>/VERSION`).
 fn legacy_metadata(name: &str) -> bool {
     name.ends_with("/json") || name.ends_with("/VERSION")
@@ -64,12 +98,26 @@ pub fn ingest(
                     }
                     return Ok(());
                 }
+                let mut head = [0u8; 512];
+                let got = read_head(r, &mut head[..size.min(512) as usize]).map_err(|source| {
+                    Error::Read {
+                        digest: digest.clone(),
+                        source,
+                    }
+                })?;
+                let head = &head[..got];
+                // A config, manifest or index: the scan keeps it, and it is put at the end
+                // with the media type its descriptor gives (a registry takes manifests apart
+                // from blobs, and after what they name).
+                if looks_json(head) && size <= Limits::default().max_json {
+                    return Ok(());
+                }
                 let blob = BlobInfo {
                     digest: digest.clone(),
                     size,
-                    media_type: "application/octet-stream".to_owned(),
+                    media_type: layer_media_type(head).to_owned(),
                 };
-                dst.put_blob(&blob, r)?;
+                dst.put_blob(&blob, &mut std::io::Cursor::new(head).chain(r))?;
                 present.insert(digest);
                 report.blobs_written += 1;
                 report.bytes_written += size;
@@ -83,7 +131,7 @@ pub fn ingest(
             {
                 return Ok(());
             }
-            let (info, written) = dst.put_blob_hashed(size, "application/octet-stream", r)?;
+            let (info, written) = dst.put_blob_hashed(size, MEDIA_LAYER, r)?;
             if present.insert(info.digest.clone()) {
                 if written {
                     report.blobs_written += 1;

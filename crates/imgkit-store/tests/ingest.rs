@@ -296,3 +296,67 @@ fn a_two_platform_index_is_kept_whole_through_a_layout_and_a_tar() {
     assert_eq!(got.images[0].manifest.digest, index);
     assert_eq!(got.report.blobs_written, 7, "{:?}", got.report);
 }
+
+/// A layout that records what it was given, in order.
+struct Recorder {
+    inner: LayoutDir,
+    puts: Vec<imgkit_store::BlobInfo>,
+}
+
+impl Destination for Recorder {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn has_blob(&self, digest: &imgkit_types::Digest) -> bool {
+        self.inner.has_blob(digest)
+    }
+    fn put_blob(
+        &mut self,
+        blob: &imgkit_store::BlobInfo,
+        content: &mut dyn std::io::Read,
+    ) -> imgkit_store::Result<()> {
+        self.puts.push(blob.clone());
+        self.inner.put_blob(blob, content)
+    }
+    fn commit(&mut self, images: &[imgkit_store::StoredImage]) -> imgkit_store::Result<()> {
+        self.inner.commit(images)
+    }
+    fn image_ids(&self) -> imgkit_store::Result<Vec<imgkit_types::Digest>> {
+        self.inner.image_ids()
+    }
+}
+
+/// What a registry needs of a stream: manifests (and configs) put with the media types their
+/// descriptors give, each manifest after every blob it names, an index after its manifests.
+#[test]
+fn a_stream_puts_manifests_with_their_media_types_after_what_they_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let from = tmp.path().join("multi");
+    two_platform(&from);
+    let src = ArchiveSource::open(&from).unwrap();
+    let images = src.images().unwrap();
+    let mut tar = Vec::new();
+    write_tar(&src, &images, &mut tar, Compression::None).unwrap();
+    let mut dst = Recorder {
+        inner: LayoutDir::create(&tmp.path().join("oci")).unwrap(),
+        puts: Vec::new(),
+    };
+    let got = ingest(Cursor::new(tar), &mut dst, "a tar").unwrap();
+    let at = |d: &imgkit_types::Digest| dst.puts.iter().position(|b| &b.digest == d).unwrap();
+    let image = &got.images[0];
+    for p in &image.platforms {
+        assert_eq!(
+            dst.puts[at(&p.manifest.digest)].media_type,
+            "application/vnd.oci.image.manifest.v1+json"
+        );
+        assert!(dst.puts[at(&p.config.digest)].media_type.contains("config"));
+        for b in std::iter::once(&p.config).chain(&p.layers) {
+            assert!(at(&b.digest) < at(&p.manifest.digest), "{b:?}");
+        }
+        assert!(at(&p.manifest.digest) < at(&image.manifest.digest));
+    }
+    assert_eq!(
+        dst.puts[at(&image.manifest.digest)].media_type,
+        "application/vnd.oci.image.index.v1+json"
+    );
+}
