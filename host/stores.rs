@@ -134,6 +134,24 @@ pub(crate) fn held(spec: &EndpointSpec) -> anyhow::Result<Vec<StoredImage>> {
     }
 }
 
+/// The names a store holds with their image IDs (`Destination::names`; none when it does not
+/// exist yet, and nothing is created to ask).
+fn names_held(spec: &EndpointSpec) -> anyhow::Result<Vec<(ImageRef, Digest)>> {
+    if let Some(dir) = layout_dir(spec)
+        && !dir.join("index.json").is_file()
+    {
+        return Ok(Vec::new());
+    }
+    match open_destination(spec)? {
+        Some(dst) => Ok(dst
+            .names()?
+            .into_iter()
+            .map(|(n, id)| (n.normalized(), id))
+            .collect()),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// The image of `images` a reference names (an image ID: by config digest).
 fn find<'a>(images: &'a [StoredImage], r: &ImageRef) -> Option<&'a StoredImage> {
     match image_id_of(r) {
@@ -222,7 +240,7 @@ pub(crate) fn partition(
     source: &Endpoint,
     target: &EndpointSpec,
 ) -> anyhow::Result<Partition> {
-    let held = held(target)?;
+    let held = names_held(target)?;
     let refs: Vec<ImageRef> = plan.images.iter().map(|i| i.reference.clone()).collect();
     let want = source
         .ids(&refs, None)
@@ -233,11 +251,9 @@ pub(crate) fn partition(
         };
         let names = rename::target_names(img);
         image_id_of(&img.reference).is_none()
-            && names.iter().all(|n| {
-                held.iter().any(|h| {
-                    h.id() == w && h.names.iter().any(|m| m.normalized() == n.normalized())
-                })
-            })
+            && names
+                .iter()
+                .all(|n| held.iter().any(|(m, id)| id == w && *m == n.normalized()))
     };
     let mut copy = Vec::new();
     let mut skipped = Vec::new();
