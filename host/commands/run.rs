@@ -64,9 +64,15 @@ pub(crate) struct Args {
     /// also print {"ref": "…", "as": ["new/name:tag", …]}.
     #[arg(long, value_name = "REGEX=REPLACEMENT")]
     pub(crate) rename: Vec<Rule>,
+    #[command(flatten)]
+    pub(crate) registry: crate::registry::RegistryArgs,
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    // A registry on either side goes through imgkit-registry (host/registry.rs).
+    if let Some(done) = crate::registry::route(args, global) {
+        return done;
+    }
     // An OCI layout directory target is written through imgkit-store (host/layout.rs).
     if let Some(dir) = crate::layout::dir_of(&args.to) {
         return crate::layout::run_into(args, global, &dir);
