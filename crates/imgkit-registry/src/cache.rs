@@ -38,8 +38,8 @@ fn dir() -> Option<PathBuf> {
 
 impl BlobCache {
     /// The cache of this user (empty when it cannot be read; facts are then not kept).
-    pub(crate) fn open() -> Self {
-        let Some(dir) = dir() else {
+    pub(crate) fn open(explicit: Option<&std::path::Path>) -> Self {
+        let Some(dir) = explicit.map(std::path::Path::to_path_buf).or_else(dir) else {
             return Self::default();
         };
         let path = dir.join("registry-blobs.jsonl");

@@ -135,6 +135,7 @@ impl RegistryDestination {
         spec: RegistrySpec,
         compress: Compress,
         jobs: usize,
+        cache_dir: Option<&Path>,
     ) -> Result<Self> {
         let tmp = tempfile::Builder::new()
             .prefix("imgkit-push-")
@@ -146,7 +147,7 @@ impl RegistryDestination {
             spec,
             compress,
             sem: Arc::new(Semaphore::new(jobs.max(1))),
-            cache: Arc::new(BlobCache::open()),
+            cache: Arc::new(BlobCache::open(cache_dir)),
             tmp,
             images: Vec::new(),
             needs: HashMap::new(),
@@ -564,7 +565,8 @@ async fn send_blob(
             size,
             media_type: compressed_type(&blob.media_type, algo, false).to_owned(),
         };
-        let keep = tempfile::TempPath::from_path(dst.clone());
+        let keep = tempfile::TempPath::try_from_path(dst.clone())
+            .map_err(Error::io("a compressed layer's temporary file"))?;
         (dst, info, Some(keep))
     } else {
         (path.to_path_buf(), blob.clone(), None)

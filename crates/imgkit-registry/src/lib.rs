@@ -46,6 +46,9 @@ pub struct Options {
     pub jobs: usize,
     /// The platform chosen from an index when listing (`linux/amd64`).
     pub platform: String,
+    /// Where facts learned by pushes are kept (default: `$IMGKIT_CACHE_DIR`,
+    /// `$XDG_CACHE_HOME/imgkit`, `~/.cache/imgkit`).
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -55,6 +58,7 @@ impl Default for Options {
             compress: Compress::Gzip,
             jobs: 4,
             platform: host_platform(),
+            cache_dir: None,
         }
     }
 }
@@ -132,6 +136,7 @@ impl Registry {
             self.spec.clone(),
             self.options.compress,
             self.options.jobs,
+            self.options.cache_dir.as_deref(),
         )
     }
 }

@@ -76,8 +76,6 @@ impl std::fmt::Display for Platform {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Manifest {
     #[serde(default)]
-    pub(crate) media_type: Option<String>,
-    #[serde(default)]
     pub(crate) config: Option<Descriptor>,
     #[serde(default)]
     pub(crate) layers: Vec<Descriptor>,
