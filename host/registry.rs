@@ -311,9 +311,18 @@ fn push_images(
             humanize::size(report.bytes_skipped),
             elapsed.as_secs_f64(),
         );
+        // One note per manifest made, with every name it went under.
+        let mut made: Vec<(&str, Vec<&str>)> = Vec::new();
         for (name, digest) in &stats.manifests_made {
+            match made.iter_mut().find(|(d, _)| d == digest) {
+                Some((_, names)) => names.push(name),
+                None => made.push((digest, vec![name])),
+            }
+        }
+        for (digest, names) in made {
             eprintln!(
-                "imgkit: note: {name} got a manifest made by imgkit ({digest}): the source had none for a registry, or its layers were compressed on the way"
+                "imgkit: note: made manifest {digest} for {} (layers compressed on the way, or the source had no registry manifest)",
+                names.join(", ")
             );
         }
     }
