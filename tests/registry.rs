@@ -506,8 +506,10 @@ fn a_blob_whose_bytes_do_not_match_its_digest_is_refused_on_pull() {
         .arg(format!("{}/", dir.display()))
         .run()
         .code(2)
-        .stderr_has("arrived as");
-    assert!(run.stderr.contains("127.0.0.1"), "{}", run.stderr);
+        .stderr_has(&format!("from 127.0.0.1:{}/t-damaged/", reg.port))
+        .stderr_has("arrived as")
+        .stderr_has("IK658");
+    assert!(!run.stderr.contains("IK404"), "{}", run.stderr);
     // Nothing was named in the target.
     let index = dir.join("index.json");
     assert!(

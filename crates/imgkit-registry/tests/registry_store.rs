@@ -257,6 +257,17 @@ fn a_damaged_blob_in_the_registry_is_refused_on_pull() {
     std::fs::write(&data, bytes).unwrap();
     let pulled = reg.source().unwrap();
     let pimages = pulled.images().unwrap();
+    // The reader itself refuses it: read to the end into nothing, it ends in an error.
+    let mut refused = None;
+    let res = pulled.read_blobs(std::slice::from_ref(layer), &mut |_, r| {
+        if let Err(e) = std::io::copy(r, &mut std::io::sink()) {
+            refused = Some(e.to_string());
+        }
+        Ok(())
+    });
+    assert!(res.is_ok());
+    let refused = refused.expect("the damaged blob was read to its end without an error");
+    assert!(refused.contains("arrived as"), "{refused}");
     let out = tmp.path().join("out");
     let mut layout = LayoutDir::create(&out).unwrap();
     let err = copy(&pulled, &mut layout, &pimages).unwrap_err().to_string();
