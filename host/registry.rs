@@ -111,9 +111,9 @@ pub(crate) fn hinted(e: imgkit_registry::Error, spec: &RegistrySpec) -> anyhow::
         E::NotFound { .. } => Some(format!(
             "list what {host} holds: imgkit ls --from registry:{host} --all"
         )),
-        E::Push { .. } => Some(
-            "run the same command again: blobs already pushed are not sent again".to_owned(),
-        ),
+        E::Push { .. } => {
+            Some("run the same command again: blobs already pushed are not sent again".to_owned())
+        }
         E::DigestMismatch { .. } => Some(format!(
             "the registry's copy is damaged: push the image to {host} again"
         )),
@@ -234,7 +234,15 @@ fn push(args: &Args, global: &GlobalArgs, spec: &RegistrySpec) -> anyhow::Result
         .with_context(|| format!("cannot read the images saved from {}", args.from))?;
     let images = named_in(spec, source.images()?)?;
     let from = args.from.to_string();
-    push_images(&registry, &source, &from, images, args.no_verify, global, started)
+    push_images(
+        &registry,
+        &source,
+        &from,
+        &images,
+        args.no_verify,
+        global,
+        started,
+    )
 }
 
 /// Copies `images` (named in the registry) from `source` into it and reports.
@@ -242,15 +250,15 @@ fn push_images(
     registry: &Registry,
     source: &dyn Source,
     from: &str,
-    images: Vec<StoredImage>,
+    images: &[StoredImage],
     no_verify: bool,
     global: &GlobalArgs,
     started: Instant,
 ) -> anyhow::Result<ExitCode> {
     let spec = registry.spec();
     let mut dest = registry.destination().map_err(|e| hinted(e, spec))?;
-    dest.expect(&images).map_err(|e| hinted(e, spec))?;
-    let report = match copy(source, &mut dest, &images) {
+    dest.expect(images).map_err(|e| hinted(e, spec))?;
+    let report = match copy(source, &mut dest, images) {
         Ok(r) => r,
         Err(e) => {
             return Err(match dest.take_error() {
@@ -347,11 +355,10 @@ fn select(
     let mut out: Vec<StoredImage> = Vec::new();
     for s in selected {
         let key = crate::selection::key(&s.reference);
-        let Some(image) = images.iter().find(|i| {
-            i.names
-                .iter()
-                .any(|n| crate::selection::key(n) == key)
-        }) else {
+        let Some(image) = images
+            .iter()
+            .find(|i| i.names.iter().any(|n| crate::selection::key(n) == key))
+        else {
             anyhow::bail!("{} is not an image of {}", s.reference, args.from);
         };
         let name = image
@@ -360,7 +367,10 @@ fn select(
             .find(|n| crate::selection::key(n) == key)
             .cloned()
             .expect("found above");
-        if let Some(o) = out.iter_mut().find(|o| o.manifest.digest == image.manifest.digest) {
+        if let Some(o) = out
+            .iter_mut()
+            .find(|o| o.manifest.digest == image.manifest.digest)
+        {
             if !o.names.contains(&name) {
                 o.names.push(name);
             }
@@ -401,9 +411,20 @@ fn pull(args: &Args, global: &GlobalArgs, spec: &RegistrySpec) -> anyhow::Result
             .with_context(|| format!("pulling from {spec} into {} failed", dir.display()))?;
         let held = layout.image_ids()?;
         if let Some(lost) = images.iter().find(|i| !held.contains(i.id())) {
-            anyhow::bail!("{} does not list image {} after the pull", dir.display(), lost.id());
+            anyhow::bail!(
+                "{} does not list image {} after the pull",
+                dir.display(),
+                lost.id()
+            );
         }
-        print_pull(args, global, &images, report.bytes_written, report.blobs_skipped, started);
+        print_pull(
+            args,
+            global,
+            &images,
+            report.bytes_written,
+            report.blobs_skipped,
+            started,
+        );
         return Ok(ExitCode::SUCCESS);
     }
     // Into an engine or an archive: through a temporary layout directory `run` then reads.
@@ -428,10 +449,21 @@ fn pull(args: &Args, global: &GlobalArgs, spec: &RegistrySpec) -> anyhow::Result
         quiet: true,
         ..global.clone()
     };
-    let code = crate::commands::run::run(&inner_args, &quiet)
-        .with_context(|| format!("pulled from {spec}, but moving the images into {} failed", args.to))?;
+    let code = crate::commands::run::run(&inner_args, &quiet).with_context(|| {
+        format!(
+            "pulled from {spec}, but moving the images into {} failed",
+            args.to
+        )
+    })?;
     if code == ExitCode::SUCCESS {
-        print_pull(args, global, &images, report.bytes_written, report.blobs_skipped, started);
+        print_pull(
+            args,
+            global,
+            &images,
+            report.bytes_written,
+            report.blobs_skipped,
+            started,
+        );
     }
     Ok(code)
 }
@@ -518,7 +550,7 @@ fn between(
         &dst_reg,
         &source,
         &from.to_string(),
-        images,
+        &images,
         args.no_verify,
         global,
         started,
@@ -542,7 +574,9 @@ mod tests {
     #[test]
     fn registry_specs_are_recognised_and_checked() {
         let spec = |s: &str| s.parse::<EndpointSpec>().unwrap();
-        let r = spec_of(&spec("registry:localhost:5000/mirror")).unwrap().unwrap();
+        let r = spec_of(&spec("registry:localhost:5000/mirror"))
+            .unwrap()
+            .unwrap();
         assert_eq!((r.host(), r.prefix()), ("localhost:5000", Some("mirror")));
         assert!(spec_of(&spec("images.tar")).is_none());
         assert!(spec_of(&spec("docker")).is_none());

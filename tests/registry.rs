@@ -78,17 +78,29 @@ fn docker_to_registry_to_podman_and_ctr_k8s_keeps_the_image_ids() {
     let prefix = format!("{r}/t-ids/");
     for line in ls.stdout.lines() {
         let rec = json(line);
-        let name = format!("{}:{}", rec["Repository"].as_str().unwrap(), rec["Tag"].as_str().unwrap());
+        let name = format!(
+            "{}:{}",
+            rec["Repository"].as_str().unwrap(),
+            rec["Tag"].as_str().unwrap()
+        );
         let want = &want_two(e, &prefix)[&name];
-        assert!(want.contains(rec["ID"].as_str().unwrap()), "{rec} vs {want}");
-        assert!(rec["Digest"].as_str().unwrap().starts_with("sha256:"), "{rec}");
+        assert!(
+            want.contains(rec["ID"].as_str().unwrap()),
+            "{rec} vs {want}"
+        );
+        assert!(
+            rec["Digest"].as_str().unwrap().starts_with("sha256:"),
+            "{rec}"
+        );
     }
     assert_eq!(ls.stdout.lines().count(), 2, "{}", ls.stdout);
 
     // → podman (fresh storage).
     let env = fresh_podman(tmp.path());
     let pulled = imgkit(&env)
-        .args(["--json", "run", "--to", "podman", "-f", "all", "--from", &to])
+        .args([
+            "--json", "run", "--to", "podman", "-f", "all", "--from", &to,
+        ])
         .run()
         .success();
     assert_eq!(json(&pulled.stdout)["images"], 2, "{}", pulled.stdout);
@@ -163,7 +175,17 @@ fn archive_to_registry_to_archive_keeps_the_manifests_byte_for_byte() {
     let to = format!("registry:{}/t-bytes", plain(e));
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/images.tar");
     let pushed = imgkit(&[cache(tmp.path())])
-        .args(["--json", "run", "-f", "all", "--compress", "none", "--to", &to, "--from"])
+        .args([
+            "--json",
+            "run",
+            "-f",
+            "all",
+            "--compress",
+            "none",
+            "--to",
+            &to,
+            "--from",
+        ])
         .arg(&sample)
         .run()
         .success();
@@ -199,10 +221,13 @@ fn archive_to_registry_to_archive_keeps_the_manifests_byte_for_byte() {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
+    use std::fmt::Write as _;
     sha2::Sha256::digest(bytes)
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+        .fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 #[test]
@@ -235,7 +260,14 @@ fn skopeo_reads_what_we_push_and_we_pull_what_skopeo_pushes() {
     ]));
     let dir = tmp.path().join("pulled");
     imgkit(&[])
-        .args(["run", "-f", "all", "--from", &format!("registry:{r}/t-skopeo-by"), "--to"])
+        .args([
+            "run",
+            "-f",
+            "all",
+            "--from",
+            &format!("registry:{r}/t-skopeo-by"),
+            "--to",
+        ])
         .arg(format!("{}/", dir.display()))
         .run()
         .success();
@@ -245,7 +277,10 @@ fn skopeo_reads_what_we_push_and_we_pull_what_skopeo_pushes() {
         .run()
         .success();
     let rec = json(ls.stdout.lines().next().unwrap());
-    assert!(e.src.seed["SEED_BASE_ID"].contains(rec["ID"].as_str().unwrap()), "{rec}");
+    assert!(
+        e.src.seed["SEED_BASE_ID"].contains(rec["ID"].as_str().unwrap()),
+        "{rec}"
+    );
 }
 
 #[test]
@@ -258,24 +293,56 @@ fn the_htpasswd_registry_refuses_without_credentials_and_accepts_a_config_json()
     let filter = write_filter(tmp.path(), SELECT_TWO);
     let empty = tmp.path().join("no-docker-config");
     std::fs::create_dir_all(&empty).unwrap();
-    let refused = imgkit(&[src_docker(e), cache(tmp.path()), kv("DOCKER_CONFIG", &empty.display().to_string())])
-        .args(["run", "--from", "docker", "--ca-cert", &ca, "--to", &to, "-f"])
-        .arg(&filter)
-        .run()
-        .code(2)
-        .stderr_has(&format!("authentication required for {r}"))
-        .stderr_has(&format!("docker login {r}"))
-        .stderr_has("config.json does not exist");
+    let refused = imgkit(&[
+        src_docker(e),
+        cache(tmp.path()),
+        kv("DOCKER_CONFIG", &empty.display().to_string()),
+    ])
+    .args([
+        "run",
+        "--from",
+        "docker",
+        "--ca-cert",
+        &ca,
+        "--to",
+        &to,
+        "-f",
+    ])
+    .arg(&filter)
+    .run()
+    .code(2)
+    .stderr_has(&format!("authentication required for {r}"))
+    .stderr_has(&format!("docker login {r}"))
+    .stderr_has("config.json does not exist");
     assert!(refused.stderr.contains("IK6"), "{}", refused.stderr);
     // Nothing was pushed.
     let cfg = e.src.var("IMGKIT_REGISTRY_DOCKER_CONFIG").to_owned();
     let listed = imgkit(&[kv("DOCKER_CONFIG", &cfg)])
-        .args(["ls", "--all", "--format", "json", "--ca-cert", &ca, "--from", &to])
+        .args([
+            "ls",
+            "--all",
+            "--format",
+            "json",
+            "--ca-cert",
+            &ca,
+            "--from",
+            &to,
+        ])
         .run();
     assert!(listed.stdout.trim().is_empty(), "{}", listed.stdout);
     // With docker's config.json it goes through.
     let ok = imgkit(&[src_docker(e), cache(tmp.path()), kv("DOCKER_CONFIG", &cfg)])
-        .args(["--json", "run", "--from", "docker", "--ca-cert", &ca, "--to", &to, "-f"])
+        .args([
+            "--json",
+            "run",
+            "--from",
+            "docker",
+            "--ca-cert",
+            &ca,
+            "--to",
+            &to,
+            "-f",
+        ])
         .arg(&filter)
         .run()
         .success();
@@ -370,7 +437,9 @@ impl Own {
     /// Bytes in uploads the registry has under way.
     fn uploading(&self) -> u64 {
         fn walk(p: &Path) -> u64 {
-            let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+            let Ok(rd) = std::fs::read_dir(p) else {
+                return 0;
+            };
             rd.filter_map(Result::ok)
                 .map(|e| {
                     let p = e.path();
@@ -384,7 +453,12 @@ impl Own {
                 })
                 .sum()
         }
-        walk(&self.dir.path().join("store/docker/registry/v2/repositories"))
+        walk(
+            &self
+                .dir
+                .path()
+                .join("store/docker/registry/v2/repositories"),
+        )
     }
 }
 
@@ -431,7 +505,16 @@ fn a_registry_killed_mid_push_fails_naming_image_and_blob_and_a_rerun_sends_only
     let archive = big_archive(tmp.path(), 160);
     let to = reg.spec("t-kill");
     let mut child = Command::new(crate::util::bin())
-        .args(["run", "-f", "all", "--compress", "none", "--to", &to, "--from"])
+        .args([
+            "run",
+            "-f",
+            "all",
+            "--compress",
+            "none",
+            "--to",
+            &to,
+            "--from",
+        ])
         .arg(&archive)
         .env("IMGKIT_CACHE_DIR", tmp.path().join("cache"))
         .stdout(Stdio::piped())
@@ -439,7 +522,7 @@ fn a_registry_killed_mid_push_fails_naming_image_and_blob_and_a_rerun_sends_only
         .spawn()
         .unwrap();
     // Kill the registry once the big layer is on its way.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_mins(2);
     while reg.uploading() < 8 << 20 {
         assert!(Instant::now() < deadline, "no upload started");
         if let Ok(Some(_)) = child.try_wait() {
@@ -457,7 +540,17 @@ fn a_registry_killed_mid_push_fails_naming_image_and_blob_and_a_rerun_sends_only
     // the big layer, which was cut off; never what it holds).
     reg.restart();
     let again = imgkit(&[cache(tmp.path())])
-        .args(["--json", "run", "-f", "all", "--compress", "none", "--to", &to, "--from"])
+        .args([
+            "--json",
+            "run",
+            "-f",
+            "all",
+            "--compress",
+            "none",
+            "--to",
+            &to,
+            "--from",
+        ])
         .arg(&archive)
         .run()
         .success();
@@ -479,7 +572,16 @@ fn a_blob_whose_bytes_do_not_match_its_digest_is_refused_on_pull() {
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/images.tar");
     let to = reg.spec("t-damaged");
     imgkit(&[cache(tmp.path())])
-        .args(["run", "-f", "all", "--compress", "none", "--to", &to, "--from"])
+        .args([
+            "run",
+            "-f",
+            "all",
+            "--compress",
+            "none",
+            "--to",
+            &to,
+            "--from",
+        ])
         .arg(&sample)
         .run()
         .success();

@@ -15,7 +15,10 @@ use crate::error::{Error, Result};
 /// What to log in with.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Credential {
-    Basic { user: String, password: String },
+    Basic {
+        user: String,
+        password: String,
+    },
     /// An OAuth2 refresh token (`docker login` to a token server stores one).
     IdentityToken(String),
 }
@@ -94,10 +97,7 @@ pub(crate) fn lookup(host: &str, path: Option<&Path>) -> Result<Found> {
             Ok(Some(c)) => {
                 return Ok(Found {
                     credential: Some(c),
-                    tried: format!(
-                        "docker-credential-{name} ({field} in {})",
-                        path.display()
-                    ),
+                    tried: format!("docker-credential-{name} ({field} in {})", path.display()),
                 });
             }
             Ok(None) => notes.push(format!("docker-credential-{name} has none")),
@@ -223,7 +223,11 @@ mod tests {
         );
         let none = lookup("d.io", Some(&p)).unwrap();
         assert!(none.credential.is_none());
-        assert!(none.tried.contains("no auths entry for d.io"), "{}", none.tried);
+        assert!(
+            none.tried.contains("no auths entry for d.io"),
+            "{}",
+            none.tried
+        );
         let missing = lookup("a.io", Some(&dir.path().join("nope.json"))).unwrap();
         assert!(missing.tried.contains("does not exist"));
     }
@@ -240,7 +244,11 @@ mod tests {
         let f = lookup("a.io", Some(&p)).unwrap();
         assert!(f.credential.is_some());
         let f = lookup("b.io", Some(&p)).unwrap();
-        assert!(f.tried.contains("docker-credential-imgkit-test-none"), "{}", f.tried);
+        assert!(
+            f.tried.contains("docker-credential-imgkit-test-none"),
+            "{}",
+            f.tried
+        );
         std::fs::write(&p, r#"{"credsStore": "x; rm -rf /"}"#).unwrap();
         assert!(
             lookup("a.io", Some(&p))

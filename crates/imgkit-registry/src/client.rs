@@ -73,9 +73,16 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 fn is_tls(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
-    ["certificate", "tls", "ssl", "handshake", "corrupt message", "invalidcontenttype"]
-        .iter()
-        .any(|w| t.contains(w))
+    [
+        "certificate",
+        "tls",
+        "ssl",
+        "handshake",
+        "corrupt message",
+        "invalidcontenttype",
+    ]
+    .iter()
+    .any(|w| t.contains(w))
 }
 
 /// A request that failed before an answer came.
@@ -151,11 +158,7 @@ pub(crate) async fn detail_of(resp: Response) -> String {
         }
     }
     let t: String = text.trim().chars().take(300).collect();
-    if t.is_empty() {
-        "no details".into()
-    } else {
-        t
-    }
+    if t.is_empty() { "no details".into() } else { t }
 }
 
 async fn backoff(attempt: u32) {
@@ -528,7 +531,10 @@ mod tests {
                 service: Some("registry.example.com".into())
             })
         );
-        h.insert(WWW_AUTHENTICATE, r#"Basic realm="Registry Realm""#.parse().unwrap());
+        h.insert(
+            WWW_AUTHENTICATE,
+            r#"Basic realm="Registry Realm""#.parse().unwrap(),
+        );
         assert_eq!(parse_challenge(&h), Some(Challenge::Basic));
         h.insert(WWW_AUTHENTICATE, "Negotiate".parse().unwrap());
         assert_eq!(parse_challenge(&h), None);

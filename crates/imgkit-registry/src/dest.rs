@@ -468,7 +468,9 @@ impl RegistryDestination {
 
 fn compressed_type(media: &str, c: Compress, to_oci: bool) -> &'static str {
     match (media, c, to_oci) {
-        (MEDIA_DOCKER_LAYER, Compress::Gzip, false) => "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        (MEDIA_DOCKER_LAYER, Compress::Gzip, false) => {
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        }
         (_, Compress::Zstd, _) => "application/vnd.oci.image.layer.v1.tar+zstd",
         _ => "application/vnd.oci.image.layer.v1.tar+gzip",
     }
@@ -591,10 +593,7 @@ async fn send_blob(
         }
         lacking = still;
     }
-    let mut holder: Option<String> = repos
-        .iter()
-        .find(|r| !lacking.contains(r))
-        .cloned();
+    let mut holder: Option<String> = repos.iter().find(|r| !lacking.contains(r)).cloned();
     for r in lacking {
         let mounted = match &holder {
             Some(from) => proto::mount(&c, &r, from, &info.digest).await?,

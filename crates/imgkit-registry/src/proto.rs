@@ -146,9 +146,13 @@ fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
     let link = headers.get(LINK)?.to_str().ok()?;
     link.split(',').find_map(|part| {
         let (target, params) = part.split_once(';')?;
-        params
-            .contains("rel=\"next\"")
-            .then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
+        params.contains("rel=\"next\"").then(|| {
+            target
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned()
+        })
     })
 }
 
@@ -335,7 +339,9 @@ pub(crate) async fn has_manifest(c: &Client, repo: &str, digest: &Digest) -> Res
 /// Mounts a blob `from` another repository of the registry into `repo`: `true` when mounted,
 /// `false` when the registry declined (it then opened an upload, which is cancelled).
 pub(crate) async fn mount(c: &Client, repo: &str, from: &str, digest: &Digest) -> Result<bool> {
-    let url = c.url(&format!("/v2/{repo}/blobs/uploads/?mount={digest}&from={from}"));
+    let url = c.url(&format!(
+        "/v2/{repo}/blobs/uploads/?mount={digest}&from={from}"
+    ));
     let mut scope = push(repo);
     scope.extend(pull(from));
     let resp = c
@@ -371,7 +377,9 @@ pub(crate) async fn upload_file(
             Ok(()) => return Ok(()),
             // A dropped connection was already tried again by `send`; a 5xx to the PUT gets a
             // whole new upload.
-            Err(e @ Error::Status { .. }) if e.transient() && attempt + 1 < crate::client::ATTEMPTS => {
+            Err(e @ Error::Status { .. })
+                if e.transient() && attempt + 1 < crate::client::ATTEMPTS =>
+            {
                 attempt += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(300 << attempt)).await;
             }
@@ -380,10 +388,18 @@ pub(crate) async fn upload_file(
     }
 }
 
-async fn upload_once(c: &Client, repo: &str, path: &Path, digest: &Digest, size: u64) -> Result<()> {
+async fn upload_once(
+    c: &Client,
+    repo: &str,
+    path: &Path,
+    digest: &Digest,
+    size: u64,
+) -> Result<()> {
     let start = c.url(&format!("/v2/{repo}/blobs/uploads/"));
     let resp = c
-        .send(&push(repo), &|h| Ok(h.post(&start).header(CONTENT_LENGTH, "0")))
+        .send(&push(repo), &|h| {
+            Ok(h.post(&start).header(CONTENT_LENGTH, "0"))
+        })
         .await?;
     if resp.status() == StatusCode::NOT_FOUND {
         return Err(not_found(c, repo, "uploads are refused".into()));

@@ -345,7 +345,8 @@ impl Source for RegistrySource {
                 let (tx, rx) = mpsc::channel(16);
                 let c = self.client.clone();
                 let digest = b.digest.clone();
-                self.rt.spawn(async move { fetch(c, repo, digest, tx).await });
+                self.rt
+                    .spawn(async move { fetch(c, repo, digest, tx).await });
                 pending.push_back((b, rx));
             }
             let Some((b, rx)) = pending.pop_front() else {

@@ -79,7 +79,7 @@ impl RegistrySpec {
         if let Some(p) = prefix {
             // The prefix must be a repository path the reference grammar accepts.
             let probe = format!("{host}/{p}/x");
-            if ImageRef::parse(&probe).map(|r| r.domain() == Some(host)) != Ok(true) {
+            if !ImageRef::parse(&probe).is_ok_and(|r| r.domain() == Some(host)) {
                 return Err(Error::Spec(
                     text.to_owned(),
                     "PATH must be lowercase path components (a-z, 0-9, . _ -) separated by /",
@@ -151,7 +151,9 @@ impl RegistrySpec {
         let name = if let Some(rest) = self.host.strip_prefix('[') {
             rest.split(']').next().unwrap_or_default()
         } else {
-            self.host.rsplit_once(':').map_or(self.host.as_str(), |(n, _)| n)
+            self.host
+                .rsplit_once(':')
+                .map_or(self.host.as_str(), |(n, _)| n)
         };
         name == "localhost"
             || name
@@ -207,7 +209,9 @@ mod tests {
             "localhost:5000/seed/app:1.0"
         );
         assert_eq!(
-            s.target(&r("docker.io/library/alpine:3.20")).unwrap().to_string(),
+            s.target(&r("docker.io/library/alpine:3.20"))
+                .unwrap()
+                .to_string(),
             "localhost:5000/library/alpine:3.20"
         );
         assert_eq!(

@@ -117,11 +117,7 @@ fn named(reg: &Registry, images: Vec<StoredImage>) -> Vec<StoredImage> {
         .collect()
 }
 
-fn push(
-    reg: &Registry,
-    src: &dyn Source,
-    images: &[StoredImage],
-) -> imgkit_registry::PushStats {
+fn push(reg: &Registry, src: &dyn Source, images: &[StoredImage]) -> imgkit_registry::PushStats {
     let mut dest = reg.destination().unwrap();
     dest.expect(images).unwrap();
     if let Err(e) = copy(src, &mut dest, images) {
@@ -148,7 +144,11 @@ fn pushed_manifests_come_back_byte_for_byte_and_a_repeat_sends_nothing() {
     assert_eq!(first.blobs_mounted, 2, "{first:?}");
     assert!(first.manifests_made.is_empty(), "{first:?}");
     let again = push(&reg, &src, &images);
-    assert_eq!((again.blobs_uploaded, again.bytes_uploaded), (0, 0), "{again:?}");
+    assert_eq!(
+        (again.blobs_uploaded, again.bytes_uploaded),
+        (0, 0),
+        "{again:?}"
+    );
 
     // Listed as records, and pulled into a layout with the same manifests.
     let pulled = reg.source().unwrap();
@@ -166,8 +166,11 @@ fn pushed_manifests_come_back_byte_for_byte_and_a_repeat_sends_nothing() {
             .expect("same manifest digest");
         assert_eq!(p.manifest_bytes, i.manifest_bytes);
         assert_eq!(p.id(), i.id());
-        assert!(records.iter().any(|r| r.digest == i.manifest.digest.to_string()
-            && r.id == i.id().short_id()));
+        assert!(
+            records
+                .iter()
+                .any(|r| r.digest == i.manifest.digest.to_string() && r.id == i.id().short_id())
+        );
     }
     let out = tmp.path().join("out");
     let mut layout = LayoutDir::create(&out).unwrap();
@@ -221,13 +224,17 @@ fn uncompressed_layers_are_compressed_and_the_made_manifest_is_said() {
     // A repeat finds the compressed layers through the cache and HEAD: nothing is sent.
     let again = push(&reg, &src, &images);
     assert_eq!(
-        (again.blobs_uploaded, again.bytes_uploaded, again.layers_compressed),
+        (
+            again.blobs_uploaded,
+            again.bytes_uploaded,
+            again.layers_compressed
+        ),
         (0, 0, 0),
         "{again:?}"
     );
 }
 
-fn flate2_decoder<'a>(r: &'a mut dyn std::io::Read) -> impl std::io::Read + 'a {
+fn flate2_decoder(r: &mut dyn std::io::Read) -> Box<dyn std::io::Read> {
     // The archive crate decompresses by magic bytes.
     let mut head = Vec::new();
     r.read_to_end(&mut head).unwrap();
@@ -270,7 +277,9 @@ fn a_damaged_blob_in_the_registry_is_refused_on_pull() {
     assert!(refused.contains("arrived as"), "{refused}");
     let out = tmp.path().join("out");
     let mut layout = LayoutDir::create(&out).unwrap();
-    let err = copy(&pulled, &mut layout, &pimages).unwrap_err().to_string();
+    let err = copy(&pulled, &mut layout, &pimages)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(layer.digest.as_str()), "{err}");
     assert!(!out.join("blobs/sha256").join(layer.digest.hex()).exists());
     assert!(layout.image_ids().unwrap().is_empty(), "nothing named");
@@ -281,8 +290,14 @@ fn a_registry_that_is_not_there_is_named() {
     let port = free_port();
     let spec = RegistrySpec::parse(&format!("registry:127.0.0.1:{port}")).unwrap();
     let err = Registry::open(&spec, Options::default()).unwrap_err();
-    assert!(matches!(err, imgkit_registry::Error::Connect { .. }), "{err}");
-    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        matches!(err, imgkit_registry::Error::Connect { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
     // A non-loopback host is never spoken to over plain HTTP without being named.
     let spec = RegistrySpec::parse("registry:10.255.255.1:5000").unwrap();
     assert!(!spec.is_loopback());
