@@ -403,7 +403,7 @@ fn pull(args: &Args, global: &GlobalArgs, spec: &RegistrySpec) -> anyhow::Result
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(dir) = crate::layout::dir_of(&args.to) {
+    if let Some(dir) = crate::stores::layout_dir(&args.to) {
         let mut layout = LayoutDir::create(&dir)
             .with_context(|| format!("cannot use {} as an OCI layout directory", dir.display()))?;
         let report = copy(&source, &mut layout, &images)

@@ -17,5 +17,6 @@ mod safety;
 mod sandbox;
 mod snapshots;
 mod spec;
+mod stores;
 mod sync;
 mod transfer;

@@ -108,6 +108,9 @@ pub struct RegistryDestination {
     compressed: Arc<Mutex<HashMap<Digest, BlobInfo>>>,
     /// Manifests the images' repositories all hold already.
     manifests_present: HashSet<Digest>,
+    /// Blobs of multi-platform images: sent as they are (their manifests are kept byte for
+    /// byte, so their layers are never recompressed).
+    index_blobs: HashSet<Digest>,
     /// Manifest bytes put by the copy.
     manifests: HashMap<Digest, Vec<u8>>,
     running: Vec<(Digest, JoinHandle<Result<Sent>>)>,
@@ -154,6 +157,7 @@ impl RegistryDestination {
             present: Arc::default(),
             compressed: Arc::default(),
             manifests_present: HashSet::new(),
+            index_blobs: HashSet::new(),
             manifests: HashMap::new(),
             running: Vec::new(),
             stats: Arc::default(),
@@ -178,7 +182,9 @@ impl RegistryDestination {
     }
 
     fn should_compress(&self, b: &BlobInfo) -> bool {
-        self.compress != Compress::None && uncompressed_layer(&b.media_type)
+        self.compress != Compress::None
+            && uncompressed_layer(&b.media_type)
+            && !self.index_blobs.contains(&b.digest)
     }
 
     /// The digest the registry holds (or will hold) a source blob under, when known.
@@ -220,6 +226,11 @@ impl RegistryDestination {
     /// repository holds, and mounts into a repository what another one holds.
     pub fn expect(&mut self, images: &[StoredImage]) -> Result<()> {
         self.images = images.to_vec();
+        self.index_blobs = images
+            .iter()
+            .filter(|i| i.is_index())
+            .flat_map(|i| i.blobs().into_iter().map(|b| b.digest.clone()))
+            .collect();
         let mut needs: HashMap<Digest, Vec<String>> = HashMap::new();
         for image in images {
             let repos = self.repos_of(image)?;
@@ -657,7 +668,10 @@ impl Destination for RegistryDestination {
             return Err(self.fail(e, Some(&d)));
         }
         if proto::is_manifest_type(&blob.media_type)
-            || self.images.iter().any(|i| i.manifest.digest == blob.digest)
+            || self
+                .images
+                .iter()
+                .any(|i| i.manifests().iter().any(|(m, _)| m.digest == blob.digest))
         {
             let mut bytes = Vec::new();
             content
@@ -771,6 +785,23 @@ impl Destination for RegistryDestination {
             };
             let digest = proto::sha256(&bytes);
             let made = digest != image.manifest.digest;
+            // An index's platform manifests first, by digest, in each repository.
+            for p in &image.platforms {
+                for name in &image.names {
+                    let repo = self.spec.repository_of(name).unwrap_or_default();
+                    let res = self.rt.block_on(proto::put_manifest(
+                        &c,
+                        &repo,
+                        p.manifest.digest.as_str(),
+                        &p.manifest_bytes,
+                        &p.manifest.media_type,
+                        &name.to_string(),
+                    ));
+                    if let Err(e) = res {
+                        return Err(self.fail(e, Some(&p.manifest.digest)));
+                    }
+                }
+            }
             for name in &image.names {
                 let repo = self.spec.repository_of(name).unwrap_or_default();
                 let reference = match (name.tag(), name.digest()) {
@@ -801,27 +832,40 @@ impl Destination for RegistryDestination {
 
     fn image_ids(&self) -> imgkit_store::Result<Vec<Digest>> {
         let c = self.client.clone();
-        let names: Vec<(String, String)> = self
+        // (repository, reference, the index digest and image ID when the image is an index)
+        type Wanted = (String, String, Option<(Digest, Digest)>);
+        let names: Vec<Wanted> = self
             .images
             .iter()
-            .flat_map(|i| i.names.iter())
-            .filter_map(|n| {
+            .flat_map(|i| i.names.iter().map(move |n| (i, n)))
+            .filter_map(|(i, n)| {
                 let repo = self.spec.repository_of(n)?;
                 let reference = n
                     .tag()
                     .map(str::to_owned)
                     .or_else(|| n.digest().map(ToString::to_string))?;
-                Some((repo, reference))
+                let index = i
+                    .is_index()
+                    .then(|| (i.manifest.digest.clone(), i.id().clone()));
+                Some((repo, reference, index))
             })
             .collect();
         let host = self.client.host.clone();
         let ids: Vec<Result<Digest>> = self.rt.block_on(
             futures_util::stream::iter(names)
-                .map(|(repo, reference)| {
+                .map(|(repo, reference, index)| {
                     let c = c.clone();
                     let host = host.clone();
                     async move {
                         let m = proto::get_manifest(&c, &repo, &reference).await?;
+                        if let Some((top, id)) = index {
+                            // The tag names the index pushed: its image is the one pushed.
+                            return Ok(if m.digest == top {
+                                id
+                            } else {
+                                proto::sha256(b"not the index pushed")
+                            });
+                        }
                         let parsed = m.parse(&host)?;
                         let config = parsed.config.ok_or_else(|| Error::Invalid {
                             host: host.clone(),

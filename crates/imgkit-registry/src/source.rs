@@ -35,6 +35,8 @@ pub(crate) struct Listed {
     pub(crate) platforms: Vec<String>,
     pub(crate) platform: Option<String>,
     pub(crate) created: Option<String>,
+    /// Every manifest an index lists, when the tag points at an index and all are there.
+    pub(crate) children: Vec<(Option<String>, RawManifest, proto::Manifest)>,
 }
 
 /// The platform imgkit picks from an index: `linux/` and this machine's architecture.
@@ -84,6 +86,7 @@ async fn list_tag(
     let host = c.host.clone();
     let top = proto::get_manifest(&c, &repo, &tag).await?;
     let parsed = top.parse(&host)?;
+    let mut children = Vec::new();
     let (manifest, platforms, chosen) = if proto::is_index_type(&top.media_type)
         || (!parsed.manifests.is_empty() && parsed.config.is_none())
     {
@@ -108,6 +111,21 @@ async fn list_tag(
         };
         let m = proto::get_manifest(&c, &repo, &child.digest).await?;
         let chosen = child.platform.as_ref().map(ToString::to_string);
+        // Every manifest the index lists, so that it can be copied whole (byte for byte).
+        let all = futures_util::future::join_all(
+            parsed
+                .manifests
+                .iter()
+                .map(|d| proto::get_manifest(&c, &repo, &d.digest)),
+        )
+        .await;
+        if all.iter().all(Result::is_ok) {
+            for (d, raw) in parsed.manifests.iter().zip(all) {
+                let raw = raw?;
+                let m = raw.parse(&host)?;
+                children.push((d.platform.as_ref().map(ToString::to_string), raw, m));
+            }
+        }
         (m, platforms, chosen)
     } else {
         (top.clone(), Vec::new(), None)
@@ -142,6 +160,7 @@ async fn list_tag(
         platforms,
         platform,
         created,
+        children,
     }))
 }
 
@@ -200,7 +219,11 @@ impl RegistrySource {
         })?;
         let mut repo_of = HashMap::new();
         for l in &listed {
-            for d in std::iter::once(&l.config).chain(&l.layers) {
+            let children = l
+                .children
+                .iter()
+                .flat_map(|(_, _, m)| m.config.iter().chain(&m.layers));
+            for d in std::iter::once(&l.config).chain(&l.layers).chain(children) {
                 if let Ok(digest) = d.digest.parse::<Digest>() {
                     repo_of.entry(digest).or_insert_with(|| l.repo.clone());
                 }
@@ -295,31 +318,52 @@ impl Source for RegistrySource {
     }
 
     fn images(&self) -> imgkit_store::Result<Vec<StoredImage>> {
-        // One image per manifest, with every name pointing at it.
+        // One image per tag target (manifest or index), with every name pointing at it.
+        let host = &self.client.host;
         let mut out: Vec<StoredImage> = Vec::new();
         for l in &self.listed {
-            if let Some(im) = out
-                .iter_mut()
-                .find(|i| i.manifest.digest == l.manifest.digest)
-            {
+            let whole_index = !l.children.is_empty();
+            let top = if whole_index { &l.top } else { &l.manifest };
+            if let Some(im) = out.iter_mut().find(|i| i.manifest.digest == top.digest) {
                 im.names.push(l.name.clone());
                 continue;
             }
-            out.push(StoredImage {
-                names: vec![l.name.clone()],
-                manifest: BlobInfo {
-                    digest: l.manifest.digest.clone(),
-                    size: l.manifest.bytes.len() as u64,
-                    media_type: l.manifest.media_type.clone(),
+            let mut image = StoredImage::single(
+                vec![l.name.clone()],
+                BlobInfo {
+                    digest: top.digest.clone(),
+                    size: top.bytes.len() as u64,
+                    media_type: top.media_type.clone(),
                 },
-                manifest_bytes: l.manifest.bytes.clone(),
-                config: info(&self.client.host, &l.config)?,
-                layers: l
-                    .layers
+                top.bytes.clone(),
+                info(host, &l.config)?,
+                l.layers
                     .iter()
-                    .map(|d| info(&self.client.host, d))
+                    .map(|d| info(host, d))
                     .collect::<imgkit_store::Result<_>>()?,
-            });
+            );
+            for (platform, raw, m) in &l.children {
+                let config = match &m.config {
+                    Some(c) => info(host, c)?,
+                    None => continue,
+                };
+                image.platforms.push(imgkit_store::PlatformManifest {
+                    platform: platform.clone(),
+                    manifest: BlobInfo {
+                        digest: raw.digest.clone(),
+                        size: raw.bytes.len() as u64,
+                        media_type: raw.media_type.clone(),
+                    },
+                    manifest_bytes: raw.bytes.clone(),
+                    config,
+                    layers: m
+                        .layers
+                        .iter()
+                        .map(|d| info(host, d))
+                        .collect::<imgkit_store::Result<_>>()?,
+                });
+            }
+            out.push(image);
         }
         Ok(out)
     }
