@@ -203,6 +203,26 @@ fn push(args: &Args, global: &GlobalArgs, spec: &RegistrySpec) -> anyhow::Result
     }
     let started = Instant::now();
     let registry = open(spec, &args.registry.transport, args.registry.compress)?;
+    // A layout directory or an archive file is read as it is (indexes kept whole).
+    if !args.dry_run
+        && let Some(source) = crate::stores::open_source(&args.from)?
+    {
+        let images = select(args, global, &*source, &[])?;
+        if images.is_empty() {
+            return Ok(nothing(args, global, ExitCode::from(1)));
+        }
+        let images = named_in(spec, images)?;
+        let from = args.from.to_string();
+        return push_images(
+            &registry,
+            &*source,
+            &from,
+            &images,
+            args.no_verify,
+            global,
+            started,
+        );
+    }
     let tmp = tempfile::Builder::new()
         .prefix("imgkit-push-")
         .tempdir()
@@ -341,11 +361,12 @@ fn push_images(
 fn select(
     args: &Args,
     global: &GlobalArgs,
-    source: &imgkit_registry::RegistrySource,
+    source: &dyn Source,
+    warnings: &[String],
 ) -> anyhow::Result<Vec<StoredImage>> {
     let pipeline = Pipeline::compile(&args.filter, &args.plugin, global)?;
     if !global.quiet {
-        for w in source.warnings() {
+        for w in warnings {
             eprintln!("warning: {w}");
         }
     }
@@ -354,29 +375,35 @@ fn select(
     let images = source.images()?;
     let mut out: Vec<StoredImage> = Vec::new();
     for s in selected {
-        let key = crate::selection::key(&s.reference);
-        let Some(image) = images
-            .iter()
-            .find(|i| i.names.iter().any(|n| crate::selection::key(n) == key))
-        else {
+        let by_id = crate::plan::image_id_of(&s.reference);
+        let Some(image) = images.iter().find(|i| match by_id {
+            Some(id) => crate::plan::same_id(i.id(), id),
+            None => i.matches(&s.reference),
+        }) else {
             anyhow::bail!("{} is not an image of {}", s.reference, args.from);
         };
-        let name = image
-            .names
-            .iter()
-            .find(|n| crate::selection::key(n) == key)
-            .cloned()
-            .expect("found above");
+        // Selected by ID: the image goes under no name of its own.
+        let name = by_id.is_none().then(|| {
+            let key = crate::selection::key(&s.reference);
+            image
+                .names
+                .iter()
+                .find(|n| crate::selection::key(n) == key)
+                .cloned()
+                .unwrap_or_else(|| s.reference.clone())
+        });
         if let Some(o) = out
             .iter_mut()
             .find(|o| o.manifest.digest == image.manifest.digest)
         {
-            if !o.names.contains(&name) {
+            if let Some(name) = name
+                && !o.names.contains(&name)
+            {
                 o.names.push(name);
             }
         } else {
             out.push(StoredImage {
-                names: vec![name],
+                names: name.into_iter().collect(),
                 ..image.clone()
             });
         }
@@ -389,7 +416,7 @@ fn pull(args: &Args, global: &GlobalArgs, spec: &RegistrySpec) -> anyhow::Result
     let started = Instant::now();
     let registry = open(spec, &args.registry.transport, args.registry.compress)?;
     let source = registry.source().map_err(|e| hinted(e, spec))?;
-    let images = select(args, global, &source)?;
+    let images = select(args, global, &source, source.warnings())?;
     if images.is_empty() {
         return Ok(nothing(args, global, ExitCode::from(1)));
     }
@@ -541,7 +568,7 @@ fn between(
     let src_reg = open(from, &args.registry.transport, args.registry.compress)?;
     let dst_reg = open(to, &args.registry.transport, args.registry.compress)?;
     let source = src_reg.source().map_err(|e| hinted(e, from))?;
-    let images = select(args, global, &source)?;
+    let images = select(args, global, &source, source.warnings())?;
     if images.is_empty() {
         return Ok(nothing(args, global, ExitCode::from(1)));
     }

@@ -6,7 +6,7 @@
 //! TLS fail clearly and work when configured, a registry killed mid-push fails naming the
 //! image and blob and a re-run sends only what is missing, a damaged blob is refused on pull.
 //!
-//! Each test pushes under its own path in the shared registry (`registry:HOST/t-NAME`) and keeps
+//! Each test pushes under its own path in the shared registry (`registry:HOST/t-NAME-PID`) and keeps
 //! its own cache dir (IMGKIT_CACHE_DIR), so tests running in parallel never see each other's
 //! images. The fault tests start registries of their own.
 #![cfg(unix)]
@@ -37,6 +37,11 @@ fn plain(e: &crate::transfer::Engines) -> String {
     e.src.var("IMGKIT_REGISTRY").to_owned()
 }
 
+/// A repository path of this test run (the shared registry outlives runs).
+fn path(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
 /// A fresh cache dir (the test's, not the user's).
 fn cache(tmp: &Path) -> (String, String) {
     kv("IMGKIT_CACHE_DIR", &tmp.join("cache").display().to_string())
@@ -62,7 +67,7 @@ fn docker_to_registry_to_podman_and_ctr_k8s_keeps_the_image_ids() {
     let e = need_engines!();
     let tmp = tempfile::tempdir().unwrap();
     let r = plain(e);
-    let to = format!("registry:{r}/t-ids");
+    let to = format!("registry:{r}/{}", path("t-ids"));
     let doc = push_two(e, tmp.path(), &to);
     assert_eq!(doc["images"], 2, "{doc}");
     assert_eq!(doc["verified"], 2, "{doc}");
@@ -75,7 +80,7 @@ fn docker_to_registry_to_podman_and_ctr_k8s_keeps_the_image_ids() {
         .args(["ls", "--all", "--format", "json", "--from", &to])
         .run()
         .success();
-    let prefix = format!("{r}/t-ids/");
+    let prefix = format!("{r}/{}/", path("t-ids"));
     for line in ls.stdout.lines() {
         let rec = json(line);
         let name = format!(
@@ -128,7 +133,7 @@ fn docker_to_registry_to_podman_and_ctr_k8s_keeps_the_image_ids() {
 fn a_repeat_push_sends_no_blob_bytes() {
     let e = need_engines!();
     let tmp = tempfile::tempdir().unwrap();
-    let to = format!("registry:{}/t-repeat", plain(e));
+    let to = format!("registry:{}/{}", plain(e), path("t-repeat"));
     let first = push_two(e, tmp.path(), &to);
     assert!(first["bytes_uploaded"].as_u64().unwrap() > 0, "{first}");
     let again = push_two(e, tmp.path(), &to);
@@ -172,7 +177,7 @@ fn index_digests(tar_path: &Path) -> Vec<String> {
 fn archive_to_registry_to_archive_keeps_the_manifests_byte_for_byte() {
     let e = need_engines!();
     let tmp = tempfile::tempdir().unwrap();
-    let to = format!("registry:{}/t-bytes", plain(e));
+    let to = format!("registry:{}/{}", plain(e), path("t-bytes"));
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/images.tar");
     let pushed = imgkit(&[cache(tmp.path())])
         .args([
@@ -236,13 +241,15 @@ fn skopeo_reads_what_we_push_and_we_pull_what_skopeo_pushes() {
     let Some(skopeo) = tool("skopeo") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let r = plain(e);
-    let to = format!("registry:{r}/t-skopeo");
+    let sk = path("t-skopeo");
+    let by = path("t-skopeo-by");
+    let to = format!("registry:{r}/{sk}");
     push_two(e, tmp.path(), &to);
     let raw = output(Command::new(&skopeo).args([
         "inspect",
         "--tls-verify=false",
         "--raw",
-        &format!("docker://{r}/t-skopeo/seed/app:1.0"),
+        &format!("docker://{r}/{sk}/seed/app:1.0"),
     ]));
     let m = json(&raw);
     assert_eq!(
@@ -255,8 +262,8 @@ fn skopeo_reads_what_we_push_and_we_pull_what_skopeo_pushes() {
         "copy",
         "--src-tls-verify=false",
         "--dest-tls-verify=false",
-        &format!("docker://{r}/t-skopeo/seed/base:1.0"),
-        &format!("docker://{r}/t-skopeo-by/base:copied"),
+        &format!("docker://{r}/{sk}/seed/base:1.0"),
+        &format!("docker://{r}/{by}/base:copied"),
     ]));
     let dir = tmp.path().join("pulled");
     imgkit(&[])
@@ -265,7 +272,7 @@ fn skopeo_reads_what_we_push_and_we_pull_what_skopeo_pushes() {
             "-f",
             "all",
             "--from",
-            &format!("registry:{r}/t-skopeo-by"),
+            &format!("registry:{r}/{by}"),
             "--to",
         ])
         .arg(format!("{}/", dir.display()))
@@ -289,7 +296,7 @@ fn the_htpasswd_registry_refuses_without_credentials_and_accepts_a_config_json()
     let tmp = tempfile::tempdir().unwrap();
     let r = e.src.var("IMGKIT_REGISTRY_TLS").to_owned();
     let ca = e.src.var("IMGKIT_REGISTRY_CA").to_owned();
-    let to = format!("registry:{r}/t-auth");
+    let to = format!("registry:{r}/{}", path("t-auth"));
     let filter = write_filter(tmp.path(), SELECT_TWO);
     let empty = tmp.path().join("no-docker-config");
     std::fs::create_dir_all(&empty).unwrap();
@@ -618,4 +625,107 @@ fn a_blob_whose_bytes_do_not_match_its_digest_is_refused_on_pull() {
         !index.exists() || !std::fs::read_to_string(&index).unwrap().contains("sha256"),
         "an image was named"
     );
+}
+
+/// Writes `bytes` as a blob of the layout at `dir`; its descriptor.
+fn put(dir: &Path, media_type: &str, bytes: &[u8]) -> serde_json::Value {
+    let hex = sha256_hex(bytes);
+    std::fs::write(dir.join("blobs/sha256").join(&hex), bytes).unwrap();
+    serde_json::json!({"mediaType": media_type, "digest": format!("sha256:{hex}"), "size": bytes.len()})
+}
+
+/// An OCI layout holding one two-platform image (linux/amd64, linux/arm64, each with a real
+/// layer) named `name`; the index digest and the two manifest digests.
+fn two_platform_layout(dir: &Path, name: &str) -> (String, Vec<String>) {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let mut entries = Vec::new();
+    let mut manifests = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let layer = imgkit_archive::layer_tar(&[("etc/arch", format!("{arch}\n").as_bytes())]);
+        let diff = format!("sha256:{}", sha256_hex(&layer));
+        let layer = put(dir, "application/vnd.oci.image.layer.v1.tar", &layer);
+        let config = serde_json::json!({
+            "architecture": arch, "os": "linux", "created": "2026-11-29T00:00:00Z",
+            "config": {}, "rootfs": {"type": "layers", "diff_ids": [diff]},
+        });
+        let config = put(
+            dir,
+            "application/vnd.oci.image.config.v1+json",
+            &serde_json::to_vec(&config).unwrap(),
+        );
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config, "layers": [layer],
+        });
+        let mut m = put(
+            dir,
+            "application/vnd.oci.image.manifest.v1+json",
+            &serde_json::to_vec(&manifest).unwrap(),
+        );
+        manifests.push(m["digest"].as_str().unwrap().to_owned());
+        m["platform"] = serde_json::json!({"architecture": arch, "os": "linux"});
+        entries.push(m);
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    });
+    let mut top = put(
+        dir,
+        "application/vnd.oci.image.index.v1+json",
+        &serde_json::to_vec(&index).unwrap(),
+    );
+    let digest = top["digest"].as_str().unwrap().to_owned();
+    top["annotations"] = serde_json::json!({
+        "org.opencontainers.image.ref.name": name, "io.containerd.image.name": name,
+    });
+    let layout = serde_json::json!({"schemaVersion": 2, "manifests": [top]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&layout).unwrap()).unwrap();
+    (digest, manifests)
+}
+
+#[test]
+fn a_two_platform_index_goes_to_the_registry_and_back_with_the_same_digests() {
+    let e = need_engines!();
+    let tmp = tempfile::tempdir().unwrap();
+    let r = plain(e);
+    let src = tmp.path().join("multi");
+    let (index, manifests) = two_platform_layout(&src, "docker.io/multi/app:1");
+    let to = format!("registry:{r}/{}", path("t-index"));
+    imgkit(&[cache(tmp.path())])
+        .args(["run", "-f", "all", "--to", &to, "--from"])
+        .arg(format!("{}/", src.display()))
+        .run()
+        .success();
+    // The registry holds the index under the tag, byte for byte (skopeo reads it).
+    if let Some(skopeo) = tool("skopeo") {
+        let raw = output(Command::new(&skopeo).args([
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            &format!("docker://{r}/{}/multi/app:1", path("t-index")),
+        ]));
+        assert_eq!(format!("sha256:{}", sha256_hex(raw.as_bytes())), index);
+    }
+    // The listing shows both platforms; back into a layout, the same index and manifests.
+    let ls = imgkit(&[])
+        .args(["ls", "--all", "--format", "json", "--from", &to])
+        .run()
+        .success();
+    let rec = json(ls.stdout.lines().next().unwrap());
+    assert_eq!(rec["Digest"], index.as_str(), "{rec}");
+    assert_eq!(rec["Platforms"], "linux/amd64,linux/arm64", "{rec}");
+    let back = tmp.path().join("back");
+    imgkit(&[])
+        .args(["run", "-f", "all", "--from", &to, "--to"])
+        .arg(format!("{}/", back.display()))
+        .run()
+        .success();
+    let v = json(&std::fs::read_to_string(back.join("index.json")).unwrap());
+    assert_eq!(v["manifests"][0]["digest"], index.as_str(), "{v}");
+    for d in manifests.iter().chain([&index]) {
+        let hex = d.strip_prefix("sha256:").unwrap();
+        assert!(back.join("blobs/sha256").join(hex).is_file(), "{d} missing");
+    }
 }

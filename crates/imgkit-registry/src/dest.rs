@@ -598,7 +598,14 @@ async fn send_blob(
     if compress.is_some() {
         let mut still = Vec::new();
         for r in lacking {
-            if !proto::has_blob(&c, &r, &info.digest).await? {
+            if proto::has_blob(&c, &r, &info.digest).await? {
+                present
+                    .lock()
+                    .expect("lock")
+                    .entry(info.digest.clone())
+                    .or_default()
+                    .insert(r);
+            } else {
                 still.push(r);
             }
         }

@@ -86,12 +86,16 @@ fn cache_dir() -> PathBuf {
 }
 
 fn registry(s: &Served, compress: Compress) -> Registry {
+    registry_cached(s, compress, cache_dir())
+}
+
+fn registry_cached(s: &Served, compress: Compress, cache: PathBuf) -> Registry {
     let spec = RegistrySpec::parse(&format!("registry:127.0.0.1:{}", s.port)).unwrap();
     Registry::open(
         &spec,
         Options {
             compress,
-            cache_dir: Some(cache_dir()),
+            cache_dir: Some(cache),
             ..Options::default()
         },
     )
