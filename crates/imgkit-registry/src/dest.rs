@@ -839,8 +839,6 @@ impl Destination for RegistryDestination {
 
     fn image_ids(&self) -> imgkit_store::Result<Vec<Digest>> {
         let c = self.client.clone();
-        // (repository, reference, the index digest and image ID when the image is an index)
-        type Wanted = (String, String, Option<(Digest, Digest)>);
         let names: Vec<Wanted> = self
             .images
             .iter()
@@ -890,6 +888,10 @@ impl Destination for RegistryDestination {
             .collect()
     }
 }
+
+/// A name to check: repository, reference, and the index digest and image ID when the image
+/// is an index.
+type Wanted = (String, String, Option<(Digest, Digest)>);
 
 /// `names` of `image` in `spec`'s registry.
 pub fn target_names(spec: &RegistrySpec, names: &[ImageRef]) -> Result<Vec<ImageRef>> {
