@@ -223,6 +223,13 @@ fn push(args: &Args, global: &GlobalArgs, spec: &RegistrySpec) -> anyhow::Result
             started,
         );
     }
+    // Every selected image already there under its name, with its ID: nothing to save.
+    if !args.force
+        && !args.dry_run
+        && let Some(names) = all_present(args, global, &registry)?
+    {
+        return Ok(print_all_present(args, global, spec, &names, started));
+    }
     let tmp = tempfile::Builder::new()
         .prefix("imgkit-push-")
         .tempdir()
@@ -263,6 +270,76 @@ fn push(args: &Args, global: &GlobalArgs, spec: &RegistrySpec) -> anyhow::Result
         global,
         started,
     )
+}
+
+/// The names in the registry of what the filters select in the source engine, when every one
+/// of them is there already with the image ID the engine lists (so the engine's save, the
+/// only door it has, need not run at all); `None` otherwise.
+fn all_present(
+    args: &Args,
+    global: &GlobalArgs,
+    registry: &Registry,
+) -> anyhow::Result<Option<Vec<String>>> {
+    let source = crate::plan::open(&args.from)?;
+    if source.engine().is_none() {
+        return Ok(None);
+    }
+    let pipeline = Pipeline::compile(&args.filter, &args.plugin, global)?;
+    let listing = source.list()?;
+    let selected = pipeline.select_from(&listing.records)?;
+    if selected.is_empty() {
+        return Ok(None);
+    }
+    let mut names = Vec::new();
+    for s in &selected {
+        let id = &listing.records[s.record].id;
+        if !s.rename.is_empty() || crate::plan::image_id_of(&s.reference).is_some() {
+            return Ok(None);
+        }
+        let target = registry.spec().target(&s.reference)?;
+        match registry.config_digest(&target) {
+            Ok(Some(d)) if crate::plan::same_id(&d, id) => names.push(target.to_string()),
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(names))
+}
+
+fn print_all_present(
+    args: &Args,
+    global: &GlobalArgs,
+    spec: &RegistrySpec,
+    names: &[String],
+    started: Instant,
+) -> ExitCode {
+    let elapsed = started.elapsed();
+    if global.json {
+        println!(
+            "{}",
+            json!({
+                "from": args.from.to_string(),
+                "to": spec.to_string(),
+                "images": 0,
+                "blobs_uploaded": 0,
+                "bytes_uploaded": 0,
+                "blobs_mounted": 0,
+                "blobs_skipped": 0,
+                "bytes_skipped": 0,
+                "skipped": names,
+                "seconds": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+                "verified": names.len(),
+                "copied": [],
+            })
+        );
+    } else if !global.quiet {
+        eprintln!(
+            "imgkit: nothing to push from {} to {spec}: 0 blobs uploaded (0B); skipped {} already there with the same ID: {} (--force pushes them)",
+            args.from,
+            names.len(),
+            names.join(", ")
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 /// Copies `images` (named in the registry) from `source` into it and reports.

@@ -128,6 +128,51 @@ impl Registry {
         )
     }
 
+    /// The image ID (config digest; of this platform's manifest for an index) a name of this
+    /// registry points at, `None` when the registry does not have that tag.
+    pub fn config_digest(
+        &self,
+        name: &imgkit_types::ImageRef,
+    ) -> Result<Option<imgkit_types::Digest>> {
+        let Some(repo) = self.spec.repository_of(name) else {
+            return Ok(None);
+        };
+        let Some(reference) = name
+            .tag()
+            .map(str::to_owned)
+            .or_else(|| name.digest().map(ToString::to_string))
+        else {
+            return Ok(None);
+        };
+        let c = self.client.clone();
+        let platform = self.options.platform.clone();
+        self.rt.block_on(async move {
+            let host = c.host.clone();
+            let top = match proto::get_manifest(&c, &repo, &reference).await {
+                Ok(m) => m,
+                Err(Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut m = top.parse(&host)?;
+            if m.config.is_none() {
+                let Some(child) = m.manifests.iter().find(|d| {
+                    d.platform
+                        .as_ref()
+                        .is_some_and(|p| format!("{}/{}", p.os, p.architecture) == platform)
+                }) else {
+                    return Ok(None);
+                };
+                m = proto::get_manifest(&c, &repo, &child.digest)
+                    .await?
+                    .parse(&host)?;
+            }
+            match m.config {
+                Some(cfg) => Ok(cfg.digest.parse().ok()),
+                None => Ok(None),
+            }
+        })
+    }
+
     /// The registry as a destination.
     pub fn destination(&self) -> Result<RegistryDestination> {
         RegistryDestination::new(
