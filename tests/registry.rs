@@ -141,17 +141,27 @@ fn a_repeat_push_sends_no_blob_bytes() {
     assert_eq!(again["blobs_uploaded"], 0, "{again}");
     assert_eq!(again["verified"], 2, "{again}");
     // Both were found there by name and image ID before anything was saved from docker.
-    assert_eq!(again["skipped"].as_array().map(Vec::len), Some(2), "{again}");
+    assert_eq!(
+        again["skipped"].as_array().map(Vec::len),
+        Some(2),
+        "{again}"
+    );
     // --force pushes them anyway (and still sends nothing: the registry holds every blob).
     let filter = write_filter(tmp.path(), SELECT_TWO);
     let forced = imgkit(&[src_docker(e), cache(tmp.path())])
-        .args(["--json", "run", "--force", "--from", "docker", "--to", &to, "-f"])
+        .args([
+            "--json", "run", "--force", "--from", "docker", "--to", &to, "-f",
+        ])
         .arg(&filter)
         .run()
         .success();
     let forced = json(&forced.stdout);
     assert_eq!(forced["bytes_uploaded"], 0, "{forced}");
-    assert_eq!(forced["blobs_skipped"].as_u64().map(|n| n > 0), Some(true), "{forced}");
+    assert_eq!(
+        forced["blobs_skipped"].as_u64().map(|n| n > 0),
+        Some(true),
+        "{forced}"
+    );
     // The summary a person reads says so too.
     let filter = write_filter(tmp.path(), SELECT_TWO);
     imgkit(&[src_docker(e), cache(tmp.path())])
