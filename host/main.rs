@@ -16,6 +16,7 @@ mod pipeline;
 mod plan;
 mod plugin_args;
 mod progress;
+mod registry;
 mod rename;
 mod selection;
 mod skip;

@@ -12,6 +12,7 @@ mod jqcli;
 mod layout;
 mod plugin;
 mod presets;
+mod registry;
 mod safety;
 mod sandbox;
 mod snapshots;

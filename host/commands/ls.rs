@@ -42,8 +42,11 @@ pub(crate) struct Args {
     #[command(flatten)]
     engine: EngineArgs,
     /// List an image archive (docker-save or OCI; plain, gzip or zstd) instead of an engine.
+    /// Or `registry:HOST[:PORT][/PATH]`: a registry's catalog and tags.
     #[arg(long, value_name = "ARCHIVE", conflicts_with = "engine")]
     from: Option<PathBuf>,
+    #[command(flatten)]
+    registry: crate::registry::TransportArgs,
     /// Select with this jq program file or built-in preset [default: default.jq, the guide's].
     /// Repeat for a pipeline: records that pass one filter go into the next; the last one
     /// prints the references. A `.wasm` file as the last filter runs that WASM plugin.
@@ -80,7 +83,12 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         Some(compile(args, global)?)
     };
     let mut warnings = Vec::new();
-    let records = if let Some(path) = &args.from {
+    let registry = args.from.as_deref().and_then(crate::registry::spec_of_path);
+    let records = if let Some(spec) = registry {
+        let (records, w) = crate::registry::list(&spec?, &args.registry)?;
+        warnings = w;
+        records
+    } else if let Some(path) = &args.from {
         let archive = imgkit_archive::Archive::open(path)
             .map_err(|e| with_hint(e, "--from takes an image archive (docker save, podman save, ctr images export or imgkit; plain, gzip or zstd); `imgkit verify ARCHIVE` checks one"))?;
         warnings = archive.warnings();

@@ -29,12 +29,14 @@ const EXIT_NOTHING: u8 = 1;
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Args {
     /// Where the images are: docker, podman, ctr[:NAMESPACE], nerdctl[:NAMESPACE], an archive
-    /// file (plain, gzip or zstd) or an OCI layout directory. `ctr:all` reads every containerd namespace, one run each
-    /// (filters see each record's `Namespace`).
+    /// file (plain, gzip or zstd), an OCI layout directory, or registry:HOST[:PORT][/PATH].
+    /// `ctr:all` reads every containerd namespace, one run each (filters see each record's
+    /// `Namespace`).
     #[arg(long, value_name = "SRC", default_value = "docker")]
     pub(crate) from: EndpointSpec,
     /// Where they go: an engine as for --from, an archive file to write (written to a
-    /// temporary file beside it and renamed when complete), or `DIR/`, an OCI layout directory.
+    /// temporary file beside it and renamed when complete), `DIR/`, an OCI layout directory,
+    /// or registry:HOST[:PORT][/PATH] (each image under its repository path there).
     #[arg(long, value_name = "DST", default_value = "images.tar")]
     pub(crate) to: EndpointSpec,
     /// jq program choosing the images: a file, or a preset name [default: default]. Repeat for
@@ -65,9 +67,15 @@ pub(crate) struct Args {
     /// also print {"ref": "…", "as": ["new/name:tag", …]}.
     #[arg(long, value_name = "REGEX=REPLACEMENT")]
     pub(crate) rename: Vec<Rule>,
+    #[command(flatten)]
+    pub(crate) registry: crate::registry::RegistryArgs,
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    // A registry on either side goes through imgkit-registry (host/registry.rs).
+    if let Some(done) = crate::registry::route(args, global) {
+        return done;
+    }
     for (flag, spec) in [("--from", &args.from), ("--to", &args.to)] {
         if let EndpointSpec::Archive(p) = spec
             && let Some(hint) = crate::diagnostics::engine_typo(p)

@@ -1,0 +1,690 @@
+//! `registry:HOST[:PORT][/PATH]` endpoints in `run` and `ls`, through `imgkit-registry` (a
+//! blocking API; its async client stays inside that crate).
+//!
+//! - Push (`--to registry:…`): what `run` would write is written into a temporary archive (an
+//!   engine's save stream is the only door it has), opened as an `imgkit_store::ArchiveSource`,
+//!   each image named in the registry (`seed/app:1.0` → `HOST/seed/app:1.0`), and
+//!   `imgkit_store::copy`'d into the registry, which is asked first and sent only what it lacks.
+//! - Pull (`--from registry:…`): the registry's records go through the filters as an engine's
+//!   would; the selected images are copied into the target layout directory, or into a
+//!   temporary one that `run` then moves into the target engine or archive (renames apply
+//!   there as for any engine).
+//! - Registry to registry: `copy` between the two.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use imgkit_registry::{Compress, Options, Registry, RegistrySpec};
+use imgkit_store::{ArchiveSource, Destination, LayoutDir, Source, StoredImage, copy};
+use imgkit_types::{ImageRecord, ImageRef, humanize};
+use serde_json::json;
+
+use crate::commands::run::Args;
+use crate::diagnostics::with_hint;
+use crate::endpoint::EndpointSpec;
+use crate::global::GlobalArgs;
+use crate::pipeline::Pipeline;
+
+/// How registries are reached (`run`, `ls`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct TransportArgs {
+    /// A CA certificate (PEM) to trust for a registry's TLS, besides the system's roots.
+    /// Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca_cert: Vec<PathBuf>,
+    /// A registry (HOST[:PORT]) that may be spoken to over plain HTTP. Loopback hosts always
+    /// may (as docker does). Repeatable.
+    #[arg(long, value_name = "HOST")]
+    pub(crate) insecure_registry: Vec<String>,
+}
+
+/// `run`'s registry options.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct RegistryArgs {
+    #[command(flatten)]
+    pub(crate) transport: TransportArgs,
+    /// How layers that arrive uncompressed (docker save) are compressed on their way into a
+    /// registry: gzip (every client reads it), zstd or none.
+    #[arg(long, value_name = "gzip|zstd|none", default_value = "gzip")]
+    pub(crate) compress: Compress,
+}
+
+/// The registry an endpoint names (`registry:HOST[:PORT][/PATH]`), if it names one.
+pub(crate) fn spec_of(spec: &EndpointSpec) -> Option<anyhow::Result<RegistrySpec>> {
+    let EndpointSpec::Archive(p) = spec else {
+        return None;
+    };
+    let text = p.to_str()?;
+    text.starts_with(imgkit_registry::SCHEME).then(|| {
+        RegistrySpec::parse(text).map_err(|e| {
+            with_hint(
+                e,
+                "write registry:HOST[:PORT][/PATH], e.g. registry:localhost:5000 or registry:reg.example.com/mirror",
+            )
+        })
+    })
+}
+
+/// The text of a path, when it names a registry.
+pub(crate) fn spec_of_path(p: &Path) -> Option<anyhow::Result<RegistrySpec>> {
+    spec_of(&EndpointSpec::Archive(p.to_owned()))
+}
+
+/// Opens a registry, with a hint for each way it can fail.
+pub(crate) fn open(
+    spec: &RegistrySpec,
+    transport: &TransportArgs,
+    compress: Compress,
+) -> anyhow::Result<Registry> {
+    let options = Options {
+        client: imgkit_registry::ClientOptions {
+            ca_certs: transport.ca_cert.clone(),
+            insecure: transport.insecure_registry.clone(),
+            docker_config: None,
+        },
+        compress,
+        ..Options::default()
+    };
+    Registry::open(spec, options).map_err(|e| hinted(e, spec))
+}
+
+/// A registry error with what to try.
+pub(crate) fn hinted(e: imgkit_registry::Error, spec: &RegistrySpec) -> anyhow::Error {
+    use imgkit_registry::Error as E;
+    let host = spec.host().to_owned();
+    let hint = match &e {
+        E::AuthRequired { .. } => Some(format!(
+            "log in with `docker login {host}` (imgkit reads docker's config.json: DOCKER_CONFIG or ~/.docker)"
+        )),
+        E::AuthRefused { .. } => Some(format!(
+            "log in again with `docker login {host}`, or fix the entry for {host} in docker's config.json"
+        )),
+        E::Tls { .. } => Some(format!(
+            "pass the CA that signed {host}'s certificate: --ca-cert ca.pem"
+        )),
+        E::PlainHttp { .. } => Some(format!(
+            "if {host} is meant to be reached without TLS, say so: --insecure-registry {host}"
+        )),
+        E::Connect { .. } => Some(format!("check that a registry listens on {host}")),
+        E::NotFound { .. } => Some(format!(
+            "list what {host} holds: imgkit ls --from registry:{host} --all"
+        )),
+        E::Push { .. } => {
+            Some("run the same command again: blobs already pushed are not sent again".to_owned())
+        }
+        E::DigestMismatch { .. } => Some(format!(
+            "the registry's copy is damaged: push the image to {host} again"
+        )),
+        _ => None,
+    };
+    match hint {
+        Some(h) => with_hint(e, h),
+        None => anyhow::Error::new(e),
+    }
+}
+
+/// `run` with a registry on either side: `None` when neither is one.
+pub(crate) fn route(args: &Args, global: &GlobalArgs) -> Option<anyhow::Result<ExitCode>> {
+    let from = spec_of(&args.from);
+    let to = spec_of(&args.to);
+    Some(match (from, to) {
+        (None, None) => return None,
+        (Some(Err(e)), _) | (_, Some(Err(e))) => Err(e),
+        (None, Some(Ok(to))) => push(args, global, &to),
+        (Some(Ok(from)), None) => pull(args, global, &from),
+        (Some(Ok(from)), Some(Ok(to))) => between(args, global, &from, &to),
+    })
+}
+
+/// Removes a temporary file or directory however the run ends.
+struct Temporary(PathBuf);
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        if self.0.is_dir() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        } else {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+fn nothing(args: &Args, global: &GlobalArgs, code: ExitCode) -> ExitCode {
+    if global.json {
+        println!(
+            "{}",
+            json!({"from": args.from.to_string(), "to": args.to.to_string(), "images": 0, "blobs_uploaded": 0, "bytes_uploaded": 0, "blobs_skipped": 0, "bytes_skipped": 0, "copied": []})
+        );
+    } else if !global.quiet {
+        eprintln!(
+            "imgkit: the filter selected no image in {}; nothing to do",
+            args.from
+        );
+    }
+    code
+}
+
+/// The images named in the registry (images without a name are left out, said once).
+fn named_in(spec: &RegistrySpec, images: Vec<StoredImage>) -> anyhow::Result<Vec<StoredImage>> {
+    let mut out = Vec::new();
+    for mut image in images {
+        if image.names.is_empty() {
+            eprintln!(
+                "warning: image {} has no name, and a registry keeps images by name: left out",
+                image.id()
+            );
+            continue;
+        }
+        let mut names: Vec<ImageRef> = Vec::new();
+        for n in &image.names {
+            let t = spec
+                .target(n)
+                .map_err(|e| hinted(e, spec))
+                .with_context(|| format!("naming {n} in {spec}"))?;
+            if !names.contains(&t) {
+                names.push(t);
+            }
+        }
+        image.names = names;
+        out.push(image);
+    }
+    Ok(out)
+}
+
+/// `run --to registry:…`.
+fn push(args: &Args, global: &GlobalArgs, spec: &RegistrySpec) -> anyhow::Result<ExitCode> {
+    if !args.rename.is_empty() {
+        return Err(with_hint(
+            anyhow::anyhow!("--rename is not applied on the way into a registry yet"),
+            "rename in the source first (docker tag), or push and then pull with --rename",
+        ));
+    }
+    let started = Instant::now();
+    let registry = open(spec, &args.registry.transport, args.registry.compress)?;
+    // A layout directory or an archive file is read as it is (indexes kept whole).
+    if !args.dry_run
+        && let Some(source) = crate::stores::open_source(&args.from)?
+    {
+        let images = select(args, global, &*source, &[])?;
+        if images.is_empty() {
+            return Ok(nothing(args, global, ExitCode::from(1)));
+        }
+        let images = named_in(spec, images)?;
+        let from = args.from.to_string();
+        return push_images(
+            &registry,
+            &*source,
+            &from,
+            &images,
+            args.no_verify,
+            global,
+            started,
+        );
+    }
+    // Every selected image already there under its name, with its ID: nothing to save.
+    if !args.force
+        && !args.dry_run
+        && let Some(names) = all_present(args, global, &registry)?
+    {
+        return Ok(print_all_present(args, global, spec, &names, started));
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("imgkit-push-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let incoming = tmp.path().join("incoming.tar");
+    let quiet = GlobalArgs {
+        json: false,
+        quiet: true,
+        ..global.clone()
+    };
+    let inner_args = Args {
+        to: EndpointSpec::Archive(incoming.clone()),
+        ..args.clone()
+    };
+    if args.dry_run {
+        let code = crate::commands::run::run(&inner_args, global)?;
+        if !global.quiet && !global.json {
+            eprintln!(
+                "imgkit: then the blobs {spec} lacks are pushed from that archive, and the manifests last"
+            );
+        }
+        return Ok(code);
+    }
+    let code = crate::commands::run::run(&inner_args, &quiet)?;
+    if code != ExitCode::SUCCESS || !incoming.exists() {
+        return Ok(nothing(args, global, code));
+    }
+    let source = ArchiveSource::open(&incoming)
+        .with_context(|| format!("cannot read the images saved from {}", args.from))?;
+    let images = named_in(spec, source.images()?)?;
+    let from = args.from.to_string();
+    push_images(
+        &registry,
+        &source,
+        &from,
+        &images,
+        args.no_verify,
+        global,
+        started,
+    )
+}
+
+/// The names in the registry of what the filters select in the source engine, when every one
+/// of them is there already with the image ID the engine lists (so the engine's save, the
+/// only door it has, need not run at all); `None` otherwise.
+fn all_present(
+    args: &Args,
+    global: &GlobalArgs,
+    registry: &Registry,
+) -> anyhow::Result<Option<Vec<String>>> {
+    let source = crate::plan::open(&args.from)?;
+    if source.engine().is_none() {
+        return Ok(None);
+    }
+    let pipeline = Pipeline::compile(&args.filter, &args.plugin, global)?;
+    let listing = source.list()?;
+    let selected = pipeline.select_from(&listing.records)?;
+    if selected.is_empty() {
+        return Ok(None);
+    }
+    let mut names = Vec::new();
+    for s in &selected {
+        let id = &listing.records[s.record].id;
+        if !s.rename.is_empty() || crate::plan::image_id_of(&s.reference).is_some() {
+            return Ok(None);
+        }
+        let target = registry.spec().target(&s.reference)?;
+        match registry.config_digest(&target) {
+            Ok(Some(d)) if crate::plan::same_id(&d, id) => names.push(target.to_string()),
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(names))
+}
+
+fn print_all_present(
+    args: &Args,
+    global: &GlobalArgs,
+    spec: &RegistrySpec,
+    names: &[String],
+    started: Instant,
+) -> ExitCode {
+    let elapsed = started.elapsed();
+    if global.json {
+        println!(
+            "{}",
+            json!({
+                "from": args.from.to_string(),
+                "to": spec.to_string(),
+                "images": 0,
+                "blobs_uploaded": 0,
+                "bytes_uploaded": 0,
+                "blobs_mounted": 0,
+                "blobs_skipped": 0,
+                "bytes_skipped": 0,
+                "skipped": names,
+                "seconds": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+                "verified": names.len(),
+                "copied": [],
+            })
+        );
+    } else if !global.quiet {
+        eprintln!(
+            "imgkit: nothing to push from {} to {spec}: 0 blobs uploaded (0B); skipped {} already there with the same ID: {} (--force pushes them)",
+            args.from,
+            names.len(),
+            names.join(", ")
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// Copies `images` (named in the registry) from `source` into it and reports.
+fn push_images(
+    registry: &Registry,
+    source: &dyn Source,
+    from: &str,
+    images: &[StoredImage],
+    no_verify: bool,
+    global: &GlobalArgs,
+    started: Instant,
+) -> anyhow::Result<ExitCode> {
+    let spec = registry.spec();
+    let mut dest = registry.destination().map_err(|e| hinted(e, spec))?;
+    dest.expect(images).map_err(|e| hinted(e, spec))?;
+    let report = match copy(source, &mut dest, images) {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(match dest.take_error() {
+                Some(re) => hinted(re, spec),
+                None => anyhow::Error::new(e).context(format!("pushing into {spec} failed")),
+            });
+        }
+    };
+    let verified = if no_verify {
+        None
+    } else {
+        let held = dest.image_ids()?;
+        if let Some(lost) = images.iter().find(|i| !held.contains(i.id())) {
+            anyhow::bail!(
+                "pushed into {spec}, and its manifests do not name image {} (config digest)",
+                lost.id()
+            );
+        }
+        Some(images.len())
+    };
+    let stats = dest.stats();
+    let copied: Vec<String> = images
+        .iter()
+        .flat_map(|i| i.names.iter().map(ToString::to_string))
+        .collect();
+    let elapsed = started.elapsed();
+    if global.json {
+        println!(
+            "{}",
+            json!({
+                "from": from,
+                "to": spec.to_string(),
+                "images": images.len(),
+                "blobs_uploaded": stats.blobs_uploaded,
+                "bytes_uploaded": stats.bytes_uploaded,
+                "blobs_mounted": stats.blobs_mounted,
+                "blobs_skipped": report.blobs_skipped,
+                "bytes_skipped": report.bytes_skipped,
+                "layers_compressed": stats.layers_compressed,
+                "manifests_pushed": stats.manifests_pushed,
+                "manifests_made": stats.manifests_made.iter().map(|(n, d)| json!({"name": n, "digest": d})).collect::<Vec<_>>(),
+                "seconds": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+                "verified": verified,
+                "copied": copied,
+            })
+        );
+    } else if !global.quiet {
+        let verified = verified.map_or_else(String::new, |n| format!(", {n} verified by image ID"));
+        eprintln!(
+            "imgkit: pushed {} image{} from {from} to {spec}: {} blob{} uploaded ({}), {} mounted, {} already there ({}) in {:.1} s{verified}",
+            images.len(),
+            if images.len() == 1 { "" } else { "s" },
+            stats.blobs_uploaded,
+            if stats.blobs_uploaded == 1 { "" } else { "s" },
+            humanize::size(stats.bytes_uploaded),
+            stats.blobs_mounted,
+            report.blobs_skipped,
+            humanize::size(report.bytes_skipped),
+            elapsed.as_secs_f64(),
+        );
+        // One note per manifest made, with every name it went under.
+        let mut made: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (name, digest) in &stats.manifests_made {
+            match made.iter_mut().find(|(d, _)| d == digest) {
+                Some((_, names)) => names.push(name),
+                None => made.push((digest, vec![name])),
+            }
+        }
+        for (digest, names) in made {
+            eprintln!(
+                "imgkit: note: made manifest {digest} for {} (layers compressed on the way, or the source had no registry manifest)",
+                names.join(", ")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The registry's records through the filters: the images selected, named as selected.
+fn select(
+    args: &Args,
+    global: &GlobalArgs,
+    source: &dyn Source,
+    warnings: &[String],
+) -> anyhow::Result<Vec<StoredImage>> {
+    let pipeline = Pipeline::compile(&args.filter, &args.plugin, global)?;
+    if !global.quiet {
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    let records: Vec<ImageRecord> = source.records();
+    let selected = pipeline.select_from(&records)?;
+    let images = source.images()?;
+    let mut out: Vec<StoredImage> = Vec::new();
+    for s in selected {
+        let by_id = crate::plan::image_id_of(&s.reference);
+        let Some(image) = images.iter().find(|i| match by_id {
+            Some(id) => crate::plan::same_id(i.id(), id),
+            None => i.matches(&s.reference),
+        }) else {
+            anyhow::bail!("{} is not an image of {}", s.reference, args.from);
+        };
+        // Selected by ID: the image goes under no name of its own.
+        let name = by_id.is_none().then(|| {
+            let key = crate::selection::key(&s.reference);
+            image
+                .names
+                .iter()
+                .find(|n| crate::selection::key(n) == key)
+                .cloned()
+                .unwrap_or_else(|| s.reference.clone())
+        });
+        if let Some(o) = out
+            .iter_mut()
+            .find(|o| o.manifest.digest == image.manifest.digest)
+        {
+            if let Some(name) = name
+                && !o.names.contains(&name)
+            {
+                o.names.push(name);
+            }
+        } else {
+            out.push(StoredImage {
+                names: name.into_iter().collect(),
+                ..image.clone()
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `run --from registry:…`.
+fn pull(args: &Args, global: &GlobalArgs, spec: &RegistrySpec) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let registry = open(spec, &args.registry.transport, args.registry.compress)?;
+    let source = registry.source().map_err(|e| hinted(e, spec))?;
+    let images = select(args, global, &source, source.warnings())?;
+    if images.is_empty() {
+        return Ok(nothing(args, global, ExitCode::from(1)));
+    }
+    if args.dry_run {
+        if !global.quiet {
+            for i in &images {
+                for n in &i.names {
+                    eprintln!("imgkit: would pull {n} ({}) into {}", i.id(), args.to);
+                }
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(dir) = crate::stores::layout_dir(&args.to) {
+        let mut layout = LayoutDir::create(&dir)
+            .with_context(|| format!("cannot use {} as an OCI layout directory", dir.display()))?;
+        let report = copy(&source, &mut layout, &images)
+            .map_err(|e| pull_error(e, spec))
+            .with_context(|| format!("pulling from {spec} into {} failed", dir.display()))?;
+        let held = layout.image_ids()?;
+        if let Some(lost) = images.iter().find(|i| !held.contains(i.id())) {
+            anyhow::bail!(
+                "{} does not list image {} after the pull",
+                dir.display(),
+                lost.id()
+            );
+        }
+        print_pull(
+            args,
+            global,
+            &images,
+            report.bytes_written,
+            report.blobs_skipped,
+            started,
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Into an engine or an archive: through a temporary layout directory `run` then reads.
+    let tmp = tempfile::Builder::new()
+        .prefix("imgkit-pull-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let dir = Temporary(tmp.path().join("layout"));
+    let mut layout = LayoutDir::create(&dir.0)?;
+    let report = copy(&source, &mut layout, &images)
+        .map_err(|e| pull_error(e, spec))
+        .with_context(|| format!("pulling from {spec} failed"))?;
+    let mut from = dir.0.clone().into_os_string();
+    from.push("/");
+    let inner_args = Args {
+        from: EndpointSpec::Archive(PathBuf::from(from)),
+        filter: vec![PathBuf::from("all")],
+        ..args.clone()
+    };
+    let quiet = GlobalArgs {
+        json: false,
+        quiet: true,
+        ..global.clone()
+    };
+    let code = crate::commands::run::run(&inner_args, &quiet).with_context(|| {
+        format!(
+            "pulled from {spec}, but moving the images into {} failed",
+            args.to
+        )
+    })?;
+    if code == ExitCode::SUCCESS {
+        print_pull(
+            args,
+            global,
+            &images,
+            report.bytes_written,
+            report.blobs_skipped,
+            started,
+        );
+    }
+    Ok(code)
+}
+
+/// A store error from a pull, with the registry's hint when it came from the registry.
+fn pull_error(e: imgkit_store::Error, spec: &RegistrySpec) -> anyhow::Error {
+    let text = e.to_string();
+    if text.contains("arrived as") {
+        return with_hint(
+            e,
+            format!(
+                "the registry's copy is damaged: push the image to {} again",
+                spec.host()
+            ),
+        );
+    }
+    anyhow::Error::new(e)
+}
+
+fn print_pull(
+    args: &Args,
+    global: &GlobalArgs,
+    images: &[StoredImage],
+    bytes: u64,
+    skipped: usize,
+    started: Instant,
+) {
+    let copied: Vec<String> = images
+        .iter()
+        .flat_map(|i| i.names.iter().map(ToString::to_string))
+        .collect();
+    let elapsed = started.elapsed();
+    if global.json {
+        println!(
+            "{}",
+            json!({
+                "from": args.from.to_string(),
+                "to": args.to.to_string(),
+                "images": images.len(),
+                "bytes_pulled": bytes,
+                "blobs_skipped": skipped,
+                "seconds": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+                "verified": (!args.no_verify).then_some(images.len()),
+                "copied": copied,
+                "ids": images.iter().map(|i| i.id().to_string()).collect::<Vec<_>>(),
+            })
+        );
+    } else if !global.quiet {
+        eprintln!(
+            "imgkit: pulled {} image{} from {} to {} ({}) in {:.1} s",
+            images.len(),
+            if images.len() == 1 { "" } else { "s" },
+            args.from,
+            args.to,
+            humanize::size(bytes),
+            elapsed.as_secs_f64(),
+        );
+    }
+}
+
+/// `run --from registry:A --to registry:B`.
+fn between(
+    args: &Args,
+    global: &GlobalArgs,
+    from: &RegistrySpec,
+    to: &RegistrySpec,
+) -> anyhow::Result<ExitCode> {
+    if from == to {
+        return Err(with_hint(
+            anyhow::anyhow!("--from and --to are both {from}"),
+            "name a different target, e.g. --to registry:other.example.com",
+        ));
+    }
+    let started = Instant::now();
+    let src_reg = open(from, &args.registry.transport, args.registry.compress)?;
+    let dst_reg = open(to, &args.registry.transport, args.registry.compress)?;
+    let source = src_reg.source().map_err(|e| hinted(e, from))?;
+    let images = select(args, global, &source, source.warnings())?;
+    if images.is_empty() {
+        return Ok(nothing(args, global, ExitCode::from(1)));
+    }
+    let images = named_in(to, images)?;
+    push_images(
+        &dst_reg,
+        &source,
+        &from.to_string(),
+        &images,
+        args.no_verify,
+        global,
+        started,
+    )
+}
+
+/// `ls --from registry:…`: the records and what the listing left out.
+pub(crate) fn list(
+    spec: &RegistrySpec,
+    transport: &TransportArgs,
+) -> anyhow::Result<(Vec<ImageRecord>, Vec<String>)> {
+    let registry = open(spec, transport, Compress::default())?;
+    let source = registry.source().map_err(|e| hinted(e, spec))?;
+    Ok((source.records(), source.warnings().to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_specs_are_recognised_and_checked() {
+        let spec = |s: &str| s.parse::<EndpointSpec>().unwrap();
+        let r = spec_of(&spec("registry:localhost:5000/mirror"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((r.host(), r.prefix()), ("localhost:5000", Some("mirror")));
+        assert!(spec_of(&spec("images.tar")).is_none());
+        assert!(spec_of(&spec("docker")).is_none());
+        assert!(spec_of(&spec("registry:")).unwrap().is_err());
+        assert!(spec_of(&spec("registry:https://x")).unwrap().is_err());
+    }
+}

@@ -1,0 +1,753 @@
+//! Registries as endpoints (`registry:HOST[:PORT][/PATH]`), end to end on real registries
+//! (Debian's docker-registry 2.8 as `scripts/engines up DIR registry` starts it: a plain-HTTP
+//! one, and a TLS + htpasswd one) and real engines: image IDs survive docker → registry →
+//! podman / ctr:k8s.io, manifests survive archive → registry → archive byte for byte, a repeat
+//! push sends no blob bytes, skopeo reads what we push and we pull what skopeo pushes, auth and
+//! TLS fail clearly and work when configured, a registry killed mid-push fails naming the
+//! image and blob and a re-run sends only what is missing, a damaged blob is refused on pull.
+//!
+//! Each test pushes under its own path in the shared registry (`registry:HOST/t-NAME-PID`) and keeps
+//! its own cache dir (IMGKIT_CACHE_DIR), so tests running in parallel never see each other's
+//! images. The fault tests start registries of their own.
+#![cfg(unix)]
+
+use std::io::Read as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::transfer::{
+    K8S_DST, SELECT_TWO, ctr_images, empty_ctr, engines, fresh_podman, imgkit, kv, lock, output,
+    podman_images, src_docker, want_two, write_filter,
+};
+use crate::util::{on_path, skip, tool};
+
+macro_rules! need_engines {
+    () => {
+        match engines() {
+            Some(e) => e,
+            None => return,
+        }
+    };
+}
+
+/// The plain-HTTP registry of the seeded set (`127.0.0.1:PORT`).
+fn plain(e: &crate::transfer::Engines) -> String {
+    e.src.var("IMGKIT_REGISTRY").to_owned()
+}
+
+/// A repository path of this test run (the shared registry outlives runs).
+fn path(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+/// A fresh cache dir (the test's, not the user's).
+fn cache(tmp: &Path) -> (String, String) {
+    kv("IMGKIT_CACHE_DIR", &tmp.join("cache").display().to_string())
+}
+
+fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// `docker (seeded) → registry:R/PATH` of the two selected images, as `--json` says it.
+fn push_two(e: &crate::transfer::Engines, tmp: &Path, to: &str) -> serde_json::Value {
+    let filter = write_filter(tmp, SELECT_TWO);
+    let run = imgkit(&[src_docker(e), cache(tmp)])
+        .args(["--json", "run", "--from", "docker", "--to", to, "-f"])
+        .arg(&filter)
+        .run()
+        .success();
+    json(&run.stdout)
+}
+
+#[test]
+fn docker_to_registry_to_podman_and_ctr_k8s_keeps_the_image_ids() {
+    let e = need_engines!();
+    let tmp = tempfile::tempdir().unwrap();
+    let r = plain(e);
+    let to = format!("registry:{r}/{}", path("t-ids"));
+    let doc = push_two(e, tmp.path(), &to);
+    assert_eq!(doc["images"], 2, "{doc}");
+    assert_eq!(doc["verified"], 2, "{doc}");
+    // docker 20.10 saves uncompressed layers: gzip on the way, and the manifest made is said.
+    assert!(doc["layers_compressed"].as_u64().unwrap() >= 2, "{doc}");
+    assert_eq!(doc["manifests_made"].as_array().unwrap().len(), 2, "{doc}");
+
+    // ls lists them with the seeded IDs.
+    let ls = imgkit(&[])
+        .args(["ls", "--all", "--format", "json", "--from", &to])
+        .run()
+        .success();
+    let prefix = format!("{r}/{}/", path("t-ids"));
+    for line in ls.stdout.lines() {
+        let rec = json(line);
+        let name = format!(
+            "{}:{}",
+            rec["Repository"].as_str().unwrap(),
+            rec["Tag"].as_str().unwrap()
+        );
+        let want = &want_two(e, &prefix)[&name];
+        assert!(
+            want.contains(rec["ID"].as_str().unwrap()),
+            "{rec} vs {want}"
+        );
+        assert!(
+            rec["Digest"].as_str().unwrap().starts_with("sha256:"),
+            "{rec}"
+        );
+    }
+    assert_eq!(ls.stdout.lines().count(), 2, "{}", ls.stdout);
+
+    // → podman (fresh storage).
+    let env = fresh_podman(tmp.path());
+    let pulled = imgkit(&env)
+        .args([
+            "--json", "run", "--to", "podman", "-f", "all", "--from", &to,
+        ])
+        .run()
+        .success();
+    assert_eq!(json(&pulled.stdout)["images"], 2, "{}", pulled.stdout);
+    let got = podman_images(&env);
+    for (name, id) in want_two(e, &prefix) {
+        assert_eq!(got.get(&name), Some(&id), "{got:?}");
+    }
+
+    // → ctr:k8s.io of the destination set.
+    let _k8s = lock(&K8S_DST);
+    let addr = e.dst.var("CONTAINERD_ADDRESS");
+    empty_ctr(addr, "k8s.io");
+    imgkit(&[kv("CONTAINERD_ADDRESS", addr)])
+        .args(["run", "--to", "ctr:k8s.io", "-f", "all", "--from", &to])
+        .run()
+        .success();
+    let got = ctr_images(addr, "k8s.io");
+    for (name, id) in want_two(e, &prefix) {
+        assert_eq!(got.get(&name), Some(&id), "{got:?}");
+    }
+    empty_ctr(addr, "k8s.io");
+}
+
+#[test]
+fn a_repeat_push_sends_no_blob_bytes() {
+    let e = need_engines!();
+    let tmp = tempfile::tempdir().unwrap();
+    let to = format!("registry:{}/{}", plain(e), path("t-repeat"));
+    let first = push_two(e, tmp.path(), &to);
+    assert!(first["bytes_uploaded"].as_u64().unwrap() > 0, "{first}");
+    let again = push_two(e, tmp.path(), &to);
+    assert_eq!(again["bytes_uploaded"], 0, "{again}");
+    assert_eq!(again["blobs_uploaded"], 0, "{again}");
+    assert_eq!(again["verified"], 2, "{again}");
+    // Both were found there by name and image ID before anything was saved from docker.
+    assert_eq!(
+        again["skipped"].as_array().map(Vec::len),
+        Some(2),
+        "{again}"
+    );
+    // --force pushes them anyway (and still sends nothing: the registry holds every blob).
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    let forced = imgkit(&[src_docker(e), cache(tmp.path())])
+        .args([
+            "--json", "run", "--force", "--from", "docker", "--to", &to, "-f",
+        ])
+        .arg(&filter)
+        .run()
+        .success();
+    let forced = json(&forced.stdout);
+    assert_eq!(forced["bytes_uploaded"], 0, "{forced}");
+    assert_eq!(
+        forced["blobs_skipped"].as_u64().map(|n| n > 0),
+        Some(true),
+        "{forced}"
+    );
+    // The summary a person reads says so too.
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    imgkit(&[src_docker(e), cache(tmp.path())])
+        .args(["run", "--from", "docker", "--to", &to, "-f"])
+        .arg(&filter)
+        .run()
+        .success()
+        .stderr_has("0 blobs uploaded (0B)");
+}
+
+/// The manifest digests an archive's `index.json` names (the sample archive is OCI).
+fn index_digests(tar_path: &Path) -> Vec<String> {
+    let mut a = tar::Archive::new(std::fs::File::open(tar_path).unwrap());
+    for entry in a.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_str() == Some("index.json") {
+            let mut s = String::new();
+            entry.read_to_string(&mut s).unwrap();
+            let v = json(&s);
+            let mut out: Vec<String> = v["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["digest"].as_str().unwrap().to_owned())
+                .collect();
+            out.sort();
+            out.dedup();
+            return out;
+        }
+    }
+    panic!("no index.json in {}", tar_path.display());
+}
+
+#[test]
+fn archive_to_registry_to_archive_keeps_the_manifests_byte_for_byte() {
+    let e = need_engines!();
+    let tmp = tempfile::tempdir().unwrap();
+    let to = format!("registry:{}/{}", plain(e), path("t-bytes"));
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/images.tar");
+    let pushed = imgkit(&[cache(tmp.path())])
+        .args([
+            "--json",
+            "run",
+            "-f",
+            "all",
+            "--compress",
+            "none",
+            "--to",
+            &to,
+            "--from",
+        ])
+        .arg(&sample)
+        .run()
+        .success();
+    let doc = json(&pushed.stdout);
+    assert_eq!(doc["manifests_made"].as_array().unwrap().len(), 0, "{doc}");
+    // Back into an archive file, and into a layout dir.
+    let out = tmp.path().join("back.tar");
+    imgkit(&[])
+        .args(["run", "-f", "all", "--from", &to, "--to"])
+        .arg(&out)
+        .run()
+        .success();
+    let dir = tmp.path().join("back");
+    imgkit(&[])
+        .args(["run", "-f", "all", "--from", &to, "--to"])
+        .arg(format!("{}/", dir.display()))
+        .run()
+        .success();
+    // Every named manifest of the sample comes back with the same digest, so the same bytes.
+    let named: Vec<String> = index_digests(&sample);
+    let back = index_digests(&out);
+    for d in &back {
+        assert!(named.contains(d), "{d} was not in the sample: {named:?}");
+    }
+    assert_eq!(back.len(), 3, "{back:?}");
+    for d in &back {
+        let hex = d.strip_prefix("sha256:").unwrap();
+        let bytes = std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap();
+        let again = sha256_hex(&bytes);
+        assert_eq!(again, hex);
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+#[test]
+fn skopeo_reads_what_we_push_and_we_pull_what_skopeo_pushes() {
+    let e = need_engines!();
+    let Some(skopeo) = tool("skopeo") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let r = plain(e);
+    let sk = path("t-skopeo");
+    let by = path("t-skopeo-by");
+    let to = format!("registry:{r}/{sk}");
+    push_two(e, tmp.path(), &to);
+    let raw = output(Command::new(&skopeo).args([
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{r}/{sk}/seed/app:1.0"),
+    ]));
+    let m = json(&raw);
+    assert_eq!(
+        m["config"]["digest"].as_str().unwrap(),
+        e.src.seed["SEED_APP_ID"],
+        "{m}"
+    );
+    // skopeo copies it on (registry → registry, its own client), and imgkit pulls that.
+    output(Command::new(&skopeo).args([
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("docker://{r}/{sk}/seed/base:1.0"),
+        &format!("docker://{r}/{by}/base:copied"),
+    ]));
+    let dir = tmp.path().join("pulled");
+    imgkit(&[])
+        .args([
+            "run",
+            "-f",
+            "all",
+            "--from",
+            &format!("registry:{r}/{by}"),
+            "--to",
+        ])
+        .arg(format!("{}/", dir.display()))
+        .run()
+        .success();
+    let ls = imgkit(&[])
+        .args(["ls", "--all", "--format", "json", "--from"])
+        .arg(format!("{}/", dir.display()))
+        .run()
+        .success();
+    let rec = json(ls.stdout.lines().next().unwrap());
+    assert!(
+        e.src.seed["SEED_BASE_ID"].contains(rec["ID"].as_str().unwrap()),
+        "{rec}"
+    );
+}
+
+#[test]
+fn the_htpasswd_registry_refuses_without_credentials_and_accepts_a_config_json() {
+    let e = need_engines!();
+    let tmp = tempfile::tempdir().unwrap();
+    let r = e.src.var("IMGKIT_REGISTRY_TLS").to_owned();
+    let ca = e.src.var("IMGKIT_REGISTRY_CA").to_owned();
+    let to = format!("registry:{r}/{}", path("t-auth"));
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    let empty = tmp.path().join("no-docker-config");
+    std::fs::create_dir_all(&empty).unwrap();
+    let refused = imgkit(&[
+        src_docker(e),
+        cache(tmp.path()),
+        kv("DOCKER_CONFIG", &empty.display().to_string()),
+    ])
+    .args([
+        "run",
+        "--from",
+        "docker",
+        "--ca-cert",
+        &ca,
+        "--to",
+        &to,
+        "-f",
+    ])
+    .arg(&filter)
+    .run()
+    .code(2)
+    .stderr_has(&format!("authentication required for {r}"))
+    .stderr_has(&format!("docker login {r}"))
+    .stderr_has("config.json does not exist");
+    assert!(refused.stderr.contains("IK6"), "{}", refused.stderr);
+    // Nothing was pushed.
+    let cfg = e.src.var("IMGKIT_REGISTRY_DOCKER_CONFIG").to_owned();
+    let listed = imgkit(&[kv("DOCKER_CONFIG", &cfg)])
+        .args([
+            "ls",
+            "--all",
+            "--format",
+            "json",
+            "--ca-cert",
+            &ca,
+            "--from",
+            &to,
+        ])
+        .run();
+    assert!(listed.stdout.trim().is_empty(), "{}", listed.stdout);
+    // With docker's config.json it goes through.
+    let ok = imgkit(&[src_docker(e), cache(tmp.path()), kv("DOCKER_CONFIG", &cfg)])
+        .args([
+            "--json",
+            "run",
+            "--from",
+            "docker",
+            "--ca-cert",
+            &ca,
+            "--to",
+            &to,
+            "-f",
+        ])
+        .arg(&filter)
+        .run()
+        .success();
+    assert_eq!(json(&ok.stdout)["verified"], 2, "{}", ok.stdout);
+}
+
+#[test]
+fn tls_works_with_the_ca_and_fails_clearly_without_it() {
+    let e = need_engines!();
+    let r = e.src.var("IMGKIT_REGISTRY_TLS").to_owned();
+    let ca = e.src.var("IMGKIT_REGISTRY_CA").to_owned();
+    let cfg = e.src.var("IMGKIT_REGISTRY_DOCKER_CONFIG").to_owned();
+    let spec = format!("registry:{r}");
+    imgkit(&[kv("DOCKER_CONFIG", &cfg)])
+        .args(["ls", "--all", "--from", &spec])
+        .run()
+        .code(2)
+        .stderr_has(&format!("TLS with {r} failed"))
+        .stderr_has("--ca-cert");
+    let ok = imgkit(&[kv("DOCKER_CONFIG", &cfg)])
+        .args(["ls", "--all", "--ca-cert", &ca, "--from", &spec])
+        .run();
+    // 0: it lists images, 1: it holds none yet; either way it was reached.
+    assert!(matches!(ok.status, Some(0 | 1)), "{}", ok.stderr);
+}
+
+/// A docker-registry of the test's own (for the fault tests), killed when dropped.
+struct Own {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Own {
+    fn start() -> Option<Own> {
+        if on_path("docker-registry").is_none() {
+            skip("docker-registry is not on PATH (scripts/test installs it)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut own = Own {
+            child: None,
+            dir,
+            port,
+        };
+        own.restart();
+        Some(own)
+    }
+
+    fn restart(&mut self) {
+        let config = self.dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage:\n  filesystem: {{rootdirectory: \"{}\"}}\n  maintenance: {{uploadpurging: {{enabled: false}}}}\nhttp:\n  addr: 127.0.0.1:{}\n",
+                self.dir.path().join("store").display(),
+                self.port
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn spec(&self, path: &str) -> String {
+        format!("registry:127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// Bytes in uploads the registry has under way.
+    fn uploading(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            let Ok(rd) = std::fs::read_dir(p) else {
+                return 0;
+            };
+            rd.filter_map(Result::ok)
+                .map(|e| {
+                    let p = e.path();
+                    if p.is_dir() {
+                        walk(&p)
+                    } else if p.file_name().is_some_and(|n| n == "data") {
+                        p.metadata().map_or(0, |m| m.len())
+                    } else {
+                        0
+                    }
+                })
+                .sum()
+        }
+        walk(
+            &self
+                .dir
+                .path()
+                .join("store/docker/registry/v2/repositories"),
+        )
+    }
+}
+
+impl Drop for Own {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An OCI archive of one image: a small layer and a big one of random bytes.
+fn big_archive(dir: &Path, mib: usize) -> PathBuf {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut data = vec![0u8; mib << 20];
+    for chunk in data.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let b = state.to_le_bytes();
+        chunk.copy_from_slice(&b[..chunk.len()]);
+    }
+    let small = imgkit_archive::layer_tar(&[("etc/hello", b"hello\n")]);
+    let big = imgkit_archive::layer_tar(&[("data/blob", &data)]);
+    drop(data);
+    let image = imgkit_archive::NewImage {
+        names: vec!["fault/big:1".parse().unwrap()],
+        created: "2026-11-29T00:00:00Z".into(),
+        layers: vec![small, big],
+        run_config: serde_json::json!({}),
+    };
+    let path = dir.join("big.tar");
+    imgkit_archive::write_images(
+        &[image],
+        std::fs::File::create(&path).unwrap(),
+        imgkit_archive::Compression::None,
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_registry_killed_mid_push_fails_naming_image_and_blob_and_a_rerun_sends_only_the_rest() {
+    let Some(mut reg) = Own::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = big_archive(tmp.path(), 160);
+    let to = reg.spec("t-kill");
+    let mut child = Command::new(crate::util::bin())
+        .args([
+            "run",
+            "-f",
+            "all",
+            "--compress",
+            "none",
+            "--to",
+            &to,
+            "--from",
+        ])
+        .arg(&archive)
+        .env("IMGKIT_CACHE_DIR", tmp.path().join("cache"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the registry once the big layer is on its way.
+    let deadline = Instant::now() + Duration::from_mins(2);
+    while reg.uploading() < 8 << 20 {
+        assert!(Instant::now() < deadline, "no upload started");
+        if let Ok(Some(_)) = child.try_wait() {
+            panic!("imgkit finished before the registry was killed");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    reg.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("fault/big:1"), "{stderr}");
+    assert!(stderr.contains("pushing blob sha256:"), "{stderr}");
+    // Back up on the same storage: the re-run sends only what the registry lacks (at least
+    // the big layer, which was cut off; never what it holds).
+    reg.restart();
+    let again = imgkit(&[cache(tmp.path())])
+        .args([
+            "--json",
+            "run",
+            "-f",
+            "all",
+            "--compress",
+            "none",
+            "--to",
+            &to,
+            "--from",
+        ])
+        .arg(&archive)
+        .run()
+        .success();
+    let doc = json(&again.stdout);
+    let (up, skipped) = (
+        doc["blobs_uploaded"].as_u64().unwrap(),
+        doc["blobs_skipped"].as_u64().unwrap(),
+    );
+    assert_eq!(up + skipped, 3, "{doc}");
+    assert!(skipped >= 1, "{doc}");
+    let bytes = doc["bytes_uploaded"].as_u64().unwrap();
+    assert!(bytes > 160 << 20 && bytes < (160 << 20) + 16384, "{doc}");
+}
+
+#[test]
+fn a_blob_whose_bytes_do_not_match_its_digest_is_refused_on_pull() {
+    let Some(reg) = Own::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/images.tar");
+    let to = reg.spec("t-damaged");
+    imgkit(&[cache(tmp.path())])
+        .args([
+            "run",
+            "-f",
+            "all",
+            "--compress",
+            "none",
+            "--to",
+            &to,
+            "--from",
+        ])
+        .arg(&sample)
+        .run()
+        .success();
+    // Damage every layer in the registry's storage (same length, other bytes).
+    let blobs = reg.dir.path().join("store/docker/registry/v2/blobs/sha256");
+    let mut damaged = 0;
+    for prefix in std::fs::read_dir(&blobs).unwrap() {
+        for b in std::fs::read_dir(prefix.unwrap().path()).unwrap() {
+            let data = b.unwrap().path().join("data");
+            let mut bytes = std::fs::read(&data).unwrap();
+            // Layers are tars (ustar at 257); manifests and configs are JSON.
+            if bytes.len() > 512 && &bytes[257..262] == b"ustar" {
+                let n = bytes.len();
+                bytes[n - 700] ^= 0xff;
+                std::fs::write(&data, bytes).unwrap();
+                damaged += 1;
+            }
+        }
+    }
+    assert!(damaged > 0);
+    let dir = tmp.path().join("out");
+    let run = imgkit(&[])
+        .args(["run", "-f", "all", "--from", &to, "--to"])
+        .arg(format!("{}/", dir.display()))
+        .run()
+        .code(2)
+        .stderr_has(&format!("from 127.0.0.1:{}/t-damaged/", reg.port))
+        .stderr_has("arrived as")
+        .stderr_has("IK658");
+    assert!(!run.stderr.contains("IK404"), "{}", run.stderr);
+    // Nothing was named in the target.
+    let index = dir.join("index.json");
+    assert!(
+        !index.exists() || !std::fs::read_to_string(&index).unwrap().contains("sha256"),
+        "an image was named"
+    );
+}
+
+/// Writes `bytes` as a blob of the layout at `dir`; its descriptor.
+fn put(dir: &Path, media_type: &str, bytes: &[u8]) -> serde_json::Value {
+    let hex = sha256_hex(bytes);
+    std::fs::write(dir.join("blobs/sha256").join(&hex), bytes).unwrap();
+    serde_json::json!({"mediaType": media_type, "digest": format!("sha256:{hex}"), "size": bytes.len()})
+}
+
+/// An OCI layout holding one two-platform image (linux/amd64, linux/arm64, each with a real
+/// layer) named `name`; the index digest and the two manifest digests.
+fn two_platform_layout(dir: &Path, name: &str) -> (String, Vec<String>) {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let mut entries = Vec::new();
+    let mut manifests = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let layer = imgkit_archive::layer_tar(&[("etc/arch", format!("{arch}\n").as_bytes())]);
+        let diff = format!("sha256:{}", sha256_hex(&layer));
+        let layer = put(dir, "application/vnd.oci.image.layer.v1.tar", &layer);
+        let config = serde_json::json!({
+            "architecture": arch, "os": "linux", "created": "2026-11-29T00:00:00Z",
+            "config": {}, "rootfs": {"type": "layers", "diff_ids": [diff]},
+        });
+        let config = put(
+            dir,
+            "application/vnd.oci.image.config.v1+json",
+            &serde_json::to_vec(&config).unwrap(),
+        );
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config, "layers": [layer],
+        });
+        let mut m = put(
+            dir,
+            "application/vnd.oci.image.manifest.v1+json",
+            &serde_json::to_vec(&manifest).unwrap(),
+        );
+        manifests.push(m["digest"].as_str().unwrap().to_owned());
+        m["platform"] = serde_json::json!({"architecture": arch, "os": "linux"});
+        entries.push(m);
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    });
+    let mut top = put(
+        dir,
+        "application/vnd.oci.image.index.v1+json",
+        &serde_json::to_vec(&index).unwrap(),
+    );
+    let digest = top["digest"].as_str().unwrap().to_owned();
+    top["annotations"] = serde_json::json!({
+        "org.opencontainers.image.ref.name": name, "io.containerd.image.name": name,
+    });
+    let layout = serde_json::json!({"schemaVersion": 2, "manifests": [top]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&layout).unwrap()).unwrap();
+    (digest, manifests)
+}
+
+#[test]
+fn a_two_platform_index_goes_to_the_registry_and_back_with_the_same_digests() {
+    let e = need_engines!();
+    let tmp = tempfile::tempdir().unwrap();
+    let r = plain(e);
+    let src = tmp.path().join("multi");
+    let (index, manifests) = two_platform_layout(&src, "docker.io/multi/app:1");
+    let to = format!("registry:{r}/{}", path("t-index"));
+    imgkit(&[cache(tmp.path())])
+        .args(["run", "-f", "all", "--to", &to, "--from"])
+        .arg(format!("{}/", src.display()))
+        .run()
+        .success();
+    // The registry holds the index under the tag, byte for byte (skopeo reads it).
+    if let Some(skopeo) = tool("skopeo") {
+        let raw = output(Command::new(&skopeo).args([
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            &format!("docker://{r}/{}/multi/app:1", path("t-index")),
+        ]));
+        assert_eq!(format!("sha256:{}", sha256_hex(raw.as_bytes())), index);
+    }
+    // The listing shows both platforms; back into a layout, the same index and manifests.
+    let ls = imgkit(&[])
+        .args(["ls", "--all", "--format", "json", "--from", &to])
+        .run()
+        .success();
+    let rec = json(ls.stdout.lines().next().unwrap());
+    assert_eq!(rec["Digest"], index.as_str(), "{rec}");
+    assert_eq!(rec["Platforms"], "linux/amd64,linux/arm64", "{rec}");
+    let back = tmp.path().join("back");
+    imgkit(&[])
+        .args(["run", "-f", "all", "--from", &to, "--to"])
+        .arg(format!("{}/", back.display()))
+        .run()
+        .success();
+    let v = json(&std::fs::read_to_string(back.join("index.json")).unwrap());
+    assert_eq!(v["manifests"][0]["digest"], index.as_str(), "{v}");
+    for d in manifests.iter().chain([&index]) {
+        let hex = d.strip_prefix("sha256:").unwrap();
+        assert!(back.join("blobs/sha256").join(hex).is_file(), "{d} missing");
+    }
+}
