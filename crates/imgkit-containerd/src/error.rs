@@ -7,11 +7,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// A failed conversation with containerd: how it was reached, and what it said.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("containerd's socket {address} does not exist")]
+    #[error("cannot reach the containerd daemon at {address}: the socket does not exist")]
     NoSocket { address: String },
-    #[error("no permission to use containerd's socket {address} ({why})")]
+    #[error("permission denied on the containerd socket {address} ({why})")]
     PermissionDenied { address: String, why: String },
-    #[error("containerd does not answer on {address}: {why}")]
+    #[error("cannot reach the containerd daemon at {address}: {why}")]
     Unreachable { address: String, why: String },
     #[error(
         "containerd's API is spoken over a unix socket or a named pipe, and {address} is neither here"
@@ -34,7 +34,7 @@ pub enum Error {
         what: String,
         why: String,
     },
-    #[error("no namespace {namespace:?} in containerd at {address} (it has: {known})")]
+    #[error("containerd namespace {namespace:?} does not exist (namespaces here: {known})")]
     UnknownNamespace {
         address: String,
         namespace: String,

@@ -177,6 +177,14 @@ impl Store {
         })
     }
 
+    /// Points the image record `name` at `target` (a manifest or an index whose content is
+    /// here), creating it or moving it: the images service's create or update.
+    pub fn name_target(&self, name: &str, target: &BlobInfo) -> Result<()> {
+        let ctx = self.client.ctx.clone();
+        self.client
+            .block_on(async move { dest::put_image(&ctx, name, target).await })
+    }
+
     /// Drops the image records `names` (content goes when nothing else holds it).
     pub fn untag(&self, names: &[String]) -> Result<()> {
         let ctx = self.client.ctx.clone();

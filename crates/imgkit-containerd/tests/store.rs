@@ -5,7 +5,6 @@
 #![cfg(unix)]
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -282,4 +281,70 @@ fn a_missing_or_dead_socket_is_said_plainly() {
     assert!(matches!(e, Error::Unreachable { .. }), "{e}");
     assert!(e.hint().is_some());
     let _ = Path::new("");
+}
+
+#[test]
+fn an_index_exports_the_platform_whose_content_is_here_and_names_the_rest() {
+    let (src, dst) = need!();
+    let scratch = Scratch::new(&dst, "index");
+    let from = store(&src, "k8s.io");
+    from.list().unwrap();
+    let app = from
+        .images()
+        .unwrap()
+        .into_iter()
+        .find(|i| {
+            i.names
+                .iter()
+                .any(|n| n.to_string() == "docker.io/seed/app:1.0")
+        })
+        .unwrap();
+    let mut to = store(&dst, &scratch.ns);
+    copy(&from, &mut to, std::slice::from_ref(&app)).unwrap();
+    let absent = format!("sha256:{}", "ab".repeat(32));
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": app.manifest.media_type, "digest": app.manifest.digest.to_string(), "size": app.manifest.size,
+             "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": absent, "size": 500,
+             "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+        ]
+    })
+    .to_string()
+    .into_bytes();
+    let desc = BlobInfo {
+        digest: format!("sha256:{}", sha(&index)).parse().unwrap(),
+        size: index.len() as u64,
+        media_type: "application/vnd.oci.image.index.v1+json".into(),
+    };
+    to.put_blob(&desc, &mut index.as_slice()).unwrap();
+    to.name_target("docker.io/seed/multiarch:1", &desc).unwrap();
+    drop(to);
+    let s = store(&dst, &scratch.ns);
+    let (records, _) = s.list().unwrap();
+    let rec = records
+        .iter()
+        .find(|r| r.repository == "seed/multiarch")
+        .unwrap_or_else(|| panic!("{records:#?}"));
+    assert_eq!(rec.extra["Platform"], "linux/amd64,linux/arm64/v8");
+    let notes = s.notes();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("only linux/amd64") && notes[0].contains("linux/arm64/v8 is not"),
+        "{notes:?}"
+    );
+    let img = s
+        .images()
+        .unwrap()
+        .into_iter()
+        .find(|i| {
+            i.names
+                .iter()
+                .any(|n| n.to_string() == "docker.io/seed/multiarch:1")
+        })
+        .unwrap();
+    assert_eq!(img.manifest, app.manifest);
+    assert_eq!(img.id(), app.id());
 }
