@@ -69,7 +69,7 @@ impl Client {
             })?;
         let channel = rt
             .block_on(async {
-                tokio::time::timeout(CONNECT_TIMEOUT, containerd_client::connect(&path)).await
+                tokio::time::timeout(CONNECT_TIMEOUT, connect_channel(path.clone())).await
             })
             .map_err(|_| Error::Unreachable {
                 address: path.clone(),
@@ -294,6 +294,42 @@ impl Ctx {
             .map_err(|s| self.status(&format!("labelling {digest}"), &s))?;
         Ok(())
     }
+}
+
+/// HTTP/2 flow-control windows: h2's default (64 KiB per stream) costs a round trip per 64 KiB
+/// of a blob; containerd sends 1 MiB messages.
+const STREAM_WINDOW: u32 = 16 << 20;
+const CONNECTION_WINDOW: u32 = 64 << 20;
+
+/// A channel over the socket (the URI is a placeholder: the connector dials the path).
+async fn connect_channel(
+    path: String,
+) -> Result<Channel, containerd_client::tonic::transport::Error> {
+    containerd_client::tonic::transport::Endpoint::from_static("http://[::]")
+        .initial_stream_window_size(Some(STREAM_WINDOW))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW))
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move { dial(&path).await.map(hyper_util::rt::TokioIo::new) }
+        }))
+        .await
+}
+
+#[cfg(unix)]
+async fn dial(path: &str) -> std::io::Result<tokio::net::UnixStream> {
+    tokio::net::UnixStream::connect(path).await
+}
+
+#[cfg(windows)]
+async fn dial(path: &str) -> std::io::Result<tokio::net::windows::named_pipe::NamedPipeClient> {
+    tokio::net::windows::named_pipe::ClientOptions::new().open(path)
+}
+
+#[cfg(not(any(unix, windows)))]
+async fn dial(path: &str) -> std::io::Result<tokio::io::DuplexStream> {
+    Err(std::io::Error::other(format!(
+        "{path}: containerd's API needs a unix socket or a named pipe"
+    )))
 }
 
 /// containerd's namespace rule (`[a-zA-Z0-9]([a-zA-Z0-9_.-]*)`, dot-separated parts).

@@ -441,27 +441,83 @@ pub(crate) enum Chunk {
     Failed(io::Error),
 }
 
+/// Blobs larger than this are read as [`SEGMENT`]-sized ranges, several at once.
+const SEGMENTED: u64 = 2 * SEGMENT;
+const SEGMENT: u64 = 4 << 20;
+/// Ranges of one blob in flight.
+const SEGMENTS_AHEAD: usize = 4;
+
+/// One range of a blob, whole (containerd sends it in messages of up to 1 MiB).
+async fn read_range(ctx: Ctx, digest: String, offset: u64, size: u64) -> Result<Vec<Vec<u8>>> {
+    let what = format!("reading {digest} at {offset}");
+    let mut s = ctx
+        .content()
+        .read(ctx.req(ReadContentRequest {
+            digest,
+            offset: i64::try_from(offset).unwrap_or(i64::MAX),
+            size: i64::try_from(size).unwrap_or(i64::MAX),
+        }))
+        .await
+        .map_err(|s| ctx.status(&what, &s))?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(m) = s.message().await.map_err(|s| ctx.status(&what, &s))? {
+        out.push(m.data);
+    }
+    Ok(out)
+}
+
 /// Streams one blob into `tx`, checking its digest and size; a failure is the last message.
+/// A large blob is read as ranges, [`SEGMENTS_AHEAD`] at once, handed on in order.
 pub(crate) async fn stream_blob(ctx: Ctx, blob: BlobInfo, tx: mpsc::Sender<Chunk>) {
     let what = format!("reading {}", blob.digest);
     let result: Result<bool> = async {
-        let mut s = ctx
-            .content()
-            .read(ctx.req(ReadContentRequest {
-                digest: blob.digest.to_string(),
-                offset: 0,
-                size: 0,
-            }))
-            .await
-            .map_err(|s| ctx.status(&what, &s))?
-            .into_inner();
         let mut hasher = Sha256::new();
         let mut n = 0u64;
-        while let Some(m) = s.message().await.map_err(|s| ctx.status(&what, &s))? {
-            hasher.update(&m.data);
-            n += m.data.len() as u64;
-            if tx.send(Chunk::Data(m.data)).await.is_err() {
-                return Ok(false);
+        if blob.size >= SEGMENTED {
+            let mut ranges = (0..blob.size.div_ceil(SEGMENT)).map(|i| {
+                let off = i * SEGMENT;
+                tokio::spawn(read_range(
+                    ctx.clone(),
+                    blob.digest.to_string(),
+                    off,
+                    SEGMENT.min(blob.size - off),
+                ))
+            });
+            let mut pending: VecDeque<_> = ranges.by_ref().take(SEGMENTS_AHEAD).collect();
+            while let Some(h) = pending.pop_front() {
+                let parts = h
+                    .await
+                    .map_err(|e| ctx.content_error(what.clone(), e.to_string()))??;
+                pending.extend(ranges.next());
+                for data in parts {
+                    hasher.update(&data);
+                    n += data.len() as u64;
+                    if tx.send(Chunk::Data(data)).await.is_err() {
+                        for h in &pending {
+                            h.abort();
+                        }
+                        return Ok(false);
+                    }
+                }
+            }
+        } else {
+            let mut s = ctx
+                .content()
+                .read(ctx.req(ReadContentRequest {
+                    digest: blob.digest.to_string(),
+                    offset: 0,
+                    size: 0,
+                }))
+                .await
+                .map_err(|s| ctx.status(&what, &s))?
+                .into_inner();
+            while let Some(m) = s.message().await.map_err(|s| ctx.status(&what, &s))? {
+                hasher.update(&m.data);
+                n += m.data.len() as u64;
+                if tx.send(Chunk::Data(m.data)).await.is_err() {
+                    return Ok(false);
+                }
             }
         }
         let actual = crate::hex(&hasher.finalize());

@@ -348,3 +348,53 @@ fn an_index_exports_the_platform_whose_content_is_here_and_names_the_rest() {
     assert_eq!(img.manifest, app.manifest);
     assert_eq!(img.id(), app.id());
 }
+
+#[test]
+fn large_blobs_read_back_in_ranges_and_a_damaged_store_is_caught() {
+    let (_, dst) = need!();
+    let scratch = Scratch::new(&dst, "ranges");
+    let mut to = store(&dst, &scratch.ns);
+    // 9 MiB and a bit: read as several ranges at once.
+    let mut content = vec![0u8; (9 << 20) + 12345];
+    let mut x: u32 = 2_463_534_242;
+    for b in &mut content {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    let blob = BlobInfo {
+        digest: format!("sha256:{}", sha(&content)).parse().unwrap(),
+        size: content.len() as u64,
+        media_type: "application/octet-stream".into(),
+    };
+    to.put_blob(&blob, &mut content.as_slice()).unwrap();
+    let read_back = |s: &Store| {
+        let mut back = Vec::new();
+        s.read_blobs(std::slice::from_ref(&blob), &mut |_, r| {
+            r.read_to_end(&mut back)
+                .map_err(|e| imgkit_store::Error::Read {
+                    digest: blob.digest.clone(),
+                    source: e,
+                })?;
+            Ok(())
+        })
+        .map(|()| back)
+    };
+    assert!(
+        read_back(&to).unwrap() == content,
+        "the blob came back changed"
+    );
+    // Damage the stored file (same size) behind containerd's back: the read fails.
+    let file = Path::new(&dst)
+        .parent()
+        .unwrap()
+        .join("root/io.containerd.content.v1.content/blobs/sha256")
+        .join(blob.digest.hex());
+    let mut damaged = content.clone();
+    damaged[5 << 20] ^= 0xff;
+    std::fs::write(&file, &damaged).unwrap();
+    let e = read_back(&to).unwrap_err();
+    assert!(e.to_string().contains("damaged"), "{e}");
+    std::fs::write(&file, &content).unwrap();
+}
