@@ -30,7 +30,7 @@ const CHUNK: usize = 1 << 20;
 const IN_FLIGHT: usize = 8;
 /// How long an import's lease lives if imgkit dies holding it (then containerd collects what
 /// only it held).
-const LEASE_TTL: Duration = Duration::from_secs(3600);
+const LEASE_TTL: Duration = Duration::from_hours(1);
 
 /// Creates a lease that expires on its own after [`LEASE_TTL`].
 pub(crate) async fn create_lease(ctx: &Ctx) -> Result<String> {

@@ -149,7 +149,6 @@ pub(crate) async fn unpack(
                     name: chain.clone(),
                     key: key.clone(),
                     labels: HashMap::new(),
-                    ..Default::default()
                 },
                 lease,
             ))

@@ -263,10 +263,13 @@ fn a_damaged_blob_is_refused_and_nothing_is_named() {
 
 fn sha(b: &[u8]) -> String {
     use sha2::Digest as _;
+    use std::fmt::Write as _;
     sha2::Sha256::digest(b)
         .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
+        .fold(String::new(), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
 }
 
 #[test]
