@@ -95,18 +95,40 @@ fn rfc3339(unix: i64) -> String {
     format!("{}T{}Z", &s[..10], &s[11..19])
 }
 
-/// Writes one blob: a STAT naming the expected digest and size, the data in pipelined WRITE
-/// requests, a COMMIT that containerd checks. On any failure the ingest is aborted.
+static HASHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A blob written (or found already there: `new` false).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Written {
+    pub(crate) digest: Digest,
+    pub(crate) size: u64,
+    pub(crate) new: bool,
+}
+
+/// Writes one blob: a STAT (naming the expected digest and size when known), the data in
+/// pipelined WRITE requests, a COMMIT with the digest and size that containerd checks. A blob
+/// whose digest is not known before it is read (`expect` `None`) is hashed as it streams and
+/// committed under what it hashes to. On any failure the ingest is aborted.
 pub(crate) fn write_blob(
     client: &crate::Client,
     lease: &str,
-    blob: &BlobInfo,
+    expect: Option<&BlobInfo>,
     content: &mut dyn Read,
-) -> Result<()> {
+) -> Result<Written> {
+    use sha2::Digest as _;
     let ctx = client.ctx.clone();
-    let what = format!("writing {}", blob.digest);
-    let reference = format!("imgkit-{}", blob.digest.hex());
-    let total = i64::try_from(blob.size).unwrap_or(i64::MAX);
+    let what = match expect {
+        Some(b) => format!("writing {}", b.digest),
+        None => "writing a layer".to_owned(),
+    };
+    let reference = match expect {
+        Some(b) => format!("imgkit-{}", b.digest.hex()),
+        None => format!(
+            "imgkit-hashed-{}-{}",
+            std::process::id(),
+            HASHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ),
+    };
     let (tx, rx) = mpsc::channel::<WriteContentRequest>(IN_FLIGHT);
     let call = {
         let (ctx, lease, what) = (ctx.clone(), lease.to_owned(), what.clone());
@@ -130,18 +152,29 @@ pub(crate) fn write_blob(
             Ok::<_, (T, Error)>(committed)
         })
     };
-    let request = |action: WriteAction, offset: i64, data: Vec<u8>| WriteContentRequest {
-        action: action as i32,
-        r#ref: reference.clone(),
-        total,
-        expected: blob.digest.to_string(),
-        offset,
-        data,
-        labels: HashMap::new(),
-    };
+    let request =
+        |action: WriteAction, offset: u64, total: u64, expected: String, data: Vec<u8>| {
+            WriteContentRequest {
+                action: action as i32,
+                r#ref: reference.clone(),
+                total: i64::try_from(total).unwrap_or(i64::MAX),
+                expected,
+                offset: i64::try_from(offset).unwrap_or(i64::MAX),
+                data,
+                labels: HashMap::new(),
+            }
+        };
+    let (total, expected) = expect.map_or((0, String::new()), |b| (b.size, b.digest.to_string()));
     let mut sent_all = tx
-        .blocking_send(request(WriteAction::Stat, 0, Vec::new()))
+        .blocking_send(request(
+            WriteAction::Stat,
+            0,
+            total,
+            expected.clone(),
+            Vec::new(),
+        ))
         .is_ok();
+    let mut hasher = expect.is_none().then(sha2::Sha256::new);
     let mut offset: u64 = 0;
     let mut read_error = None;
     while sent_all {
@@ -162,18 +195,36 @@ pub(crate) fn write_blob(
             break;
         }
         buf.truncate(n);
-        let at = i64::try_from(offset).unwrap_or(i64::MAX);
+        if let Some(h) = hasher.as_mut() {
+            h.update(&buf);
+        }
+        let at = offset;
         offset += n as u64;
         sent_all = tx
-            .blocking_send(request(WriteAction::Write, at, buf))
+            .blocking_send(request(
+                WriteAction::Write,
+                at,
+                total,
+                expected.clone(),
+                buf,
+            ))
             .is_ok();
     }
-    let size_ok = offset == blob.size;
+    let digest: Digest = match (expect, hasher) {
+        (Some(b), _) => b.digest.clone(),
+        (None, Some(h)) => format!("sha256:{}", crate::hex(&h.finalize()))
+            .parse()
+            .expect("a sha256 digest"),
+        (None, None) => unreachable!("a hasher when no digest is expected"),
+    };
+    let size_ok = expect.is_none_or(|b| offset == b.size);
     if sent_all && read_error.is_none() && size_ok {
         sent_all = tx
             .blocking_send(request(
                 WriteAction::Commit,
-                i64::try_from(offset).unwrap_or(i64::MAX),
+                offset,
+                offset,
+                digest.to_string(),
                 Vec::new(),
             ))
             .is_ok();
@@ -182,18 +233,26 @@ pub(crate) fn write_blob(
     let outcome = client
         .block_on(call)
         .map_err(|e| ctx.content_error(what.clone(), e.to_string()))?;
+    let done = |new| {
+        Ok(Written {
+            digest: digest.clone(),
+            size: expect.map_or(offset, |b| b.size),
+            new,
+        })
+    };
     let failed = match (outcome, read_error, size_ok) {
-        (Err((T::AlreadyExists, _)), _, _) => return Ok(()),
+        // Already there (a STAT naming it, or a COMMIT of a hashed blob): nothing to write.
+        (Err((T::AlreadyExists, _)), None, _) => return done(false),
         (_, Some(e), _) => Err(ctx.content_error(what.clone(), format!("reading the source: {e}"))),
         (Err((_, e)), None, _) => Err(e),
         (Ok(_), None, false) => Err(ctx.content_error(
             what.clone(),
             format!(
                 "the source gave {offset} bytes, and its descriptor says {}; nothing of it was kept",
-                blob.size
+                total
             ),
         )),
-        (Ok(Some(_)), None, true) if sent_all => return Ok(()),
+        (Ok(Some(_)), None, true) if sent_all => return done(true),
         (Ok(_), None, true) => Err(ctx.content_error(
             what.clone(),
             "containerd closed the write without committing it",

@@ -366,7 +366,9 @@ impl Destination for Store {
 
     fn put_blob(&mut self, blob: &BlobInfo, content: &mut dyn Read) -> imgkit_store::Result<()> {
         let lease = self.lease().map_err(|e| self.store_err(e))?;
-        dest::write_blob(&self.client, &lease, blob, content).map_err(|e| self.store_err(e))
+        dest::write_blob(&self.client, &lease, Some(blob), content)
+            .map(drop)
+            .map_err(|e| self.store_err(e))
     }
 
     fn commit(&mut self, images: &[StoredImage]) -> imgkit_store::Result<()> {
@@ -405,4 +407,63 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Store {
+    /// Takes a blob whose digest is known only once it is read (a docker ≤24 save's
+    /// `layer.tar`): hashed as it streams and committed under that digest, which containerd
+    /// checks; `false` when containerd held it already.
+    pub fn put_blob_hashed(
+        &mut self,
+        media_type: &str,
+        content: &mut dyn Read,
+    ) -> imgkit_store::Result<(BlobInfo, bool)> {
+        let lease = self.lease().map_err(|e| self.store_err(e))?;
+        let w =
+            dest::write_blob(&self.client, &lease, None, content).map_err(|e| self.store_err(e))?;
+        if !w.new {
+            // Held by the lease like any blob found there.
+            let _ = self.has_blob(&w.digest);
+        }
+        Ok((
+            BlobInfo {
+                digest: w.digest,
+                size: w.size,
+                media_type: media_type.to_owned(),
+            },
+            w.new,
+        ))
+    }
+
+    /// Every name with its image ID (config digest), for what a run skips and verifies.
+    pub fn names(&self) -> Result<Vec<(ImageRef, Digest)>> {
+        let l = self.refresh()?;
+        Ok(l.images
+            .iter()
+            .filter(|i| i.name.parse::<Digest>().is_err())
+            .filter_map(|i| Some((i.name.parse().ok()?, l.id_of(&i.target.digest)?.clone())))
+            .collect())
+    }
+
+    /// Gives the image whose top manifest (or index) is `image` one more name.
+    pub fn tag_manifest(&self, image: &Digest, name: &ImageRef) -> Result<()> {
+        let l = self.cached()?;
+        let target = l
+            .images
+            .iter()
+            .map(|i| &i.target)
+            .find(|t| &t.digest == image)
+            .cloned();
+        let Some(target) = target else {
+            return Err(Error::Call {
+                address: self.client.address().to_owned(),
+                what: format!("tagging {image}"),
+                code: Code::NotFound,
+                message: format!("no image has the manifest {image}"),
+            });
+        };
+        self.name_target(&native_name(name), &target)?;
+        *self.listing.lock().expect("listing") = None;
+        Ok(())
+    }
 }

@@ -401,3 +401,29 @@ fn large_blobs_read_back_in_ranges_and_a_damaged_store_is_caught() {
     assert!(e.to_string().contains("damaged"), "{e}");
     std::fs::write(&file, &content).unwrap();
 }
+
+#[test]
+fn a_blob_of_unknown_digest_is_hashed_as_it_streams_and_written_once() {
+    let (_, dst) = need!();
+    let scratch = Scratch::new(&dst, "hashed");
+    let mut to = store(&dst, &scratch.ns);
+    let content = format!("a layer.tar of its own {}", std::process::id()).into_bytes();
+    let (b, new) = to
+        .put_blob_hashed(
+            "application/vnd.docker.image.rootfs.diff.tar",
+            &mut content.as_slice(),
+        )
+        .unwrap();
+    assert!(new);
+    assert_eq!(b.digest.hex(), sha(&content));
+    assert_eq!(b.size, content.len() as u64);
+    assert!(to.has_blob(&b.digest));
+    let (again, new) = to
+        .put_blob_hashed(
+            "application/vnd.docker.image.rootfs.diff.tar",
+            &mut content.as_slice(),
+        )
+        .unwrap();
+    assert!(!new, "written twice");
+    assert_eq!(again, b);
+}
