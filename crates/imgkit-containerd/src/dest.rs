@@ -268,19 +268,49 @@ pub(crate) fn write_blob(
     failed
 }
 
-/// The gc labels that keep a manifest's config and layers alive as long as it is.
-pub(crate) fn manifest_labels(image: &StoredImage) -> HashMap<String, String> {
-    let mut labels = HashMap::from([(
-        "containerd.io/gc.ref.content.config".to_owned(),
-        image.config.digest.to_string(),
-    )]);
-    for (i, l) in image.layers.iter().enumerate() {
-        labels.insert(
-            format!("containerd.io/gc.ref.content.l.{i}"),
-            l.digest.to_string(),
-        );
+/// The gc labels that keep what a manifest names alive as long as it is: for an image
+/// manifest its config and layers, for an index its manifests (`ctr images import` sets the
+/// same). Each manifest with its labels.
+pub(crate) fn gc_labels(image: &StoredImage) -> Vec<(&Digest, HashMap<String, String>)> {
+    let manifest = |config: &BlobInfo, layers: &[BlobInfo]| {
+        let mut labels = HashMap::from([(
+            "containerd.io/gc.ref.content.config".to_owned(),
+            config.digest.to_string(),
+        )]);
+        for (i, l) in layers.iter().enumerate() {
+            labels.insert(
+                format!("containerd.io/gc.ref.content.l.{i}"),
+                l.digest.to_string(),
+            );
+        }
+        labels
+    };
+    if !image.is_index() {
+        return vec![(
+            &image.manifest.digest,
+            manifest(&image.config, &image.layers),
+        )];
     }
-    labels
+    let mut out: Vec<(&Digest, HashMap<String, String>)> = image
+        .platforms
+        .iter()
+        .map(|p| (&p.manifest.digest, manifest(&p.config, &p.layers)))
+        .collect();
+    out.push((
+        &image.manifest.digest,
+        image
+            .platforms
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                (
+                    format!("containerd.io/gc.ref.content.m.{i}"),
+                    p.manifest.digest.to_string(),
+                )
+            })
+            .collect(),
+    ));
+    out
 }
 
 /// The name as containerd keeps it: fully qualified (`docker.io/library/alpine:3`,

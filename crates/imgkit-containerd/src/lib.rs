@@ -234,7 +234,12 @@ impl Store {
         let ctx = self.client.ctx.clone();
         // Every blob here (complete: containerd only lists committed content).
         for image in images {
-            for b in image.blobs().into_iter().chain([&image.manifest]) {
+            let manifests = image.manifests();
+            for b in image
+                .blobs()
+                .into_iter()
+                .chain(manifests.iter().map(|(m, _)| *m))
+            {
                 let c = ctx.clone();
                 let d = b.digest.clone();
                 if self
@@ -254,8 +259,9 @@ impl Store {
         let (report, ()) = self.client.block_on(async move {
             // gc labels: a manifest keeps its config and layers.
             for image in &images {
-                ctx.set_labels(&image.manifest.digest, dest::manifest_labels(image))
-                    .await?;
+                for (digest, labels) in dest::gc_labels(image) {
+                    ctx.set_labels(digest, labels).await?;
+                }
             }
             let mut report = UnpackReport::default();
             if opts.unpack {
@@ -376,6 +382,46 @@ impl Destination for Store {
         self.release().map_err(|e| self.store_err(e))
     }
 
+    /// Hashed as it streams and committed under that digest, which containerd checks: no
+    /// spool file.
+    fn put_blob_hashed(
+        &mut self,
+        _size: u64,
+        media_type: &str,
+        content: &mut dyn Read,
+    ) -> imgkit_store::Result<(BlobInfo, bool)> {
+        let lease = self.lease().map_err(|e| self.store_err(e))?;
+        let w =
+            dest::write_blob(&self.client, &lease, None, content).map_err(|e| self.store_err(e))?;
+        if !w.new {
+            // Held by the lease like any blob found there.
+            let _ = self.has_blob(&w.digest);
+        }
+        Ok((
+            BlobInfo {
+                digest: w.digest,
+                size: w.size,
+                media_type: media_type.to_owned(),
+            },
+            w.new,
+        ))
+    }
+
+    fn names(&self) -> imgkit_store::Result<Vec<(ImageRef, Digest)>> {
+        Store::names(self).map_err(|e| self.store_err(e))
+    }
+
+    fn tag(&mut self, image: &Digest, name: &ImageRef) -> imgkit_store::Result<()> {
+        self.tag_manifest(image, name)
+            .map_err(|e| self.store_err(e))
+    }
+
+    fn untag(&mut self, name: &ImageRef) -> imgkit_store::Result<()> {
+        Store::untag(self, &[native_name(name)]).map_err(|e| self.store_err(e))?;
+        *self.listing.lock().expect("listing") = None;
+        Ok(())
+    }
+
     fn image_ids(&self) -> imgkit_store::Result<Vec<Digest>> {
         let l = self.refresh().map_err(|e| self.store_err(e))?;
         let mut ids: Vec<Digest> = l
@@ -410,31 +456,6 @@ fn unix_now() -> i64 {
 }
 
 impl Store {
-    /// Takes a blob whose digest is known only once it is read (a docker ≤24 save's
-    /// `layer.tar`): hashed as it streams and committed under that digest, which containerd
-    /// checks; `false` when containerd held it already.
-    pub fn put_blob_hashed(
-        &mut self,
-        media_type: &str,
-        content: &mut dyn Read,
-    ) -> imgkit_store::Result<(BlobInfo, bool)> {
-        let lease = self.lease().map_err(|e| self.store_err(e))?;
-        let w =
-            dest::write_blob(&self.client, &lease, None, content).map_err(|e| self.store_err(e))?;
-        if !w.new {
-            // Held by the lease like any blob found there.
-            let _ = self.has_blob(&w.digest);
-        }
-        Ok((
-            BlobInfo {
-                digest: w.digest,
-                size: w.size,
-                media_type: media_type.to_owned(),
-            },
-            w.new,
-        ))
-    }
-
     /// Every name with its image ID (config digest), for what a run skips and verifies.
     pub fn names(&self) -> Result<Vec<(ImageRef, Digest)>> {
         let l = self.refresh()?;

@@ -44,8 +44,17 @@ pub(crate) struct Resolved {
     pub(crate) chosen: Option<Chosen>,
     /// Platforms listed without their content here.
     pub(crate) missing: Vec<String>,
+    /// An index whose every manifest is here, whole: exported as the index.
+    pub(crate) index: Option<Index>,
     /// The config's `created`, unix seconds.
     pub(crate) created: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Index {
+    pub(crate) descriptor: BlobInfo,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) manifests: Vec<Chosen>,
 }
 
 #[derive(Debug, Clone)]
@@ -230,6 +239,7 @@ async fn resolve(ctx: &Ctx, target: &BlobInfo) -> Result<Resolved> {
             size,
             chosen: complete.then_some(chosen),
             created,
+            index: None,
         });
     }
     if !media::is_index(&target.media_type) {
@@ -250,56 +260,70 @@ async fn resolve(ctx: &Ctx, target: &BlobInfo) -> Result<Resolved> {
         ctx.content_error(format!("index {}", target.digest), format!("not JSON: {e}"))
     })?;
     let host = host_platform();
-    let mut entries: Vec<(String, BlobInfo)> = v
+    // Every manifest the index lists, in its order (attestations too: the index is kept byte
+    // for byte when all of them are here), with its platform when it names a real one.
+    let listed: Vec<(Option<String>, BlobInfo)> = v
         .get("manifests")
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
                 .filter_map(|m| {
-                    let p = m.get("platform").and_then(platform_of)?;
+                    let p = m.get("platform").and_then(platform_of);
                     Some((p, descriptor(m)?))
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let platforms: Vec<String> = entries
+    let platforms: Vec<String> = listed
         .iter()
-        .map(|(p, _)| p.clone())
+        .filter_map(|(p, _)| p.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    // This machine's platform first (a variant of it too), then the index's order.
-    entries.sort_by_key(|(p, _)| !(p == &host || p.starts_with(&format!("{host}/"))));
-    let mut chosen = None;
-    let mut created = None;
+    let mut all = Vec::new();
     let mut missing = Vec::new();
-    let mut size = target.size;
-    for (p, desc) in &entries {
-        if chosen.is_some() {
-            // Only whether it is there: the rest is named in a note.
-            if ctx.info(&desc.digest).await?.is_none() {
-                missing.push(p.clone());
-            }
-            continue;
-        }
+    let mut complete = !listed.is_empty();
+    for (p, desc) in &listed {
         match manifest(ctx, desc).await? {
-            Some((c, cr, true)) => {
-                size +=
-                    c.manifest.size + c.config.size + c.layers.iter().map(|l| l.size).sum::<u64>();
-                created = cr;
-                chosen = Some(Chosen {
-                    platform: p.clone(),
+            Some((c, cr, true)) => all.push((
+                Chosen {
+                    platform: p.clone().unwrap_or_default(),
                     ..c
-                });
+                },
+                cr,
+            )),
+            _ => {
+                complete = false;
+                if let Some(p) = p {
+                    missing.push(p.clone());
+                }
             }
-            _ => missing.push(p.clone()),
         }
     }
+    // This machine's platform first (a variant of it too), then the index's order.
+    let is_host = |p: &str| p == host || p.starts_with(&format!("{host}/"));
+    let primary = all
+        .iter()
+        .position(|(c, _)| is_host(&c.platform))
+        .or_else(|| all.iter().position(|(c, _)| !c.platform.is_empty()));
+    let (chosen, created) = match primary {
+        Some(i) => (Some(all[i].0.clone()), all[i].1),
+        None => (None, None),
+    };
+    let size = target.size
+        + chosen.as_ref().map_or(0, |c| {
+            c.manifest.size + c.config.size + c.layers.iter().map(|l| l.size).sum::<u64>()
+        });
     missing.sort();
     missing.dedup();
     Ok(Resolved {
         platforms,
         size,
+        index: (complete && chosen.is_some()).then(|| Index {
+            descriptor: target.clone(),
+            bytes,
+            manifests: all.into_iter().map(|(c, _)| c).collect(),
+        }),
         chosen,
         missing,
         created,
@@ -323,7 +347,8 @@ pub(crate) fn ctr_bytes(b: u64) -> String {
 
 impl Listing {
     /// Records as the `ctr` CLI seam makes them (one per name, CRI's alias rows, odd names
-    /// left out with a warning), with the config's creation time the ctr table lacks.
+    /// left out with a warning), with the config's creation time the ctr table lacks and the
+    /// `Namespace` `run` adds to them.
     pub(crate) fn records(&self, namespace: &str, now: i64) -> (Vec<ImageRecord>, Vec<String>) {
         let rows: Vec<CtrImage> = self
             .images
@@ -358,6 +383,9 @@ impl Listing {
             .collect();
         let mut records = to_records(&rows);
         for (rec, row) in records.iter_mut().zip(&rows) {
+            // Filters may choose by namespace (`run --from ctr:all`), as with the ctr CLI.
+            rec.extra
+                .insert("Namespace".to_owned(), Value::String(namespace.to_owned()));
             if let Some(created) = self.resolved.get(&row.digest).and_then(|r| r.created) {
                 rec.created_at = humanize::created_at(created);
                 rec.created_since =
@@ -382,13 +410,34 @@ impl Listing {
         by_target
             .into_iter()
             .filter_map(|(d, names)| {
-                let c = self.resolved.get(d)?.chosen.as_ref()?;
-                Some(imgkit_store::StoredImage {
-                    names,
-                    manifest: c.manifest.clone(),
-                    manifest_bytes: c.manifest_bytes.clone(),
-                    config: c.config.clone(),
-                    layers: c.layers.clone(),
+                let r = self.resolved.get(d)?;
+                let c = r.chosen.as_ref()?;
+                Some(match &r.index {
+                    Some(ix) => imgkit_store::StoredImage {
+                        names,
+                        manifest: ix.descriptor.clone(),
+                        manifest_bytes: ix.bytes.clone(),
+                        config: c.config.clone(),
+                        layers: c.layers.clone(),
+                        platforms: ix
+                            .manifests
+                            .iter()
+                            .map(|m| imgkit_store::PlatformManifest {
+                                platform: (!m.platform.is_empty()).then(|| m.platform.clone()),
+                                manifest: m.manifest.clone(),
+                                manifest_bytes: m.manifest_bytes.clone(),
+                                config: m.config.clone(),
+                                layers: m.layers.clone(),
+                            })
+                            .collect(),
+                    },
+                    None => imgkit_store::StoredImage::single(
+                        names,
+                        c.manifest.clone(),
+                        c.manifest_bytes.clone(),
+                        c.config.clone(),
+                        c.layers.clone(),
+                    ),
                 })
             })
             .collect()

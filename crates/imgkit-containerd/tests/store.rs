@@ -126,6 +126,7 @@ fn lists_what_the_ctr_cli_lists_with_creation_times() {
             assert_ne!(n.created_at, "N/A", "{ns}: {n:?} has the config's time");
             assert!(n.created_since.ends_with(" ago"), "{n:?}");
             let mut n = n.clone();
+            assert_eq!(n.extra.remove("Namespace"), Some(ns.into()));
             n.created_at = c.created_at.clone();
             n.created_since = c.created_since.clone();
             assert_eq!(&n, c, "{ns}: the record of {}", c.extra["Name"]);
@@ -410,6 +411,7 @@ fn a_blob_of_unknown_digest_is_hashed_as_it_streams_and_written_once() {
     let content = format!("a layer.tar of its own {}", std::process::id()).into_bytes();
     let (b, new) = to
         .put_blob_hashed(
+            content.len() as u64,
             "application/vnd.docker.image.rootfs.diff.tar",
             &mut content.as_slice(),
         )
@@ -420,6 +422,7 @@ fn a_blob_of_unknown_digest_is_hashed_as_it_streams_and_written_once() {
     assert!(to.has_blob(&b.digest));
     let (again, new) = to
         .put_blob_hashed(
+            content.len() as u64,
             "application/vnd.docker.image.rootfs.diff.tar",
             &mut content.as_slice(),
         )
