@@ -78,7 +78,12 @@ fn docker_to_ctr_k8s_natively_unpacked_and_exported_again_the_same() {
     // `ctr export` of what imgkit imported carries the same manifest.
     let app = manifest_of(addr, "k8s.io", "docker.io/seed/app:1.0");
     let tar = tmp.path().join("export.tar");
-    output(ctr(addr, "k8s.io").args(["images", "export"]).arg(&tar).arg("docker.io/seed/app:1.0"));
+    output(
+        ctr(addr, "k8s.io")
+            .args(["images", "export"])
+            .arg(&tar)
+            .arg("docker.io/seed/app:1.0"),
+    );
     let index = read_member(&tar, "index.json");
     assert!(index.contains(&app), "{index}");
     empty_ctr(addr, "k8s.io");
@@ -163,12 +168,23 @@ fn base_and_top(e: &Engines, dir: &Path, mib: usize) -> (String, String) {
     }
     std::fs::write(data.join("blob"), &blob).unwrap();
     let tar = dir.join("base.tar");
-    output(Command::new("tar").arg("-C").arg(&data).arg("-cf").arg(&tar).arg("blob"));
+    output(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&data)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("blob"),
+    );
     output(docker(host).arg("import").arg(&tar).arg("imgkit-t/base:1"));
     let ctx = dir.join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(ctx.join("top"), b"a layer of its own\n").unwrap();
-    std::fs::write(ctx.join("Dockerfile"), "FROM imgkit-t/base:1\nCOPY top /top\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM imgkit-t/base:1\nCOPY top /top\n",
+    )
+    .unwrap();
     output(
         docker(host)
             .env("DOCKER_BUILDKIT", "0")
@@ -196,25 +212,55 @@ fn a_second_image_sharing_a_base_writes_only_its_own_layers() {
     let (base, top) = base_and_top(e, tmp.path(), 100);
     let env = vec![kv("DOCKER_HOST", host), kv("CONTAINERD_ADDRESS", addr)];
     let one = |r: &str| {
-        let f = tmp.path().join(format!("{}.jq", r.replace(['/', ':'], "_")));
-        std::fs::write(&f, format!("select(.Repository + \":\" + .Tag == \"{r}\") | \"{r}\"")).unwrap();
+        let f = tmp
+            .path()
+            .join(format!("{}.jq", r.replace(['/', ':'], "_")));
+        std::fs::write(
+            &f,
+            format!("select(.Repository + \":\" + .Tag == \"{r}\") | \"{r}\""),
+        )
+        .unwrap();
         f
     };
     imgkit(&env)
-        .args(["--json", "run", "--from", "docker", "--to", "ctr:k8s.io", "-f"])
+        .args([
+            "--json",
+            "run",
+            "--from",
+            "docker",
+            "--to",
+            "ctr:k8s.io",
+            "-f",
+        ])
         .arg(one(&base))
         .run()
         .success();
     let run = imgkit(&env)
-        .args(["--json", "run", "--from", "docker", "--to", "ctr:k8s.io", "-f"])
+        .args([
+            "--json",
+            "run",
+            "--from",
+            "docker",
+            "--to",
+            "ctr:k8s.io",
+            "-f",
+        ])
         .arg(one(&top))
         .run()
         .success();
     let doc = json_of(&run.stdout);
-    let skipped = doc["bytes_skipped"].as_u64().unwrap_or_else(|| panic!("{doc}"));
+    let skipped = doc["bytes_skipped"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{doc}"));
     let written = doc["bytes_written"].as_u64().unwrap();
-    assert!(skipped >= 100 << 20, "the base layer was not skipped: {doc}");
-    assert!(written < 1 << 20, "more than the top layer was written: {doc}");
+    assert!(
+        skipped >= 100 << 20,
+        "the base layer was not skipped: {doc}"
+    );
+    assert!(
+        written < 1 << 20,
+        "more than the top layer was written: {doc}"
+    );
     assert!(doc["blobs_skipped"].as_u64().unwrap() >= 1, "{doc}");
     assert_eq!(
         check(addr, "k8s.io", "docker.io/imgkit-t/top:1"),
@@ -236,7 +282,11 @@ fn sigkill_mid_import_names_no_image_and_a_rerun_completes() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, top) = base_and_top(e, tmp.path(), 200);
     let filter = tmp.path().join("top.jq");
-    std::fs::write(&filter, format!("select(.Repository == \"imgkit-t/top\") | \"{top}\"")).unwrap();
+    std::fs::write(
+        &filter,
+        format!("select(.Repository == \"imgkit-t/top\") | \"{top}\""),
+    )
+    .unwrap();
     let mut child = Command::new(bin())
         .args(["-q", "run", "--from", "docker", "--to", "ctr:k8s.io", "-f"])
         .arg(&filter)
@@ -286,14 +336,17 @@ fn a_socket_that_cannot_be_used_falls_back_to_the_cli_with_a_clear_error() {
     let filter = write_filter(tmp.path(), SELECT_TWO);
     // Nothing there: the API says so under -v, and the CLI's own error is the one reported.
     let missing = tmp.path().join("none.sock");
-    imgkit(&[src_docker(e), kv("CONTAINERD_ADDRESS", missing.to_str().unwrap())])
-        .args(["-v", "run", "--from", "docker", "--to", "ctr:k8s.io", "-f"])
-        .arg(&filter)
-        .run()
-        .code(2)
-        .stderr_has("falling back to the ctr CLI")
-        .stderr_has("cannot reach the ctr daemon at")
-        .stderr_has("imgkit explain IK104");
+    imgkit(&[
+        src_docker(e),
+        kv("CONTAINERD_ADDRESS", missing.to_str().unwrap()),
+    ])
+    .args(["-v", "run", "--from", "docker", "--to", "ctr:k8s.io", "-f"])
+    .arg(&filter)
+    .run()
+    .code(2)
+    .stderr_has("falling back to the ctr CLI")
+    .stderr_has("cannot reach the ctr daemon at")
+    .stderr_has("imgkit explain IK104");
     // A named ctr binary is the CLI, even when the socket answers.
     let ctr_bin = crate::util::on_path("ctr").expect("ctr");
     let src = kv("CONTAINERD_ADDRESS", e.src.var("CONTAINERD_ADDRESS"));
@@ -330,8 +383,7 @@ fn permission_denied_on_the_socket_is_said_plainly() {
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .unwrap();
-    std::fs::set_permissions(&filter, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .unwrap();
+    std::fs::set_permissions(&filter, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let out = Command::new("/usr/bin/setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(bin())

@@ -65,9 +65,12 @@ pub(crate) struct Args {
     /// also print {"ref": "…", "as": ["new/name:tag", …]}.
     #[arg(long, value_name = "REGEX=REPLACEMENT")]
     pub(crate) rename: Vec<Rule>,
+    #[command(flatten)]
+    pub(crate) containerd: crate::engine_args::ContainerdArgs,
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    crate::engine_args::set_containerd(&args.containerd);
     for (flag, spec) in [("--from", &args.from), ("--to", &args.to)] {
         if let EndpointSpec::Archive(p) = spec
             && let Some(hint) = crate::diagnostics::engine_typo(p)
