@@ -218,6 +218,11 @@ pub(crate) fn write_blob(
         (None, None) => unreachable!("a hasher when no digest is expected"),
     };
     let size_ok = expect.is_none_or(|b| offset == b.size);
+    if expect.is_none() && sent_all && read_error.is_none() {
+        // Held before the commit: one that finds it already there keeps it from the collector.
+        let (c, d, l) = (ctx.clone(), digest.clone(), lease.to_owned());
+        client.block_on(async move { hold(&c, &l, &d).await })?;
+    }
     if sent_all && read_error.is_none() && size_ok {
         sent_all = tx
             .blocking_send(request(

@@ -353,21 +353,16 @@ impl Destination for Store {
     /// Whether the content store holds it; one that does is held by the import's lease from
     /// here on, so it cannot be collected before the image naming it is committed.
     fn has_blob(&self, digest: &Digest) -> bool {
+        let Ok(lease) = self.lease() else {
+            return false;
+        };
         let ctx = self.client.ctx.clone();
         let d = digest.clone();
-        let present = matches!(
-            self.client.block_on(async move { ctx.info(&d).await }),
-            Ok(Some(_))
-        );
-        if present && let Ok(lease) = self.lease() {
-            let ctx = self.client.ctx.clone();
-            let d = digest.clone();
-            return self
-                .client
-                .block_on(async move { dest::hold(&ctx, &lease, &d).await })
-                .is_ok();
-        }
-        present
+        self.client.block_on(async move {
+            // Held first, then looked up: a collection between the two cannot take it (a blob
+            // no image names, left by a removal, goes at containerd's next collection).
+            dest::hold(&ctx, &lease, &d).await.is_ok() && matches!(ctx.info(&d).await, Ok(Some(_)))
+        })
     }
 
     fn put_blob(&mut self, blob: &BlobInfo, content: &mut dyn Read) -> imgkit_store::Result<()> {
@@ -393,10 +388,6 @@ impl Destination for Store {
         let lease = self.lease().map_err(|e| self.store_err(e))?;
         let w =
             dest::write_blob(&self.client, &lease, None, content).map_err(|e| self.store_err(e))?;
-        if !w.new {
-            // Held by the lease like any blob found there.
-            let _ = self.has_blob(&w.digest);
-        }
         Ok((
             BlobInfo {
                 digest: w.digest,
