@@ -253,8 +253,7 @@ pub(crate) fn write_blob(
         (Ok(_), None, false) => Err(ctx.content_error(
             what.clone(),
             format!(
-                "the source gave {offset} bytes, and its descriptor says {}; nothing of it was kept",
-                total
+                "the source gave {offset} bytes, and its descriptor says {total}; nothing of it was kept"
             ),
         )),
         (Ok(Some(_)), None, true) if sent_all => return done(true),

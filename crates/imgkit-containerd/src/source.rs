@@ -284,19 +284,18 @@ async fn resolve(ctx: &Ctx, target: &BlobInfo) -> Result<Resolved> {
     let mut missing = Vec::new();
     let mut complete = !listed.is_empty();
     for (p, desc) in &listed {
-        match manifest(ctx, desc).await? {
-            Some((c, cr, true)) => all.push((
+        if let Some((c, cr, true)) = manifest(ctx, desc).await? {
+            all.push((
                 Chosen {
                     platform: p.clone().unwrap_or_default(),
                     ..c
                 },
                 cr,
-            )),
-            _ => {
-                complete = false;
-                if let Some(p) = p {
-                    missing.push(p.clone());
-                }
+            ));
+        } else {
+            complete = false;
+            if let Some(p) = p {
+                missing.push(p.clone());
             }
         }
     }
