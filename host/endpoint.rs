@@ -111,6 +111,11 @@ pub(crate) fn open_engine(kind: EngineKind, namespace: Option<String>) -> anyhow
     let opts = EngineOptions {
         namespace,
         trace: crate::engine_args::trace(),
+        // The ctr CLI (the fallback of native `ctr:`) talks to the containerd `--address` or
+        // discovery names (k3s' socket).
+        address: (kind == EngineKind::Ctr)
+            .then(crate::containerd::cli_address)
+            .flatten(),
         ..EngineOptions::default()
     };
     let opts = imgkit_engine::rancher_desktop::Places::here().apply(kind, opts);

@@ -177,3 +177,37 @@ pub(crate) fn engine_error(e: imgkit_engine::Error) -> anyhow::Error {
         None => e.into(),
     }
 }
+
+/// How `run` reaches containerd (`ctr:NAMESPACE`): its socket, and how images are unpacked
+/// after a native import.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct ContainerdArgs {
+    /// containerd's socket for `ctr:` endpoints [default: $CONTAINERD_ADDRESS, else the first
+    /// of /run/containerd/containerd.sock, /run/k3s/containerd/containerd.sock (k3s, RKE2) and
+    /// MicroK8s' that exists].
+    #[arg(long = "address", value_name = "SOCKET")]
+    pub(crate) address: Option<String>,
+    /// The snapshotter images loaded into `ctr:` are unpacked into (the one the CRI uses).
+    #[arg(long, value_name = "NAME", default_value = "overlayfs")]
+    pub(crate) snapshotter: String,
+    /// Do not unpack images loaded into `ctr:` (kubelet unpacks on a pod's first start).
+    #[arg(long)]
+    pub(crate) no_unpack: bool,
+}
+
+static CONTAINERD: std::sync::OnceLock<ContainerdArgs> = std::sync::OnceLock::new();
+
+/// Sets `run`'s containerd options for the whole process (once; `run --from ctr:all` runs
+/// several times with the same options).
+pub(crate) fn set_containerd(args: &ContainerdArgs) {
+    let _ = CONTAINERD.set(args.clone());
+}
+
+/// `run`'s containerd options (defaults when not set: `ls`, `save` and `load` reach
+/// containerd through the `ctr` CLI and their own `--address`).
+pub(crate) fn containerd() -> ContainerdArgs {
+    CONTAINERD.get().cloned().unwrap_or_else(|| ContainerdArgs {
+        snapshotter: "overlayfs".to_owned(),
+        ..ContainerdArgs::default()
+    })
+}

@@ -156,10 +156,13 @@ pub(crate) struct StoreLock {
 /// cannot be made (an unwritable temp dir) means running unlocked, as before.
 pub(crate) fn lock_store(target: &Endpoint, waiting: impl FnOnce(&str)) -> StoreLock {
     use sha2::Digest as _;
-    let Some(engine) = target.engine() else {
+    let key = match target {
+        Endpoint::Store(spec) => crate::containerd::store_key(spec),
+        _ => target.engine().map(Engine::store_key),
+    };
+    let Some(key) = key else {
         return StoreLock { _file: None };
     };
-    let key = engine.store_key();
     let hash = sha2::Sha256::digest(key.as_bytes());
     let name = hash[..8].iter().fold(String::new(), |mut s, b| {
         use std::fmt::Write as _;

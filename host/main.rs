@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod containerd;
 mod diagnostics;
 mod endpoint;
 mod engine_args;

@@ -48,12 +48,15 @@ pub(crate) fn layout_dir(spec: &EndpointSpec) -> Option<PathBuf> {
 
 /// Whether `spec` is an image store, read and written through imgkit-store.
 pub(crate) fn is_store(spec: &EndpointSpec) -> bool {
-    layout_dir(spec).is_some()
+    layout_dir(spec).is_some() || crate::containerd::native(spec)
 }
 
 /// `spec` as a source of blobs: a store, or an archive file. `None`: it is neither (an
 /// engine, which is read through its save stream).
 pub(crate) fn open_source(spec: &EndpointSpec) -> anyhow::Result<Option<Box<dyn Source>>> {
+    if let Some(store) = crate::containerd::open(spec) {
+        return Ok(Some(Box::new(store)));
+    }
     if let Some(dir) = layout_dir(spec) {
         if !imgkit_store::is_layout_dir(&dir) {
             return Err(with_hint(
@@ -82,6 +85,9 @@ pub(crate) fn open_source(spec: &EndpointSpec) -> anyhow::Result<Option<Box<dyn 
 pub(crate) fn open_destination(
     spec: &EndpointSpec,
 ) -> anyhow::Result<Option<Box<dyn Destination + Send>>> {
+    if let Some(store) = crate::containerd::open(spec) {
+        return Ok(Some(Box::new(store)));
+    }
     if let Some(dir) = layout_dir(spec) {
         let layout = LayoutDir::create(&dir).map_err(|e| {
             with_hint(

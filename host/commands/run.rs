@@ -69,9 +69,12 @@ pub(crate) struct Args {
     pub(crate) rename: Vec<Rule>,
     #[command(flatten)]
     pub(crate) registry: crate::registry::RegistryArgs,
+    #[command(flatten)]
+    pub(crate) containerd: crate::engine_args::ContainerdArgs,
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    crate::engine_args::set_containerd(&args.containerd);
     // A registry on either side goes through imgkit-registry (host/registry.rs).
     if let Some(done) = crate::registry::route(args, global) {
         return done;

@@ -1,0 +1,432 @@
+//! The store against real containerd 1.6, as `scripts/engines` starts it: the seeded set
+//! (`IMGKIT_ENGINES_DIR`, read only) and the empty destination set (`IMGKIT_TRANSFER_DST`),
+//! written in namespaces of these tests' own. Without them the tests skip (and fail when `CI`
+//! is set).
+#![cfg(unix)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use imgkit_containerd::{Address, Client, Error, ImportOptions, Store};
+use imgkit_engine::{Engine, EngineKind, EngineOptions};
+use imgkit_store::{BlobInfo, Destination, Source, copy};
+use imgkit_types::Digest;
+
+fn socket_of(var: &str) -> Option<String> {
+    let dir = std::env::var_os(var).filter(|v| !v.is_empty())?;
+    let p = PathBuf::from(dir).join("containerd/containerd.sock");
+    p.exists().then(|| p.display().to_string())
+}
+
+fn sockets() -> Option<(String, String)> {
+    let s = socket_of("IMGKIT_ENGINES_DIR").zip(socket_of("IMGKIT_TRANSFER_DST"));
+    if s.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI: these tests need real engines (scripts/test sets IMGKIT_ENGINES_DIR and IMGKIT_TRANSFER_DST)"
+        );
+        eprintln!("skipped: needs real engines; run scripts/test");
+    }
+    s
+}
+
+macro_rules! need {
+    () => {
+        match sockets() {
+            Some(s) => s,
+            None => return,
+        }
+    };
+}
+
+fn addr(path: &str) -> Address {
+    Address {
+        path: path.to_owned(),
+        how: "--address",
+    }
+}
+
+fn store(path: &str, ns: &str) -> Store {
+    Store::new(
+        Client::connect(&addr(path), ns).expect("connect"),
+        ImportOptions::default(),
+    )
+}
+
+fn ctr(addr: &str, ns: &str, args: &[&str]) -> String {
+    let out = Command::new("ctr")
+        .args(["-a", addr, "-n", ns])
+        .args(args)
+        .output()
+        .expect("ctr");
+    assert!(
+        out.status.success(),
+        "ctr {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A namespace of this test's own in the destination containerd, emptied at the end.
+struct Scratch {
+    addr: String,
+    ns: String,
+}
+
+impl Scratch {
+    fn new(addr: &str, name: &str) -> Self {
+        let ns = format!("imgkit-t-{name}-{}", std::process::id());
+        Scratch {
+            addr: addr.to_owned(),
+            ns,
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let out = Command::new("ctr")
+            .args(["-a", &self.addr, "-n", &self.ns, "images", "ls", "-q"])
+            .output();
+        if let Ok(out) = out {
+            let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            if !names.is_empty() {
+                let _ = Command::new("ctr")
+                    .args(["-a", &self.addr, "-n", &self.ns, "images", "rm", "--sync"])
+                    .args(&names)
+                    .output();
+            }
+        }
+    }
+}
+
+#[test]
+fn lists_what_the_ctr_cli_lists_with_creation_times() {
+    let (src, _) = need!();
+    for ns in ["k8s.io", "default"] {
+        let native = store(&src, ns).list().expect("list");
+        let cli = Engine::new(
+            EngineKind::Ctr,
+            EngineOptions {
+                address: Some(src.clone()),
+                namespace: Some(ns.to_owned()),
+                ..EngineOptions::default()
+            },
+        )
+        .unwrap()
+        .list_noting()
+        .expect("ctr images ls");
+        assert_eq!(native.1, cli.1, "warnings");
+        assert_eq!(native.0.len(), cli.0.len(), "{ns}: one record per name");
+        for (n, c) in native.0.iter().zip(&cli.0) {
+            assert_ne!(n.created_at, "N/A", "{ns}: {n:?} has the config's time");
+            assert!(n.created_since.ends_with(" ago"), "{n:?}");
+            let mut n = n.clone();
+            assert_eq!(n.extra.remove("Namespace"), Some(ns.into()));
+            n.created_at = c.created_at.clone();
+            n.created_since = c.created_since.clone();
+            assert_eq!(&n, c, "{ns}: the record of {}", c.extra["Name"]);
+        }
+    }
+}
+
+#[test]
+fn an_unknown_namespace_is_named_with_those_that_exist() {
+    let (src, _) = need!();
+    let e = store(&src, "no-such-ns").list().unwrap_err();
+    assert!(matches!(e, Error::UnknownNamespace { .. }), "{e}");
+    assert!(e.to_string().contains("k8s.io"), "{e}");
+}
+
+fn ids(addr: &str, ns: &str) -> BTreeMap<String, String> {
+    // name → config digest, through `ctr images check`'s neighbour: the manifest's config.
+    let s = store(addr, ns);
+    let (records, _) = s.list().unwrap();
+    let refs: Vec<_> = records
+        .iter()
+        .filter_map(|r| r.extra["Name"].as_str()?.parse().ok())
+        .collect();
+    s.image_ids_of(&refs)
+        .unwrap()
+        .into_iter()
+        .map(|(r, id)| (r.to_string(), id.map(|d| d.to_string()).unwrap_or_default()))
+        .collect()
+}
+
+#[test]
+fn copies_between_containerds_unpacked_and_sends_only_what_is_missing() {
+    let (src, dst) = need!();
+    let scratch = Scratch::new(&dst, "copy");
+    let from = store(&src, "k8s.io");
+    from.list().unwrap();
+    let images = from.images().unwrap();
+    let pick = |name: &str| {
+        images
+            .iter()
+            .filter(|i| i.names.iter().any(|n| n.to_string() == name))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let multi = pick("docker.io/seed/multi:latest");
+    assert_eq!(multi.len(), 1, "{images:#?}");
+    let mut to = store(&dst, &scratch.ns);
+    let r = copy(&from, &mut to, &multi).unwrap();
+    assert_eq!(r.blobs_skipped, 0, "{r:?}");
+    assert_eq!(r.blobs_written, 5, "config, three layers, manifest: {r:?}");
+    assert_eq!(to.unpack_report().applied, 3);
+    let check = ctr(&dst, &scratch.ns, &["images", "check"]);
+    let line = check
+        .lines()
+        .find(|l| l.starts_with("docker.io/seed/multi:latest "))
+        .unwrap_or_else(|| panic!("{check}"));
+    assert!(
+        line.contains("complete (4/4)") && line.trim_end().ends_with("true"),
+        "{line}"
+    );
+    let snaps = ctr(&dst, &scratch.ns, &["snapshots", "ls"]);
+    assert_eq!(
+        snaps.lines().filter(|l| l.contains("Committed")).count(),
+        3,
+        "{snaps}"
+    );
+    // The base shares multi's first layer: only its config and manifest move.
+    let base = pick("docker.io/seed/base:1.0");
+    let mut to = store(&dst, &scratch.ns);
+    let r = copy(&from, &mut to, &base).unwrap();
+    assert_eq!((r.blobs_written, r.blobs_skipped), (2, 1), "{r:?}");
+    assert_eq!(
+        to.unpack_report(),
+        imgkit_containerd::UnpackReport {
+            applied: 0,
+            present: 1
+        }
+    );
+    let want = ids(&src, "k8s.io");
+    let got = ids(&dst, &scratch.ns);
+    for (name, id) in &got {
+        assert_eq!(want.get(name), Some(id), "{name}");
+    }
+    assert_eq!(got.len(), 2, "{got:?}");
+    // What it imported exports again with the same manifest digest.
+    let exported = ctr(&dst, &scratch.ns, &["images", "ls"]);
+    assert!(
+        exported.contains(multi[0].manifest.digest.as_str()),
+        "{exported}"
+    );
+    // No lease is left behind.
+    let leases = ctr(&dst, &scratch.ns, &["leases", "ls"]);
+    assert_eq!(leases.lines().count(), 1, "{leases}");
+}
+
+#[test]
+fn a_damaged_blob_is_refused_and_nothing_is_named() {
+    let (_, dst) = need!();
+    let scratch = Scratch::new(&dst, "damaged");
+    let mut to = store(&dst, &scratch.ns);
+    let content = b"hello, containerd".to_vec();
+    let digest: Digest = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
+    let blob = BlobInfo {
+        digest: digest.clone(),
+        size: content.len() as u64,
+        media_type: "application/octet-stream".into(),
+    };
+    let e = to.put_blob(&blob, &mut content.as_slice()).unwrap_err();
+    assert!(e.to_string().contains("digest"), "{e}");
+    assert!(!to.has_blob(&digest));
+    // Short content: refused before containerd commits anything.
+    let right = BlobInfo {
+        digest: format!("sha256:{}", sha(&content)).parse().unwrap(),
+        size: content.len() as u64 + 1,
+        media_type: "application/octet-stream".into(),
+    };
+    let e = to.put_blob(&right, &mut content.as_slice()).unwrap_err();
+    assert!(e.to_string().contains("descriptor says"), "{e}");
+    assert!(!to.has_blob(&right.digest));
+    // The right one goes in, and reads back.
+    let ok = BlobInfo {
+        size: content.len() as u64,
+        ..right
+    };
+    to.put_blob(&ok, &mut content.as_slice()).unwrap();
+    assert!(to.has_blob(&ok.digest));
+    let mut back = Vec::new();
+    to.read_blobs(std::slice::from_ref(&ok), &mut |_, r| {
+        r.read_to_end(&mut back).unwrap();
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(back, content);
+}
+
+fn sha(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    sha2::Sha256::digest(b)
+        .iter()
+        .fold(String::new(), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
+}
+
+#[test]
+fn a_missing_or_dead_socket_is_said_plainly() {
+    let e = Client::connect(&addr("/nonexistent/containerd.sock"), "default").unwrap_err();
+    assert!(matches!(e, Error::NoSocket { .. }), "{e}");
+    assert!(e.is_connection());
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("c.sock");
+    drop(std::os::unix::net::UnixListener::bind(&dead).unwrap());
+    let e = Client::connect(&addr(dead.to_str().unwrap()), "default").unwrap_err();
+    assert!(matches!(e, Error::Unreachable { .. }), "{e}");
+    assert!(e.hint().is_some());
+    let _ = Path::new("");
+}
+
+#[test]
+fn an_index_exports_the_platform_whose_content_is_here_and_names_the_rest() {
+    let (src, dst) = need!();
+    let scratch = Scratch::new(&dst, "index");
+    let from = store(&src, "k8s.io");
+    from.list().unwrap();
+    let app = from
+        .images()
+        .unwrap()
+        .into_iter()
+        .find(|i| {
+            i.names
+                .iter()
+                .any(|n| n.to_string() == "docker.io/seed/app:1.0")
+        })
+        .unwrap();
+    let mut to = store(&dst, &scratch.ns);
+    copy(&from, &mut to, std::slice::from_ref(&app)).unwrap();
+    let absent = format!("sha256:{}", "ab".repeat(32));
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": app.manifest.media_type, "digest": app.manifest.digest.to_string(), "size": app.manifest.size,
+             "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": absent, "size": 500,
+             "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+        ]
+    })
+    .to_string()
+    .into_bytes();
+    let desc = BlobInfo {
+        digest: format!("sha256:{}", sha(&index)).parse().unwrap(),
+        size: index.len() as u64,
+        media_type: "application/vnd.oci.image.index.v1+json".into(),
+    };
+    to.put_blob(&desc, &mut index.as_slice()).unwrap();
+    to.name_target("docker.io/seed/multiarch:1", &desc).unwrap();
+    drop(to);
+    let s = store(&dst, &scratch.ns);
+    let (records, _) = s.list().unwrap();
+    let rec = records
+        .iter()
+        .find(|r| r.repository == "seed/multiarch")
+        .unwrap_or_else(|| panic!("{records:#?}"));
+    assert_eq!(rec.extra["Platform"], "linux/amd64,linux/arm64/v8");
+    let notes = s.notes();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("only linux/amd64") && notes[0].contains("linux/arm64/v8 is not"),
+        "{notes:?}"
+    );
+    let img = s
+        .images()
+        .unwrap()
+        .into_iter()
+        .find(|i| {
+            i.names
+                .iter()
+                .any(|n| n.to_string() == "docker.io/seed/multiarch:1")
+        })
+        .unwrap();
+    assert_eq!(img.manifest, app.manifest);
+    assert_eq!(img.id(), app.id());
+}
+
+#[test]
+fn large_blobs_read_back_in_ranges_and_a_damaged_store_is_caught() {
+    let (_, dst) = need!();
+    let scratch = Scratch::new(&dst, "ranges");
+    let mut to = store(&dst, &scratch.ns);
+    // 9 MiB and a bit: read as several ranges at once.
+    let mut content = vec![0u8; (9 << 20) + 12345];
+    let mut x: u32 = 2_463_534_242;
+    for b in &mut content {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    let blob = BlobInfo {
+        digest: format!("sha256:{}", sha(&content)).parse().unwrap(),
+        size: content.len() as u64,
+        media_type: "application/octet-stream".into(),
+    };
+    to.put_blob(&blob, &mut content.as_slice()).unwrap();
+    let read_back = |s: &Store| {
+        let mut back = Vec::new();
+        s.read_blobs(std::slice::from_ref(&blob), &mut |_, r| {
+            r.read_to_end(&mut back)
+                .map_err(|e| imgkit_store::Error::Read {
+                    digest: blob.digest.clone(),
+                    source: e,
+                })?;
+            Ok(())
+        })
+        .map(|()| back)
+    };
+    assert!(
+        read_back(&to).unwrap() == content,
+        "the blob came back changed"
+    );
+    // Damage the stored file (same size) behind containerd's back: the read fails.
+    let file = Path::new(&dst)
+        .parent()
+        .unwrap()
+        .join("root/io.containerd.content.v1.content/blobs/sha256")
+        .join(blob.digest.hex());
+    let mut damaged = content.clone();
+    damaged[5 << 20] ^= 0xff;
+    std::fs::write(&file, &damaged).unwrap();
+    let e = read_back(&to).unwrap_err();
+    assert!(e.to_string().contains("damaged"), "{e}");
+    std::fs::write(&file, &content).unwrap();
+}
+
+#[test]
+fn a_blob_of_unknown_digest_is_hashed_as_it_streams_and_written_once() {
+    let (_, dst) = need!();
+    let scratch = Scratch::new(&dst, "hashed");
+    let mut to = store(&dst, &scratch.ns);
+    let content = format!("a layer.tar of its own {}", std::process::id()).into_bytes();
+    let (b, new) = to
+        .put_blob_hashed(
+            content.len() as u64,
+            "application/vnd.docker.image.rootfs.diff.tar",
+            &mut content.as_slice(),
+        )
+        .unwrap();
+    assert!(new);
+    assert_eq!(b.digest.hex(), sha(&content));
+    assert_eq!(b.size, content.len() as u64);
+    assert!(to.has_blob(&b.digest));
+    let (again, new) = to
+        .put_blob_hashed(
+            content.len() as u64,
+            "application/vnd.docker.image.rootfs.diff.tar",
+            &mut content.as_slice(),
+        )
+        .unwrap();
+    assert!(!new, "written twice");
+    assert_eq!(again, b);
+}

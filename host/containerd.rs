@@ -1,0 +1,169 @@
+//! `ctr:NAMESPACE` over containerd's gRPC API (`crates/imgkit-containerd`): opened here when
+//! the socket answers; the `ctr` CLI (`imgkit-engine`'s ctr seam) stays the fallback, and is
+//! used whenever a ctr binary is named (`IMGKIT_CTR_BIN`, `--engine-bin`). `-v` says which path
+//! was taken and why.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use imgkit_containerd::{Client, ImportOptions, Store, discover};
+use imgkit_engine::EngineKind;
+use imgkit_types::ImageRecord;
+
+use crate::endpoint::EndpointSpec;
+
+use crate::diagnostics::with_hint;
+use crate::engine_args;
+
+/// containerd over its API, or why not.
+enum Reach {
+    Native(Client),
+    /// Through the `ctr` CLI; the reason (for `-v`).
+    Cli,
+}
+
+fn say(msg: &str) {
+    if engine_args::trace().is_some() {
+        eprintln!("imgkit: {msg}");
+    }
+}
+
+/// The socket `ctr:` endpoints use: `--address`, `CONTAINERD_ADDRESS`, or the first of the usual
+/// places that exists (so the CLI fallback talks to the same containerd).
+pub(crate) fn address() -> imgkit_containerd::Address {
+    discover(engine_args::containerd().address.as_deref())
+}
+
+/// The namespace of a `ctr:NAMESPACE` spec (`default` when none is named); `None` for anything
+/// else: nerdctl stays on its CLI, and `ctr:all` is every namespace, one run each.
+fn namespace_of(spec: &EndpointSpec) -> Option<&str> {
+    match spec {
+        EndpointSpec::Engine {
+            kind: EngineKind::Ctr,
+            namespace,
+        } => {
+            let ns = namespace
+                .as_deref()
+                .unwrap_or(imgkit_engine::DEFAULT_NAMESPACE);
+            (ns != "all").then_some(ns)
+        }
+        _ => None,
+    }
+}
+
+/// Decided once per namespace and process (a run opens its endpoints several times).
+static REACHED: Mutex<BTreeMap<String, Option<Client>>> = Mutex::new(BTreeMap::new());
+
+/// `ctr:namespace` natively when containerd answers on its socket and no ctr binary is named,
+/// else the CLI; `-v` says which and why.
+fn reach(namespace: &str) -> Reach {
+    let mut reached = REACHED.lock().expect("reached");
+    if let Some(c) = reached.get(namespace) {
+        return c.clone().map_or(Reach::Cli, Reach::Native);
+    }
+    let spec = format!("ctr:{namespace}");
+    let named = std::env::var_os("IMGKIT_CTR_BIN").filter(|v| !v.is_empty());
+    let client = if let Some(bin) = named {
+        say(&format!(
+            "{spec}: through the ctr CLI ({}, from IMGKIT_CTR_BIN)",
+            std::path::Path::new(&bin).display()
+        ));
+        None
+    } else {
+        let args = engine_args::containerd();
+        let addr = address();
+        match Client::connect(&addr, namespace) {
+            Ok(client) => {
+                say(&format!(
+                    "{spec}: through containerd's API at {} ({}; {})",
+                    addr.path,
+                    match addr.how {
+                        "found" => "found there",
+                        "default" => "the default socket",
+                        how => how,
+                    },
+                    if args.no_unpack {
+                        "no unpacking".to_owned()
+                    } else {
+                        format!("unpacking into {}", args.snapshotter)
+                    }
+                ));
+                Some(client)
+            }
+            Err(e) => {
+                say(&format!(
+                    "{spec}: containerd's API: {e}; falling back to the ctr CLI"
+                ));
+                None
+            }
+        }
+    };
+    reached.insert(namespace.to_owned(), client.clone());
+    client.map_or(Reach::Cli, Reach::Native)
+}
+
+/// Whether `spec` is `ctr:NAMESPACE` reached over containerd's API (an image store).
+pub(crate) fn native(spec: &EndpointSpec) -> bool {
+    namespace_of(spec).is_some_and(|ns| matches!(reach(ns), Reach::Native(_)))
+}
+
+/// `spec` as a store over containerd's API; `None` when it is not one.
+pub(crate) fn open(spec: &EndpointSpec) -> Option<Store> {
+    let Reach::Native(client) = reach(namespace_of(spec)?) else {
+        return None;
+    };
+    let args = engine_args::containerd();
+    Some(Store::new(
+        client,
+        ImportOptions {
+            snapshotter: args.snapshotter.clone(),
+            unpack: !args.no_unpack,
+        },
+    ))
+}
+
+/// The listing of a native `ctr:` source, with its warnings and notes (platforms whose content
+/// is not here); `None` when `spec` is not one.
+pub(crate) fn listing(spec: &EndpointSpec) -> anyhow::Result<Option<crate::selection::Listing>> {
+    let Some(store) = open(spec) else {
+        return Ok(None);
+    };
+    let (records, warnings) =
+        list(&store).map_err(|e| e.context(format!("could not list the images in {spec}")))?;
+    Ok(Some(crate::selection::Listing { records, warnings }))
+}
+
+/// The key runs into one store take turns by: the same as the ctr CLI's for that containerd
+/// and namespace, so native and CLI runs wait for each other.
+pub(crate) fn store_key(spec: &EndpointSpec) -> Option<String> {
+    let ns = namespace_of(spec)?;
+    native(spec).then(|| format!("containerd {} {ns}", address().path))
+}
+
+/// The engine options' `--address` for the ctr CLI: what `--address` names or discovery
+/// found (k3s' socket); `CONTAINERD_ADDRESS` reaches the CLI through the environment.
+pub(crate) fn cli_address() -> Option<String> {
+    let a = address();
+    matches!(a.how, "--address" | "found").then_some(a.path)
+}
+
+/// The namespace's records (with `Namespace`, as the CLI listing gets them in `plan.rs`), and
+/// warnings: names left out, platforms whose content is not here.
+fn list(store: &Store) -> anyhow::Result<(Vec<ImageRecord>, Vec<String>)> {
+    let (records, mut warnings) = store.list().map_err(|e| error(e, None))?;
+    warnings.extend(store.notes().into_iter().map(|n| format!("note: {n}")));
+    Ok((records, warnings))
+}
+
+/// An error of the API with its hint, under `context`.
+pub(crate) fn error(e: imgkit_containerd::Error, context: Option<&str>) -> anyhow::Error {
+    let hint = e.hint();
+    let mut err = anyhow::Error::new(e);
+    if let Some(c) = context {
+        err = err.context(c.to_owned());
+    }
+    match hint {
+        Some(h) => with_hint(err, h),
+        None => err,
+    }
+}

@@ -1,0 +1,406 @@
+//! `ctr:NAMESPACE` over containerd's gRPC API (`crates/imgkit-containerd`), end to end on real
+//! engines (`scripts/engines`: containerd 1.6): docker → ctr:k8s.io and ctr:k8s.io → docker,
+//! podman and an archive natively with equal image IDs, unpacked snapshots, a re-export by
+//! `ctr export` with the same manifest digest, only missing blobs written, SIGKILL mid-import,
+//! and the CLI fallback when the socket cannot be used.
+#![cfg(unix)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::transfer::{
+    DOCKER_DST, Engines, K8S_DST, SELECT_TWO, ctr, ctr_images, docker, docker_images, empty_ctr,
+    empty_docker, engines, fresh_podman, imgkit, kv, lock, output, podman_images, src_docker,
+    want_two, write_filter,
+};
+use crate::util::bin;
+
+macro_rules! need_engines {
+    () => {
+        match engines() {
+            Some(e) => e,
+            None => return,
+        }
+    };
+}
+
+const NATIVE: &str = "through containerd's API";
+
+/// `ctr images check` of `name`: (complete, unpacked).
+fn check(addr: &str, ns: &str, name: &str) -> (bool, bool) {
+    let table = output(ctr(addr, ns).args(["images", "check"]));
+    let line = table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("{name} not in\n{table}"));
+    (
+        line.contains(" complete "),
+        line.split_whitespace().last() == Some("true"),
+    )
+}
+
+fn manifest_of(addr: &str, ns: &str, name: &str) -> String {
+    let table = output(ctr(addr, ns).args(["images", "ls"]));
+    table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or_else(|| panic!("{name} not in\n{table}"))
+        .to_owned()
+}
+
+#[test]
+fn docker_to_ctr_k8s_natively_unpacked_and_exported_again_the_same() {
+    let e = need_engines!();
+    let _guard = lock(&K8S_DST);
+    let addr = e.dst.var("CONTAINERD_ADDRESS");
+    empty_ctr(addr, "k8s.io");
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    let env = vec![src_docker(e), kv("CONTAINERD_ADDRESS", addr)];
+    imgkit(&env)
+        .args(["-v", "run", "--from", "docker", "--to", "ctr:k8s.io", "-f"])
+        .arg(&filter)
+        .run()
+        .success()
+        .stderr_has(NATIVE)
+        .stderr_has("2 verified by image ID");
+    assert_eq!(ctr_images(addr, "k8s.io"), want_two(e, "docker.io/"));
+    for name in ["docker.io/seed/app:1.0", "docker.io/seed/base:1.0"] {
+        assert_eq!(check(addr, "k8s.io", name), (true, true), "{name}");
+    }
+    let snaps = output(ctr(addr, "k8s.io").args(["snapshots", "ls"]));
+    assert!(
+        snaps.lines().filter(|l| l.contains("Committed")).count() >= 2,
+        "{snaps}"
+    );
+    // `ctr export` of what imgkit imported carries the same manifest.
+    let app = manifest_of(addr, "k8s.io", "docker.io/seed/app:1.0");
+    let tar = tmp.path().join("export.tar");
+    output(
+        ctr(addr, "k8s.io")
+            .args(["images", "export"])
+            .arg(&tar)
+            .arg("docker.io/seed/app:1.0"),
+    );
+    let index = read_member(&tar, "index.json");
+    assert!(index.contains(&app), "{index}");
+    empty_ctr(addr, "k8s.io");
+}
+
+fn read_member(tar: &Path, name: &str) -> String {
+    let mut a = ::tar::Archive::new(std::fs::File::open(tar).unwrap());
+    for entry in a.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_str() == Some(name) {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut s).unwrap();
+            return s;
+        }
+    }
+    panic!("{} has no {name}", tar.display())
+}
+
+#[test]
+fn ctr_k8s_to_docker_podman_and_an_archive_natively() {
+    let e = need_engines!();
+    let src = kv("CONTAINERD_ADDRESS", e.src.var("CONTAINERD_ADDRESS"));
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    {
+        let _guard = lock(&DOCKER_DST);
+        let host = e.dst.var("DOCKER_HOST");
+        empty_docker(host);
+        imgkit(&[src.clone(), kv("DOCKER_HOST", host)])
+            .args(["-v", "run", "--from", "ctr:k8s.io", "--to", "docker", "-f"])
+            .arg(&filter)
+            .run()
+            .success()
+            .stderr_has(NATIVE)
+            .stderr_has("2 verified by image ID");
+        assert_eq!(docker_images(host), want_two(e, ""));
+        empty_docker(host);
+    }
+    let mut env = fresh_podman(tmp.path());
+    env.push(src.clone());
+    imgkit(&env)
+        .args(["-v", "run", "--from", "ctr:k8s.io", "--to", "podman", "-f"])
+        .arg(&filter)
+        .run()
+        .success()
+        .stderr_has(NATIVE)
+        .stderr_has("2 verified by image ID");
+    assert_eq!(podman_images(&env), want_two(e, "docker.io/"));
+    let archive = tmp.path().join("k8s.tar");
+    imgkit(&[src])
+        .args(["-v", "run", "--from", "ctr:k8s.io", "-f"])
+        .arg(&filter)
+        .arg("--to")
+        .arg(&archive)
+        .run()
+        .success()
+        .stderr_has(NATIVE);
+    // The archive loads into podman with the same IDs.
+    let tmp2 = tempfile::tempdir().unwrap();
+    let env2 = fresh_podman(tmp2.path());
+    imgkit(&env2)
+        .args(["load", "--engine", "podman", "-i"])
+        .arg(&archive)
+        .run()
+        .success();
+    assert_eq!(podman_images(&env2), want_two(e, "docker.io/"));
+}
+
+/// A 100 MiB base in the destination docker and one image on it with a small layer of its
+/// own: `(base, top)` references.
+fn base_and_top(e: &Engines, dir: &Path, mib: usize) -> (String, String) {
+    let host = e.dst.var("DOCKER_HOST");
+    let data = dir.join("base");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut blob = vec![0u8; mib << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ u64::from(std::process::id());
+    for chunk in blob.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(data.join("blob"), &blob).unwrap();
+    let tar = dir.join("base.tar");
+    output(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&data)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("blob"),
+    );
+    output(docker(host).arg("import").arg(&tar).arg("imgkit-t/base:1"));
+    let ctx = dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("top"), b"a layer of its own\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM imgkit-t/base:1\nCOPY top /top\n",
+    )
+    .unwrap();
+    output(
+        docker(host)
+            .env("DOCKER_BUILDKIT", "0")
+            .args(["build", "-q", "-t", "imgkit-t/top:1"])
+            .arg(&ctx),
+    );
+    ("imgkit-t/base:1".to_owned(), "imgkit-t/top:1".to_owned())
+}
+
+fn json_of(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn a_second_image_sharing_a_base_writes_only_its_own_layers() {
+    let e = need_engines!();
+    let _d = lock(&DOCKER_DST);
+    let _k = lock(&K8S_DST);
+    let host = e.dst.var("DOCKER_HOST");
+    let addr = e.dst.var("CONTAINERD_ADDRESS");
+    empty_docker(host);
+    empty_ctr(addr, "k8s.io");
+    let tmp = tempfile::tempdir().unwrap();
+    let (base, top) = base_and_top(e, tmp.path(), 100);
+    let env = vec![kv("DOCKER_HOST", host), kv("CONTAINERD_ADDRESS", addr)];
+    let one = |r: &str| {
+        let f = tmp
+            .path()
+            .join(format!("{}.jq", r.replace(['/', ':'], "_")));
+        std::fs::write(
+            &f,
+            format!("select(.Repository + \":\" + .Tag == \"{r}\") | \"{r}\""),
+        )
+        .unwrap();
+        f
+    };
+    imgkit(&env)
+        .args([
+            "--json",
+            "run",
+            "--from",
+            "docker",
+            "--to",
+            "ctr:k8s.io",
+            "-f",
+        ])
+        .arg(one(&base))
+        .run()
+        .success();
+    let run = imgkit(&env)
+        .args([
+            "--json",
+            "run",
+            "--from",
+            "docker",
+            "--to",
+            "ctr:k8s.io",
+            "-f",
+        ])
+        .arg(one(&top))
+        .run()
+        .success();
+    let doc = json_of(&run.stdout);
+    let skipped = doc["bytes_skipped"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{doc}"));
+    let written = doc["bytes_written"].as_u64().unwrap();
+    assert!(
+        skipped >= 100 << 20,
+        "the base layer was not skipped: {doc}"
+    );
+    assert!(
+        written < 1 << 20,
+        "more than the top layer was written: {doc}"
+    );
+    assert!(doc["blobs_skipped"].as_u64().unwrap() >= 1, "{doc}");
+    assert_eq!(
+        check(addr, "k8s.io", "docker.io/imgkit-t/top:1"),
+        (true, true)
+    );
+    empty_ctr(addr, "k8s.io");
+    empty_docker(host);
+}
+
+#[test]
+fn sigkill_mid_import_names_no_image_and_a_rerun_completes() {
+    let e = need_engines!();
+    let _d = lock(&DOCKER_DST);
+    let _k = lock(&K8S_DST);
+    let host = e.dst.var("DOCKER_HOST");
+    let addr = e.dst.var("CONTAINERD_ADDRESS");
+    empty_docker(host);
+    empty_ctr(addr, "k8s.io");
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, top) = base_and_top(e, tmp.path(), 200);
+    let filter = tmp.path().join("top.jq");
+    std::fs::write(
+        &filter,
+        format!("select(.Repository == \"imgkit-t/top\") | \"{top}\""),
+    )
+    .unwrap();
+    let mut child = Command::new(bin())
+        .args(["-q", "run", "--from", "docker", "--to", "ctr:k8s.io", "-f"])
+        .arg(&filter)
+        .env("DOCKER_HOST", host)
+        .env("CONTAINERD_ADDRESS", addr)
+        .env("IMGKIT_DOCKER_BIN", crate::transfer::docker_cli())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once containerd is taking a blob (an active ingest), long before the names.
+    let deadline = Instant::now() + Duration::from_mins(1);
+    loop {
+        let active = output(ctr(addr, "k8s.io").args(["content", "active"]));
+        if active.lines().count() > 1 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "imgkit finished before it could be killed"
+        );
+        assert!(Instant::now() < deadline, "no ingest became active");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let names = output(ctr(addr, "k8s.io").args(["images", "ls", "-q"]));
+    assert!(names.trim().is_empty(), "an image was named: {names}");
+    imgkit(&[kv("DOCKER_HOST", host), kv("CONTAINERD_ADDRESS", addr)])
+        .args(["run", "--from", "docker", "--to", "ctr:k8s.io", "-f"])
+        .arg(&filter)
+        .run()
+        .success()
+        .stderr_has("1 verified by image ID");
+    assert_eq!(
+        check(addr, "k8s.io", "docker.io/imgkit-t/top:1"),
+        (true, true)
+    );
+    empty_ctr(addr, "k8s.io");
+    empty_docker(host);
+}
+
+#[test]
+fn a_socket_that_cannot_be_used_falls_back_to_the_cli_with_a_clear_error() {
+    let e = need_engines!();
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    // Nothing there: the API says so under -v, and the CLI's own error is the one reported.
+    let missing = tmp.path().join("none.sock");
+    imgkit(&[
+        src_docker(e),
+        kv("CONTAINERD_ADDRESS", missing.to_str().unwrap()),
+    ])
+    .args(["-v", "run", "--from", "docker", "--to", "ctr:k8s.io", "-f"])
+    .arg(&filter)
+    .run()
+    .code(2)
+    .stderr_has("falling back to the ctr CLI")
+    .stderr_has("cannot reach the ctr daemon at")
+    .stderr_has("imgkit explain IK104");
+    // A named ctr binary is the CLI, even when the socket answers.
+    let ctr_bin = crate::util::on_path("ctr").expect("ctr");
+    let src = kv("CONTAINERD_ADDRESS", e.src.var("CONTAINERD_ADDRESS"));
+    imgkit(&[src.clone(), kv("IMGKIT_CTR_BIN", ctr_bin.to_str().unwrap())])
+        .args(["-v", "ls", "--engine", "ctr", "-n", "k8s.io"])
+        .run()
+        .success();
+    let archive = tmp.path().join("cli.tar");
+    imgkit(&[src, kv("IMGKIT_CTR_BIN", ctr_bin.to_str().unwrap())])
+        .args(["-v", "run", "--from", "ctr:k8s.io", "-f"])
+        .arg(&filter)
+        .arg("--to")
+        .arg(&archive)
+        .run()
+        .success()
+        .stderr_has("through the ctr CLI")
+        .stderr_has("images export");
+}
+
+#[test]
+fn permission_denied_on_the_socket_is_said_plainly() {
+    let e = need_engines!();
+    if !Path::new("/usr/bin/setpriv").exists() {
+        crate::util::skip("setpriv (util-linux) is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // A socket only root may use, with a daemon behind it: containerd's own, by a symlink in a
+    // directory nobody may search is not enough (the link is followed as root); so imgkit runs
+    // as nobody against the real socket, whose directory is root's.
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    std::fs::set_permissions(&filter, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(bin())
+        .args(["-v", "run", "--from", "ctr:k8s.io", "--to"])
+        .arg(tmp.path().join("out.tar"))
+        .arg("-f")
+        .arg(&filter)
+        .env("CONTAINERD_ADDRESS", e.src.var("CONTAINERD_ADDRESS"))
+        .env("HOME", tmp.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("permission denied on the containerd socket")
+            && stderr.contains("falling back to the ctr CLI"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("permission denied"), "{stderr}");
+}
