@@ -4,6 +4,7 @@ mod util;
 
 mod archive;
 mod cli;
+mod dockerapi;
 mod docs;
 mod engines;
 mod filter;

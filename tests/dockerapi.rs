@@ -1,0 +1,264 @@
+//! docker over its Engine API, end to end on real dockerd: the records the API path makes equal
+//! the CLI path's, byte for byte (the seeded set, and 1,000 tags of the test's own in the
+//! destination docker); the fallback to the CLI when the socket is not there; a daemon that does
+//! not answer; and no CLI needed at all when the socket is there. The whole suite runs a second
+//! time with `IMGKIT_DOCKER_VIA=cli` (scripts/test), so every docker test passes on both paths.
+#![cfg(unix)]
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::transfer::{DOCKER_DST, docker, docker_cli, empty_docker, engines, lock, output};
+use crate::util::{Run, Test};
+
+macro_rules! need_engines {
+    () => {
+        match engines() {
+            Some(e) => e,
+            None => return,
+        }
+    };
+}
+
+/// `imgkit -v ls --all --format json` on `host`, through `via` (`api` or `cli`).
+fn listed(host: &str, via: &str) -> Run {
+    Test::new()
+        .env("DOCKER_HOST", host)
+        .env("IMGKIT_DOCKER_BIN", docker_cli())
+        .env("IMGKIT_DOCKER_VIA", via)
+        .env_remove("DOCKER_CONTEXT")
+        .args(["-v", "ls", "--engine", "docker", "--all", "--format", "json"])
+        .run()
+        .success()
+}
+
+fn sorted_lines(run: &Run) -> Vec<String> {
+    let mut v: Vec<String> = run.stdout.lines().map(str::to_owned).collect();
+    v.sort();
+    v
+}
+
+/// The API path's records equal the CLI path's, line for line (sorted: docker's CLI orders the
+/// rows of one image by a Go map). CreatedSince moves with the clock, so the API listing is
+/// taken between two CLI listings and must equal one of them.
+fn api_records_equal_cli_records(host: &str) -> usize {
+    let cli_before = listed(host, "cli");
+    let api = listed(host, "api");
+    let cli_after = listed(host, "cli");
+    assert!(
+        api.stderr.contains("+ docker API ") && api.stderr.contains("/images/json"),
+        "the API path did not list over the API:\n{}",
+        api.stderr
+    );
+    assert!(
+        !api.stderr.contains(" image ls "),
+        "the API path ran the CLI:\n{}",
+        api.stderr
+    );
+    assert!(
+        cli_before.stderr.contains(" image ls --digests"),
+        "the forced CLI path did not run the CLI:\n{}",
+        cli_before.stderr
+    );
+    let (a, b, c) = (
+        sorted_lines(&cli_before),
+        sorted_lines(&api),
+        sorted_lines(&cli_after),
+    );
+    if b != a && b != c {
+        let only_api: Vec<&String> = b.iter().filter(|l| !c.contains(l)).take(5).collect();
+        let only_cli: Vec<&String> = c.iter().filter(|l| !b.contains(l)).take(5).collect();
+        panic!(
+            "API records ({}) differ from the CLI's ({}):\nonly from the API: {only_api:#?}\nonly from the CLI: {only_cli:#?}",
+            b.len(),
+            c.len()
+        );
+    }
+    b.len()
+}
+
+#[test]
+fn api_records_equal_the_clis_on_the_seeded_set() {
+    let e = need_engines!();
+    let n = api_records_equal_cli_records(e.src.var("DOCKER_HOST"));
+    // seed/many's five tags, the dangling row and the digest-only row are all there
+    assert!(n >= 10, "{n} records");
+}
+
+/// 1,000 names on one image, in four spellings docker shortens differently (`docker.io/library`
+/// and registries with ports), loaded in one `docker load` of a rewritten save.
+#[test]
+fn api_records_equal_the_clis_on_1000_tags() {
+    let e = need_engines!();
+    let _guard = lock(&DOCKER_DST);
+    let host = e.dst.var("DOCKER_HOST");
+    empty_docker(host);
+    let tmp = tempfile::tempdir().unwrap();
+    let saved = tmp.path().join("base.tar");
+    output(docker(e.src.var("DOCKER_HOST")).args(["save", "-o"]).arg(&saved).arg("seed/base:1.0"));
+    let names: Vec<String> = (0..1000)
+        .map(|i| match i % 4 {
+            0 => format!("many/r{}:t{i}", i % 7),
+            1 => format!("localhost:5000/team/r{}:v{i}", i % 5),
+            2 => format!("docker.io/library/lib{}:{i}", i % 3),
+            _ => format!("registry.example.com:5000/a/b/c{}:x{i}", i % 2),
+        })
+        .collect();
+    let tagged = tmp.path().join("tagged.tar");
+    retag(&saved, &tagged, &names);
+    output(docker(host).args(["load", "-i"]).arg(&tagged));
+    let n = api_records_equal_cli_records(host);
+    assert_eq!(n, 1000);
+    empty_docker(host);
+}
+
+/// A copy of the docker-save tar `from` whose one image is named `names`.
+fn retag(from: &Path, to: &Path, names: &[String]) {
+    let mut archive = tar::Archive::new(std::fs::File::open(from).unwrap());
+    let mut builder = tar::Builder::new(std::fs::File::create(to).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        let mut header = entry.header().clone();
+        if path == Path::new("manifest.json") {
+            let mut m: serde_json::Value = serde_json::from_slice(&data).unwrap();
+            m[0]["RepoTags"] = serde_json::json!(names);
+            data = serde_json::to_vec(&m).unwrap();
+        } else if path == Path::new("repositories") {
+            continue;
+        }
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        builder.append(&header, &data[..]).unwrap();
+    }
+    builder.finish().unwrap();
+}
+
+/// A socket that is not there: the CLI is used (and says why under -v); forced onto the API,
+/// the same daemon-down error comes from the API path.
+#[test]
+fn a_socket_that_is_not_there_falls_back_to_the_cli() {
+    let Some(_) = need_engines_opt() else { return };
+    let host = "unix:///nonexistent/imgkit/docker.sock";
+    let run = Test::new()
+        .env("DOCKER_HOST", host)
+        .env("IMGKIT_DOCKER_BIN", docker_cli())
+        .env_remove("IMGKIT_DOCKER_VIA")
+        .args(["-v", "ls", "--engine", "docker"])
+        .run()
+        .code(2)
+        .stderr_has("docker through its CLI: unix:///nonexistent/imgkit/docker.sock is not there")
+        .stderr_has("cannot reach the docker daemon at unix:///nonexistent/imgkit/docker.sock")
+        .stderr_has("IK104");
+    assert!(run.stderr.contains(" image ls --digests"), "{}", run.stderr);
+    let run = Test::new()
+        .env("DOCKER_HOST", host)
+        .env("IMGKIT_DOCKER_BIN", docker_cli())
+        .env("IMGKIT_DOCKER_VIA", "api")
+        .args(["-v", "ls", "--engine", "docker"])
+        .run()
+        .code(2)
+        .stderr_has("cannot reach the docker daemon at unix:///nonexistent/imgkit/docker.sock")
+        .stderr_has("IK104");
+    assert!(!run.stderr.contains(" image ls "), "{}", run.stderr);
+}
+
+fn need_engines_opt() -> Option<()> {
+    engines().map(|_| ())
+}
+
+/// A socket nobody listens on (a daemon that died): the API path says the daemon is down.
+#[test]
+fn a_dead_daemons_socket_is_daemon_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sock = tmp.path().join("d.sock");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let url = format!("unix://{}", sock.display());
+    Test::new()
+        .env("DOCKER_HOST", &url)
+        .env_remove("IMGKIT_DOCKER_VIA")
+        .args(["ls", "--engine", "docker"])
+        .run()
+        .code(2)
+        .stderr_has(&format!("cannot reach the docker daemon at {url}"))
+        .stderr_has("Connection refused")
+        .stderr_has("IK104");
+}
+
+/// With the socket there, no docker CLI is needed (Docker Desktop, Rancher Desktop): listing,
+/// saving and loading all go over the API with an empty PATH and no IMGKIT_DOCKER_BIN.
+#[test]
+fn no_cli_is_needed_when_the_socket_is_there() {
+    let e = need_engines!();
+    let _guard = lock(&DOCKER_DST);
+    let dst = e.dst.var("DOCKER_HOST");
+    empty_docker(dst);
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty-path");
+    std::fs::create_dir(&empty).unwrap();
+    let no_cli = |host: &str| {
+        Test::new()
+            .env("PATH", &empty)
+            .env("DOCKER_HOST", host)
+            .env_remove("IMGKIT_DOCKER_BIN")
+            .env_remove("IMGKIT_DOCKER_VIA")
+    };
+    no_cli(e.src.var("DOCKER_HOST"))
+        .args(["ls", "--engine", "docker"])
+        .run()
+        .success()
+        .stdout_has("seed/app:1.0");
+    let tar = tmp.path().join("two.tar");
+    no_cli(e.src.var("DOCKER_HOST"))
+        .args(["save", "--engine", "docker", "-o"])
+        .arg(&tar)
+        .args(["seed/app:1.0", "seed/base:1.0"])
+        .run()
+        .success();
+    let run = no_cli(dst)
+        .args(["load", "--engine", "docker", "-i"])
+        .arg(&tar)
+        .run()
+        .success()
+        .stdout_has("Loaded image: seed/app:1.0")
+        .stdout_has("Loaded image: seed/base:1.0");
+    drop(run);
+    let ids = crate::transfer::docker_images(dst);
+    assert_eq!(ids.get("seed/app:1.0"), Some(&e.src.seed["SEED_APP_ID"]));
+    empty_docker(dst);
+}
+
+/// A load the daemon refuses (a tar that is no image archive): its message is the error, and
+/// nothing is named.
+#[test]
+fn a_refused_load_says_the_daemons_message() {
+    let e = need_engines!();
+    let _guard = lock(&DOCKER_DST);
+    let dst = e.dst.var("DOCKER_HOST");
+    empty_docker(dst);
+    let tmp = tempfile::tempdir().unwrap();
+    // A valid tar with no manifest: imgkit's own archive check refuses it before docker would,
+    // so feed docker a tar of one odd file through `run` from a file source is not possible;
+    // the API load is driven directly through `load` of a tar imgkit accepts but docker cannot
+    // use: a docker-save tar whose layer is replaced is refused by imgkit's verification, so
+    // the daemon-side refusal is shown with a manifest naming a config docker cannot parse.
+    let saved = tmp.path().join("base.tar");
+    output(docker(e.src.var("DOCKER_HOST")).args(["save", "-o"]).arg(&saved).arg("seed/base:1.0"));
+    let bad = tmp.path().join("bad.tar");
+    retag(&saved, &bad, &["UPPER/case:1".to_owned()]);
+    let run = Test::new()
+        .env("DOCKER_HOST", dst)
+        .env_remove("IMGKIT_DOCKER_VIA")
+        .args(["load", "--engine", "docker", "-i"])
+        .arg(&bad)
+        .run();
+    assert_eq!(run.status, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("UPPER/case") || run.stderr.contains("reference"),
+        "{}",
+        run.stderr
+    );
+    assert!(crate::transfer::docker_images(dst).is_empty());
+}
