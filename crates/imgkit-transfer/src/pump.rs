@@ -497,6 +497,7 @@ fn open_sink(sink: Sink, run: &mut Running) -> Result<SinkWriter, Error> {
             run.sinks.push(SinkSide {
                 label: sink.label,
                 child: None,
+                finishing: false,
             });
             Ok(SinkWriter {
                 kind: WriterKind::File(Box::new(file)),
@@ -507,6 +508,7 @@ fn open_sink(sink: Sink, run: &mut Running) -> Result<SinkWriter, Error> {
             run.sinks.push(SinkSide {
                 label: sink.label,
                 child: None,
+                finishing: false,
             });
             Ok(SinkWriter {
                 kind: WriterKind::Writer(w),
@@ -517,6 +519,7 @@ fn open_sink(sink: Sink, run: &mut Running) -> Result<SinkWriter, Error> {
             run.sinks.push(SinkSide {
                 label: sink.label,
                 child: None,
+                finishing: true,
             });
             Ok(SinkWriter {
                 kind: WriterKind::Finishing(w),
@@ -539,6 +542,7 @@ fn open_sink(sink: Sink, run: &mut Running) -> Result<SinkWriter, Error> {
             let stderr = child.stderr.take().expect("piped stderr");
             run.sinks.push(SinkSide {
                 label: sink.label.clone(),
+                finishing: false,
                 child: Some(ChildSide {
                     label: sink.label,
                     child,
@@ -678,6 +682,8 @@ impl ChildSide {
 struct SinkSide {
     label: String,
     child: Option<ChildSide>,
+    /// A [`Finish`] target: its failures are a load's, not a file's.
+    finishing: bool,
 }
 
 #[derive(Default)]
@@ -845,6 +851,13 @@ impl Running {
                     Some(CopyEnd::Write(_, e)) => e,
                     _ => io::Error::other("the copy thread stopped unexpectedly"),
                 };
+                if self.sinks[i].finishing {
+                    return Error::TargetRefused {
+                        label: self.label(i),
+                        bytes,
+                        source,
+                    };
+                }
                 Error::Write {
                     label: self.label(i),
                     bytes,
@@ -852,6 +865,11 @@ impl Running {
                 }
             }
             Culprit::Finish(path, source) => Error::Finish { path, source },
+            Culprit::Flush(i, source) if self.sinks[i].finishing => Error::TargetRefused {
+                label: self.label(i),
+                bytes,
+                source,
+            },
             Culprit::Flush(i, source) => Error::Write {
                 label: self.label(i),
                 bytes,
