@@ -27,7 +27,9 @@ fn listed(host: &str, via: &str) -> Run {
         .env("IMGKIT_DOCKER_BIN", docker_cli())
         .env("IMGKIT_DOCKER_VIA", via)
         .env_remove("DOCKER_CONTEXT")
-        .args(["-v", "ls", "--engine", "docker", "--all", "--format", "json"])
+        .args([
+            "-v", "ls", "--engine", "docker", "--all", "--format", "json",
+        ])
         .run()
         .success()
 }
@@ -95,7 +97,12 @@ fn api_records_equal_the_clis_on_1000_tags() {
     empty_docker(host);
     let tmp = tempfile::tempdir().unwrap();
     let saved = tmp.path().join("base.tar");
-    output(docker(e.src.var("DOCKER_HOST")).args(["save", "-o"]).arg(&saved).arg("seed/base:1.0"));
+    output(
+        docker(e.src.var("DOCKER_HOST"))
+            .args(["save", "-o"])
+            .arg(&saved)
+            .arg("seed/base:1.0"),
+    );
     let names: Vec<String> = (0..1000)
         .map(|i| match i % 4 {
             0 => format!("many/r{}:t{i}", i % 7),
@@ -140,7 +147,7 @@ fn retag(from: &Path, to: &Path, names: &[String]) {
 /// the same daemon-down error comes from the API path.
 #[test]
 fn a_socket_that_is_not_there_falls_back_to_the_cli() {
-    let Some(_) = need_engines_opt() else { return };
+    let _e = need_engines!();
     let host = "unix:///nonexistent/imgkit/docker.sock";
     let run = Test::new()
         .env("DOCKER_HOST", host)
@@ -163,10 +170,6 @@ fn a_socket_that_is_not_there_falls_back_to_the_cli() {
         .stderr_has("cannot reach the docker daemon at unix:///nonexistent/imgkit/docker.sock")
         .stderr_has("IK104");
     assert!(!run.stderr.contains(" image ls "), "{}", run.stderr);
-}
-
-fn need_engines_opt() -> Option<()> {
-    engines().map(|_| ())
 }
 
 /// A socket nobody listens on (a daemon that died): the API path says the daemon is down.
@@ -239,7 +242,12 @@ fn a_refused_load_says_the_daemons_message() {
     empty_docker(dst);
     let tmp = tempfile::tempdir().unwrap();
     let saved = tmp.path().join("base.tar");
-    output(docker(e.src.var("DOCKER_HOST")).args(["save", "-o"]).arg(&saved).arg("seed/base:1.0"));
+    output(
+        docker(e.src.var("DOCKER_HOST"))
+            .args(["save", "-o"])
+            .arg(&saved)
+            .arg("seed/base:1.0"),
+    );
     let bad = tmp.path().join("bad.tar");
     retag(&saved, &bad, &["UPPER/case:1".to_owned()]);
     Test::new()
@@ -253,9 +261,6 @@ fn a_refused_load_says_the_daemons_message() {
         .stderr_has("the daemon failed the load: invalid reference format: repository name must be lowercase")
         .stderr_has("IK303");
     let names = crate::transfer::docker_images(dst);
-    assert!(
-        names.keys().all(|n| n == "<none>:<none>"),
-        "{names:?}"
-    );
+    assert!(names.keys().all(|n| n == "<none>:<none>"), "{names:?}");
     empty_docker(dst);
 }

@@ -26,11 +26,9 @@ impl fmt::Display for Address {
         match self {
             Address::Unix(p) => write!(f, "unix://{}", p.display()),
             Address::Tcp(a) => write!(f, "tcp://{a}"),
-            Address::Npipe(p) => write!(
-                f,
-                "npipe://{}",
-                p.display().to_string().replace('\\', "/")
-            ),
+            Address::Npipe(p) => {
+                write!(f, "npipe://{}", p.display().to_string().replace('\\', "/"))
+            }
         }
     }
 }
@@ -111,7 +109,9 @@ pub fn parse_host(url: &str) -> Result<Address, Unsupported> {
     if url.starts_with("https://") {
         return Err(Unsupported(format!("{url} needs TLS")));
     }
-    Err(Unsupported(format!("{url} is not a host URL this client knows")))
+    Err(Unsupported(format!(
+        "{url} is not a host URL this client knows"
+    )))
 }
 
 fn env_nonempty(k: &str) -> Option<String> {
@@ -158,10 +158,7 @@ fn current_context() -> Result<Option<String>, Unsupported> {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(Unsupported(format!(
-                "cannot read {}: {e}",
-                path.display()
-            )));
+            return Err(Unsupported(format!("cannot read {}: {e}", path.display())));
         }
     };
     let v: serde_json::Value = serde_json::from_str(&text)
@@ -183,7 +180,11 @@ pub fn context_address(name: &str) -> Result<Address, Unsupported> {
     let dir = config_dir()
         .ok_or_else(|| Unsupported("no home directory to find docker's contexts in".into()))?;
     let hash = hex(&Sha256::digest(name.as_bytes()));
-    let meta = dir.join("contexts").join("meta").join(&hash).join("meta.json");
+    let meta = dir
+        .join("contexts")
+        .join("meta")
+        .join(&hash)
+        .join("meta.json");
     let text = std::fs::read_to_string(&meta).map_err(|e| {
         Unsupported(format!(
             "context {name:?}: cannot read {}: {e}",
@@ -192,9 +193,9 @@ pub fn context_address(name: &str) -> Result<Address, Unsupported> {
     })?;
     let v: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Unsupported(format!("context {name:?}: {}: {e}", meta.display())))?;
-    let docker = v.pointer("/Endpoints/docker").ok_or_else(|| {
-        Unsupported(format!("context {name:?} has no docker endpoint"))
-    })?;
+    let docker = v
+        .pointer("/Endpoints/docker")
+        .ok_or_else(|| Unsupported(format!("context {name:?} has no docker endpoint")))?;
     let host = docker
         .get("Host")
         .and_then(serde_json::Value::as_str)

@@ -41,7 +41,10 @@ impl Stream {
 
     pub(crate) fn tcp(addr: &str) -> io::Result<Self> {
         use std::net::ToSocketAddrs;
-        let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{addr} resolves to nothing"));
+        let mut last = io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{addr} resolves to nothing"),
+        );
         for a in addr.to_socket_addrs()? {
             match TcpStream::connect_timeout(&a, Duration::from_secs(10)) {
                 Ok(s) => {
@@ -257,7 +260,9 @@ pub struct Body {
 
 impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Body").field("framing", &self.framing).finish()
+        f.debug_struct("Body")
+            .field("framing", &self.framing)
+            .finish_non_exhaustive()
     }
 }
 
@@ -342,7 +347,9 @@ impl Read for Body {
                     if n == 0 {
                         return Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
-                            format!("the daemon closed the connection with {left} bytes of the response left"),
+                            format!(
+                                "the daemon closed the connection with {left} bytes of the response left"
+                            ),
                         ));
                     }
                     let left = left - n as u64;
@@ -414,7 +421,8 @@ impl<W: Write> Write for ChunkedWriter<W> {
         if buf.is_empty() {
             return Ok(());
         }
-        self.w.write_all(format!("{:x}\r\n", buf.len()).as_bytes())?;
+        self.w
+            .write_all(format!("{:x}\r\n", buf.len()).as_bytes())?;
         self.w.write_all(buf)?;
         self.w.write_all(b"\r\n")
     }
@@ -472,13 +480,14 @@ mod tests {
     fn a_body_cut_short_is_an_error_not_a_short_success() {
         let e = body_of(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello").unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
-        let e = body_of(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel")
-            .unwrap_err();
+        let e =
+            body_of(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel").unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
         let e = body_of(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
             .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
-        let e = body_of(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").unwrap_err();
+        let e =
+            body_of(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         let e = body_of(b"SSH-2.0-OpenSSH\r\n\r\n").unwrap_err();
         assert!(e.to_string().contains("not an HTTP response"), "{e}");

@@ -173,7 +173,7 @@ impl Client {
             });
         }
         let ex = self.send("GET", "/_ping", &[], None)?;
-        let (head, body) = self.answer(ex)?;
+        let (head, body) = Self::answer(ex)?;
         let _ = body.read_bounded(4096);
         let server = head.header("api-version").map(str::to_owned);
         let negotiated = match server.as_deref().and_then(parse_version) {
@@ -228,7 +228,7 @@ impl Client {
     }
 
     /// Reads the answer's head: a 2xx status gives the body, any other the daemon's message.
-    fn answer(&self, mut ex: Exchange) -> Result<(http::Head, Body), ApiError> {
+    fn answer(mut ex: Exchange) -> Result<(http::Head, Body), ApiError> {
         let request = ex.request.clone();
         let io = |source| ApiError::Io {
             request: request.clone(),
@@ -254,11 +254,13 @@ impl Client {
     ) -> Result<T, ApiError> {
         let ex = self.send(method, target, &[], None)?;
         let request = ex.request.clone();
-        let (_, body) = self.answer(ex)?;
-        let bytes = body.read_bounded(MAX_ANSWER).map_err(|source| ApiError::Io {
-            request: request.clone(),
-            source,
-        })?;
+        let (_, body) = Self::answer(ex)?;
+        let bytes = body
+            .read_bounded(MAX_ANSWER)
+            .map_err(|source| ApiError::Io {
+                request: request.clone(),
+                source,
+            })?;
         serde_json::from_slice(&bytes).map_err(|e| ApiError::Json {
             request,
             reason: e.to_string(),
@@ -302,7 +304,7 @@ impl Client {
             encode_query(tag)
         ))?;
         let ex = self.send("POST", &target, &[], None)?;
-        let (_, body) = self.answer(ex)?;
+        let (_, body) = Self::answer(ex)?;
         let _ = body.read_bounded(MAX_ANSWER);
         Ok(())
     }
@@ -311,7 +313,7 @@ impl Client {
     pub fn remove(&self, name: &str) -> Result<(), ApiError> {
         let target = self.versioned(&format!("/images/{}", encode_path(name)))?;
         let ex = self.send("DELETE", &target, &[], None)?;
-        let (_, body) = self.answer(ex)?;
+        let (_, body) = Self::answer(ex)?;
         let _ = body.read_bounded(MAX_ANSWER);
         Ok(())
     }
@@ -325,7 +327,7 @@ impl Client {
             .collect();
         let target = self.versioned(&format!("/images/get?{}", query.join("&")))?;
         let ex = self.send("GET", &target, &[], None)?;
-        let (_, body) = self.answer(ex)?;
+        let (_, body) = Self::answer(ex)?;
         Ok(body)
     }
 
@@ -335,7 +337,10 @@ impl Client {
         let target = self.versioned("/images/load?quiet=1")?;
         let request = format!("POST {target}");
         if let Some(t) = self.trace {
-            t(&format!("docker API {}: {request} (the tar streamed in)", self.address));
+            t(&format!(
+                "docker API {}: {request} (the tar streamed in)",
+                self.address
+            ));
         }
         let mut stream = self.connect()?;
         let head = http::request_head(
@@ -370,7 +375,9 @@ pub struct Load {
 
 impl std::fmt::Debug for Load {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Load").field("request", &self.request).finish()
+        f.debug_struct("Load")
+            .field("request", &self.request)
+            .finish_non_exhaustive()
     }
 }
 
@@ -417,9 +424,9 @@ impl Load {
             r.set_read_timeout(Some(Duration::from_secs(2)));
         }
         match self.verdict() {
-            Err(ApiError::Status { status, message, .. }) => {
-                io::Error::other(format!("the daemon refused the load ({status}): {message}"))
-            }
+            Err(ApiError::Status {
+                status, message, ..
+            }) => io::Error::other(format!("the daemon refused the load ({status}): {message}")),
             Err(ApiError::Json { reason, .. }) => {
                 io::Error::other(format!("the daemon refused the load: {reason}"))
             }
@@ -539,7 +546,10 @@ mod tests {
             "No such image: x:1"
         );
         assert_eq!(message_of(b"", "Not Found"), "Not Found");
-        assert_eq!(message_of(b"page not found\n", "Not Found"), "page not found");
+        assert_eq!(
+            message_of(b"page not found\n", "Not Found"),
+            "page not found"
+        );
     }
 
     #[test]
@@ -591,14 +601,20 @@ mod tests {
         )]);
         let e = c.images().unwrap_err();
         assert!(matches!(e, ApiError::TooOld { .. }), "{e}");
-        assert!(e.to_string().contains("speaks API 1.24, older than 1.25"), "{e}");
+        assert!(
+            e.to_string().contains("speaks API 1.24, older than 1.25"),
+            "{e}"
+        );
     }
 
     #[cfg(unix)]
     #[test]
     fn versions_are_capped_and_errors_carry_the_daemons_message() {
         let (_d, c) = daemon(vec![
-            ("HTTP/1.1 200 OK\r\nApi-Version: 1.47\r\nContent-Length: 2\r\n\r\nOK", false),
+            (
+                "HTTP/1.1 200 OK\r\nApi-Version: 1.47\r\nContent-Length: 2\r\n\r\nOK",
+                false,
+            ),
             (
                 "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 35\r\n\r\n{\"message\":\"No such image: x:1\"}\n  ",
                 false,
@@ -609,18 +625,28 @@ mod tests {
             ),
         ]);
         assert_eq!(c.api_version().unwrap(), "1.41");
-        assert_eq!(c.image_id("x:1").unwrap(), None, "a 404 inspect is no image");
+        assert_eq!(
+            c.image_id("x:1").unwrap(),
+            None,
+            "a 404 inspect is no image"
+        );
         let e = c.save(&["x:1".to_owned()]).unwrap_err();
         assert_eq!(e.status(), Some(404));
         assert!(e.to_string().contains("No such image: x:1"), "{e}");
-        assert!(e.to_string().contains("GET /v1.41/images/get?names=x:1"), "{e}");
+        assert!(
+            e.to_string().contains("GET /v1.41/images/get?names=x:1"),
+            "{e}"
+        );
     }
 
     #[cfg(unix)]
     #[test]
     fn a_load_the_daemon_fails_is_an_error_with_its_message() {
         let (_d, c) = daemon(vec![
-            ("HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 2\r\n\r\nOK", false),
+            (
+                "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 2\r\n\r\nOK",
+                false,
+            ),
             (
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n45\r\n{\"errorDetail\":{\"message\":\"unexpected EOF\"},\"error\":\"unexpected EOF\"}\r\n0\r\n\r\n",
                 true,
@@ -629,7 +655,11 @@ mod tests {
         let mut load = c.load().unwrap();
         load.write_all(b"not a tar").unwrap();
         let e = load.finish().unwrap_err();
-        assert!(e.to_string().contains("the daemon failed the load: unexpected EOF"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("the daemon failed the load: unexpected EOF"),
+            "{e}"
+        );
     }
 
     #[cfg(unix)]

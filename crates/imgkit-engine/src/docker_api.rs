@@ -183,8 +183,7 @@ pub fn records(images: &[ImageSummary], now: i64) -> Vec<ImageRecord> {
             let Ok(r) = ImageRef::parse(d) else { continue };
             let Some(digest) = r.digest() else { continue };
             let repo = r.familiar_name();
-            if tagged.iter().any(|(n, _)| *n == repo)
-                || digest_only.iter().any(|(n, _)| *n == repo)
+            if tagged.iter().any(|(n, _)| *n == repo) || digest_only.iter().any(|(n, _)| *n == repo)
             {
                 continue;
             }
@@ -287,10 +286,7 @@ impl Engine {
 
     /// A docker-save tar of `refs` streamed from the daemon (`GET /images/get`); `None` when
     /// this engine goes through a CLI ([`Engine::save_args`] then).
-    pub fn save_stream(
-        &self,
-        refs: &[ImageRef],
-    ) -> Option<Result<imgkit_docker_api::Body, Error>> {
+    pub fn save_stream(&self, refs: &[ImageRef]) -> Option<Result<imgkit_docker_api::Body, Error>> {
         let api = self.api()?;
         self.trace_path();
         let names: Vec<String> = refs.iter().map(ToString::to_string).collect();
@@ -374,10 +370,17 @@ mod tests {
         let d2 = format!("sha256:{}", "2".repeat(64));
         let imgs = [
             image(
-                &["seed/app:1.0", "seed/app:latest", "docker.io/library/alpine:3"],
+                &[
+                    "seed/app:1.0",
+                    "seed/app:latest",
+                    "docker.io/library/alpine:3",
+                ],
                 &[&format!("seed/app@{d1}")],
             ),
-            image(&[], &[&format!("seed/pinned@{d1}"), &format!("seed/pinned@{d2}")]),
+            image(
+                &[],
+                &[&format!("seed/pinned@{d1}"), &format!("seed/pinned@{d2}")],
+            ),
             image(&["<none>:<none>"], &["<none>@<none>"]),
         ];
         let recs = records(&imgs, 1_795_854_115);

@@ -141,8 +141,8 @@ impl Error {
     pub fn side(&self) -> Option<Side> {
         match self {
             Error::Spawn { side, .. } | Error::ChildFailed { side, .. } => Some(*side),
-            Error::TargetRefused { .. } => Some(Side::Target),
-            Error::Create { .. }
+            Error::TargetRefused { .. }
+            | Error::Create { .. }
             | Error::Output { .. }
             | Error::Write { .. }
             | Error::Finish { .. } => Some(Side::Target),
