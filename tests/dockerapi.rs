@@ -264,3 +264,55 @@ fn a_refused_load_says_the_daemons_message() {
     assert!(names.keys().all(|n| n == "<none>:<none>"), "{names:?}");
     empty_docker(dst);
 }
+
+/// The current docker context, read from docker's own context store (`docker context create`
+/// and `docker context use` write it): the API goes to its socket. An ssh:// context is left
+/// to the docker CLI, and `-v` says why.
+#[test]
+fn the_current_context_comes_from_dockers_own_store() {
+    let e = need_engines!();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("docker-config");
+    let host = e.src.var("DOCKER_HOST");
+    let cli = |args: &[&str]| {
+        let mut c = std::process::Command::new(docker_cli());
+        c.arg("--config").arg(&config).args(args).env_remove("DOCKER_HOST");
+        output(&mut c)
+    };
+    cli(&["context", "create", "seeded", "--docker", &format!("host={host}")]);
+    cli(&["context", "create", "far", "--docker", "host=ssh://nobody@127.0.0.1:1"]);
+    cli(&["context", "use", "seeded"]);
+    let base = || {
+        Test::new()
+            .env("DOCKER_CONFIG", &config)
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("IMGKIT_DOCKER_VIA")
+            .env("IMGKIT_DOCKER_BIN", docker_cli())
+    };
+    base()
+        .args(["-v", "ls", "--engine", "docker"])
+        .run()
+        .success()
+        .stdout_has("seed/app:1.0")
+        .stderr_has(&format!("+ docker API {host}: GET /v1.41/images/json"));
+    // --context and DOCKER_CONTEXT name one too; an ssh:// one goes through the CLI.
+    let run = base()
+        .args(["-v", "ls", "--engine", "docker", "--context", "far"])
+        .run()
+        .code(2)
+        .stderr_has("docker through its CLI: ssh://nobody@127.0.0.1:1 is an ssh:// host");
+    assert!(run.stderr.contains("--context far"), "{}", run.stderr);
+    base()
+        .env("DOCKER_CONTEXT", "seeded")
+        .args(["-v", "ls", "--engine", "docker"])
+        .run()
+        .success()
+        .stderr_has(&format!("+ docker API {host}: "));
+    // A context the store does not have: the CLI is left to say so.
+    base()
+        .args(["-v", "ls", "--engine", "docker", "--context", "nosuch"])
+        .run()
+        .code(2)
+        .stderr_has("docker through its CLI: context \"nosuch\": cannot read");
+}
