@@ -26,6 +26,8 @@ fn listed(host: &str, via: &str) -> Run {
         .env("DOCKER_HOST", host)
         .env("IMGKIT_DOCKER_BIN", docker_cli())
         .env("IMGKIT_DOCKER_VIA", via)
+        // Both print CreatedAt in UTC (the CLI in local time: see the time-zone test)
+        .env("TZ", "UTC")
         .env_remove("DOCKER_CONTEXT")
         .args([
             "-v", "ls", "--engine", "docker", "--all", "--format", "json",
@@ -276,11 +278,26 @@ fn the_current_context_comes_from_dockers_own_store() {
     let host = e.src.var("DOCKER_HOST");
     let cli = |args: &[&str]| {
         let mut c = std::process::Command::new(docker_cli());
-        c.arg("--config").arg(&config).args(args).env_remove("DOCKER_HOST");
+        c.arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("DOCKER_HOST");
         output(&mut c)
     };
-    cli(&["context", "create", "seeded", "--docker", &format!("host={host}")]);
-    cli(&["context", "create", "far", "--docker", "host=ssh://nobody@127.0.0.1:1"]);
+    cli(&[
+        "context",
+        "create",
+        "seeded",
+        "--docker",
+        &format!("host={host}"),
+    ]);
+    cli(&[
+        "context",
+        "create",
+        "far",
+        "--docker",
+        "host=ssh://nobody@127.0.0.1:1",
+    ]);
     cli(&["context", "use", "seeded"]);
     let base = || {
         Test::new()
@@ -315,4 +332,41 @@ fn the_current_context_comes_from_dockers_own_store() {
         .run()
         .code(2)
         .stderr_has("docker through its CLI: context \"nosuch\": cannot read");
+}
+
+/// docker's CLI prints CreatedAt in local time; the API path prints UTC. Where the local zone is
+/// not UTC, the listing goes through the CLI (and `-v` says why), so the records stay docker's.
+#[test]
+fn a_local_time_zone_lists_through_the_cli() {
+    let e = need_engines!();
+    if !Path::new("/usr/share/zoneinfo/Europe/Paris").exists() {
+        crate::util::skip("no tzdata here (/usr/share/zoneinfo/Europe/Paris)");
+        return;
+    }
+    let host = e.src.var("DOCKER_HOST");
+    let run = Test::new()
+        .env("DOCKER_HOST", host)
+        .env("TZ", "Europe/Paris")
+        .env("IMGKIT_DOCKER_BIN", docker_cli())
+        .env_remove("IMGKIT_DOCKER_VIA")
+        .args([
+            "-v", "ls", "--engine", "docker", "--all", "--format", "json",
+        ])
+        .run()
+        .success()
+        .stderr_has("docker lists through its CLI: the local time zone is not UTC");
+    assert!(
+        run.stdout.contains(" +0100 CET\"") || run.stdout.contains(" +0200 CEST\""),
+        "{}",
+        run.stdout
+    );
+    // TZ=UTC: the API lists.
+    Test::new()
+        .env("DOCKER_HOST", host)
+        .env("TZ", "UTC")
+        .env_remove("IMGKIT_DOCKER_VIA")
+        .args(["-v", "ls", "--engine", "docker"])
+        .run()
+        .success()
+        .stderr_has("+ docker API ");
 }

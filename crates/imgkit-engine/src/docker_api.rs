@@ -105,6 +105,45 @@ pub(crate) fn error(client: &Client, e: ApiError) -> Error {
     }
 }
 
+/// Whether Go's local time here is UTC, as the docker CLI would load it: `TZ` set names the
+/// zone (empty: UTC); unset, `/etc/localtime` does (absent or unreadable: UTC). A zone that is
+/// not provably UTC (a link to `Etc/UTC`, or the same bytes as zoneinfo's `UTC`) counts as not.
+pub(crate) fn utc_here() -> bool {
+    match env::var_os("TZ") {
+        Some(tz) => {
+            let tz = tz.to_string_lossy();
+            matches!(
+                tz.strip_prefix(':').unwrap_or(&tz),
+                "" | "UTC" | "Etc/UTC" | "UTC0"
+            )
+        }
+        None => localtime_is_utc(),
+    }
+}
+
+#[cfg(unix)]
+fn localtime_is_utc() -> bool {
+    let local = std::path::Path::new("/etc/localtime");
+    let Ok(bytes) = std::fs::read(local) else {
+        return true;
+    };
+    if let Ok(target) = std::fs::read_link(local) {
+        let t = target.to_string_lossy();
+        if t.ends_with("zoneinfo/UTC") || t.ends_with("zoneinfo/Etc/UTC") {
+            return true;
+        }
+    }
+    ["/usr/share/zoneinfo/UTC", "/usr/share/zoneinfo/Etc/UTC"]
+        .iter()
+        .any(|u| std::fs::read(u).is_ok_and(|b| b == bytes))
+}
+
+/// Windows: Go reads the system's zone, which imgkit does not; the API's UTC is used.
+#[cfg(not(unix))]
+fn localtime_is_utc() -> bool {
+    true
+}
+
 /// docker's `stringid.TruncateID`: the hex after `sha256:`, 12 digits.
 fn short_id(id: &str) -> String {
     let hex = id.split_once(':').map_or(id, |(_, h)| h);

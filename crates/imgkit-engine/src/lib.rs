@@ -82,22 +82,25 @@ pub struct Engine {
     via: Option<docker_api::Via>,
     /// Whether `-v` has said which path docker takes.
     path_traced: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Whether the engine's CLI was found (docker over its API runs without one).
+    cli: bool,
 }
 
 impl Engine {
     /// Resolves the binary (option, then `IMGKIT_<ENGINE>_BIN`, then PATH) and keeps the options.
     pub fn new(kind: EngineKind, opts: EngineOptions) -> Result<Self, Error> {
         let via = (kind == EngineKind::Docker).then(|| docker_api::choose(&opts, opts.trace));
-        let bin = match bin::resolve_bin(kind, opts.bin.as_deref()) {
-            Ok(b) => b,
+        let (bin, cli) = match bin::resolve_bin(kind, opts.bin.as_deref()) {
+            Ok(b) => (b, true),
             // The API needs no CLI (Docker Desktop, Rancher Desktop without it on PATH).
             Err(Error::BinaryNotFound { .. }) if matches!(via, Some(docker_api::Via::Api(_))) => {
-                PathBuf::from(kind.as_str())
+                (PathBuf::from(kind.as_str()), false)
             }
             Err(e) => return Err(e),
         };
         Ok(Self {
             via,
+            cli,
             path_traced: std::sync::Arc::default(),
             kind,
             bin,
@@ -260,7 +263,17 @@ impl Engine {
     pub fn list_noting(&self) -> Result<(Vec<ImageRecord>, Vec<String>), Error> {
         let now = unix_now();
         if let Some(api) = self.api() {
-            return Ok((self.api_list(api, now)?, Vec::new()));
+            // docker's CLI prints CreatedAt in local time, the API path in UTC: where the two
+            // differ and the CLI is here, the CLI lists (the records stay docker's own).
+            if self.cli && !docker_api::utc_here() {
+                if let Some(trace) = self.trace {
+                    trace(
+                        "docker lists through its CLI: the local time zone is not UTC, and docker prints CreatedAt in local time",
+                    );
+                }
+            } else {
+                return Ok((self.api_list(api, now)?, Vec::new()));
+            }
         }
         let args = self.seam().list_args();
         let out = self.output(&args)?;
