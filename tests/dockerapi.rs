@@ -370,3 +370,54 @@ fn a_local_time_zone_lists_through_the_cli() {
         .success()
         .stderr_has("+ docker API ");
 }
+
+/// dockerd over plain tcp:// (`--host tcp://127.0.0.1:PORT`): a forwarder in the test relays
+/// each connection to the real daemon's unix socket; the records equal the unix socket's.
+#[test]
+fn a_tcp_host_is_spoken_to_over_tcp() {
+    use std::net::{Shutdown, TcpListener};
+    use std::os::unix::net::UnixStream;
+    let e = need_engines!();
+    let host = e.src.var("DOCKER_HOST");
+    let socket = host
+        .strip_prefix("unix://")
+        .expect("a unix socket")
+        .to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(tcp) = conn else { return };
+            let Ok(unix) = UnixStream::connect(&socket) else {
+                return;
+            };
+            let (mut t1, mut u1) = (tcp.try_clone().unwrap(), unix.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut t1, &mut u1);
+                let _ = u1.shutdown(Shutdown::Write);
+            });
+            let (mut t2, mut u2) = (tcp, unix);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut u2, &mut t2);
+                let _ = t2.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    // CreatedSince moves with the clock: the unix listings bracket the tcp one.
+    let before = sorted_lines(&listed(host, "api"));
+    let over_tcp = Test::new()
+        .env("TZ", "UTC")
+        .env_remove("IMGKIT_DOCKER_VIA")
+        .env_remove("DOCKER_HOST")
+        .args([
+            "-v", "ls", "--engine", "docker", "--all", "--format", "json", "--host",
+        ])
+        .arg(&tcp)
+        .run()
+        .success()
+        .stderr_has(&format!("+ docker API {tcp}: GET /v1.41/images/json"));
+    let after = sorted_lines(&listed(host, "api"));
+    let over_tcp = sorted_lines(&over_tcp);
+    assert!(over_tcp == before || over_tcp == after, "{over_tcp:#?}");
+}
