@@ -100,7 +100,7 @@ impl Endpoint {
     pub(crate) fn source(&self, refs: &[ImageRef], compression: Compression) -> Source {
         match self {
             Endpoint::Engine { engine, .. } if engine.speaks_api() => {
-                let label = engine.api_label("save").unwrap_or_default();
+                let label = engine.api_save_label().unwrap_or_default();
                 let (engine, refs) = (engine.clone(), native(engine, refs));
                 Source::open_with(label, move || match engine.save_stream(&refs) {
                     Some(Ok(body)) => Ok(Box::new(body) as Box<dyn Read>),
@@ -139,7 +139,7 @@ impl Endpoint {
         {
             let started = started
                 .map_err(|e| engine_error(e, &format!("could not start the load into {spec}")))?;
-            let label = engine.api_label("load").unwrap_or_default();
+            let label = engine.api_load_label().unwrap_or_default();
             return Ok(imgkit_transfer::Sink::finishing(
                 label,
                 Box::new(ApiLoad(started)),

@@ -347,11 +347,16 @@ impl Engine {
         )
     }
 
-    /// How a stream from or into this engine is named in messages (`docker save`, or the API
-    /// request).
-    pub fn api_label(&self, what: &str) -> Option<String> {
+    /// How [`Engine::save_stream`] is named in messages; `None` on the CLI path.
+    pub fn api_save_label(&self) -> Option<String> {
         self.api()
-            .map(|a| format!("docker {what} (Engine API at {})", a.address()))
+            .map(|a| format!("docker save (Engine API at {})", a.address()))
+    }
+
+    /// How [`Engine::load_stream`] is named in messages; `None` on the CLI path.
+    pub fn api_load_label(&self) -> Option<String> {
+        self.api()
+            .map(|a| format!("docker load (Engine API at {})", a.address()))
     }
 }
 
