@@ -9,6 +9,12 @@
 //! turns failures into [`Error`]s a person can act on; callers never build an engine argv.
 //! The crate knows no command line: the binary maps [`EngineKind`] through its `FromStr`.
 //!
+//! docker is the exception to "a CLI per engine": `docker_api.rs` speaks dockerd's Engine API
+//! on its socket (the `imgkit-docker-api` client, blocking, no runtime) for the listing, IDs,
+//! tag, remove, and the save and load streams ([`Engine::save_stream`],
+//! [`Engine::load_stream`]), with the docker CLI as the fallback (`IMGKIT_DOCKER_VIA=cli`,
+//! `--engine-bin`, ssh:// and TLS hosts, unreadable contexts, an absent socket).
+//!
 //! Every listing comes back in one record shape, docker's `{{json .}}` line ([`ImageRecord`]),
 //! one record per repository:tag:
 //! - docker: lines as docker prints them, except that a digest-only row (`Tag` `<none>`) keeps
