@@ -16,7 +16,7 @@ use crate::diagnostics::with_hint;
 pub(crate) fn engine_kind_parser() -> impl clap::builder::TypedValueParser<Value = EngineKind> {
     use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
     let help = |k: EngineKind| match k {
-        EngineKind::Docker => "dockerd (moby), through the `docker` CLI",
+        EngineKind::Docker => "dockerd (moby), over its Engine API (the `docker` CLI as fallback)",
         EngineKind::Nerdctl => "containerd, through the `nerdctl` CLI",
         EngineKind::Ctr => "containerd, through its own `ctr` CLI",
         EngineKind::Podman => "podman (no daemon)",
@@ -50,8 +50,9 @@ pub(crate) struct EngineArgs {
     /// /run/containerd/containerd.sock].
     #[arg(long, value_name = "SOCKET")]
     pub(crate) address: Option<String>,
-    /// docker daemon socket [default: $DOCKER_HOST, else docker's own default, else Rancher
-    /// Desktop's ~/.rd/docker.sock].
+    /// docker daemon: unix://, tcp:// or npipe:// (over its Engine API), ssh:// (through the
+    /// docker CLI) [default: $DOCKER_HOST, else the current docker context, else docker's own
+    /// default, else Rancher Desktop's ~/.rd/docker.sock].
     #[arg(long, value_name = "URL")]
     pub(crate) host: Option<String>,
     /// docker context.

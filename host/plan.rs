@@ -118,6 +118,15 @@ impl Endpoint {
     /// (each shared blob once) streamed from an archive file, compressed as `compression`.
     pub(crate) fn source(&self, refs: &[ImageRef], compression: Compression) -> Source {
         match self {
+            Endpoint::Engine { engine, .. } if engine.speaks_api() => {
+                let label = engine.api_save_label().unwrap_or_default();
+                let (engine, refs) = (engine.clone(), engine.native_refs(refs));
+                Source::open_with(label, move || match engine.save_stream(&refs) {
+                    Some(Ok(body)) => Ok(Box::new(body) as Box<dyn Read>),
+                    Some(Err(e)) => Err(std::io::Error::other(e)),
+                    None => Err(std::io::Error::other("docker lost its Engine API")),
+                })
+            }
             Endpoint::Engine { engine, .. } => {
                 // Errors name the command line that ran, as a person could paste it.
                 let cmd = traced(engine.save_command(refs));
@@ -131,6 +140,10 @@ impl Endpoint {
     /// The command that loads a tar from stdin.
     pub(crate) fn load_command(&self) -> anyhow::Result<Command> {
         match self {
+            // Over the Engine API the load is `load_sink`'s, and no command runs.
+            Endpoint::Engine { engine, .. } if engine.speaks_api() => {
+                Ok(TarEndpoint::load_command(engine))
+            }
             Endpoint::Engine { engine, .. } => Ok(traced(TarEndpoint::load_command(engine))),
             Endpoint::Archive(p) => {
                 bail!("{} is an archive, not an engine to load into", p.display())
@@ -139,6 +152,48 @@ impl Endpoint {
                 bail!("{spec} is an image store, written through imgkit-store, not loaded")
             }
         }
+    }
+}
+
+impl Endpoint {
+    /// The pump's sink loading into this endpoint: docker's load over its Engine API, else
+    /// `load` (the engine's CLI).
+    pub(crate) fn load_sink(&self, load: Command) -> anyhow::Result<imgkit_transfer::Sink> {
+        if let Endpoint::Engine { engine, spec } = self
+            && let Some(started) = engine.load_stream()
+        {
+            let started = started
+                .map_err(|e| engine_error(e, &format!("could not start the load into {spec}")))?;
+            let label = engine.api_load_label().unwrap_or_default();
+            return Ok(imgkit_transfer::Sink::finishing(
+                label,
+                Box::new(ApiLoad(started)),
+            ));
+        }
+        Ok(imgkit_transfer::Sink::command(display_argv(&load), load))
+    }
+}
+
+/// docker's load over its Engine API as the pump's finishing sink.
+struct ApiLoad(imgkit_engine::Load);
+
+impl std::io::Write for ApiLoad {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl imgkit_transfer::Finish for ApiLoad {
+    fn finish(self: Box<Self>) -> std::io::Result<String> {
+        self.0.finish().map_err(std::io::Error::other)
     }
 }
 

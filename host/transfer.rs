@@ -64,7 +64,8 @@ fn explain(err: PumpError, what: &str) -> anyhow::Error {
         )),
         PumpError::ChildFailed {
             side: Side::Target, ..
-        } => Some(
+        }
+        | PumpError::TargetRefused { .. } => Some(
             "the target stopped the stream; its own message is above. \
              To look closer, save to a file first (imgkit save -o images.tar …) and load that"
                 .to_owned(),

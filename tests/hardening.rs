@@ -304,6 +304,7 @@ fn verbose_and_dry_run_command_lines_paste_back_into_a_shell() {
     let host = e.src.var("DOCKER_HOST");
     let run = Test::new()
         .env("IMGKIT_DOCKER_BIN", &docker_bin)
+        .env("IMGKIT_DOCKER_VIA", "cli")
         .env("IMGKIT_FAKE_REAL", crate::util::docker_bin())
         .env("DOCKER_HOST", host)
         .args(["-v", "ls", "--engine", "docker"])
@@ -332,6 +333,7 @@ fn verbose_and_dry_run_command_lines_paste_back_into_a_shell() {
     );
     let run = Test::new()
         .env("IMGKIT_DOCKER_BIN", &docker_bin)
+        .env("IMGKIT_DOCKER_VIA", "cli")
         .env("IMGKIT_FAKE_REAL", crate::util::docker_bin())
         .env("DOCKER_HOST", host)
         .args(["run", "--from", "docker", "--dry-run", "--to"])
@@ -438,6 +440,7 @@ fn logged(e: &Engines, dir: &Path, args: &[&str]) -> (Run, String) {
     let run = Test::new()
         .current_dir(dir)
         .env("IMGKIT_DOCKER_BIN", fake_engine())
+        .env("IMGKIT_DOCKER_VIA", "cli")
         .env("IMGKIT_FAKE_REAL", crate::util::docker_bin())
         .env("IMGKIT_FAKE_LOG", &log)
         .env("DOCKER_HOST", e.src.var("DOCKER_HOST"))
@@ -544,6 +547,7 @@ fn engine_output_that_breaks_a_bound_is_refused_with_flat_memory() {
             timed_imgkit()
                 .args(["ls", "--engine", "docker"])
                 .env("IMGKIT_DOCKER_BIN", fake_engine())
+                .env("IMGKIT_DOCKER_VIA", "cli")
                 .env("IMGKIT_FAKE_FAULT", fault),
         );
         eprintln!("{fault}: peak {kib} KiB, {:?}", start.elapsed());

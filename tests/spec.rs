@@ -281,6 +281,7 @@ fn a_target_holding_another_image_after_the_move_fails_verification() {
         let mut t = Test::new()
             .env("DOCKER_HOST", host)
             .env("IMGKIT_DOCKER_BIN", &fake)
+            .env("IMGKIT_DOCKER_VIA", "cli")
             .env("IMGKIT_FAKE_REAL", docker_cli())
             .args(["run", "--to", "docker", "-f"])
             .arg(&filter)

@@ -5,6 +5,7 @@ mod util;
 mod archive;
 mod cli;
 mod containerd;
+mod dockerapi;
 mod docs;
 mod engines;
 mod filter;

@@ -578,6 +578,7 @@ fn logged(e: &Engines, dir: &Path, args: &[&str], fault: Option<&str>) -> (Run, 
     let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-engine");
     let mut t = imgkit(&[src_docker(e)])
         .env("IMGKIT_DOCKER_BIN", &fake)
+        .env("IMGKIT_DOCKER_VIA", "cli")
         .env("IMGKIT_FAKE_REAL", docker_cli())
         .env("IMGKIT_FAKE_LOG", &log)
         .current_dir(dir)
@@ -758,6 +759,7 @@ fn a_source_dying_mid_stream_leaves_no_file_and_no_image() {
     podman.push(src_docker(e));
     imgkit(&podman)
         .env("IMGKIT_DOCKER_BIN", &fake)
+        .env("IMGKIT_DOCKER_VIA", "cli")
         .env("IMGKIT_FAKE_REAL", docker_cli())
         .env("IMGKIT_FAKE_FAULT", "save-dies")
         .current_dir(tmp.path())

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use imgkit_transfer::{Pump, QualifyNames, Sink, Source};
+use imgkit_transfer::{Pump, QualifyNames, Source};
 
 use crate::diagnostics::with_hint;
 use crate::endpoint::EndpointSpec;
@@ -63,7 +63,7 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     let before = guard::Snapshot::take(&target).ok();
     let load = target.load_command()?;
     let mut pump = Pump::new(source)
-        .sink(Sink::command(plan::display_argv(&load), load))
+        .sink(target.load_sink(load)?)
         .expected_bytes(expected);
     if plan::names_short_names_localhost(&target) {
         pump = pump.transform(|r| Box::new(QualifyNames::new(r)));

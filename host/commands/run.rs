@@ -369,7 +369,7 @@ fn move_images(
     let mut pump =
         Pump::new(source.source(&plan.refs, compression)).expected_bytes(plan.expected_bytes);
     pump = match (load, &args.to) {
-        (Some(load), _) => pump.sink(Sink::command(plan::display_argv(&load), load)),
+        (Some(load), _) => pump.sink(target.load_sink(load)?),
         (None, EndpointSpec::Archive(path)) => pump.sink(Sink::file(path)),
         (None, EndpointSpec::Engine { .. }) => unreachable!("an engine has a load command"),
     };

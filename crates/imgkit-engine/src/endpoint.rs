@@ -11,7 +11,7 @@ use crate::{Engine, Error};
 
 /// Whether `r` is an image ID as listings show one (12 or 64 lowercase hex, no tag, digest or
 /// domain): engines read it as an ID, so it is not renamed.
-fn is_image_id(r: &ImageRef) -> bool {
+pub(crate) fn is_image_id(r: &ImageRef) -> bool {
     let name = r.path();
     r.tag().is_none()
         && r.digest().is_none()
@@ -49,17 +49,7 @@ impl TarEndpoint for Engine {
     }
 
     fn save_command(&self, refs: &[ImageRef]) -> Command {
-        let native: Vec<ImageRef> = refs
-            .iter()
-            .map(|r| {
-                if is_image_id(r) {
-                    r.clone()
-                } else {
-                    self.native_ref(r)
-                }
-            })
-            .collect();
-        self.command(&self.save_args(&native))
+        self.command(&self.save_args(&self.native_refs(refs)))
     }
 
     fn load_command(&self) -> Command {

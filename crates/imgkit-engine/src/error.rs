@@ -59,6 +59,21 @@ pub enum Error {
         argv: String,
         why: String,
     },
+    /// dockerd's Engine API answered with an error (or the conversation broke).
+    #[error("docker API at {endpoint}: {detail}")]
+    Api {
+        endpoint: String,
+        /// The HTTP status, when the daemon answered one.
+        status: Option<u16>,
+        detail: String,
+    },
+    /// dockerd speaks an API older than imgkit's client accepts.
+    #[error("the docker daemon at {endpoint} speaks Engine API {server}, older than {min}")]
+    ApiTooOld {
+        endpoint: String,
+        server: String,
+        min: String,
+    },
     /// The engine printed something imgkit cannot read.
     #[error("cannot read {kind}'s output of `{argv}` at line {line_no} ({reason}): {line}")]
     Unparseable {
@@ -112,6 +127,17 @@ impl Error {
             Self::OutputRefused { kind, .. } => Some(format!(
                 "check that {} (or --engine-bin) names the real {kind} CLI, and run the command above by hand to see what it prints",
                 kind.bin_env()
+            )),
+            Self::Api { status: Some(404), .. } => Some(
+                "the daemon has no such image: `imgkit ls --engine docker` lists what it has".to_owned(),
+            ),
+            Self::Api { .. } => Some(format!(
+                "the daemon's message says why; to compare with the docker CLI, run again with {}=cli",
+                crate::VIA_ENV
+            )),
+            Self::ApiTooOld { .. } => Some(format!(
+                "upgrade dockerd, or use the docker CLI that matches it: {}=cli",
+                crate::VIA_ENV
             )),
             Self::Unparseable { kind, .. } => Some(format!(
                 "this {kind} version may print a format imgkit does not know; please report it with `{kind} version`"

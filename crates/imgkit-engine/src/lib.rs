@@ -9,6 +9,12 @@
 //! turns failures into [`Error`]s a person can act on; callers never build an engine argv.
 //! The crate knows no command line: the binary maps [`EngineKind`] through its `FromStr`.
 //!
+//! docker is the exception to "a CLI per engine": `docker_api.rs` speaks dockerd's Engine API
+//! on its socket (the `imgkit-docker-api` client, blocking, no runtime) for the listing, IDs,
+//! tag, remove, and the save and load streams ([`Engine::save_stream`],
+//! [`Engine::load_stream`]), with the docker CLI as the fallback (`IMGKIT_DOCKER_VIA=cli`,
+//! `--engine-bin`, ssh:// and TLS hosts, unreadable contexts, an absent socket).
+//!
 //! Every listing comes back in one record shape, docker's `{{json .}}` line ([`ImageRecord`]),
 //! one record per repository:tag:
 //! - docker: lines as docker prints them, except that a digest-only row (`Tag` `<none>`) keeps
@@ -22,6 +28,7 @@
 //!   kept as extra keys.
 
 mod bin;
+mod docker_api;
 mod endpoint;
 mod error;
 mod kind;
@@ -40,6 +47,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub use docker_api::{Load, VIA_ENV, records as docker_api_records};
 pub use error::Error;
 use imgkit_types::{Digest, ImageRecord, ImageRef};
 pub use kind::{EngineKind, UnknownEngine};
@@ -77,13 +85,30 @@ pub struct Engine {
     address: Option<String>,
     namespace: String,
     trace: Option<fn(&str)>,
+    /// docker: the Engine API or the CLI (`docker_api.rs`); `None` for other engines.
+    via: Option<docker_api::Via>,
+    /// Whether `-v` has said which path docker takes.
+    path_traced: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Whether the engine's CLI was found (docker over its API runs without one).
+    cli: bool,
 }
 
 impl Engine {
     /// Resolves the binary (option, then `IMGKIT_<ENGINE>_BIN`, then PATH) and keeps the options.
     pub fn new(kind: EngineKind, opts: EngineOptions) -> Result<Self, Error> {
-        let bin = bin::resolve_bin(kind, opts.bin.as_deref())?;
+        let via = (kind == EngineKind::Docker).then(|| docker_api::choose(&opts, opts.trace));
+        let (bin, cli) = match bin::resolve_bin(kind, opts.bin.as_deref()) {
+            Ok(b) => (b, true),
+            // The API needs no CLI (Docker Desktop, Rancher Desktop without it on PATH).
+            Err(Error::BinaryNotFound { .. }) if matches!(via, Some(docker_api::Via::Api(_))) => {
+                (PathBuf::from(kind.as_str()), false)
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Self {
+            via,
+            cli,
+            path_traced: std::sync::Arc::default(),
             kind,
             bin,
             docker_host: opts.docker_host,
@@ -113,6 +138,9 @@ impl Engine {
 
     /// Where the engine is reached, for messages: a socket URL, a context, or podman's storage.
     pub fn endpoint(&self) -> String {
+        if let Some(api) = self.api() {
+            return api.address().to_string();
+        }
         self.seam().endpoint(self)
     }
 
@@ -159,6 +187,7 @@ impl Engine {
     /// Runs `args` to completion and returns stdout; failures become typed errors.
     pub fn output(&self, args: &[OsString]) -> Result<Vec<u8>, Error> {
         self.precheck()?;
+        self.trace_path();
         let cmd = self.command(args);
         let argv = process::display_argv(&cmd);
         if let Some(trace) = self.trace {
@@ -240,6 +269,19 @@ impl Engine {
     /// name (containerd stores names with spaces, which no engine argv can carry).
     pub fn list_noting(&self) -> Result<(Vec<ImageRecord>, Vec<String>), Error> {
         let now = unix_now();
+        if let Some(api) = self.api() {
+            // docker's CLI prints CreatedAt in local time, the API path in UTC: where the two
+            // differ and the CLI is here, the CLI lists (the records stay docker's own).
+            if self.cli && !docker_api::utc_here() {
+                if let Some(trace) = self.trace {
+                    trace(
+                        "docker lists through its CLI: the local time zone is not UTC, and docker prints CreatedAt in local time",
+                    );
+                }
+            } else {
+                return Ok((self.api_list(api, now)?, Vec::new()));
+            }
+        }
         let args = self.seam().list_args();
         let out = self.output(&args)?;
         let (records, warnings) = self
@@ -300,6 +342,10 @@ impl Engine {
     /// The server's version (podman: the client's), asking which also checks that the daemon
     /// answers; `None` when the answer names none.
     pub fn version(&self) -> Result<Option<String>, Error> {
+        if let Some(api) = self.api() {
+            self.trace_path();
+            return api.version().map_err(|e| docker_api::error(api, e));
+        }
         let out = self.output(&self.seam().version_args())?;
         Ok(self.seam().parse_version(&out))
     }
@@ -310,21 +356,44 @@ impl Engine {
         self.seam().native_ref(r)
     }
 
+    /// [`Engine::native_ref`] of each reference, image IDs as they are: the names a save asks for.
+    pub fn native_refs(&self, refs: &[ImageRef]) -> Vec<ImageRef> {
+        refs.iter()
+            .map(|r| {
+                if endpoint::is_image_id(r) {
+                    r.clone()
+                } else {
+                    self.native_ref(r)
+                }
+            })
+            .collect()
+    }
+
     /// The config digest (image ID) of each reference in this engine, `None` where the engine
     /// does not have it. One batched call (ctr: one `content get` per distinct manifest).
     pub fn image_ids(&self, refs: &[ImageRef]) -> Result<Vec<(ImageRef, Option<Digest>)>, Error> {
+        if let Some(api) = self.api() {
+            return self.api_ids(api, refs);
+        }
         self.seam().image_ids(self, refs)
     }
 
     /// Whether the engine holds the image whose ID is `id`; `None` where images cannot be
     /// looked up by ID (containerd keeps them by name).
     pub fn has_image_id(&self, id: &Digest) -> Option<bool> {
+        if let Some(api) = self.api() {
+            self.trace_path();
+            return Some(api.image_id(id.as_str()).is_ok_and(|found| found.is_some()));
+        }
         self.seam().has_image_id(self, id)
     }
 
     /// Gives `src` (a name the engine holds, or an image ID) each of `names`; a name that
     /// pointed at another image is moved.
     pub fn tag(&self, src: &str, names: &[String]) -> Result<(), Error> {
+        if let Some(api) = self.api() {
+            return self.api_tag(api, src, names);
+        }
         for call in self.seam().tag_calls(src, names) {
             self.output(&call)?;
         }
@@ -341,6 +410,9 @@ impl Engine {
         if names.is_empty() {
             return Ok(());
         }
+        if let Some(api) = self.api() {
+            return self.api_remove(api, names);
+        }
         for call in self.seam().untag_calls(names) {
             self.output(&call)?;
         }
@@ -349,6 +421,9 @@ impl Engine {
 
     /// Removes `names` and the images left without one, in one call.
     pub fn remove(&self, names: &[String]) -> Result<(), Error> {
+        if let Some(api) = self.api() {
+            return self.api_remove(api, names);
+        }
         self.output(&self.seam().remove_args(names)).map(drop)
     }
 

@@ -107,6 +107,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A target that is not a child (an engine's load over its API) refused the stream; its
+    /// own message is the source.
+    #[error("the target load failed: {label} refused the stream after {bytes} bytes")]
+    TargetRefused {
+        label: String,
+        bytes: u64,
+        #[source]
+        source: io::Error,
+    },
     /// Reading the source stream failed.
     #[error("could not read from {label} after {bytes} bytes")]
     Read {
@@ -132,7 +141,8 @@ impl Error {
     pub fn side(&self) -> Option<Side> {
         match self {
             Error::Spawn { side, .. } | Error::ChildFailed { side, .. } => Some(*side),
-            Error::Create { .. }
+            Error::TargetRefused { .. }
+            | Error::Create { .. }
             | Error::Output { .. }
             | Error::Write { .. }
             | Error::Finish { .. } => Some(Side::Target),
@@ -145,6 +155,7 @@ impl Error {
     pub fn step(&self) -> Option<Step> {
         match self {
             Error::Spawn { step, .. } | Error::ChildFailed { step, .. } => Some(*step),
+            Error::TargetRefused { .. } => Some(Step::Load),
             Error::Create { .. }
             | Error::Output { .. }
             | Error::Write { .. }

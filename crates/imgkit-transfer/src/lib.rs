@@ -37,4 +37,4 @@ pub use error::{Error, Side, StderrTail, Step};
 pub use names::{MAX_META, QualifyNames};
 pub use output::{OutputProblem, TEMP_SUFFIX, check_output};
 pub use progress::{NoProgress, Progress, Reporter};
-pub use pump::{DEFAULT_BUFFER_SIZE, Pump, Sink, Source, Transferred};
+pub use pump::{DEFAULT_BUFFER_SIZE, Finish, Pump, Sink, Source, Transferred};

@@ -91,6 +91,16 @@ enum SinkKind {
     Command(Command),
     File(PathBuf),
     Writer(Box<dyn Write + Send>),
+    Finishing(Box<dyn Finish>),
+}
+
+/// A target that is not a child but must be told the stream is complete, and answers (an
+/// engine's load over its API): [`Finish::finish`] is called only after the source succeeded;
+/// on any failure the writer is dropped unfinished instead.
+pub trait Finish: Write + Send {
+    /// Ends the stream; returns what the target said (`Loaded image: …` lines), or why it
+    /// failed.
+    fn finish(self: Box<Self>) -> io::Result<String>;
 }
 
 impl Sink {
@@ -119,6 +129,15 @@ impl Sink {
         Self {
             label: label.into(),
             kind: SinkKind::Writer(Box::new(writer)),
+        }
+    }
+
+    /// A target that is told when the stream is complete (see [`Finish`]); what it answers is
+    /// in [`Transferred::target_stdout`].
+    pub fn finishing(label: impl Into<String>, target: Box<dyn Finish>) -> Self {
+        Self {
+            label: label.into(),
+            kind: SinkKind::Finishing(target),
         }
     }
 
@@ -478,6 +497,7 @@ fn open_sink(sink: Sink, run: &mut Running) -> Result<SinkWriter, Error> {
             run.sinks.push(SinkSide {
                 label: sink.label,
                 child: None,
+                finishing: false,
             });
             Ok(SinkWriter {
                 kind: WriterKind::File(Box::new(file)),
@@ -488,9 +508,21 @@ fn open_sink(sink: Sink, run: &mut Running) -> Result<SinkWriter, Error> {
             run.sinks.push(SinkSide {
                 label: sink.label,
                 child: None,
+                finishing: false,
             });
             Ok(SinkWriter {
                 kind: WriterKind::Writer(w),
+                closed: false,
+            })
+        }
+        SinkKind::Finishing(w) => {
+            run.sinks.push(SinkSide {
+                label: sink.label,
+                child: None,
+                finishing: true,
+            });
+            Ok(SinkWriter {
+                kind: WriterKind::Finishing(w),
                 closed: false,
             })
         }
@@ -510,6 +542,7 @@ fn open_sink(sink: Sink, run: &mut Running) -> Result<SinkWriter, Error> {
             let stderr = child.stderr.take().expect("piped stderr");
             run.sinks.push(SinkSide {
                 label: sink.label.clone(),
+                finishing: false,
                 child: Some(ChildSide {
                     label: sink.label,
                     child,
@@ -537,6 +570,7 @@ enum WriterKind {
     /// An output file (its temporary, or a device written in place).
     File(Box<OutputFile>),
     Writer(Box<dyn Write + Send>),
+    Finishing(Box<dyn Finish>),
 }
 
 impl SinkWriter {
@@ -545,6 +579,7 @@ impl SinkWriter {
             WriterKind::Child(w) => w.write_all(buf),
             WriterKind::File(w) => w.file().write_all(buf),
             WriterKind::Writer(w) => w.write_all(buf),
+            WriterKind::Finishing(w) => w.write_all(buf),
         }
     }
 }
@@ -647,6 +682,8 @@ impl ChildSide {
 struct SinkSide {
     label: String,
     child: Option<ChildSide>,
+    /// A [`Finish`] target: its failures are a load's, not a file's.
+    finishing: bool,
 }
 
 #[derive(Default)]
@@ -657,6 +694,8 @@ struct Running {
     /// Temporaries of file sinks, removed on failure (also when the copy thread still holds
     /// them).
     temps: Vec<PathBuf>,
+    /// What finishing targets answered (see [`Finish`]).
+    answers: String,
 }
 
 impl Running {
@@ -707,6 +746,10 @@ impl Running {
                         return Err(Culprit::Flush(i, e));
                     }
                 }
+                WriterKind::Finishing(w) => match w.finish() {
+                    Ok(said) => self.answers.push_str(&said),
+                    Err(e) => return Err(Culprit::Flush(i, e)),
+                },
             }
         }
         for (i, s) in self.sinks.iter_mut().enumerate() {
@@ -808,6 +851,13 @@ impl Running {
                     Some(CopyEnd::Write(_, e)) => e,
                     _ => io::Error::other("the copy thread stopped unexpectedly"),
                 };
+                if self.sinks[i].finishing {
+                    return Error::TargetRefused {
+                        label: self.label(i),
+                        bytes,
+                        source,
+                    };
+                }
                 Error::Write {
                     label: self.label(i),
                     bytes,
@@ -815,6 +865,11 @@ impl Running {
                 }
             }
             Culprit::Finish(path, source) => Error::Finish { path, source },
+            Culprit::Flush(i, source) if self.sinks[i].finishing => Error::TargetRefused {
+                label: self.label(i),
+                bytes,
+                source,
+            },
             Culprit::Flush(i, source) => Error::Write {
                 label: self.label(i),
                 bytes,
@@ -837,7 +892,7 @@ impl Running {
     }
 
     fn into_transferred(mut self, bytes: u64, elapsed: Duration) -> Transferred {
-        let mut target_stdout = String::new();
+        let mut target_stdout = std::mem::take(&mut self.answers);
         let mut target_stderr = String::new();
         for s in self.sinks.iter_mut().filter_map(|s| s.child.as_mut()) {
             target_stdout.push_str(&tail::collect(s.stdout.take()));
