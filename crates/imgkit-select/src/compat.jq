@@ -24,6 +24,9 @@ def significand:
 def halt_error($code): halt_error_empty, halt($code);
 def halt_error: halt_error(5);
 
+# jq 1.7: `input` with no input left is the error "break" (what `try input catch .` yields).
+def input: first(inputs, error("break"));
+
 def have_decnum: true;
 def have_literal_numbers: true;
 

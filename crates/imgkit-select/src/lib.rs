@@ -19,6 +19,7 @@
 mod compile;
 mod desugar;
 mod fast;
+mod lenient;
 mod modmeta;
 mod natives;
 mod read;

@@ -16,7 +16,7 @@ use jaq_json::{Map, Num, Rc, Val};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Nesting deeper than this is an input error (jq 1.7 has the same limit).
-const MAX_DEPTH: usize = 10_000;
+pub(crate) const MAX_DEPTH: usize = 10_000;
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 const INITIAL_BUFFER: usize = 256 * 1024;
 
@@ -426,13 +426,31 @@ impl<R: Read> Values<R> {
     }
 }
 
-/// Parses the first JSON value of `slice` into a jaq value; `None` at the end.
+/// Parses the first JSON value of `slice` into a jaq value; `None` at the end. Reads jq's
+/// `nan` and `infinity` literals too (see `lenient`).
 pub(crate) fn parse_val(slice: &[u8]) -> Option<Result<(Val, usize), serde_json::Error>> {
+    match parse_strict(slice)? {
+        Err(e) if !e.is_eof() => Some(match crate::lenient::parse(slice) {
+            crate::lenient::Lenient::Value(v, used) => Ok((v, used)),
+            crate::lenient::Lenient::Incomplete => Err(eof_error()),
+            _ => Err(e),
+        }),
+        other => Some(other),
+    }
+}
+
+/// [`parse_val`] for strict JSON only.
+pub(crate) fn parse_strict(slice: &[u8]) -> Option<Result<(Val, usize), serde_json::Error>> {
     let mut de = serde_json::Deserializer::from_slice(slice);
     de.disable_recursion_limit();
     let mut stream = de.into_iter::<Doc>();
     let parsed = stream.next()?;
     Some(parsed.map(|Doc(v)| (v, stream.byte_offset())))
+}
+
+/// serde_json's error for text that ends inside a value (the reader then reads on).
+fn eof_error() -> serde_json::Error {
+    serde_json::from_slice::<serde::de::IgnoredAny>(b"[").expect_err("`[` is unfinished")
 }
 
 impl<R: Read> Iterator for Values<R> {
@@ -490,6 +508,21 @@ impl<'de> serde::Deserialize<'de> for Doc {
 
 /// Parses one JSON text completely (for `--argjson`).
 pub(crate) fn parse_one(text: &str) -> Result<Val, String> {
+    parse_strict_one(text).or_else(|e| {
+        // jq's literals (`nan`, `Infinity`) and jq's words for a bad literal.
+        match crate::lenient::parse(text.as_bytes()) {
+            crate::lenient::Lenient::Value(v, used)
+                if text.as_bytes()[used..].iter().all(u8::is_ascii_whitespace) =>
+            {
+                Ok(v)
+            }
+            crate::lenient::Lenient::Invalid(message) => Err(message),
+            _ => Err(e),
+        }
+    })
+}
+
+fn parse_strict_one(text: &str) -> Result<Val, String> {
     let mut de = serde_json::Deserializer::from_str(text);
     de.disable_recursion_limit();
     let v = KEYS
