@@ -465,6 +465,13 @@ pub(crate) fn compile(
     let code = &*crate::desugar::rewrite(code, origin)?;
     let arena = Arena::default();
     let paths = search_paths(lib_dirs);
+    // What a module defines, for several imports under one alias (`aliases`).
+    let defines = |rel: &str| {
+        let path = find_in(rel, &[], &paths, "jq").ok()?;
+        let text = std::fs::read_to_string(path).ok()?;
+        Some(crate::aliases::defined(&text))
+    };
+    let code = &*crate::aliases::merge(code, &defines);
     // jq's `get_search_list`: the -L folders as real paths, else the default list as written.
     let listed: Vec<String> = if lib_dirs.is_empty() {
         paths.iter().map(|p| p.display().to_string()).collect()
@@ -520,10 +527,10 @@ pub(crate) fn compile(
         let code = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read module {}: {e}", path.display()))?;
         let code = data_names(&code);
+        let code = crate::desugar::rewrite(&code, &path.display().to_string())
+            .map_err(|r| r.summary())?;
         Ok(File {
-            code: crate::desugar::rewrite(&code, &path.display().to_string())
-                .map_err(|r| r.summary())?
-                .into_owned(),
+            code: crate::aliases::merge(&code, &defines).into_owned(),
             path,
         })
     });

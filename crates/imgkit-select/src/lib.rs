@@ -16,6 +16,7 @@
 //! # Ok::<(), imgkit_select::Error>(())
 //! ```
 
+mod aliases;
 mod compile;
 mod desugar;
 mod fast;
