@@ -207,6 +207,7 @@ fn defs() -> impl Iterator<Item = load::parse::Def<&'static str>> {
 /// jaq natives that `compat.jq` wraps: (name, arity, the name the wrapper calls).
 const ALIASES: &[(&str, usize, &str)] = &[
     ("limit", 2, "_jaq_limit"),
+    ("sort", 0, "_jaq_sort"),
     ("skip", 2, "_jaq_skip"),
     ("trim", 0, "_jaq_trim"),
     ("ltrim", 0, "_jaq_ltrim"),
