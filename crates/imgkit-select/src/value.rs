@@ -890,6 +890,10 @@ pub(crate) fn length(v: &J) -> ValR {
         J::Null => int(0),
         J::Bool(_) => return Err(fail(format!("{} has no length", described(v)))),
         J::Num(Num::Int(i)) => int((*i as i64).abs()),
+        // A literal keeps its digits, as jq's `abs`.
+        J::Num(Num::Dec(d)) if !d.parse::<f64>().is_ok_and(f64::is_nan) => {
+            J::Num(Num::Dec(d.strip_prefix('-').unwrap_or(d).to_string().into()))
+        }
         J::Num(n) => num(as_f64(n).abs()),
         J::TStr(s) => J::from(char_len(s)),
         J::BStr(b) => J::from(b.len()),
