@@ -3,8 +3,9 @@
 //! the bare words it rejects (`Invalid numeric literal`, `Invalid literal`, a single-quoted
 //! string).
 //!
-//! Used only after serde_json has failed, so valid JSON never comes here: it costs nothing on
-//! the usual path.
+//! Used after serde_json has failed, and to read a value again when serde_json turned one of
+//! its numbers into a double (the literal's digits are kept here): text without such numbers
+//! never comes here.
 
 use jaq_json::{Map, Val};
 
@@ -192,7 +193,11 @@ impl Parser<'_> {
             _ => match special(word) {
                 Some(f) => Val::from(f),
                 None => match crate::read::parse_strict(word) {
-                    Some(Ok((v @ Val::Num(_), used))) if used == len => v,
+                    // The literal's digits kept (`1.000`, big integers), as jq 1.7.1 keeps them.
+                    Some(Ok((Val::Num(_), used))) if used == len => {
+                        let text = std::str::from_utf8(word).map_err(|_| Fail::Other)?;
+                        <Val as jaq_core::ValT>::from_num(text).map_err(|_| Fail::Other)?
+                    }
                     _ => return Err(invalid(self, "Invalid numeric literal")),
                 },
             },

@@ -429,14 +429,26 @@ impl<R: Read> Values<R> {
 /// Parses the first JSON value of `slice` into a jaq value; `None` at the end. Reads jq's
 /// `nan` and `infinity` literals too (see `lenient`).
 pub(crate) fn parse_val(slice: &[u8]) -> Option<Result<(Val, usize), serde_json::Error>> {
+    FLOAT_SEEN.set(false);
     match parse_strict(slice)? {
         Err(e) if !e.is_eof() => Some(match crate::lenient::parse(slice) {
             crate::lenient::Lenient::Value(v, used) => Ok((v, used)),
             crate::lenient::Lenient::Incomplete => Err(eof_error()),
             _ => Err(e),
         }),
+        // A number serde_json read as a double (`1.000`, `1e2`, beyond 64 bits): read the
+        // value again keeping each literal's digits, as jq 1.7.1 does.
+        Ok((_, used)) if FLOAT_SEEN.get() => Some(match crate::lenient::parse(&slice[..used]) {
+            crate::lenient::Lenient::Value(v, _) => Ok((v, used)),
+            _ => parse_strict(slice)?,
+        }),
         other => Some(other),
     }
+}
+
+thread_local! {
+    /// Set when serde_json hands a number over as a double: its literal was lost.
+    static FLOAT_SEEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// [`parse_val`] for strict JSON only.
@@ -508,7 +520,15 @@ impl<'de> serde::Deserialize<'de> for Doc {
 
 /// Parses one JSON text completely (for `--argjson`).
 pub(crate) fn parse_one(text: &str) -> Result<Val, String> {
-    parse_strict_one(text).or_else(|e| {
+    FLOAT_SEEN.set(false);
+    let strict = parse_strict_one(text);
+    if strict.is_ok() && FLOAT_SEEN.get() {
+        // Keep the literals' digits (see `parse_val`).
+        if let crate::lenient::Lenient::Value(v, _) = crate::lenient::parse(text.as_bytes()) {
+            return Ok(v);
+        }
+    }
+    strict.or_else(|e| {
         // jq's literals (`nan`, `Infinity`) and jq's words for a bad literal.
         match crate::lenient::parse(text.as_bytes()) {
             crate::lenient::Lenient::Value(v, used)
@@ -603,6 +623,7 @@ impl<'de> Visitor<'de> for ValSeed<'_> {
         Ok(Val::Num(Num::from_integral(i)))
     }
     fn visit_f64<E>(self, f: f64) -> Result<Val, E> {
+        FLOAT_SEEN.set(true);
         Ok(Val::Num(Num::Float(f)))
     }
     fn visit_str<E>(self, s: &str) -> Result<Val, E> {
