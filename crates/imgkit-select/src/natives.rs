@@ -82,6 +82,10 @@ pub(crate) fn funs() -> Box<[NativeRun]> {
         ("input_filename", v(0), |_| {
             bome(Ok(V(crate::run::INPUT_NAME.with_borrow(Clone::clone))))
         }),
+        ("input_line_number", v(0), |_| {
+            let n = crate::run::INPUT_LINE.get();
+            bome(Ok(V(Val::from(usize::try_from(n).unwrap_or(usize::MAX)))))
+        }),
         ("stderr_empty", v(0), |cv| {
             eprint_raw(&cv.1.0);
             empty()

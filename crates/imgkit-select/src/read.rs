@@ -208,6 +208,17 @@ impl<R: Read> Values<R> {
         }
     }
 
+    /// jq's `input_line_number` after the last value: jq reads its input a line at a time,
+    /// so it has read the newline ending the line the value ended on (when that is buffered).
+    pub(crate) fn newlines_read(&mut self) -> u64 {
+        let pos = self.start.min(self.end);
+        let upto = match self.buf[pos..self.end].iter().position(|&c| c == b'\n') {
+            Some(i) => pos + i + 1,
+            None => pos,
+        };
+        self.dropped_lines + self.lines_before(upto)
+    }
+
     fn line_at(&mut self, pos: usize) -> u64 {
         self.dropped_lines + self.lines_before(pos) + 1
     }
@@ -477,11 +488,17 @@ impl<R: Read> Iterator for Values<R> {
 pub(crate) struct RawLines<R> {
     src: R,
     pub(crate) line: u64,
+    /// Newlines read so far (jq's `input_line_number`).
+    pub(crate) newlines: u64,
 }
 
 impl<R: BufRead> RawLines<R> {
     pub(crate) fn new(src: R) -> Self {
-        Self { src, line: 0 }
+        Self {
+            src,
+            line: 0,
+            newlines: 0,
+        }
     }
 }
 
@@ -495,6 +512,7 @@ impl<R: BufRead> Iterator for RawLines<R> {
             Ok(_) => {
                 if line.last() == Some(&b'\n') {
                     line.pop();
+                    self.newlines += 1;
                 }
                 self.line += 1;
                 Some(Ok(Val::utf8_str(line)))
