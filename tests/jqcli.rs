@@ -952,3 +952,24 @@ fn colours_are_on_by_default_on_a_terminal_unless_no_color() {
     let out = on_a_terminal(".", &file, "NO_COLOR=").unwrap();
     assert_eq!(show(&out), show(coloured));
 }
+
+/// jq 1.7.1 names the file and the line a runtime error's input came from (recorded:
+/// `jq: error (at f1.json:1): …`, `(at f1.json:2)`, `(at f2.json:1)`; the line counts per file,
+/// as `input_line_number`).
+#[test]
+fn runtime_errors_name_the_input_file_and_line() {
+    let dir = fixtures();
+    let out = Command::new(bin())
+        .args(["filter", ".a", "f1.json", "f2.json"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let places: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.split_once("(at ")?.1.split_once(')').map(|(p, _)| p))
+        .collect();
+    assert_eq!(places, ["f1.json:1", "f1.json:2", "f2.json:1"], "{err}");
+}

@@ -125,14 +125,14 @@ fn inputs<'a, R: Read + 'a>(input: R, opts: &RunOptions, line: &'a Cell<u64>) ->
     let mut values = Values::new(input);
     values.seq = opts.seq;
     let names = opts.names.clone();
-    // Names the file of the last input; returns the newlines before that file.
+    let names2 = opts.names.clone();
+    // Names the file of the last input (`--stream`).
     let set_name = move |offset: u64| {
-        let (name, lines) = match &names {
-            Some(names) => names.at(offset).map_or((None, 0), |(n, l)| (Some(n), l)),
-            None => (Some("<stdin>".to_string()), 0),
+        let name = match &names {
+            Some(names) => names.at(offset).map(|(n, _)| n),
+            None => Some("<stdin>".to_string()),
         };
         INPUT_NAME.set(name.map_or(Val::Null, |n| Val::utf8_str(n.into_bytes())));
-        lines
     };
     let values: Inputs<'a> = if opts.stream || opts.stream_errors {
         // Events as the text arrives, as jq's streaming parser makes them.
@@ -142,6 +142,7 @@ fn inputs<'a, R: Read + 'a>(input: R, opts: &RunOptions, line: &'a Cell<u64>) ->
             line.set(events.last_line());
             if v.is_some() {
                 set_name(events.last_start());
+                INPUT_LINE.set(events.last_line());
             }
             v
         }))
@@ -158,8 +159,7 @@ fn inputs<'a, R: Read + 'a>(input: R, opts: &RunOptions, line: &'a Cell<u64>) ->
                     continue;
                 }
                 if v.is_some() {
-                    let before = set_name(values.last_start);
-                    INPUT_LINE.set(values.newlines_read().saturating_sub(before));
+                    note_input(&mut values, names2.as_ref());
                 }
                 return v;
             }
@@ -377,6 +377,7 @@ impl Filter {
                 Step::Bool(b) => Val::Bool(b),
                 Step::Jaq(v) => {
                     let line = values.last_line;
+                    note_input(&mut values, opts.names.as_ref());
                     if let Some(code) =
                         self.eval_one(&ctx, V(v), &mut out, opts, diagnostics, &mut state, line)?
                     {
@@ -400,13 +401,30 @@ impl Filter {
     }
 }
 
-/// jq names the input's last line, or `<unknown>` before any input (`-n`).
+/// Notes where the value `values` read last came from, for `input_filename`,
+/// `input_line_number` and error messages.
+fn note_input<R: Read>(values: &mut Values<R>, names: Option<&InputNames>) {
+    let (name, before) = match names {
+        Some(names) => names
+            .at(values.last_start)
+            .map_or((None, 0), |(n, l)| (Some(n), l)),
+        None => (Some("<stdin>".to_string()), 0),
+    };
+    INPUT_NAME.set(name.map_or(Val::Null, |n| Val::utf8_str(n.into_bytes())));
+    INPUT_LINE.set(values.newlines_read().saturating_sub(before));
+}
+
+/// jq names where the last input was read: its file (`<stdin>` for standard input) and the
+/// newlines read from it so far (`input_line_number`); `<unknown>` before any input (`-n`).
 fn at(line: u64) -> String {
     if line == 0 {
-        "<unknown>".to_string()
-    } else {
-        format!("<stdin>:{line}")
+        return "<unknown>".to_string();
     }
+    let name = INPUT_NAME.with_borrow(|n| match n {
+        Val::TStr(s) | Val::BStr(s) => String::from_utf8_lossy(s).into_owned(),
+        _ => "<stdin>".to_string(),
+    });
+    format!("{name}:{}", INPUT_LINE.get())
 }
 
 fn input_error(e: ReadError) -> Error {
