@@ -680,6 +680,15 @@ const CASES: &[Case] = &[
         code: 0,
         jq16_agrees: true,
     },
+    Case {
+        name: "update_with_empty_deletes_all_at_once",
+        args: &["-c", ".foo[1,4,2,3] |= empty, ((.foo[] | select(. >= 2)) |= empty)"],
+        stdin: "{\"foo\":[0,1,2,3,4,5]}",
+        env: &[],
+        stdout: b"{\"foo\":[0,5]}\n{\"foo\":[0,1]}\n",
+        code: 0,
+        jq16_agrees: false,
+    },
     // jq 1.7.1's manual (docs/content/manual/manual.yml at tag jq-1.7.1, "Identity: ."): a
     // number literal keeps its digits until arithmetic touches it (jq's default build, with
     // decNumber; the jq 1.7.1 the cases above were recorded with was built without it).

@@ -28,7 +28,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 /// Passing counts must not drop below these.
-const FLOORS: [(&str, usize); 2] = [("jq.test", 539), ("man.test", 231)];
+const FLOORS: [(&str, usize); 2] = [("jq.test", 540), ("man.test", 231)];
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// The retry of a case that timed out runs alone, with this limit.
 const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
