@@ -218,17 +218,14 @@ fn run_once(bin: &Runner, dir: &Path, case: &Case, timeout: Duration) -> Result<
     }
     // Numbers beyond a double's range (jq's decNumber literals, `9E+999999999`) do not parse
     // here: then the texts must be identical, line for line (stricter than jq's value compare).
-    let (got, want) = match (values(&out), values(&case.expected.join("\n"))) {
-        (Some(got), Some(want)) => (got, want),
-        _ => {
-            let got: Vec<&str> = out.lines().map(str::trim).collect();
-            let want: Vec<&str> = case.expected.iter().map(|l| l.trim()).collect();
-            return if got == want {
-                Ok(())
-            } else {
-                Err(format!("got {out:?} want {:?}", case.expected))
-            };
-        }
+    let (Some(got), Some(want)) = (values(&out), values(&case.expected.join("\n"))) else {
+        let got: Vec<&str> = out.lines().map(str::trim).collect();
+        let want: Vec<&str> = case.expected.iter().map(|l| l.trim()).collect();
+        return if got == want {
+            Ok(())
+        } else {
+            Err(format!("got {out:?} want {:?}", case.expected))
+        };
     };
     if got == want {
         Ok(())

@@ -569,7 +569,11 @@ impl Read for Files {
                 Some(path) => match (File::open(&path), &self.skipped) {
                     (Ok(file), _) => {
                         if let Some(names) = &self.names {
-                            names.starts(self.served, self.served_lines, &path.display().to_string());
+                            names.starts(
+                                self.served,
+                                self.served_lines,
+                                &path.display().to_string(),
+                            );
                         }
                         self.current = Some(file);
                     }

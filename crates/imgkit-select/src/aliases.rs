@@ -40,15 +40,12 @@ pub(crate) fn merge<'a>(
         let Some((_, list)) = groups.iter_mut().find(|(a, _)| a == alias) else {
             continue;
         };
-        let n = match seen.iter_mut().find(|(a, _)| a == alias) {
-            Some((_, n)) => {
-                *n += 1;
-                *n
-            }
-            None => {
-                seen.push((alias, 0));
-                0
-            }
+        let n = if let Some((_, n)) = seen.iter_mut().find(|(a, _)| a == alias) {
+            *n += 1;
+            *n
+        } else {
+            seen.push((alias, 0));
+            0
         };
         if n + 1 < list.len() {
             let renamed = format!("{alias}__imgkit_alias{n}");

@@ -528,8 +528,8 @@ pub(crate) fn compile(
         let code = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read module {}: {e}", path.display()))?;
         let code = data_names(&code);
-        let code = crate::desugar::rewrite(&code, &path.display().to_string())
-            .map_err(|r| r.summary())?;
+        let code =
+            crate::desugar::rewrite(&code, &path.display().to_string()).map_err(|r| r.summary())?;
         Ok(File {
             code: crate::aliases::merge(&code, &defines).into_owned(),
             path,

@@ -451,13 +451,31 @@ fn delete_edits(code: &str, seq: &[Tk<'_>], edits: &mut Vec<(usize, String, usiz
             .rposition(|t| match t {
                 Token(s, Tok::Sym) => matches!(
                     *s,
-                    "|" | "," | "//" | "=" | "|=" | "+=" | "-=" | "*=" | "/=" | "%=" | "//="
-                        | ";" | ":"
+                    "|" | ","
+                        | "//"
+                        | "="
+                        | "|="
+                        | "+="
+                        | "-="
+                        | "*="
+                        | "/="
+                        | "%="
+                        | "//="
+                        | ";"
+                        | ":"
                 ),
                 Token(w, Tok::Word) => matches!(
                     *w,
-                    "if" | "then" | "elif" | "else" | "try" | "catch" | "as" | "def" | "label"
-                        | "reduce" | "foreach"
+                    "if" | "then"
+                        | "elif"
+                        | "else"
+                        | "try"
+                        | "catch"
+                        | "as"
+                        | "def"
+                        | "label"
+                        | "reduce"
+                        | "foreach"
                 ),
                 _ => false,
             })

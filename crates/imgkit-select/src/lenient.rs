@@ -65,7 +65,7 @@ impl Parser<'_> {
     /// line up to `pos`, as jq's parser reports it).
     fn at(&self, pos: usize) -> (usize, usize) {
         let before = &self.text[..pos];
-        let line = before.iter().filter(|&&c| c == b'\n').count() + 1;
+        let line = before.split(|&c| c == b'\n').count();
         let col = before.iter().rev().take_while(|&&c| c != b'\n').count();
         (line, col)
     }
@@ -209,10 +209,9 @@ impl Parser<'_> {
 
 /// jq's `strtod` words: an optional sign, then `nan`, `inf` or `infinity` in any case.
 fn special(word: &[u8]) -> Option<f64> {
-    let (neg, rest) = match word {
-        [b'-', rest @ ..] => (true, rest),
-        [b'+', rest @ ..] => (false, rest),
-        rest => (false, rest),
+    let (neg, rest) = match word.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, word.strip_prefix(b"+").unwrap_or(word)),
     };
     let lower = rest.to_ascii_lowercase();
     let f = match &lower[..] {
@@ -229,7 +228,10 @@ mod tests {
 
     fn value(text: &str) -> String {
         match parse(text.as_bytes()) {
-            Lenient::Value(v, used) => format!("{} {used}", String::from_utf8_lossy(&crate::write::to_json(&v))),
+            Lenient::Value(v, used) => format!(
+                "{} {used}",
+                String::from_utf8_lossy(&crate::write::to_json(&v))
+            ),
             Lenient::Incomplete => "incomplete".into(),
             Lenient::Invalid(m) => m,
             Lenient::Other => "other".into(),

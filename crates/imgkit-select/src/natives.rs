@@ -58,7 +58,9 @@ pub(crate) fn funs() -> Box<[NativeRun]> {
         }),
         ("fromjson", v(0), |cv| bome(fromjson(&cv.1.0))),
         ("length", v(0), |cv| bome(value::length(&cv.1.0))),
-        ("_jq_comparable", v(0), |cv| bome(value::check_comparable(cv.1.0))),
+        ("_jq_comparable", v(0), |cv| {
+            bome(value::check_comparable(cv.1.0))
+        }),
         ("has", v(1), |cv| binary(cv, value::has)),
         ("contains", v(1), |cv| binary(cv, value::contains)),
         ("bsearch", v(1), |cv| binary(cv, value::bsearch)),

@@ -891,9 +891,9 @@ pub(crate) fn length(v: &J) -> ValR {
         J::Bool(_) => return Err(fail(format!("{} has no length", described(v)))),
         J::Num(Num::Int(i)) => int((*i as i64).abs()),
         // A literal keeps its digits, as jq's `abs`.
-        J::Num(Num::Dec(d)) if !d.parse::<f64>().is_ok_and(f64::is_nan) => {
-            J::Num(Num::Dec(d.strip_prefix('-').unwrap_or(d).to_string().into()))
-        }
+        J::Num(Num::Dec(d)) if !d.parse::<f64>().is_ok_and(f64::is_nan) => J::Num(Num::Dec(
+            d.strip_prefix('-').unwrap_or(d).to_string().into(),
+        )),
         J::Num(n) => num(as_f64(n).abs()),
         J::TStr(s) => J::from(char_len(s)),
         J::BStr(b) => J::from(b.len()),
@@ -996,7 +996,6 @@ pub(crate) fn indices(x: &J, y: &J) -> ValR {
         positions.into_iter().map(J::from).collect(),
     ))))
 }
-
 
 /// Nesting depth of a value (a scalar is 0).
 fn nesting(v: &J) -> usize {

@@ -515,11 +515,18 @@ mod tests {
             ("5e-6", "0.000005"),
             ("1e-7", "1E-7"),
             ("100e-7", "0.0000100"),
-            ("0.12345678901234567890123456789", "0.12345678901234567890123456789"),
+            (
+                "0.12345678901234567890123456789",
+                "0.12345678901234567890123456789",
+            ),
             ("0.00", "0.00"),
             ("0e5", "0E+5"),
         ] {
-            assert_eq!(decimal_literal(literal).as_deref(), Some(printed), "{literal}");
+            assert_eq!(
+                decimal_literal(literal).as_deref(),
+                Some(printed),
+                "{literal}"
+            );
         }
         assert_eq!(decimal_literal("nan"), None);
     }
