@@ -12,7 +12,6 @@ mod global;
 mod guard;
 #[cfg(test)]
 mod layering;
-mod layout;
 mod pipeline;
 mod plan;
 mod plugin_args;
@@ -20,6 +19,7 @@ mod progress;
 mod rename;
 mod selection;
 mod skip;
+mod stores;
 mod table;
 mod transfer;
 

@@ -12,6 +12,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 use imgkit_engine::Engine;
+use imgkit_store::TarEndpoint;
 use imgkit_types::{Digest, ImageRef};
 
 use imgkit_archive::{Archive, Compression, SubsetWriter};
@@ -21,17 +22,26 @@ use crate::diagnostics::with_hint;
 use crate::endpoint::{EndpointSpec, open_engine};
 use crate::pipeline::Pipeline;
 use crate::progress::Printer;
-use crate::selection::{Listing, NameIndex, resolve_id};
+use crate::selection::Listing;
 use crate::transfer::listed_bytes;
 
 /// An opened endpoint.
 pub(crate) enum Endpoint {
-    Engine { engine: Engine, spec: EndpointSpec },
+    Engine {
+        engine: Engine,
+        spec: EndpointSpec,
+    },
     Archive(PathBuf),
+    /// An image store (an OCI layout directory), read and written through imgkit-store
+    /// (`host/stores.rs`).
+    Store(EndpointSpec),
 }
 
 /// Opens `spec`: resolves an engine's binary (nothing runs yet).
 pub(crate) fn open(spec: &EndpointSpec) -> anyhow::Result<Endpoint> {
+    if crate::stores::is_store(spec) {
+        return Ok(Endpoint::Store(spec.clone()));
+    }
     match spec {
         EndpointSpec::Engine { kind, namespace } => Ok(Endpoint::Engine {
             engine: open_engine(*kind, namespace.clone())?,
@@ -45,13 +55,13 @@ impl Endpoint {
     pub(crate) fn engine(&self) -> Option<&Engine> {
         match self {
             Endpoint::Engine { engine, .. } => Some(engine),
-            Endpoint::Archive(_) => None,
+            Endpoint::Archive(_) | Endpoint::Store(_) => None,
         }
     }
 
     pub(crate) fn name(&self) -> String {
         match self {
-            Endpoint::Engine { spec, .. } => spec.to_string(),
+            Endpoint::Engine { spec, .. } | Endpoint::Store(spec) => spec.to_string(),
             Endpoint::Archive(p) => p.display().to_string(),
         }
     }
@@ -60,7 +70,7 @@ impl Endpoint {
     pub(crate) fn list(&self) -> anyhow::Result<Listing> {
         match self {
             Endpoint::Engine { engine, spec } => {
-                let (mut records, warnings) = engine.list_noting().map_err(|e| {
+                let (mut records, warnings) = TarEndpoint::records(engine).map_err(|e| {
                     engine_error(e, &format!("could not list the images in {spec}"))
                 })?;
                 // Filters may choose by containerd namespace (`run --from ctr:all`).
@@ -82,16 +92,22 @@ impl Endpoint {
                     warnings: archive.warnings(),
                 })
             }
+            Endpoint::Store(spec) => {
+                let source = crate::stores::open_source(spec)?
+                    .ok_or_else(|| anyhow::anyhow!("{spec} is not an image store"))?;
+                Ok(Listing {
+                    records: source.records(),
+                    warnings: Vec::new(),
+                })
+            }
         }
     }
 
     /// The command that writes `refs` as a tar to stdout (engines only).
     pub(crate) fn save_command(&self, refs: &[ImageRef]) -> Option<Command> {
         match self {
-            Endpoint::Engine { engine, .. } => {
-                Some(engine.command(&engine.save_args(&native(engine, refs))))
-            }
-            Endpoint::Archive(_) => None,
+            Endpoint::Engine { engine, .. } => Some(engine.save_command(refs)),
+            Endpoint::Archive(_) | Endpoint::Store(_) => None,
         }
     }
 
@@ -101,19 +117,23 @@ impl Endpoint {
         match self {
             Endpoint::Engine { engine, .. } => {
                 // Errors name the command line that ran, as a person could paste it.
-                let cmd = traced(engine.command(&engine.save_args(&native(engine, refs))));
+                let cmd = traced(engine.save_command(refs));
                 Source::command(display_argv(&cmd), cmd)
             }
             Endpoint::Archive(path) => subset_source(path.clone(), refs.to_vec(), compression),
+            Endpoint::Store(spec) => crate::stores::stream(spec, refs, compression),
         }
     }
 
     /// The command that loads a tar from stdin.
     pub(crate) fn load_command(&self) -> anyhow::Result<Command> {
         match self {
-            Endpoint::Engine { engine, .. } => Ok(traced(engine.load_command())),
+            Endpoint::Engine { engine, .. } => Ok(traced(TarEndpoint::load_command(engine))),
             Endpoint::Archive(p) => {
                 bail!("{} is an archive, not an engine to load into", p.display())
+            }
+            Endpoint::Store(spec) => {
+                bail!("{spec} is an image store, written through imgkit-store, not loaded")
             }
         }
     }
@@ -147,20 +167,6 @@ fn traced(cmd: Command) -> Command {
         print(&display_argv(&cmd));
     }
     cmd
-}
-
-/// References as the engine stores them (containerd and podman: fully qualified), so that a
-/// save finds exactly the listed image.
-fn native(engine: &Engine, refs: &[ImageRef]) -> Vec<ImageRef> {
-    refs.iter()
-        .map(|r| {
-            if image_id_of(r).is_some() {
-                r.clone()
-            } else {
-                engine.native_ref(r)
-            }
-        })
-        .collect()
 }
 
 pub(crate) fn engine_error(e: imgkit_engine::Error, context: &str) -> anyhow::Error {
@@ -213,11 +219,11 @@ impl Plan {
             .context("refusing to run any engine")?;
 
         printer.step("list", &format!("listing images in {}", source.name()));
-        let Listing { records, warnings } = source.list()?;
-        for w in warnings {
+        let listing = source.list()?;
+        for w in &listing.warnings {
             printer.step("list", &format!("warning: {w}"));
         }
-        let index = NameIndex::new(&records);
+        let records = &listing.records;
 
         let mut chosen: Vec<(ImageRef, usize, Vec<String>)> = Vec::new();
         if given.is_empty() {
@@ -226,7 +232,7 @@ impl Plan {
                 &format!("selecting from {} records", records.len()),
             );
             let selected = pipeline
-                .select_from(&records)
+                .select_from(records)
                 .context("refusing to run any engine")?;
             chosen.extend(
                 selected
@@ -235,10 +241,7 @@ impl Plan {
             );
         } else {
             for r in given {
-                let (r, i) = index
-                    .resolve(&r)
-                    .or_else(|| resolve_id(&records, &r))
-                    .ok_or_else(|| not_listed(&r, source))?;
+                let (r, i) = listing.resolve(&r).ok_or_else(|| not_listed(&r, source))?;
                 chosen.push((r, i, Vec::new()));
             }
         }
@@ -401,11 +404,9 @@ impl Endpoint {
                     .filter(|r| by_id.is_none() || !digest_only(r))
                     .cloned()
                     .collect();
-                let mut ids = engine
-                    .image_ids(&named)
+                let mut ids = TarEndpoint::image_ids(engine, &named)
                     .map_err(|e| engine_error(e, "could not inspect the images"))?
-                    .into_iter()
-                    .map(|(_, id)| id);
+                    .into_iter();
                 let mut out = Vec::new();
                 for (i, r) in refs.iter().enumerate() {
                     if by_id.is_some() && digest_only(r) {
@@ -449,6 +450,7 @@ impl Endpoint {
                     })
                     .collect())
             }
+            Endpoint::Store(spec) => crate::stores::ids(spec, refs, by_id),
         }
     }
 }
@@ -470,6 +472,7 @@ fn not_listed(r: &ImageRef, source: &Endpoint) -> anyhow::Error {
             Endpoint::Archive(p) => {
                 format!("see what is there with: imgkit inspect {}", p.display())
             }
+            Endpoint::Store(spec) => format!("see what is there with: imgkit ls --from {spec}"),
         },
     )
 }
@@ -493,29 +496,41 @@ pub(crate) fn display_argv(cmd: &Command) -> String {
 fn subset_source(path: PathBuf, refs: Vec<ImageRef>, compression: Compression) -> Source {
     Source::open_with(path.display().to_string(), move || {
         let (reader, writer) = std::io::pipe()?;
-        let writer_thread = std::thread::spawn(move || -> Result<(), imgkit_archive::Error> {
-            let archive = Archive::open(&path)?;
-            let mut w = SubsetWriter::new(&archive);
-            for r in &refs {
-                match image_id_of(r) {
-                    Some(id) => w.select_id(id)?,
-                    None => w.select(r)?,
-                };
-            }
-            w.compression(compression).write(writer)?;
-            Ok(())
+        let writer_thread = std::thread::spawn(move || -> std::io::Result<()> {
+            let write = || -> Result<(), imgkit_archive::Error> {
+                let archive = Archive::open(&path)?;
+                let mut w = SubsetWriter::new(&archive);
+                for r in &refs {
+                    match image_id_of(r) {
+                        Some(id) => w.select_id(id)?,
+                        None => w.select(r)?,
+                    };
+                }
+                w.compression(compression).write(writer)?;
+                Ok(())
+            };
+            write().map_err(std::io::Error::other)
         });
-        Ok(Box::new(JoinedReader {
-            reader,
-            writer: Some(writer_thread),
-        }) as Box<dyn Read>)
+        Ok(Box::new(JoinedReader::new(reader, writer_thread)) as Box<dyn Read>)
     })
 }
 
 /// A pipe's read end that, at end of stream, reports how its writer thread ended.
-struct JoinedReader {
+pub(crate) struct JoinedReader {
     reader: std::io::PipeReader,
-    writer: Option<std::thread::JoinHandle<Result<(), imgkit_archive::Error>>>,
+    writer: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl JoinedReader {
+    pub(crate) fn new(
+        reader: std::io::PipeReader,
+        writer: std::thread::JoinHandle<std::io::Result<()>>,
+    ) -> Self {
+        Self {
+            reader,
+            writer: Some(writer),
+        }
+    }
 }
 
 impl Read for JoinedReader {
@@ -526,7 +541,7 @@ impl Read for JoinedReader {
         {
             match w.join() {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(std::io::Error::other(e)),
+                Ok(Err(e)) => return Err(e),
                 Err(_) => return Err(std::io::Error::other("the archive writer panicked")),
             }
         }

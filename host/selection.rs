@@ -15,7 +15,7 @@
 //! Anything else names no image of the listing: an error naming the output and its record.
 //! The same image named twice is selected once.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use imgkit_types::{ImageRecord, ImageRef, NONE};
 use serde_json::Value;
@@ -96,6 +96,24 @@ impl<'a> Index<'a> {
         ))
     }
 
+    /// The record a name names: the one resolution of a reference to a listed image, for
+    /// filter outputs, plugin outputs and command-line references alike.
+    /// - `repo:tag` (a bare `repo`: `repo:latest`), or `repo@digest` listed as a name of its own
+    ///   (a digest-only row; containerd's `repo@digest` alias): that record;
+    /// - `repo@digest` where `digest` is the digest of a record of `repo` (a ctr/nerdctl target
+    ///   digest, a docker repo digest on a tagged row): that record, whose name is `repo:tag`,
+    ///   the name the engine saves, loads and tags the image by (docker loads a digest
+    ///   reference unnamed; containerd has no image named `repo@digest` unless it lists one).
+    fn by_name(&self, r: &ImageRef) -> Option<usize> {
+        if let Some(&i) = self.by_key.get(&key(r)) {
+            return Some(i);
+        }
+        let d = r.digest()?;
+        self.records
+            .iter()
+            .position(|x| x.digest == d.as_str() && repo_key(&x.repository) == r.normalized_name())
+    }
+
     /// Records whose image ID (or containerd target digest) matches `id`.
     fn by_id(&self, id: &str) -> impl Iterator<Item = usize> + '_ {
         let hex = id.strip_prefix("sha256:").unwrap_or(id).to_owned();
@@ -160,16 +178,7 @@ fn resolve(index: &Index<'_>, from: usize, output: &str) -> anyhow::Result<Selec
     {
         return selected(from);
     }
-    if let Some(&i) = index.by_key.get(&key(&r)) {
-        return selected(i);
-    }
-    // `repo@digest` where the digest is the record's (a ctr/nerdctl target or docker repo digest).
-    if let Some(d) = r.digest()
-        && let Some(i) = index
-            .records
-            .iter()
-            .position(|x| x.digest == d.as_str() && repo_key(&x.repository) == r.normalized_name())
-    {
+    if let Some(i) = index.by_name(&r) {
         return selected(i);
     }
     let bare = if r.tag().is_none() && r.digest().is_none() {
@@ -255,7 +264,7 @@ pub(crate) fn select_outputs(
     let mut out = Vec::new();
     for output in outputs {
         let bearer = ImageRef::parse(output).ok().and_then(|r| {
-            index.by_key.get(&key(&r)).copied().or_else(|| {
+            index.by_name(&r).or_else(|| {
                 let name = r.normalized_name();
                 records.iter().position(|x| {
                     x.tag == NONE && x.digest != NONE && repo_key(&x.repository) == name
@@ -353,8 +362,9 @@ pub(crate) fn select_all(records: &[ImageRecord]) -> Vec<Selected> {
 }
 
 /// One listing of an endpoint: its records, in docker's shape, and warnings about rows left
-/// out. References are resolved against it here: a filter's outputs ([`select`] and its
-/// siblings) and references given on the command line ([`NameIndex`], [`resolve_id`]).
+/// out. References are resolved against it here, one way: a filter's outputs ([`select`] and
+/// its siblings) and references given on the command line ([`Listing::resolve`]) both go
+/// through `Index::by_name`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Listing {
     pub(crate) records: Vec<ImageRecord>,
@@ -385,41 +395,18 @@ pub(crate) fn resolve_id(records: &[ImageRecord], r: &ImageRef) -> Option<(Image
     })
 }
 
-/// The listing's names, normalized, for resolving filter outputs.
-pub(crate) struct NameIndex {
-    /// normalized "name:tag" / "name@digest" → (reference as the listing spells it, record).
-    by_ref: BTreeMap<String, (ImageRef, usize)>,
-}
-
-impl NameIndex {
-    pub(crate) fn new(records: &[ImageRecord]) -> Self {
-        let mut by_ref = BTreeMap::new();
-        for (i, rec) in records.iter().enumerate() {
-            if rec.repository == NONE {
-                continue;
-            }
-            if rec.tag != NONE
-                && let Ok(r) = ImageRef::parse(&format!("{}:{}", rec.repository, rec.tag))
-            {
-                by_ref.entry(r.normalized().to_string()).or_insert((r, i));
-            }
-            if !rec.digest.is_empty()
-                && rec.digest != NONE
-                && let Ok(r) = ImageRef::parse(&format!("{}@{}", rec.repository, rec.digest))
-            {
-                by_ref.entry(r.normalized().to_string()).or_insert((r, i));
-            }
-        }
-        Self { by_ref }
-    }
-
-    /// The listing's image named by `r` (a bare name means its `latest` tag, as engines read it).
+impl Listing {
+    /// The listing's image a command-line reference names, and the reference to hand the
+    /// engine: by name as a filter output is resolved ([`Index::by_name`]; a bare name means
+    /// its `latest` tag, as engines read it), else as an image ID ([`resolve_id`]).
     pub(crate) fn resolve(&self, r: &ImageRef) -> Option<(ImageRef, usize)> {
-        if r.tag().is_some() || r.digest().is_some() {
-            return self.by_ref.get(&r.normalized().to_string()).cloned();
+        let index = Index::new(&self.records);
+        if let Some(i) = index.by_name(r)
+            && let Ok(found) = index.name_of(i)
+        {
+            return Some(found);
         }
-        let latest = r.with_tag("latest").ok()?;
-        self.by_ref.get(&latest.normalized().to_string()).cloned()
+        resolve_id(&self.records, r)
     }
 }
 
@@ -600,7 +587,10 @@ mod tests {
             rec("seed/pinned", NONE, D, "bbb"),
             rec("docker.io/library/alpine", "latest", NONE, "ccc"),
         ];
-        let idx = NameIndex::new(&records);
+        let idx = Listing {
+            records,
+            warnings: Vec::new(),
+        };
         let p = |s: &str| ImageRef::parse(s).unwrap();
         assert_eq!(
             idx.resolve(&p("seed/app:1.0")).unwrap().0.to_string(),
@@ -615,5 +605,35 @@ mod tests {
         );
         assert!(idx.resolve(&p("nope/none:1")).is_none());
         assert!(idx.resolve(&p("seed/app")).is_none(), "no seed/app:latest");
+    }
+
+    /// A ctr/nerdctl row carries a tag and the image's target digest: `repo@digest` names it
+    /// by its tag on both paths (the name containerd exports and docker loads with a name);
+    /// where containerd lists a `repo@digest` alias row of its own (CRI), both take that row.
+    #[test]
+    fn a_tag_and_digest_record_resolves_the_same_from_the_command_line_and_a_filter() {
+        const D: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+        let tagged = rec("seed/app", "1.0", D, "aaa");
+        let alias = rec("seed/app", NONE, D, "aaa");
+        let by_digest = format!("seed/app@{D}");
+        for (records, want) in [
+            (vec![tagged.clone()], "seed/app:1.0"),
+            (vec![tagged, alias], by_digest.as_str()),
+        ] {
+            let filter = select(&records, |_| Ok(vec![Value::from(by_digest.clone())])).unwrap();
+            let listing = Listing {
+                records: records.clone(),
+                warnings: Vec::new(),
+            };
+            let given = listing
+                .resolve(&ImageRef::parse(&by_digest).unwrap())
+                .unwrap();
+            assert_eq!(refs(&filter), [want], "{records:?}");
+            assert_eq!(given.0.to_string(), want, "{records:?}");
+            assert_eq!(given.1, filter[0].record);
+            // A plugin's output resolves the same way.
+            let plugin = select_outputs(&records, std::slice::from_ref(&by_digest)).unwrap();
+            assert_eq!(refs(&plugin), [want]);
+        }
     }
 }

@@ -161,6 +161,8 @@ pub(crate) struct SyncReport {
     pub(crate) skipped: Vec<String>,
     /// Copied images given new names in the target: (reference, new names).
     pub(crate) renamed: Vec<(String, Vec<String>)>,
+    /// An image store target: the blobs written and those it already held.
+    pub(crate) blobs: Option<imgkit_store::CopyReport>,
 }
 
 impl Summary {
@@ -209,6 +211,12 @@ impl Summary {
                     .map(|(r, n)| (r.clone(), json!(n)))
                     .collect::<serde_json::Map<_, _>>()
                     .into();
+                if let Some(b) = &sync.blobs {
+                    obj["blobs_written"] = json!(b.blobs_written);
+                    obj["bytes_written"] = json!(b.bytes_written);
+                    obj["blobs_skipped"] = json!(b.blobs_skipped);
+                    obj["bytes_skipped"] = json!(b.bytes_skipped);
+                }
             }
             obj
         }
@@ -242,6 +250,26 @@ impl Summary {
             }
             _ => String::new(),
         };
+        if let Some(b) = self.sync.as_ref().and_then(|s| s.blobs.as_ref())
+            && self.images > 0
+        {
+            // An image store target: blobs, not a stream.
+            let _ = writeln!(
+                std::io::stderr(),
+                "imgkit: wrote {} image{} from {} to {}: {} blob{} written ({}), {} already there ({}) in {:.1} s{verified}{renamed}{skipped}",
+                self.images,
+                if self.images == 1 { "" } else { "s" },
+                self.from,
+                self.to,
+                b.blobs_written,
+                if b.blobs_written == 1 { "" } else { "s" },
+                imgkit_types::humanize::size(b.bytes_written),
+                b.blobs_skipped,
+                imgkit_types::humanize::size(b.bytes_skipped),
+                self.elapsed.as_secs_f64(),
+            );
+            return;
+        }
         if self.images == 0 {
             let _ = writeln!(
                 std::io::stderr(),

@@ -154,7 +154,24 @@ fn a_repeated_write_to_the_same_dir_writes_no_blob() {
     );
     assert_eq!(first["blobs_skipped"], 0, "{first}");
 
+    // The same images again are in the directory by name and ID: skipped, nothing saved.
     let again = write_two(&src, &filter, &dir);
+    assert_eq!(again["blobs_written"], 0, "{again}");
+    assert_eq!(again["images"], 0, "{again}");
+    assert_eq!(
+        again["skipped"].as_array().map(Vec::len),
+        Some(2),
+        "{again}"
+    );
+    // Forced, the save streams every blob past the directory, and it writes none.
+    let run = imgkit(&src)
+        .args(["--json", "run", "--force", "--from", "docker", "--to"])
+        .arg(format!("{}/", dir.display()))
+        .arg("-f")
+        .arg(&filter)
+        .run()
+        .success();
+    let again: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(again["blobs_written"], 0, "{again}");
     assert_eq!(again["bytes_written"], 0, "{again}");
     assert_eq!(again["blobs_skipped"].as_u64(), Some(written), "{again}");
@@ -162,7 +179,7 @@ fn a_repeated_write_to_the_same_dir_writes_no_blob() {
 
     // The same in the summary a person reads.
     imgkit(&src)
-        .args(["run", "--from", "docker", "-f"])
+        .args(["run", "--force", "--from", "docker", "-f"])
         .arg(&filter)
         .arg("--to")
         .arg(format!("{}/", dir.display()))

@@ -16,5 +16,6 @@ mod safety;
 mod sandbox;
 mod snapshots;
 mod spec;
+mod stores;
 mod sync;
 mod transfer;

@@ -20,6 +20,7 @@ use crate::plugin_args::PluginArgs;
 use crate::progress::Printer;
 use crate::rename::{self, Rule};
 use crate::skip::{self, Partition};
+use crate::stores;
 use crate::transfer::{Summary, SyncReport, run_pump};
 
 /// Exit code when the selection is empty (like grep finding nothing).
@@ -67,10 +68,6 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    // An OCI layout directory target is written through imgkit-store (host/layout.rs).
-    if let Some(dir) = crate::layout::dir_of(&args.to) {
-        return crate::layout::run_into(args, global, &dir);
-    }
     for (flag, spec) in [("--from", &args.from), ("--to", &args.to)] {
         if let EndpointSpec::Archive(p) = spec
             && let Some(hint) = crate::diagnostics::engine_typo(p)
@@ -92,7 +89,9 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     }
     check_via(args)?;
     // An output path that cannot take an archive fails before anything runs.
-    if let EndpointSpec::Archive(to) = &args.to {
+    if let EndpointSpec::Archive(to) = &args.to
+        && !stores::is_store(&args.to)
+    {
         crate::transfer::check_output(to)?;
     }
     if let Some(via) = &args.via {
@@ -183,7 +182,7 @@ fn run_one(args: &Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     Ok(report(
         args,
         Some(&plan),
-        Some(&moved.done),
+        Some(&moved),
         verified,
         skipped,
         started,
@@ -194,10 +193,14 @@ fn run_one(args: &Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
 fn open(args: &Args) -> anyhow::Result<(Endpoint, Endpoint, Compression)> {
     let source = plan::open(&args.from)?;
     let target = plan::open(&args.to)?;
-    // An archive is rewritten by imgkit (and can be compressed); an engine's stream is copied.
-    let compression = match (&source, &args.to) {
-        (Endpoint::Archive(_), EndpointSpec::Archive(to)) => Compression::from_file_name(to),
-        (Endpoint::Engine { .. }, EndpointSpec::Archive(to))
+    // An archive is rewritten by imgkit (and can be compressed); an engine's stream is copied;
+    // a store takes blobs, not a stream.
+    let compression = match (&source, &target, &args.to) {
+        (_, Endpoint::Store(_), _) => Compression::None,
+        (Endpoint::Archive(_) | Endpoint::Store(_), _, EndpointSpec::Archive(to)) => {
+            Compression::from_file_name(to)
+        }
+        (Endpoint::Engine { .. }, _, EndpointSpec::Archive(to))
             if Compression::from_file_name(to) != Compression::None =>
         {
             return Err(with_hint(
@@ -263,7 +266,8 @@ fn plan_names(
         printer.step("plan", &note);
     }
     let renames = rename::resolve(&mut plan, &args.rename)?;
-    if renames > 0 && target.engine().is_none() {
+    // Engines rename after the load; a store commits the new names itself.
+    if renames > 0 && matches!(target, Endpoint::Archive(_)) {
         return Err(with_hint(
             anyhow::anyhow!(
                 "renames are applied by the target engine, and {} is an archive",
@@ -289,6 +293,8 @@ fn skip_present(
         skipped,
     } = if args.force {
         skip::partition_none(plan)
+    } else if let Endpoint::Store(to) = target {
+        stores::partition(&plan, source, to)?
     } else {
         if target.engine().is_some() {
             printer.step(
@@ -320,6 +326,8 @@ fn skip_present(
 struct Moved {
     done: imgkit_transfer::Transferred,
     what: String,
+    /// Blobs written and found already there, when the target is an image store.
+    blobs: Option<imgkit_store::CopyReport>,
 }
 
 /// Stage move: the source's stream into the target (and `--via`), then the names: what the
@@ -334,6 +342,9 @@ fn move_images(
     compression: Compression,
     printer: &mut Printer,
 ) -> anyhow::Result<Moved> {
+    if let Endpoint::Store(to) = target {
+        return move_into_store(plan, args, source, to, printer);
+    }
     // What the target held: a failed load's leftovers are removed, names it moved put back.
     let before = match Snapshot::take(target) {
         Ok(s) => Some(s),
@@ -379,7 +390,64 @@ fn move_images(
     for note in &notes {
         printer.step("rename", &format!("note: {note}"));
     }
-    Ok(Moved { done, what })
+    Ok(Moved {
+        done,
+        what,
+        blobs: None,
+    })
+}
+
+/// Stage move into an image store: blobs, not a stream. From an engine its save stream is
+/// read once, each blob put as it passes (`stores::ingest_into`); from a store or an archive
+/// only the blobs the target lacks are copied (`stores::copy_into`). Names are committed last
+/// (new names included: a store names images itself).
+fn move_into_store(
+    plan: &Plan,
+    args: &Args,
+    source: &Endpoint,
+    to: &EndpointSpec,
+    printer: &mut Printer,
+) -> anyhow::Result<Moved> {
+    let what = format!(
+        "{} from {} to {}",
+        plan.describe_with_names(),
+        args.from,
+        args.to
+    );
+    if source.engine().is_some() {
+        let (done, blobs) =
+            stores::ingest_into(plan, source, to, args.via.as_deref(), printer, &what)?;
+        return Ok(Moved {
+            done,
+            what,
+            blobs: Some(blobs),
+        });
+    }
+    if let Some(via) = &args.via {
+        return Err(with_hint(
+            anyhow::anyhow!(
+                "--via {} keeps a stream, and {} → {} copies blobs, not a stream",
+                via.display(),
+                args.from,
+                args.to
+            ),
+            "leave out --via, or write an archive: --to FILE.tar",
+        ));
+    }
+    let started = Instant::now();
+    let blobs = stores::copy_into(plan, &args.from, to, printer)?;
+    let done = imgkit_transfer::Transferred {
+        bytes: blobs.bytes_written,
+        elapsed: started.elapsed(),
+        target_stdout: String::new(),
+        target_stderr: String::new(),
+        source_stderr: String::new(),
+    };
+    Ok(Moved {
+        done,
+        what,
+        blobs: Some(blobs),
+    })
 }
 
 /// Stage verify: each moved image's ID in the target (new names for renamed ones); the number
@@ -427,11 +495,12 @@ fn verify(
 fn report(
     args: &Args,
     plan: Option<&Plan>,
-    done: Option<&imgkit_transfer::Transferred>,
+    moved: Option<&Moved>,
     verified: Option<usize>,
     skipped: Vec<String>,
     started: Instant,
 ) -> Outcome {
+    let done = moved.map(|m| &m.done);
     Outcome::of(
         Summary {
             images: plan.map_or(0, |p| p.refs.len()),
@@ -446,6 +515,9 @@ fn report(
                     .unwrap_or_default(),
                 skipped,
                 renamed: plan.map(renamed_of).unwrap_or_default(),
+                blobs: moved
+                    .and_then(|m| m.blobs.clone())
+                    .or_else(|| stores::is_store(&args.to).then(imgkit_store::CopyReport::default)),
             }),
         },
         ExitCode::SUCCESS,
@@ -459,7 +531,10 @@ fn run_every_namespace(
     args: &Args,
     global: &GlobalArgs,
 ) -> anyhow::Result<ExitCode> {
-    if let EndpointSpec::Archive(to) = &args.to {
+    // A store takes each namespace's images in turn; an archive would be rewritten by each.
+    if let EndpointSpec::Archive(to) = &args.to
+        && !stores::is_store(&args.to)
+    {
         return Err(with_hint(
             anyhow::anyhow!(
                 "--from {kind}:all runs once per namespace, and each run would rewrite {}",
@@ -697,6 +772,15 @@ fn print_plan(
     }
     match load {
         Some(l) => println!("load: {}", plan::display_argv(l)),
+        None if stores::is_store(&args.to) => {
+            println!("write: {} (only the blobs it lacks)", args.to);
+            if !global.quiet {
+                eprintln!(
+                    "imgkit: the blobs {} lacks are written into it as they pass, then index.json names the images",
+                    args.to
+                );
+            }
+        }
         None => println!("write: {}", args.to),
     }
     if let Some(via) = &args.via {

@@ -4,6 +4,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 use imgkit_transfer::{Pump, Sink};
 
 use crate::diagnostics::with_hint;
@@ -14,7 +16,7 @@ use crate::pipeline::Pipeline;
 use crate::plan::{Endpoint, Plan};
 use crate::plugin_args::PluginArgs;
 use crate::progress::Printer;
-use crate::transfer::{Summary, run_pump};
+use crate::transfer::{Summary, SyncReport, run_pump};
 
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Args {
@@ -38,10 +40,9 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    // An OCI layout directory is written through imgkit-store (host/layout.rs).
-    if let Some(dir) = crate::layout::dir_of(&EndpointSpec::Archive(args.output.clone())) {
-        return crate::layout::save_into(args, global, &dir);
-    }
+    // An OCI layout directory is an image store: the save stream goes into it blob by blob.
+    let store = EndpointSpec::Archive(args.output.clone());
+    let store = crate::stores::is_store(&store).then_some(store);
     let to_stdout = args.output.as_os_str() == "-";
     if to_stdout && std::io::stdout().is_terminal() {
         return Err(with_hint(
@@ -49,7 +50,7 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             "redirect it (-o - > images.tar), pipe it, or name a file with -o FILE",
         ));
     }
-    if !to_stdout {
+    if !to_stdout && store.is_none() {
         crate::transfer::check_output(&args.output)?;
     }
     let pipeline = Pipeline::compile(&args.filter, &args.plugin, global)?;
@@ -74,7 +75,10 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
                     args.output.display().to_string()
                 },
                 verified: None,
-                sync: None,
+                sync: store.as_ref().map(|_| SyncReport {
+                    blobs: Some(imgkit_store::CopyReport::default()),
+                    ..SyncReport::default()
+                }),
             }
             .print(global, to_stdout);
         } else if !global.quiet {
@@ -82,6 +86,9 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         }
         return Ok(ExitCode::from(1));
     };
+    if let Some(store) = &store {
+        return save_into_store(&plan, &source, store, global, &mut printer);
+    }
     let sink = if to_stdout {
         Sink::writer("stdout", std::io::stdout())
     } else {
@@ -112,6 +119,46 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         sync: None,
     }
     .print(global, to_stdout);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `save -o DIR/`: the engine's save stream into the store, each blob put as it passes
+/// (`stores::ingest_into`), then each image's ID checked there.
+fn save_into_store(
+    plan: &Plan,
+    source: &Endpoint,
+    store: &EndpointSpec,
+    global: &GlobalArgs,
+    printer: &mut Printer,
+) -> anyhow::Result<ExitCode> {
+    let what = format!(
+        "{} from {} to {store}",
+        plan.describe_with_names(),
+        source.name()
+    );
+    let (done, blobs) = crate::stores::ingest_into(plan, source, store, None, printer, &what)?;
+    let target = Endpoint::Store(store.clone());
+    printer.step(
+        "verify",
+        &format!("checking {} image IDs in {store}", plan.refs.len()),
+    );
+    let verified = plan
+        .verify(source, &target)
+        .with_context(|| format!("saved {what}, but the store does not match"))?;
+    Summary {
+        images: plan.refs.len(),
+        bytes: done.bytes,
+        elapsed: done.elapsed,
+        from: source.name(),
+        to: store.to_string(),
+        verified: Some(verified.checked),
+        sync: Some(SyncReport {
+            copied: plan.refs.iter().map(ToString::to_string).collect(),
+            blobs: Some(blobs),
+            ..SyncReport::default()
+        }),
+    }
+    .print(global, false);
     Ok(ExitCode::SUCCESS)
 }
 

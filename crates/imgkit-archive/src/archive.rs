@@ -51,6 +51,54 @@ impl Archive {
         })
     }
 
+    /// Reads an archive from a stream in one pass, like [`Archive::from_reader`], handing each
+    /// regular member to `visit` as it passes: its name (checked, normalized), its size, and
+    /// a reader of its content (what `visit` leaves unread is skipped). An error from `visit`
+    /// stops the read. This is how a stream's blobs go somewhere as they pass (an engine's
+    /// save into an image store) while the images are still described at the end.
+    pub fn from_reader_visiting(
+        r: impl Read + 'static,
+        limits: Limits,
+        visit: &mut scan::Visitor<'_>,
+    ) -> Result<Self> {
+        let table = scan::scan_reader_visiting(Box::new(r), false, &limits, Some(visit))?;
+        let images = model::build(&table, "the input stream")?;
+        Ok(Self {
+            table,
+            images,
+            limits,
+        })
+    }
+
+    /// The content of a small JSON blob (`blobs/<alg>/<hex>`: a manifest, an index, a config)
+    /// as the scan kept it.
+    pub fn json_blob(&self, digest: &imgkit_types::Digest) -> Option<&[u8]> {
+        self.table
+            .json(&crate::path::blob_path(digest))
+            .ok()
+            .flatten()
+    }
+
+    /// The kept content of a small JSON member by name (`manifest.json`, `<hex>.json`).
+    pub fn json_member(&self, name: &str) -> Option<&[u8]> {
+        self.table.json(name).ok().flatten()
+    }
+
+    /// Whether the archive holds the blob `blobs/<alg>/<hex>` of `digest`.
+    pub fn has_blob(&self, digest: &imgkit_types::Digest) -> bool {
+        self.table.contains(&crate::path::blob_path(digest))
+    }
+
+    /// The member name of a blob in an OCI layout (`blobs/<alg>/<hex>`).
+    pub fn blob_path(digest: &imgkit_types::Digest) -> String {
+        crate::path::blob_path(digest)
+    }
+
+    /// The digest a member name carries (`blobs/<alg>/<hex>`), if it is one.
+    pub fn blob_digest(member: &str) -> Option<imgkit_types::Digest> {
+        crate::path::blob_digest(member)
+    }
+
     /// The images, in the archive's order (index.json first, then manifest.json).
     pub fn images(&self) -> &[Image] {
         &self.images

@@ -32,6 +32,8 @@ pub use compress::{
 };
 pub use error::{Error, Result};
 pub use model::{Blob, Image, MissingPlatform, PlatformImage};
-pub use scan::Limits;
+pub use scan::{Limits, Visitor};
 pub use verify::{VerifyReport, VerifyingReader, verify, verify_reader, verify_with};
-pub use write::{NewImage, SubsetWriter, WriteSummary, layer_tar, write_images, write_subset};
+pub use write::{
+    ImagesWriter, NewImage, SubsetWriter, WriteSummary, layer_tar, write_images, write_subset,
+};

@@ -44,6 +44,10 @@ const METADATA: [&str; 4] = ["manifest.json", "index.json", "oci-layout", "repos
 
 const CHUNK: usize = 1 << 20;
 
+/// Called with each regular member of a stream as it passes (name, size, a reader of its
+/// content): see [`crate::Archive::from_reader_visiting`].
+pub type Visitor<'v> = dyn FnMut(&str, u64, &mut dyn Read) -> Result<()> + 'v;
+
 /// A regular file inside the archive.
 #[derive(Debug, Clone)]
 pub(crate) struct Member {
@@ -275,7 +279,15 @@ pub(crate) fn scan_path(path: &Path, hash: bool, limits: &Limits) -> Result<Tabl
         let len = meta.len();
         let mut ar = tar::Archive::new(BufReader::with_capacity(CHUNK, file));
         let entries = ar.entries_with_seek().map_err(|e| map_io(e, ""))?;
-        scan_entries(entries, hash, limits, Some(len), &AtomicU64::new(0), source)
+        scan_entries(
+            entries,
+            hash,
+            limits,
+            Some(len),
+            &AtomicU64::new(0),
+            source,
+            None,
+        )
     } else {
         let (reader, detected) =
             decompress_bounded(file, Some(limits.expansion)).map_err(Error::Read)?;
@@ -285,8 +297,25 @@ pub(crate) fn scan_path(path: &Path, hash: bool, limits: &Limits) -> Result<Tabl
 
 /// Scans a tar stream (plain, gzip or zstd) in one pass.
 pub(crate) fn scan_reader(r: Box<dyn Read>, hash: bool, limits: &Limits) -> Result<Table> {
+    scan_reader_visiting(r, hash, limits, None)
+}
+
+/// [`scan_reader`], handing each regular member to `visit` as it passes.
+pub(crate) fn scan_reader_visiting(
+    r: Box<dyn Read>,
+    hash: bool,
+    limits: &Limits,
+    visit: Option<&mut Visitor<'_>>,
+) -> Result<Table> {
     let (reader, detected) = decompress_bounded(r, Some(limits.expansion)).map_err(Error::Read)?;
-    scan_stream(reader, detected.compression, hash, limits, Source::Stream)
+    scan_stream_visiting(
+        reader,
+        detected.compression,
+        hash,
+        limits,
+        Source::Stream,
+        visit,
+    )
 }
 
 pub(crate) fn scan_stream(
@@ -296,6 +325,17 @@ pub(crate) fn scan_stream(
     limits: &Limits,
     source: Source,
 ) -> Result<Table> {
+    scan_stream_visiting(reader, compression, hash, limits, source, None)
+}
+
+fn scan_stream_visiting(
+    reader: Box<dyn Read>,
+    compression: Compression,
+    hash: bool,
+    limits: &Limits,
+    source: Source,
+    visit: Option<&mut Visitor<'_>>,
+) -> Result<Table> {
     let consumed = Arc::new(AtomicU64::new(0));
     let counted = crate::compress::CountingReader {
         inner: reader,
@@ -303,7 +343,7 @@ pub(crate) fn scan_stream(
     };
     let mut ar = tar::Archive::new(counted);
     let entries = ar.entries().map_err(|e| map_io(e, ""))?;
-    let table = scan_entries(entries, hash, limits, None, &consumed, source)?;
+    let table = scan_entries(entries, hash, limits, None, &consumed, source, visit)?;
     if hash && compression != Compression::None {
         // The tar ends before its compression does: the gzip trailer (CRC-32 and length) and
         // the end of the zstd frame (and its checksum) are only checked when read.
@@ -354,6 +394,7 @@ fn scan_entries<R: Read>(
     file_len: Option<u64>,
     consumed: &AtomicU64,
     source: Source,
+    mut visit: Option<&mut Visitor<'_>>,
 ) -> Result<Table> {
     let mut nodes = BTreeMap::new();
     let mut json = HashMap::new();
@@ -394,8 +435,10 @@ fn scan_entries<R: Read>(
                 }
                 last_end = position + size.div_ceil(512) * 512;
                 let offset = file_len.map(|_| position);
-                let (compression, sha256, body) =
-                    read_member(&mut entry, &name, size, hash, limits, &mut buf)?;
+                let (compression, sha256, body) = match visit.as_deref_mut() {
+                    Some(v) => visit_member(&mut entry, &name, size, hash, limits, &mut buf, v)?,
+                    None => read_member(&mut entry, &name, size, hash, limits, &mut buf)?,
+                };
                 if let Some(body) = body {
                     json.insert(name.clone(), body);
                 }
@@ -489,6 +532,110 @@ fn read_member(
     let sha256 =
         hasher.map(|h| Digest::sha256_hex(&hex(&h.finalize())).expect("sha256 hex is a digest"));
     Ok((compression, sha256, body))
+}
+
+/// Like [`read_member`], and hands the content to `visit` as it passes (the kept JSON and the
+/// hash are taken from the same bytes; what `visit` leaves unread is read here).
+fn visit_member(
+    r: &mut dyn Read,
+    name: &str,
+    size: u64,
+    hash: bool,
+    limits: &Limits,
+    buf: &mut [u8],
+    visit: &mut Visitor<'_>,
+) -> Result<(Compression, Option<Digest>, Option<Vec<u8>>)> {
+    let is_metadata = METADATA.contains(&name);
+    if is_metadata && size > limits.max_json {
+        return Err(Error::MetadataTooLarge {
+            path: name.to_owned(),
+            size,
+            limit: limits.max_json,
+        });
+    }
+    let first_len = size.min(4096) as usize;
+    let got = read_up_to(r, &mut buf[..first_len]).map_err(|e| map_io(e, name))?;
+    if got < first_len {
+        return Err(Error::Truncated {
+            member: name.to_owned(),
+        });
+    }
+    let head = buf[..got].to_vec();
+    let compression = crate::compress::detect(&head);
+    let looks_json = matches!(
+        head.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    );
+    let keep = (is_metadata || looks_json) && size <= limits.max_json;
+    let mut tee = Tee {
+        head: io::Cursor::new(head),
+        rest: r,
+        left: size - got as u64,
+        body: keep.then(|| Vec::with_capacity(size as usize)),
+        hasher: hash.then(Sha256::new),
+        seen: 0,
+        failed: false,
+    };
+    visit(name, size, &mut tee)?;
+    // What the visitor left unread.
+    io::copy(&mut tee, &mut io::sink()).map_err(|e| map_io(e, name))?;
+    if tee.seen != size {
+        return Err(Error::Truncated {
+            member: name.to_owned(),
+        });
+    }
+    let sha256 = tee
+        .hasher
+        .map(|h| Digest::sha256_hex(&hex(&h.finalize())).expect("sha256 hex is a digest"));
+    Ok((compression, sha256, tee.body))
+}
+
+/// A member's content (its first bytes already read, then the rest), kept and hashed as read.
+struct Tee<'r> {
+    head: io::Cursor<Vec<u8>>,
+    rest: &'r mut dyn Read,
+    left: u64,
+    body: Option<Vec<u8>>,
+    hasher: Option<Sha256>,
+    seen: u64,
+    failed: bool,
+}
+
+impl Read for Tee<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::Error::other("the member could not be read"));
+        }
+        let mut n = self.head.read(out)?;
+        if n == 0 && self.left > 0 {
+            let want = (self.left.min(out.len() as u64)) as usize;
+            n = match self.rest.read(&mut out[..want]) {
+                Ok(0) => {
+                    self.failed = true;
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the stream ended inside a member",
+                    ));
+                }
+                Ok(n) => n,
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        self.failed = true;
+                    }
+                    return Err(e);
+                }
+            };
+            self.left -= n as u64;
+        }
+        if let Some(b) = self.body.as_mut() {
+            b.extend_from_slice(&out[..n]);
+        }
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&out[..n]);
+        }
+        self.seen += n as u64;
+        Ok(n)
+    }
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -491,6 +491,98 @@ impl<'a> SubsetWriter<'a> {
     }
 }
 
+/// Writes images given blob by blob as an archive every engine loads (the shape
+/// [`SubsetWriter`] writes: an OCI layout with docker's `manifest.json`), for sources that are
+/// not archives (an image store): blobs as they come (each digest checked as it streams),
+/// then the images, then [`ImagesWriter::finish`].
+pub struct ImagesWriter<W: Write> {
+    tar: TarOut<Encoder<W>>,
+    images: Vec<OutImage>,
+    written: HashSet<Digest>,
+}
+
+impl<W: Write> ImagesWriter<W> {
+    /// Starts the archive (its `oci-layout` and `blobs/` directories).
+    pub fn new(out: W, compression: Compression) -> Result<Self> {
+        let mut tar = TarOut::new(Encoder::new(out, compression).map_err(Error::Write)?);
+        tar.file("oci-layout", OCI_LAYOUT)?;
+        tar.dir("blobs/")?;
+        tar.dir("blobs/sha256/")?;
+        Ok(Self {
+            tar,
+            images: Vec::new(),
+            written: HashSet::new(),
+        })
+    }
+
+    /// Whether the blob was written already.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.written.contains(digest)
+    }
+
+    /// Copies exactly `size` bytes of the blob `digest` from `r`, checking the digest on the
+    /// way (a mismatch is an error, and the archive is then incomplete). A blob already
+    /// written is not written again (`r` is left unread).
+    pub fn blob(&mut self, digest: &Digest, size: u64, r: &mut dyn Read) -> Result<()> {
+        if digest.algorithm() != "sha256" {
+            return Err(Error::BadDigest {
+                referrer: "a blob to write".into(),
+                value: digest.to_string(),
+                source: imgkit_types::DigestError::InvalidAlgorithm(digest.algorithm().to_owned()),
+            });
+        }
+        if !self.written.insert(digest.clone()) {
+            return Ok(());
+        }
+        self.tar
+            .stream(&path::blob_path(digest), size, r, Some(digest))
+    }
+
+    /// Writes a small blob (a manifest or an index) from memory; its digest is checked.
+    pub fn blob_bytes(&mut self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+        self.blob(digest, bytes.len() as u64, &mut &bytes[..])
+    }
+
+    /// Names an image: `top` (media type, digest, size) is what `index.json` points at (a
+    /// manifest or an index); `config` and `layers` are one platform's, for docker's
+    /// `manifest.json`. Every blob must be written before [`ImagesWriter::finish`].
+    pub fn image(
+        &mut self,
+        names: Vec<ImageRef>,
+        top: (&str, &Digest, u64),
+        config: &Digest,
+        layers: &[Digest],
+    ) {
+        self.images.push(OutImage {
+            names,
+            top: desc(top.0, top.1, top.2, None),
+            config: config.clone(),
+            layers: layers.to_vec(),
+        });
+    }
+
+    /// Ends the archive (`index.json`, `manifest.json`, the trailer); the tar's size. An image
+    /// whose blobs were not all written is an error.
+    pub fn finish(self) -> Result<u64> {
+        for im in &self.images {
+            let top: Digest = im
+                .top
+                .digest
+                .parse()
+                .expect("descriptors written here hold digests");
+            for d in std::iter::once(&top).chain([&im.config]).chain(&im.layers) {
+                if !self.written.contains(d) {
+                    return Err(Error::MissingBlob {
+                        referrer: format!("image {top}"),
+                        digest: d.to_string(),
+                    });
+                }
+            }
+        }
+        finish_archive(self.tar, &self.images)
+    }
+}
+
 fn index_children(bytes: &[u8]) -> usize {
     oci::parse_index(bytes).map_or(0, |i| {
         i.manifests

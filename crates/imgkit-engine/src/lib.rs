@@ -22,6 +22,7 @@
 //!   kept as extra keys.
 
 mod bin;
+mod endpoint;
 mod error;
 mod kind;
 mod process;

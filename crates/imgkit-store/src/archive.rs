@@ -10,7 +10,7 @@ use imgkit_types::{Digest, ImageRecord};
 
 use crate::error::{Error, Result};
 use crate::verify::sha256_of;
-use crate::{BlobInfo, Source, StoredImage};
+use crate::{BlobInfo, PlatformManifest, Source, StoredImage};
 
 /// The OCI image manifest media type (what a manifest made up for a docker ≤24 archive gets).
 pub(crate) const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -73,6 +73,100 @@ fn made_up_manifest(config: &BlobInfo, layers: &[BlobInfo]) -> Vec<u8> {
     serde_json::to_vec(&m).expect("a JSON value serializes")
 }
 
+/// A descriptor of the archive model's as the store's.
+fn desc_info(d: &imgkit_archive::oci::Descriptor) -> Option<BlobInfo> {
+    Some(BlobInfo {
+        digest: d.digest.parse().ok()?,
+        size: u64::try_from(d.size).ok()?,
+        media_type: d.media_type.clone(),
+    })
+}
+
+/// Every platform manifest of the index `bytes` lists, when the archive holds each of them and
+/// everything they name; `None` otherwise (the image is then its present platform's manifest).
+fn whole_index(archive: &Archive, bytes: &[u8]) -> Option<Vec<PlatformManifest>> {
+    let index = imgkit_archive::oci::parse_index(bytes).ok()?;
+    if index.manifests.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(index.manifests.len());
+    for child in &index.manifests {
+        let manifest = desc_info(child)?;
+        let manifest_bytes = archive.json_blob(&manifest.digest)?.to_vec();
+        let m = imgkit_archive::oci::parse_manifest(&manifest_bytes).ok()?;
+        let config = desc_info(&m.config)?;
+        let layers = m.layers.iter().map(desc_info).collect::<Option<Vec<_>>>()?;
+        if !std::iter::once(&config)
+            .chain(&layers)
+            .all(|b| archive.has_blob(&b.digest))
+        {
+            return None;
+        }
+        out.push(PlatformManifest {
+            platform: child.platform.as_ref().map(ToString::to_string),
+            manifest,
+            manifest_bytes,
+            config,
+            layers,
+        });
+    }
+    Some(out)
+}
+
+/// The images of a scanned archive as the store describes them: an index kept whole when the
+/// archive holds all it lists, else the present platform's manifest (made up for a docker ≤24
+/// image, which has none).
+pub(crate) fn describe_images(archive: &Archive, name: &str) -> Result<Vec<StoredImage>> {
+    let mut out = Vec::new();
+    for image in archive.images() {
+        let p = image.primary();
+        let config = info(&p.config);
+        let layers: Vec<BlobInfo> = p.layers.iter().map(info).collect();
+        if let Some(t) = &image.target
+            && image.missing_platforms.is_empty()
+            && p.manifest.as_ref().is_some_and(|m| m.digest != t.digest)
+            && let Some(bytes) = archive.json_blob(&t.digest)
+            && let Some(platforms) = whole_index(archive, bytes)
+        {
+            out.push(StoredImage {
+                names: image.names.clone(),
+                manifest: info(t),
+                manifest_bytes: bytes.to_vec(),
+                config,
+                layers,
+                platforms,
+            });
+            continue;
+        }
+        let (manifest, manifest_bytes) = if let Some(m) = &p.manifest {
+            let b = archive
+                .json_blob(&m.digest)
+                .or_else(|| archive.json_member(&m.path))
+                .ok_or_else(|| Error::MissingBlob {
+                    source_name: name.to_owned(),
+                    digest: m.digest.clone(),
+                })?;
+            (info(m), b.to_vec())
+        } else {
+            let b = made_up_manifest(&config, &layers);
+            let m = BlobInfo {
+                digest: sha256_of(&b),
+                size: b.len() as u64,
+                media_type: MEDIA_OCI_MANIFEST.to_owned(),
+            };
+            (m, b)
+        };
+        out.push(StoredImage::single(
+            image.names.clone(),
+            manifest,
+            manifest_bytes,
+            config,
+            layers,
+        ));
+    }
+    Ok(out)
+}
+
 impl Source for ArchiveSource {
     fn describe(&self) -> String {
         self.name.clone()
@@ -83,52 +177,7 @@ impl Source for ArchiveSource {
     }
 
     fn images(&self) -> Result<Vec<StoredImage>> {
-        // The manifests the archive holds, read in one pass.
-        let wanted: HashSet<String> = self
-            .archive
-            .images()
-            .iter()
-            .filter_map(|im| im.primary().manifest.as_ref().map(|m| m.path.clone()))
-            .collect();
-        let mut bytes: HashMap<String, Vec<u8>> = HashMap::new();
-        if !wanted.is_empty() {
-            self.archive.read_members(&wanted, &mut |path, r| {
-                let mut buf = Vec::new();
-                r.read_to_end(&mut buf)
-                    .map_err(imgkit_archive::Error::Read)?;
-                bytes.insert(path.to_owned(), buf);
-                Ok(())
-            })?;
-        }
-        let mut out = Vec::new();
-        for image in self.archive.images() {
-            let p = image.primary();
-            let config = info(&p.config);
-            let layers: Vec<BlobInfo> = p.layers.iter().map(info).collect();
-            let (manifest, manifest_bytes) = if let Some(m) = &p.manifest {
-                let b = bytes.remove(&m.path).ok_or_else(|| Error::MissingBlob {
-                    source_name: self.name.clone(),
-                    digest: m.digest.clone(),
-                })?;
-                (info(m), b)
-            } else {
-                let b = made_up_manifest(&config, &layers);
-                let m = BlobInfo {
-                    digest: sha256_of(&b),
-                    size: b.len() as u64,
-                    media_type: MEDIA_OCI_MANIFEST.to_owned(),
-                };
-                (m, b)
-            };
-            out.push(StoredImage {
-                names: image.names.clone(),
-                manifest,
-                manifest_bytes,
-                config,
-                layers,
-            });
-        }
-        Ok(out)
+        describe_images(&self.archive, &self.name)
     }
 
     fn read_blobs(
@@ -136,18 +185,21 @@ impl Source for ArchiveSource {
         wanted: &[BlobInfo],
         f: &mut dyn FnMut(&BlobInfo, &mut dyn Read) -> Result<()>,
     ) -> Result<()> {
-        let mut by_path: HashMap<&str, &BlobInfo> = HashMap::new();
+        let mut by_path: HashMap<String, &BlobInfo> = HashMap::new();
         for b in wanted {
-            let path = self
-                .paths
-                .get(&b.digest)
-                .ok_or_else(|| Error::MissingBlob {
-                    source_name: self.name.clone(),
-                    digest: b.digest.clone(),
-                })?;
-            by_path.insert(path.as_str(), b);
+            let path = match self.paths.get(&b.digest) {
+                Some(p) => p.clone(),
+                None if self.archive.has_blob(&b.digest) => Archive::blob_path(&b.digest),
+                None => {
+                    return Err(Error::MissingBlob {
+                        source_name: self.name.clone(),
+                        digest: b.digest.clone(),
+                    });
+                }
+            };
+            by_path.insert(path, b);
         }
-        let paths: HashSet<String> = by_path.keys().map(|p| (*p).to_owned()).collect();
+        let paths: HashSet<String> = by_path.keys().cloned().collect();
         // The callback's own errors travel through imgkit-archive's error type and back.
         let mut failed: Option<Error> = None;
         let res = self.archive.read_members(&paths, &mut |path, r| {

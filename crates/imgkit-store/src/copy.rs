@@ -33,6 +33,7 @@ pub fn copy(
         ..CopyReport::default()
     };
     let mut seen: HashSet<&Digest> = HashSet::new();
+    // Manifests go through `put_manifests`, after every blob.
     let mut missing: Vec<BlobInfo> = Vec::new();
     for image in images {
         for b in image.blobs() {
@@ -65,20 +66,34 @@ pub fn copy(
             digest: b.digest.clone(),
         });
     }
-    // Manifests last among the blobs (they are small and carried in the description).
-    for image in images {
-        if !seen.insert(&image.manifest.digest) {
-            continue;
-        }
-        if dst.has_blob(&image.manifest.digest) {
-            report.blobs_skipped += 1;
-            report.bytes_skipped += image.manifest.size;
-        } else {
-            dst.put_blob(&image.manifest, &mut image.manifest_bytes.as_slice())?;
-            report.blobs_written += 1;
-            report.bytes_written += image.manifest.size;
-        }
-    }
+    put_manifests(dst, images, &mut HashSet::new(), &mut report)?;
     dst.commit(images)?;
     Ok(report)
+}
+
+/// Puts the manifests of `images` the destination lacks (each platform's, then the top one:
+/// an index after the manifests it lists), counting them in `report`. Manifests are small
+/// and carried in the images' descriptions.
+pub fn put_manifests<S: std::hash::BuildHasher>(
+    dst: &mut dyn Destination,
+    images: &[StoredImage],
+    seen: &mut HashSet<Digest, S>,
+    report: &mut CopyReport,
+) -> Result<()> {
+    for image in images {
+        for (m, bytes) in image.manifests() {
+            if !seen.insert(m.digest.clone()) {
+                continue;
+            }
+            if dst.has_blob(&m.digest) {
+                report.blobs_skipped += 1;
+                report.bytes_skipped += m.size;
+            } else {
+                dst.put_blob(m, &mut &bytes[..])?;
+                report.blobs_written += 1;
+                report.bytes_written += m.size;
+            }
+        }
+    }
+    Ok(())
 }

@@ -54,4 +54,18 @@ pub enum Error {
     },
     #[error("only sha256 digests are supported, got {0}")]
     Algorithm(Digest),
+    #[error("{store} cannot {what} images")]
+    Unsupported { store: String, what: &'static str },
+    #[error("{store} has no image {image}")]
+    NoSuchImage { store: String, image: String },
+    #[error(
+        "layer {path} of the stream hashes to {actual}, and its image's config says {expected}: the stream is damaged; nothing was named"
+    )]
+    LayerMismatch {
+        path: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("cannot spool a blob to a temporary file: {0}")]
+    Spool(std::io::Error),
 }

@@ -1,16 +1,27 @@
 //! Image stores as endpoints, in imgkit's terms (after containers/image's `ImageSource` and
 //! `ImageDestination`).
 //!
-//! A [`Source`] lists its images as docker-shaped records and describes each one (manifest,
-//! config, layers, names); it hands out blobs by digest as readers, never a whole layer in
-//! memory. A [`Destination`] says which blobs it already holds, takes blobs (checking each
-//! digest as it streams) and commits images under their names last, so an interruption leaves
-//! no half-committed image. [`copy`] asks the destination first and sends only what it lacks.
+//! A [`Source`] lists its images as docker-shaped records and describes each one
+//! ([`StoredImage`]: manifest or index, configs, layers, names); it hands out blobs by digest
+//! as readers, never a whole layer in memory. A [`Destination`] says which blobs it already
+//! holds, takes blobs (checking each digest as it streams; manifests and indexes too, after
+//! what they name) and commits images under their names last, so an interruption leaves no
+//! half-committed image. [`copy`] asks the destination first and sends only what it lacks.
+//!
+//! Multi-platform images: a [`StoredImage`] whose `manifest` is an OCI index (or a docker
+//! manifest list) carries every platform manifest it lists in `platforms` (each with its
+//! config and layers); `config` and `layers` repeat the primary platform's (the host's), so
+//! `id()` is the image ID engines show. [`copy`] moves every platform and puts the index after
+//! its manifests, so the index digest is the same in the destination. A source holding an
+//! index without all the manifests it lists (an engine that saved the host's platform only)
+//! describes the image by its present platform's manifest.
 //!
 //! Endpoints here: archive files and OCI layout directories as sources ([`ArchiveSource`],
 //! through `imgkit-archive`), OCI layout directories as destinations ([`LayoutDir`]). Engines
-//! are adapters outside this crate: their save stream becomes an archive source, and a source's
-//! images become a tar (`imgkit_archive::SubsetWriter`) for their load.
+//! are [`TarEndpoint`]s (implemented in `imgkit-engine`): one tar stream each way, names by
+//! tag and untag, IDs by name; two functions bridge them to blob stores: [`ingest`] reads an engine's
+//! save stream once into a destination (each blob put as it passes, no temporary archive), and
+//! [`write_tar`] writes a source's images as one tar an engine's load takes.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), imgkit_store::Error> {
@@ -25,7 +36,10 @@
 mod archive;
 mod copy;
 mod error;
+mod ingest;
 mod layout;
+mod tar;
+mod tar_endpoint;
 mod verify;
 
 use std::io::Read;
@@ -33,9 +47,12 @@ use std::io::Read;
 use imgkit_types::{Digest, ImageRecord, ImageRef};
 
 pub use archive::ArchiveSource;
-pub use copy::{CopyReport, copy};
+pub use copy::{CopyReport, copy, put_manifests};
 pub use error::{Error, Result};
+pub use ingest::{Ingested, ingest};
 pub use layout::{LayoutDir, is_layout_dir};
+pub use tar::write_tar;
+pub use tar_endpoint::TarEndpoint;
 pub use verify::DigestWriter;
 
 /// A content-addressed blob: a manifest, a config or a layer.
@@ -46,8 +63,27 @@ pub struct BlobInfo {
     pub media_type: String,
 }
 
-/// One image as a store holds it: a manifest (its bytes: manifests are small), the config it
-/// names, its layers, and the names it goes by.
+/// One platform's manifest of a multi-platform image: the manifest (descriptor and bytes), the
+/// config and layers it names, and the platform its index entry gives (`os/arch[/variant]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformManifest {
+    pub platform: Option<String>,
+    pub manifest: BlobInfo,
+    pub manifest_bytes: Vec<u8>,
+    pub config: BlobInfo,
+    pub layers: Vec<BlobInfo>,
+}
+
+/// One image as a store holds it, and the names it goes by.
+///
+/// `manifest` is what a name points at: an image manifest (one platform) or an image index
+/// (several). For a manifest, `platforms` is empty and `config` and `layers` are the ones it
+/// names. For an index, `platforms` holds every manifest the index lists, in its order
+/// (attestation manifests included, so the index is kept byte for byte and its digest stays
+/// the same), and `config`/`layers` repeat the primary platform's (the host's when present):
+/// `id()` is its config digest, the image ID engines show. A store holding an index but not
+/// every manifest it lists describes the image by its present platform's manifest instead
+/// (an index naming blobs that are not there would be a broken image).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredImage {
     pub names: Vec<ImageRef>,
@@ -55,23 +91,81 @@ pub struct StoredImage {
     pub manifest_bytes: Vec<u8>,
     pub config: BlobInfo,
     pub layers: Vec<BlobInfo>,
+    /// The platform manifests of an index (empty for a single manifest).
+    pub platforms: Vec<PlatformManifest>,
 }
 
 impl StoredImage {
-    /// The image ID engines show: the config's digest.
+    /// A single-platform image: a manifest and what it names.
+    pub fn single(
+        names: Vec<ImageRef>,
+        manifest: BlobInfo,
+        manifest_bytes: Vec<u8>,
+        config: BlobInfo,
+        layers: Vec<BlobInfo>,
+    ) -> Self {
+        Self {
+            names,
+            manifest,
+            manifest_bytes,
+            config,
+            layers,
+            platforms: Vec::new(),
+        }
+    }
+
+    /// The image ID engines show: the (primary platform's) config digest.
     pub fn id(&self) -> &Digest {
         &self.config.digest
     }
 
-    /// Config first, then the layers (each once).
+    /// Whether `manifest` is an index of several platform manifests.
+    pub fn is_index(&self) -> bool {
+        !self.platforms.is_empty()
+    }
+
+    /// Every config and layer (of every platform), each once: the blobs that are not
+    /// manifests.
     pub fn blobs(&self) -> Vec<&BlobInfo> {
         let mut out: Vec<&BlobInfo> = Vec::with_capacity(self.layers.len() + 1);
-        for b in std::iter::once(&self.config).chain(&self.layers) {
+        let all = std::iter::once(&self.config).chain(&self.layers).chain(
+            self.platforms
+                .iter()
+                .flat_map(|p| std::iter::once(&p.config).chain(&p.layers)),
+        );
+        for b in all {
             if !out.iter().any(|o| o.digest == b.digest) {
                 out.push(b);
             }
         }
         out
+    }
+
+    /// The manifests with their bytes, in the order a store takes them: each platform's
+    /// manifest, then the top one (`manifest`: the index, or the only manifest).
+    pub fn manifests(&self) -> Vec<(&BlobInfo, &[u8])> {
+        let mut out: Vec<(&BlobInfo, &[u8])> = Vec::with_capacity(self.platforms.len() + 1);
+        for p in &self.platforms {
+            if !out.iter().any(|(o, _)| o.digest == p.manifest.digest) {
+                out.push((&p.manifest, &p.manifest_bytes));
+            }
+        }
+        out.push((&self.manifest, &self.manifest_bytes));
+        out
+    }
+
+    /// Whether `r` names this image: one of its names (a bare name means `:latest`), or its
+    /// manifest, index or config digest.
+    pub fn matches(&self, r: &ImageRef) -> bool {
+        let r = r.normalized();
+        if let Some(d) = r.digest()
+            && r.tag().is_none()
+        {
+            return &self.manifest.digest == d
+                || &self.config.digest == d
+                || self.platforms.iter().any(|p| &p.manifest.digest == d);
+        }
+        self.names.iter().any(|n| n.normalized() == r)
     }
 }
 
@@ -90,18 +184,72 @@ pub trait Source {
         wanted: &[BlobInfo],
         f: &mut dyn FnMut(&BlobInfo, &mut dyn Read) -> Result<()>,
     ) -> Result<()>;
+    /// The IDs (config digests) of the images it holds.
+    fn image_ids(&self) -> Result<Vec<Digest>> {
+        Ok(self.images()?.iter().map(|i| i.id().clone()).collect())
+    }
 }
 
 /// Where images go.
+///
+/// A store that can hold names without images being copied again (a layout directory, a
+/// registry) implements `tag` and `untag`; the defaults say it cannot.
 pub trait Destination {
     /// What to call it in messages.
     fn describe(&self) -> String;
     /// Whether it already holds this blob (complete and verified).
     fn has_blob(&self, digest: &Digest) -> bool;
     /// Takes a blob, checking its size and digest as it streams; nothing is kept on a mismatch.
+    /// Manifests and indexes come through here too (after every blob they name), told apart
+    /// by `blob.media_type`.
     fn put_blob(&mut self, blob: &BlobInfo, content: &mut dyn Read) -> Result<()>;
     /// Names the images, all at once and last; every blob they reference must be there.
     fn commit(&mut self, images: &[StoredImage]) -> Result<()>;
     /// The IDs (config digests) of the images it holds.
     fn image_ids(&self) -> Result<Vec<Digest>>;
+
+    /// Takes a blob whose digest is not known before it is read (a docker ≤24 save's
+    /// `layer.tar`): hashed as it streams, then kept under its digest; its descriptor is
+    /// returned (`media_type` as given), and whether it was new (`false`: the store held it
+    /// already, and kept what it had). `size` is exact when the stream says it. The default
+    /// spools it to a temporary file and hands that to [`Destination::put_blob`]; a store that
+    /// can name a blob after receiving it (a layout directory, a registry upload) does better.
+    fn put_blob_hashed(
+        &mut self,
+        size: u64,
+        media_type: &str,
+        content: &mut dyn Read,
+    ) -> Result<(BlobInfo, bool)> {
+        let (mut file, info) = verify::spool(content, size, media_type)?;
+        if self.has_blob(&info.digest) {
+            return Ok((info, false));
+        }
+        self.put_blob(&info, &mut file)?;
+        Ok((info, true))
+    }
+
+    /// The names it holds, each with its image ID (config digest): what a run compares to
+    /// skip images already there and to verify what it wrote. The default knows none (so
+    /// nothing is skipped and the verification falls back to [`Destination::image_ids`]).
+    fn names(&self) -> Result<Vec<(ImageRef, Digest)>> {
+        Ok(Vec::new())
+    }
+
+    /// Gives the image it holds under the (top) manifest digest `image` one more name.
+    fn tag(&mut self, image: &Digest, name: &ImageRef) -> Result<()> {
+        let _ = (image, name);
+        Err(Error::Unsupported {
+            store: self.describe(),
+            what: "tag",
+        })
+    }
+
+    /// Removes one name (the image stays while it has others, or as an unnamed image).
+    fn untag(&mut self, name: &ImageRef) -> Result<()> {
+        let _ = name;
+        Err(Error::Unsupported {
+            store: self.describe(),
+            what: "untag",
+        })
+    }
 }

@@ -23,6 +23,11 @@ impl<W: Write> DigestWriter<W> {
         }
     }
 
+    /// The sha256 of what was written so far.
+    pub fn digest(&self) -> Digest {
+        Digest::sha256_hex(&hex(&self.hasher.clone().finalize())).expect("sha256 hex")
+    }
+
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.written
@@ -63,6 +68,80 @@ impl<W: Write> Write for DigestWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// Copies `r` to its end into `w` in 1 MiB reads (a layer is large: `io::copy`'s 8 KiB
+/// steps cost more calls than the bytes need); the bytes copied.
+pub(crate) fn copy_big(r: &mut dyn io::Read, w: &mut impl Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
+/// A blob spooled to a temporary file (removed when dropped), read from its start.
+pub(crate) struct Spooled {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl io::Read for Spooled {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Copies `content` into a temporary file, hashing it; the file (rewound) and the blob's
+/// descriptor. `size` is checked when it is not `u64::MAX`.
+pub(crate) fn spool(
+    content: &mut dyn io::Read,
+    size: u64,
+    media_type: &str,
+) -> Result<(Spooled, crate::BlobInfo)> {
+    use std::io::Seek as _;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!(".imgkit-spool-{}-{n}", std::process::id()));
+    let file = std::fs::File::create(&path).map_err(Error::Spool)?;
+    let mut spooled = Spooled { file, path };
+    let mut w = DigestWriter::new(io::BufWriter::with_capacity(1 << 20, &spooled.file));
+    copy_big(content, &mut w).map_err(Error::Spool)?;
+    let written = w.written();
+    if size != u64::MAX && written != size {
+        return Err(Error::Spool(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("{written} bytes arrived, {size} were announced"),
+        )));
+    }
+    let digest = Digest::sha256_hex(&hex(&w.hasher.clone().finalize())).expect("sha256 hex");
+    w.inner.flush().map_err(Error::Spool)?;
+    drop(w);
+    spooled
+        .file
+        .seek(io::SeekFrom::Start(0))
+        .map_err(Error::Spool)?;
+    Ok((
+        spooled,
+        crate::BlobInfo {
+            digest,
+            size: written,
+            media_type: media_type.to_owned(),
+        },
+    ))
 }
 
 /// The sha256 digest of `bytes`.

@@ -246,3 +246,64 @@ fn a_layout_copied_into_another_keeps_its_manifests() {
     );
     assert_eq!(ArchiveSource::open(&two).unwrap().images().unwrap(), images);
 }
+
+#[test]
+fn a_layout_tags_and_untags_without_copying_and_names_what_it_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tar = archive(tmp.path(), &[image("example.com/a:1", b"base", b"a")]);
+    let src = ArchiveSource::open(&tar).unwrap();
+    let images = src.images().unwrap();
+    let dir = tmp.path().join("oci");
+    let mut dst = LayoutDir::create(&dir).unwrap();
+    copy(&src, &mut dst, &images).unwrap();
+    let id = images[0].id().clone();
+    let p = |s: &str| ImageRef::parse(s).unwrap().normalized();
+    dst.tag(&images[0].manifest.digest, &p("example.com/b:2"))
+        .unwrap();
+    let mut names = dst.names().unwrap();
+    names.sort_by_key(|(n, _)| n.to_string());
+    assert_eq!(
+        names,
+        [
+            (p("example.com/a:1"), id.clone()),
+            (p("example.com/b:2"), id.clone())
+        ]
+    );
+    dst.untag(&p("example.com/a:1")).unwrap();
+    assert_eq!(dst.names().unwrap(), [(p("example.com/b:2"), id)]);
+    // An image it does not hold cannot be tagged.
+    assert!(matches!(
+        dst.tag(&images[0].layers[0].digest, &p("example.com/c:3")),
+        Err(Error::NoSuchImage { .. })
+    ));
+}
+
+#[test]
+fn a_killed_writers_temporary_file_is_swept_and_a_live_ones_is_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("oci");
+    LayoutDir::create(&dir).unwrap();
+    let blobs = dir.join("blobs/sha256");
+    let dead = blobs.join(".hashing.imgkit-1-0.tmp");
+    let live = blobs.join(".hashing.imgkit-2-0.tmp");
+    let young = blobs.join(".hashing.imgkit-3-0.tmp");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_hours(1);
+    for (path, text) in [(&dead, "half a layer"), (&live, "being written")] {
+        fs::write(path, text).unwrap();
+        let f = fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.set_modified(old).unwrap();
+    }
+    fs::write(&young, b"just created").unwrap();
+    let writer = fs::OpenOptions::new().write(true).open(&live).unwrap();
+    writer.lock().unwrap();
+    LayoutDir::create(&dir).unwrap();
+    assert!(!dead.exists(), "nobody holds it: swept");
+    assert!(live.exists(), "its writer holds it: kept");
+    assert!(
+        young.exists(),
+        "its writer may not have locked it yet: kept"
+    );
+    drop(writer);
+    LayoutDir::create(&dir).unwrap();
+    assert!(!live.exists());
+}

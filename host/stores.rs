@@ -1,0 +1,449 @@
+//! Image stores as `run` endpoints: the one place that opens an endpoint as an
+//! `imgkit_store::Source` or `Destination`, and the routes between a store and everything else.
+//!
+//! A store endpoint today is an OCI layout directory (`./dir/`, or a directory holding an
+//! `oci-layout` file); an archive file is a store as a source only (it is written as a tar).
+//! The next store (a registry, containerd's content store) adds one arm to [`open_source`],
+//! [`open_destination`] and [`is_store`], and every route below works for it.
+//!
+//! Routes (chosen by `run`'s move stage):
+//! - store or archive → store: [`copy_into`]: `imgkit_store::copy`, only the blobs the
+//!   destination lacks, images committed last under their target names;
+//! - engine → store: [`ingest_into`]: the engine's save stream read once by
+//!   `imgkit_store::ingest` on a thread, fed by the pump (progress, `--via`, the save's errors
+//!   as for any transfer), each blob put as it passes, no temporary archive;
+//! - store → engine or archive file: [`stream`]: the selected images written as one tar
+//!   (`imgkit_store::write_tar`) into the pump, so the engine's load, the failed-load cleanup,
+//!   renames and verification run as for any other source.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use imgkit_archive::Compression;
+use imgkit_store::{
+    ArchiveSource, CopyReport, Destination, LayoutDir, Source, StoredImage, copy, ingest,
+};
+use imgkit_transfer::{Pump, Sink, Transferred};
+use imgkit_types::{Digest, ImageRef};
+
+use crate::diagnostics::with_hint;
+use crate::endpoint::EndpointSpec;
+use crate::plan::{Endpoint, Found, Plan, PlannedImage, image_id_of, same_id};
+use crate::progress::Printer;
+use crate::rename;
+use crate::skip::Partition;
+use crate::transfer::run_pump;
+
+/// The directory an endpoint names when it is an OCI layout: a path written with a trailing
+/// separator (`./dir/`), or an existing directory holding an `oci-layout` file.
+pub(crate) fn layout_dir(spec: &EndpointSpec) -> Option<PathBuf> {
+    let EndpointSpec::Archive(p) = spec else {
+        return None;
+    };
+    let text = p.as_os_str().to_string_lossy();
+    let trailing = text.ends_with('/') || text.ends_with(std::path::MAIN_SEPARATOR);
+    (trailing || imgkit_store::is_layout_dir(p)).then(|| p.clone())
+}
+
+/// Whether `spec` is an image store, read and written through imgkit-store.
+pub(crate) fn is_store(spec: &EndpointSpec) -> bool {
+    layout_dir(spec).is_some()
+}
+
+/// `spec` as a source of blobs: a store, or an archive file. `None`: it is neither (an
+/// engine, which is read through its save stream).
+pub(crate) fn open_source(spec: &EndpointSpec) -> anyhow::Result<Option<Box<dyn Source>>> {
+    if let Some(dir) = layout_dir(spec) {
+        if !imgkit_store::is_layout_dir(&dir) {
+            return Err(with_hint(
+                anyhow::anyhow!(
+                    "{} is not an OCI image layout (no oci-layout file)",
+                    dir.display()
+                ),
+                "name a directory written by imgkit run --to DIR/, skopeo copy … oci:DIR, or another OCI layout writer",
+            ));
+        }
+        let src = ArchiveSource::open(&dir)
+            .with_context(|| format!("could not read the OCI layout {}", dir.display()))?;
+        return Ok(Some(Box::new(src)));
+    }
+    match spec {
+        EndpointSpec::Archive(p) if p.exists() => {
+            let src = ArchiveSource::open(p)
+                .with_context(|| format!("could not read the archive {}", p.display()))?;
+            Ok(Some(Box::new(src)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `spec` as a destination, created when missing. `None`: it is not a store.
+pub(crate) fn open_destination(
+    spec: &EndpointSpec,
+) -> anyhow::Result<Option<Box<dyn Destination + Send>>> {
+    if let Some(dir) = layout_dir(spec) {
+        let layout = LayoutDir::create(&dir).map_err(|e| {
+            with_hint(
+                anyhow::Error::new(e).context(format!(
+                    "cannot use {} as an OCI layout directory",
+                    dir.display()
+                )),
+                "name a new or empty directory, or one holding an OCI layout (an oci-layout file)",
+            )
+        })?;
+        return Ok(Some(Box::new(layout)));
+    }
+    Ok(None)
+}
+
+/// A layout directory this run creates, removed again when the run fails before naming any
+/// image in it (what it holds then is only blobs no image names).
+struct Created(Option<PathBuf>);
+
+impl Created {
+    fn note(spec: &EndpointSpec) -> Self {
+        Self(layout_dir(spec).filter(|d| !d.exists()))
+    }
+
+    /// The run named its images: the directory stays.
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// The images a store holds (none when it does not exist yet: it is created by the first
+/// write).
+pub(crate) fn held(spec: &EndpointSpec) -> anyhow::Result<Vec<StoredImage>> {
+    if let Some(dir) = layout_dir(spec)
+        && !dir.join("index.json").is_file()
+    {
+        return Ok(Vec::new());
+    }
+    match open_source(spec)? {
+        Some(src) => Ok(src.images()?),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The image of `images` a reference names (an image ID: by config digest).
+fn find<'a>(images: &'a [StoredImage], r: &ImageRef) -> Option<&'a StoredImage> {
+    match image_id_of(r) {
+        Some(id) => images.iter().find(|i| same_id(i.id(), id)),
+        None => images.iter().find(|i| i.matches(r)),
+    }
+}
+
+/// The image ID of each reference in the store `spec` (see `Endpoint::ids`).
+pub(crate) fn ids(
+    spec: &EndpointSpec,
+    refs: &[ImageRef],
+    by_id: Option<&[Option<Digest>]>,
+) -> anyhow::Result<Vec<Found>> {
+    let images = held(spec)?;
+    Ok(refs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if let Some(im) = find(&images, r) {
+                return Found::Id(im.id().clone());
+            }
+            let digest_only = r.tag().is_none() && r.digest().is_some();
+            match by_id.and_then(|w| w[i].as_ref()) {
+                Some(w) if digest_only && images.iter().any(|im| im.id() == w) => {
+                    Found::Id(w.clone())
+                }
+                _ => Found::Missing,
+            }
+        })
+        .collect())
+}
+
+/// Each selected reference with the names its image gets in the target: its new names, or
+/// the reference itself (an image selected by ID gets none but its new names).
+fn target_naming(plan: &Plan) -> Vec<(ImageRef, Vec<ImageRef>)> {
+    plan.images
+        .iter()
+        .map(|p| {
+            let names = if image_id_of(&p.reference).is_some() {
+                rename::names(p)
+            } else {
+                rename::target_names(p)
+            };
+            (p.reference.clone(), names)
+        })
+        .collect()
+}
+
+/// The source's images the references name, each under the names given (normalized). An
+/// image named twice is written once with both names.
+fn chosen(
+    images: &[StoredImage],
+    wanted: &[(ImageRef, Vec<ImageRef>)],
+    from: &str,
+) -> anyhow::Result<Vec<StoredImage>> {
+    let mut out: Vec<StoredImage> = Vec::new();
+    for (r, names) in wanted {
+        let image =
+            find(images, r).ok_or_else(|| anyhow::anyhow!("{r} names no image in {from}"))?;
+        let names: Vec<ImageRef> = names.iter().map(ImageRef::normalized).collect();
+        match out
+            .iter_mut()
+            .find(|o| o.manifest.digest == image.manifest.digest)
+        {
+            Some(o) => {
+                for n in names {
+                    if !o.names.contains(&n) {
+                        o.names.push(n);
+                    }
+                }
+            }
+            None => out.push(StoredImage {
+                names,
+                ..image.clone()
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// Stage plan, skip, for a store target: an image is left out when every name it gets there
+/// already names an image with its ID.
+pub(crate) fn partition(
+    plan: &Plan,
+    source: &Endpoint,
+    target: &EndpointSpec,
+) -> anyhow::Result<Partition> {
+    let held = held(target)?;
+    let refs: Vec<ImageRef> = plan.images.iter().map(|i| i.reference.clone()).collect();
+    let want = source
+        .ids(&refs, None)
+        .context("could not read the source's image IDs")?;
+    let present = |img: &PlannedImage, want: &Found| {
+        let Found::Id(w) = want else {
+            return false;
+        };
+        let names = rename::target_names(img);
+        image_id_of(&img.reference).is_none()
+            && names.iter().all(|n| {
+                held.iter().any(|h| {
+                    h.id() == w && h.names.iter().any(|m| m.normalized() == n.normalized())
+                })
+            })
+    };
+    let mut copy = Vec::new();
+    let mut skipped = Vec::new();
+    for (img, w) in plan.images.iter().zip(&want) {
+        if present(img, w) {
+            skipped.push(img.reference.clone());
+        } else {
+            copy.push(img.clone());
+        }
+    }
+    Ok(Partition {
+        copy: crate::skip::plan_of(copy),
+        skipped,
+    })
+}
+
+/// Route store (or archive) → store: the plan's images copied, only the blobs the target
+/// lacks, and committed under their target names.
+pub(crate) fn copy_into(
+    plan: &Plan,
+    from: &EndpointSpec,
+    to: &EndpointSpec,
+    printer: &mut Printer,
+) -> anyhow::Result<CopyReport> {
+    let src = open_source(from)?
+        .ok_or_else(|| anyhow::anyhow!("{from} is not an image store or archive"))?;
+    let images = chosen(&src.images()?, &target_naming(plan), &src.describe())?;
+    let created = Created::note(to);
+    let mut dst =
+        open_destination(to)?.ok_or_else(|| anyhow::anyhow!("{to} is not an image store"))?;
+    printer.step(
+        "copy",
+        &format!(
+            "{} → {}: asking which of the blobs it already holds",
+            src.describe(),
+            dst.describe()
+        ),
+    );
+    let report =
+        copy(&*src, &mut *dst, &images).with_context(|| format!("writing into {to} failed"))?;
+    created.keep();
+    Ok(report)
+}
+
+/// Route engine → store: the engine's save stream, pumped as for any transfer (progress,
+/// `--via`, the save's errors), read once on a thread that puts each blob into the store as
+/// it passes; the images are committed under their target names when the stream is whole.
+pub(crate) fn ingest_into(
+    plan: &Plan,
+    source: &Endpoint,
+    to: &EndpointSpec,
+    via: Option<&std::path::Path>,
+    printer: &mut Printer,
+    what: &str,
+) -> anyhow::Result<(Transferred, CopyReport)> {
+    let created = Created::note(to);
+    let mut dst =
+        open_destination(to)?.ok_or_else(|| anyhow::anyhow!("{to} is not an image store"))?;
+    let (reader, writer) = std::io::pipe().context("could not make a pipe")?;
+    let label = source.name();
+    let reading = std::thread::spawn(move || {
+        let res = ingest(reader, &mut *dst, &label);
+        (dst, res)
+    });
+    let mut pump = Pump::new(source.source(&plan.refs, Compression::None))
+        .expected_bytes(plan.expected_bytes)
+        .sink(Sink::writer(to.to_string(), writer));
+    if let Some(via) = via {
+        pump = pump.sink(Sink::file(via));
+    }
+    printer.stream(format!("{} → {to}", source.name()));
+    let pumped = run_pump(pump, printer, what);
+    let (mut dst, ingested) = reading
+        .join()
+        .map_err(|_| anyhow::anyhow!("the reader of {}'s stream panicked", source.name()))?;
+    let (done, mut ingested) = match (pumped, ingested) {
+        (Ok(done), Ok(i)) => (done, i),
+        // The store stopped reading (a damaged blob, a full disk): the pump only saw its
+        // pipe close, so the store's error is the one to tell.
+        (Err(p), Err(e)) if stopped_reading(&p) => {
+            return Err(anyhow::Error::new(e).context(format!("writing into {to} failed")));
+        }
+        // The save failed or was cancelled: the store only saw its stream end early.
+        (Err(e), _) => return Err(e),
+        (Ok(_), Err(e)) if !matches!(e, imgkit_store::Error::Archive(_)) => {
+            return Err(anyhow::Error::new(e).context(format!("writing into {to} failed")));
+        }
+        (Ok(_), Err(e)) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("could not read the images {} saved", source.name())));
+        }
+    };
+    name_ingested(&mut ingested.images, plan);
+    dst.commit(&ingested.images)
+        .with_context(|| format!("writing into {to} failed"))?;
+    created.keep();
+    Ok((done, ingested.report))
+}
+
+/// Whether the pump failed writing into its sink (the store's reader went away), rather than
+/// on its source or by a cancellation.
+fn stopped_reading(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<imgkit_transfer::Error>(),
+            Some(imgkit_transfer::Error::Write { .. })
+        )
+    })
+}
+
+/// Gives each image read from a save stream the names the plan gives it in the target.
+fn name_ingested(images: &mut [StoredImage], plan: &Plan) {
+    let found: Vec<Option<usize>> = plan
+        .images
+        .iter()
+        .map(|p| {
+            images
+                .iter()
+                .position(|i| i.matches(&p.reference))
+                .or_else(|| {
+                    // Saved by ID (untagged), or under a name the stream spells otherwise.
+                    images.iter().position(|i| same_id(i.id(), &p.id))
+                })
+        })
+        .collect();
+    let mut names: Vec<Vec<ImageRef>> = vec![Vec::new(); images.len()];
+    let mut named = vec![false; images.len()];
+    for (p, slot) in plan.images.iter().zip(found) {
+        let Some(slot) = slot else { continue };
+        named[slot] = true;
+        let given = if image_id_of(&p.reference).is_some() {
+            rename::names(p)
+        } else {
+            rename::target_names(p)
+        };
+        for n in given {
+            let n = n.normalized();
+            if !names[slot].contains(&n) {
+                names[slot].push(n);
+            }
+        }
+    }
+    for ((image, names), named) in images.iter_mut().zip(names).zip(named) {
+        if named {
+            image.names = names;
+        }
+    }
+}
+
+/// Route store → engine or archive file: the plan's images from the store `spec` as one tar
+/// stream (written on a thread into a pipe; a failure of the writer becomes a read error at
+/// the end of the stream), for the pump.
+pub(crate) fn stream(
+    spec: &EndpointSpec,
+    refs: &[ImageRef],
+    compression: Compression,
+) -> imgkit_transfer::Source {
+    let spec = spec.clone();
+    // Loaded under the references selected (the target renames after the load).
+    let wanted: Vec<(ImageRef, Vec<ImageRef>)> = refs
+        .iter()
+        .map(|r| {
+            let names = if image_id_of(r).is_some() {
+                Vec::new()
+            } else {
+                vec![r.clone()]
+            };
+            (r.clone(), names)
+        })
+        .collect();
+    imgkit_transfer::Source::open_with(spec.to_string(), move || {
+        let (reader, writer) = std::io::pipe()?;
+        let writer_thread = std::thread::spawn(move || -> std::io::Result<()> {
+            let write = || -> anyhow::Result<()> {
+                let src = open_source(&spec)?
+                    .ok_or_else(|| anyhow::anyhow!("{spec} is not an image store"))?;
+                let images = chosen(&src.images()?, &wanted, &src.describe())?;
+                imgkit_store::write_tar(&*src, &images, writer, compression)?;
+                Ok(())
+            };
+            write().map_err(|e| std::io::Error::other(format!("{e:#}")))
+        });
+        Ok(Box::new(crate::plan::JoinedReader::new(reader, writer_thread)) as Box<dyn Read>)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trailing_slash_or_an_oci_layout_file_makes_a_store() {
+        let spec = |s: &str| s.parse::<EndpointSpec>().unwrap();
+        assert_eq!(layout_dir(&spec("./out/")), Some(PathBuf::from("./out/")));
+        assert_eq!(layout_dir(&spec("images.tar")), None);
+        assert_eq!(layout_dir(&spec("docker")), None);
+        assert!(!is_store(&spec("images.tar")));
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(
+            layout_dir(&EndpointSpec::Archive(tmp.path().to_owned())),
+            None
+        );
+        std::fs::write(tmp.path().join("oci-layout"), "{}").unwrap();
+        assert_eq!(
+            layout_dir(&EndpointSpec::Archive(tmp.path().to_owned())),
+            Some(tmp.path().to_owned())
+        );
+    }
+}
