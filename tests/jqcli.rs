@@ -689,6 +689,54 @@ const CASES: &[Case] = &[
         code: 0,
         jq16_agrees: false,
     },
+    Case {
+        name: "prog_args_not_defined",
+        args: &["-n", "$__prog_args"],
+        stdin: "",
+        env: &[],
+        stdout: b"",
+        code: 3,
+        jq16_agrees: true,
+    },
+    Case {
+        name: "getpath_edges",
+        args: &["-c", "[getpath([\"a\",\"b\"], [\"x\",\"y\"], [])], (try getpath([\"a\",\"b\",0]) catch \"err\"), (null | getpath([\"a\",1]))"],
+        stdin: "{\"a\":{\"b\":5}}",
+        env: &[],
+        stdout: b"[5,null,{\"a\":{\"b\":5}}]\n\"err\"\nnull\n",
+        code: 0,
+        jq16_agrees: true,
+    },
+    Case {
+        name: "include_module",
+        args: &["-n", "-c", "-L", "mods", "include \"m\"; [f]"],
+        stdin: "",
+        env: &[],
+        stdout: b"[\"from m\"]\n",
+        code: 0,
+        jq16_agrees: true,
+    },
+    // `splits` with flags: recorded from jq 1.6 (the jq 1.7.1 above was built without Oniguruma;
+    // both define `splits($re; flags)` the same way in builtin.jq), and run against it live.
+    Case {
+        name: "splits_with_flags",
+        args: &["-c", "[splits(\"a\"; \"i\")], [splits(\", *\"; null)]"],
+        stdin: "\"xAyaz, b\"",
+        env: &[],
+        stdout: b"[\"x\",\"y\",\"z, b\"]\n[\"xAyaz\",\"b\"]\n",
+        code: 0,
+        jq16_agrees: true,
+    },
+    // jq 1.7.1's manual, `splits(regex)`.
+    Case {
+        name: "splits_manual",
+        args: &["-c", "splits(\", *\")"],
+        stdin: "\"ab,cd,   ef, gh\"",
+        env: &[],
+        stdout: b"\"ab\"\n\"cd\"\n\"ef\"\n\"gh\"\n",
+        code: 0,
+        jq16_agrees: true,
+    },
     // jq 1.7.1's manual (docs/content/manual/manual.yml at tag jq-1.7.1, "Identity: ."): a
     // number literal keeps its digits until arithmetic touches it (jq's default build, with
     // decNumber; the jq 1.7.1 the cases above were recorded with was built without it).
