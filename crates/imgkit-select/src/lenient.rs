@@ -151,6 +151,15 @@ impl Parser<'_> {
             }
         }
         let end = i + 1;
+        let inner = &self.text[start + 1..i];
+        // Text without escapes (nor control characters, which jq refuses too) is taken as it
+        // is; bytes that are not UTF-8 become U+FFFD, as jq reads them (serde_json refuses them).
+        if !inner.iter().any(|&c| c == b'\\' || c < 0x20) {
+            self.pos = end;
+            return Ok(Val::utf8_str(
+                String::from_utf8_lossy(inner).into_owned().into_bytes(),
+            ));
+        }
         match crate::read::parse_strict(&self.text[start..end]) {
             Some(Ok((v @ (Val::TStr(_) | Val::BStr(_)), used))) if used == end - start => {
                 self.pos = end;
@@ -192,10 +201,9 @@ impl Parser<'_> {
             }
             _ => match special(word) {
                 Some(f) => Val::from(f),
-                None => match crate::read::parse_strict(word) {
-                    // The literal's digits kept (`1.000`, big integers), as jq 1.7.1 keeps them.
-                    Some(Ok((Val::Num(_), used))) if used == len => {
-                        let text = std::str::from_utf8(word).map_err(|_| Fail::Other)?;
+                // The literal's digits kept (`1.000`, big integers), as jq 1.7.1 keeps them.
+                None => match std::str::from_utf8(word) {
+                    Ok(text) if is_json_number(word) => {
                         <Val as jaq_core::ValT>::from_num(text).map_err(|_| Fail::Other)?
                     }
                     _ => return Err(invalid(self, "Invalid numeric literal")),
@@ -205,6 +213,36 @@ impl Parser<'_> {
         self.pos = end;
         Ok(v)
     }
+}
+
+/// JSON's number grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+fn is_json_number(w: &[u8]) -> bool {
+    let digits = |i: usize| w[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let mut i = usize::from(w.first() == Some(&b'-'));
+    match w.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => i += digits(i),
+        _ => return false,
+    }
+    if w.get(i) == Some(&b'.') {
+        let n = digits(i + 1);
+        if n == 0 {
+            return false;
+        }
+        i += 1 + n;
+    }
+    if matches!(w.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(w.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let n = digits(i);
+        if n == 0 {
+            return false;
+        }
+        i += n;
+    }
+    i == w.len()
 }
 
 /// jq's `strtod` words: an optional sign, then `nan`, `inf` or `infinity` in any case.
@@ -247,7 +285,35 @@ mod tests {
         assert_eq!(value("{\"a\":nan} 2"), "{\"a\":null} 9");
         assert_eq!(value("[1, nan"), "incomplete");
         assert_eq!(value("[1 2]"), "other");
+        assert_eq!(value("\"a\u{1}\""), "other");
+        let Lenient::Value(v, 4) = parse(b"\"a\xff\"") else {
+            panic!("bytes that are not UTF-8 are read")
+        };
+        assert_eq!(crate::write::to_json(&v), "\"a\u{fffd}\"".as_bytes());
         assert_eq!(value("nul"), "Invalid literal at EOF at line 1, column 3");
+    }
+
+    #[test]
+    fn json_numbers() {
+        for ok in [
+            "0",
+            "-0",
+            "12",
+            "1.5",
+            "1e5",
+            "1E+5",
+            "-0.25e-3",
+            "100000000000000000000001",
+        ] {
+            assert!(is_json_number(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["", "-", "01", "1.", ".5", "1e", "1e+", "+1", "1x", "--1"] {
+            assert!(!is_json_number(bad.as_bytes()), "{bad}");
+        }
+        assert_eq!(
+            value("[\"a\\nb\", \"é\", 1.50]"),
+            "[\"a\\nb\",\"é\",1.50] 20"
+        );
     }
 
     #[test]
