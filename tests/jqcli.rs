@@ -599,6 +599,192 @@ const CASES: &[Case] = &[
         code: 0,
         jq16_agrees: true,
     },
+    Case {
+        name: "nan_infinity_input",
+        args: &["-c", "."],
+        stdin: "[1,nan,NaN,-nan,Infinity,-Infinity,infinity,-NaN]\n",
+        env: &[],
+        stdout: b"[1,null,null,null,1.7976931348623157e+308,-1.7976931348623157e+308,1.7976931348623157e+308,null]\n",
+        code: 0,
+        jq16_agrees: false,
+    },
+    Case {
+        name: "nan_in_fromjson",
+        args: &["-c", ".[] | try fromjson catch ."],
+        stdin: "[\"nan\",\"-Infinity\",\"NaN1\",\"nul\"]",
+        env: &[],
+        stdout: b"null\n-1.7976931348623157e+308\n\"Invalid numeric literal at EOF at line 1, column 4 (while parsing 'NaN1')\"\n\"Invalid literal at EOF at line 1, column 3 (while parsing 'nul')\"\n",
+        code: 0,
+        jq16_agrees: false,
+    },
+    Case {
+        name: "input_none_left_is_break",
+        args: &["-c", "[., (try input catch .)]"],
+        stdin: "1",
+        env: &[],
+        stdout: b"[1,\"break\"]\n",
+        code: 0,
+        jq16_agrees: true,
+    },
+    Case {
+        name: "input_none_left_exit",
+        args: &["input"],
+        stdin: "1",
+        env: &[],
+        stdout: b"",
+        code: 5,
+        jq16_agrees: true,
+    },
+    Case {
+        name: "imports_under_one_alias",
+        args: &["-n", "-c", "-L", "mods", "import \"bo0\" as t; import \"bo1\" as t; [t::s0, t::s1]"],
+        stdin: "",
+        env: &[],
+        stdout: b"[0,1]\n",
+        code: 0,
+        jq16_agrees: false,
+    },
+    Case {
+        name: "input_line_number_lines",
+        args: &["-c", "[., input_line_number]"],
+        stdin: "1 2\n3\n{\"a\":\n4}\n5",
+        env: &[],
+        stdout: b"[1,1]\n[2,1]\n[3,2]\n[{\"a\":4},4]\n[5,4]\n",
+        code: 0,
+        jq16_agrees: true,
+    },
+    Case {
+        name: "input_line_number_raw",
+        args: &["-R", "-c", "[., input_line_number]"],
+        stdin: "a\nb\nc",
+        env: &[],
+        stdout: b"[\"a\",1]\n[\"b\",2]\n[\"c\",2]\n",
+        code: 0,
+        jq16_agrees: true,
+    },
+    Case {
+        name: "input_line_number_files",
+        args: &["-c", "[., input_line_number, input_filename]", "f1.json", "f2.json"],
+        stdin: "",
+        env: &[],
+        stdout: b"[1,1,\"f1.json\"]\n[2,2,\"f1.json\"]\n[3,1,\"f2.json\"]\n",
+        code: 0,
+        jq16_agrees: true,
+    },
+    Case {
+        name: "input_line_number_null_input",
+        args: &["-n", "input_line_number"],
+        stdin: "",
+        env: &[],
+        stdout: b"0\n",
+        code: 0,
+        jq16_agrees: true,
+    },
+    Case {
+        name: "update_with_empty_deletes_all_at_once",
+        args: &["-c", ".foo[1,4,2,3] |= empty, ((.foo[] | select(. >= 2)) |= empty)"],
+        stdin: "{\"foo\":[0,1,2,3,4,5]}",
+        env: &[],
+        stdout: b"{\"foo\":[0,5]}\n{\"foo\":[0,1]}\n",
+        code: 0,
+        jq16_agrees: false,
+    },
+    Case {
+        name: "prog_args_not_defined",
+        args: &["-n", "$__prog_args"],
+        stdin: "",
+        env: &[],
+        stdout: b"",
+        code: 3,
+        jq16_agrees: true,
+    },
+    Case {
+        name: "getpath_edges",
+        args: &["-c", "[getpath([\"a\",\"b\"], [\"x\",\"y\"], [])], (try getpath([\"a\",\"b\",0]) catch \"err\"), (null | getpath([\"a\",1]))"],
+        stdin: "{\"a\":{\"b\":5}}",
+        env: &[],
+        stdout: b"[5,null,{\"a\":{\"b\":5}}]\n\"err\"\nnull\n",
+        code: 0,
+        jq16_agrees: true,
+    },
+    Case {
+        name: "include_module",
+        args: &["-n", "-c", "-L", "mods", "include \"m\"; [f]"],
+        stdin: "",
+        env: &[],
+        stdout: b"[\"from m\"]\n",
+        code: 0,
+        jq16_agrees: true,
+    },
+    // `splits` with flags: recorded from jq 1.6 (the jq 1.7.1 above was built without Oniguruma;
+    // both define `splits($re; flags)` the same way in builtin.jq), and run against it live.
+    Case {
+        name: "splits_with_flags",
+        args: &["-c", "[splits(\"a\"; \"i\")], [splits(\", *\"; null)]"],
+        stdin: "\"xAyaz, b\"",
+        env: &[],
+        stdout: b"[\"x\",\"y\",\"z, b\"]\n[\"xAyaz\",\"b\"]\n",
+        code: 0,
+        jq16_agrees: true,
+    },
+    // jq 1.7.1's manual, `splits(regex)`.
+    Case {
+        name: "splits_manual",
+        args: &["-c", "splits(\", *\")"],
+        stdin: "\"ab,cd,   ef, gh\"",
+        env: &[],
+        stdout: b"\"ab\"\n\"cd\"\n\"ef\"\n\"gh\"\n",
+        code: 0,
+        jq16_agrees: true,
+    },
+    // jq 1.7.1's manual (docs/content/manual/manual.yml at tag jq-1.7.1, "Identity: ."): a
+    // number literal keeps its digits until arithmetic touches it (jq's default build, with
+    // decNumber; the jq 1.7.1 the cases above were recorded with was built without it).
+    Case {
+        name: "manual_literal_kept",
+        args: &["-c", "."],
+        stdin: "0.12345678901234567890123456789",
+        env: &[],
+        stdout: b"0.12345678901234567890123456789\n",
+        code: 0,
+        jq16_agrees: false,
+    },
+    Case {
+        name: "manual_big_integer_tojson",
+        args: &["-c", "[., tojson]"],
+        stdin: "12345678909876543212345",
+        env: &[],
+        stdout: b"[12345678909876543212345,\"12345678909876543212345\"]\n",
+        code: 0,
+        jq16_agrees: false,
+    },
+    Case {
+        name: "manual_literal_compared_exactly",
+        args: &["-c", ". < 0.12345678901234567890123456788"],
+        stdin: "0.12345678901234567890123456789",
+        env: &[],
+        stdout: b"false\n",
+        code: 0,
+        jq16_agrees: false,
+    },
+    Case {
+        name: "manual_literal_digits",
+        args: &["-c", "map([., . == 1]) | tojson"],
+        stdin: "[1, 1.000, 1.0, 100e-2]",
+        env: &[],
+        stdout: b"\"[[1,true],[1.000,true],[1.0,true],[1.00,true]]\"\n",
+        code: 0,
+        jq16_agrees: false,
+    },
+    Case {
+        name: "manual_arithmetic_in_doubles",
+        args: &["-c", ". as $big | [$big, $big + 1] | map(. > 10000000000000000000000000000000)"],
+        stdin: "10000000000000000000000000000001",
+        env: &[],
+        stdout: b"[true,false]\n",
+        code: 0,
+        jq16_agrees: false,
+    },
 ];
 
 /// The fixtures the cases name, in a fresh folder.
@@ -615,6 +801,10 @@ fn fixtures() -> tempfile::TempDir {
     write("mods/sub/sub.jq", "def g: \"sub\";\n");
     write("mods/d.json", "{\"k\": 1}\n{\"k\": 2}\n");
     write("home/.jq/hm.jq", "def h: \"home\";\n");
+    write("mods/bo0.jq", "def s0: 0; def s1: 0;\n");
+    write("mods/bo1.jq", "def s1: 1;\n");
+    write("f1.json", "1\n2\n");
+    write("f2.json", "3\n");
     write("home2/.jq", "def fromhome: \"hi\";\n");
     write(
         "mm/x.jq",
@@ -818,4 +1008,25 @@ fn colours_are_on_by_default_on_a_terminal_unless_no_color() {
     // NO_COLOR set but empty does not count, as in jq.
     let out = on_a_terminal(".", &file, "NO_COLOR=").unwrap();
     assert_eq!(show(&out), show(coloured));
+}
+
+/// jq 1.7.1 names the file and the line a runtime error's input came from (recorded:
+/// `jq: error (at f1.json:1): …`, `(at f1.json:2)`, `(at f2.json:1)`; the line counts per file,
+/// as `input_line_number`).
+#[test]
+fn runtime_errors_name_the_input_file_and_line() {
+    let dir = fixtures();
+    let out = Command::new(bin())
+        .args(["filter", ".a", "f1.json", "f2.json"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let places: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.split_once("(at ")?.1.split_once(')').map(|(p, _)| p))
+        .collect();
+    assert_eq!(places, ["f1.json:1", "f1.json:2", "f2.json:1"], "{err}");
 }

@@ -499,6 +499,16 @@ struct Files {
     /// Where each file starts in the bytes read so far (`input_filename`).
     names: Option<InputNames>,
     served: u64,
+    /// Newlines in the bytes served so far (`input_line_number` counts per file).
+    served_lines: u64,
+}
+
+#[allow(
+    clippy::naive_bytecount,
+    reason = "auto-vectorised; not worth a dependency"
+)]
+fn bytecount_newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&c| c == b'\n').count() as u64
 }
 
 impl Files {
@@ -517,6 +527,7 @@ impl Files {
             skipped: None,
             names: None,
             served: 0,
+            served_lines: 0,
         })
     }
 
@@ -535,6 +546,7 @@ impl Files {
             skipped: Some(skipped),
             names: Some(names),
             served: 0,
+            served_lines: 0,
         }
     }
 }
@@ -546,6 +558,9 @@ impl Read for Files {
                 let n = f.read(buf)?;
                 if n > 0 {
                     self.served += n as u64;
+                    if self.names.is_some() {
+                        self.served_lines += bytecount_newlines(&buf[..n]);
+                    }
                     return Ok(n);
                 }
                 self.current = None;
@@ -554,7 +569,11 @@ impl Read for Files {
                 Some(path) => match (File::open(&path), &self.skipped) {
                     (Ok(file), _) => {
                         if let Some(names) = &self.names {
-                            names.starts(self.served, &path.display().to_string());
+                            names.starts(
+                                self.served,
+                                self.served_lines,
+                                &path.display().to_string(),
+                            );
                         }
                         self.current = Some(file);
                     }

@@ -24,6 +24,13 @@ def significand:
 def halt_error($code): halt_error_empty, halt($code);
 def halt_error: halt_error(5);
 
+# jq 1.7: `input` with no input left is the error "break" (what `try input catch .` yields).
+def input: first(inputs, error("break"));
+
+# jq 1.8: ordering values nested past 10,000 levels is an error (jq 1.7 overflows its stack).
+def sort: _jq_comparable | _jaq_sort;
+def unique: _jq_comparable | unique_by(.);
+
 def have_decnum: true;
 def have_literal_numbers: true;
 

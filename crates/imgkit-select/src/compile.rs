@@ -207,6 +207,7 @@ fn defs() -> impl Iterator<Item = load::parse::Def<&'static str>> {
 /// jaq natives that `compat.jq` wraps: (name, arity, the name the wrapper calls).
 const ALIASES: &[(&str, usize, &str)] = &[
     ("limit", 2, "_jaq_limit"),
+    ("sort", 0, "_jaq_sort"),
     ("skip", 2, "_jaq_skip"),
     ("trim", 0, "_jaq_trim"),
     ("ltrim", 0, "_jaq_ltrim"),
@@ -465,6 +466,13 @@ pub(crate) fn compile(
     let code = &*crate::desugar::rewrite(code, origin)?;
     let arena = Arena::default();
     let paths = search_paths(lib_dirs);
+    // What a module defines, for several imports under one alias (`aliases`).
+    let defines = |rel: &str| {
+        let path = find_in(rel, &[], &paths, "jq").ok()?;
+        let text = std::fs::read_to_string(path).ok()?;
+        Some(crate::aliases::defined(&text))
+    };
+    let code = &*crate::aliases::merge(code, &defines);
     // jq's `get_search_list`: the -L folders as real paths, else the default list as written.
     let listed: Vec<String> = if lib_dirs.is_empty() {
         paths.iter().map(|p| p.display().to_string()).collect()
@@ -520,10 +528,10 @@ pub(crate) fn compile(
         let code = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read module {}: {e}", path.display()))?;
         let code = data_names(&code);
+        let code =
+            crate::desugar::rewrite(&code, &path.display().to_string()).map_err(|r| r.summary())?;
         Ok(File {
-            code: crate::desugar::rewrite(&code, &path.display().to_string())
-                .map_err(|r| r.summary())?
-                .into_owned(),
+            code: crate::aliases::merge(&code, &defines).into_owned(),
             path,
         })
     });

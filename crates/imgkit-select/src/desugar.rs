@@ -62,18 +62,27 @@ fn rewrite_lexed<'a>(code: &'a str, origin: &str) -> Result<Cow<'a, str>, Compil
         Err(None) => return Ok(Cow::Borrowed(code)),
     };
     let mut inserts = Vec::new();
+    let mut replaces = Vec::new();
     each_seq(&tokens, Ctx::Top, &mut |seq, _| {
         local_edits(code, seq, &mut inserts);
+        delete_edits(code, seq, &mut replaces);
     });
     let mut text = Cow::Borrowed(code);
-    if !inserts.is_empty() {
-        inserts.sort_by_key(|(at, _)| *at);
-        let mut out = String::with_capacity(code.len() + 16 * inserts.len());
+    if !inserts.is_empty() || !replaces.is_empty() {
+        // (offset, text, offset the original text goes on from): an insertion goes on at its
+        // offset, a replacement after the text it replaces.
+        let mut edits: Vec<(usize, String, usize)> = inserts
+            .into_iter()
+            .map(|(at, s)| (at, s, at))
+            .chain(replaces)
+            .collect();
+        edits.sort_by_key(|(at, _, _)| *at);
+        let mut out = String::with_capacity(code.len() + 16 * edits.len());
         let mut last = 0;
-        for (at, s) in inserts {
-            out.push_str(&code[last..at]);
+        for (at, s, resume) in edits {
+            out.push_str(&code[last.min(at)..at]);
             out.push_str(&s);
-            last = at;
+            last = resume.max(at);
         }
         out.push_str(&code[last..]);
         text = Cow::Owned(out);
@@ -116,6 +125,7 @@ fn worth_lexing(code: &str) -> bool {
         _ => false,
     });
     key_like
+        || (code.contains("|=") && code.contains("empty"))
         || code.contains("?//")
         || code.contains("reduce")
         || code.contains("foreach")
@@ -417,6 +427,67 @@ fn local_edits(code: &str, seq: &[Tk<'_>], inserts: &mut Vec<(usize, String)>) {
                 inserts.push((offset(code, last.0) + last.0.len(), ")".to_string()));
             }
         }
+    }
+}
+
+/// `PATHS |= empty` deletes every path PATHS gives at once, as jq 1.7.1's `_modify` collects
+/// them and ends with `delpaths` (jaq deletes one after another, so `.[1,2] |= empty` would
+/// delete indices 1 and 3): rewritten to `delpaths([path(PATHS)])`. Edits are
+/// (offset, text, offset the original text goes on from).
+fn delete_edits(code: &str, seq: &[Tk<'_>], edits: &mut Vec<(usize, String, usize)>) {
+    for (i, t) in seq.iter().enumerate() {
+        if !(is_sym(t, "|=") && seq.get(i + 1).is_some_and(|e| is_word(e, "empty"))) {
+            continue;
+        }
+        let after_ok = match seq.get(i + 2) {
+            None => true,
+            Some(Token(s, Tok::Sym)) => matches!(*s, "|" | "," | ";" | ")" | "]" | "}" | "//"),
+            Some(Token(w, Tok::Word)) => matches!(*w, "end" | "else" | "elif" | "catch"),
+            Some(_) => false,
+        };
+        // The left side: back to the nearest operator that binds less tightly than `|=`.
+        let start = seq[..i]
+            .iter()
+            .rposition(|t| match t {
+                Token(s, Tok::Sym) => matches!(
+                    *s,
+                    "|" | ","
+                        | "//"
+                        | "="
+                        | "|="
+                        | "+="
+                        | "-="
+                        | "*="
+                        | "/="
+                        | "%="
+                        | "//="
+                        | ";"
+                        | ":"
+                ),
+                Token(w, Tok::Word) => matches!(
+                    *w,
+                    "if" | "then"
+                        | "elif"
+                        | "else"
+                        | "try"
+                        | "catch"
+                        | "as"
+                        | "def"
+                        | "label"
+                        | "reduce"
+                        | "foreach"
+                ),
+                _ => false,
+            })
+            .map_or(0, |k| k + 1);
+        if !after_ok || start >= i {
+            continue;
+        }
+        let lhs = offset(code, seq[start].0);
+        let op = offset(code, t.0);
+        let end = offset(code, seq[i + 1].0) + "empty".len();
+        edits.push((lhs, "delpaths([path(".to_string(), lhs));
+        edits.push((op, ")])".to_string(), end));
     }
 }
 

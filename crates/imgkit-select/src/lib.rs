@@ -16,9 +16,11 @@
 //! # Ok::<(), imgkit_select::Error>(())
 //! ```
 
+mod aliases;
 mod compile;
 mod desugar;
 mod fast;
+mod lenient;
 mod modmeta;
 mod natives;
 mod read;
@@ -452,9 +454,11 @@ mod tests {
         )
         .unwrap();
         let out = f.select(&serde_json::Value::Null).unwrap();
+        // As jq 1.7.1's manual: a literal keeps its digits until arithmetic touches it
+        // (decNumber's spelling: `1E2` → `1E+2`).
         assert_eq!(
             out[0],
-            serde_json::json!("[1,3,100,100000000000000000,0.5]")
+            serde_json::json!("[1.0,3,1E+2,100000000000000000,0.5]")
         );
         assert_eq!(out[1], out[0]);
     }

@@ -58,6 +58,9 @@ pub(crate) fn funs() -> Box<[NativeRun]> {
         }),
         ("fromjson", v(0), |cv| bome(fromjson(&cv.1.0))),
         ("length", v(0), |cv| bome(value::length(&cv.1.0))),
+        ("_jq_comparable", v(0), |cv| {
+            bome(value::check_comparable(cv.1.0))
+        }),
         ("has", v(1), |cv| binary(cv, value::has)),
         ("contains", v(1), |cv| binary(cv, value::contains)),
         ("bsearch", v(1), |cv| binary(cv, value::bsearch)),
@@ -80,6 +83,10 @@ pub(crate) fn funs() -> Box<[NativeRun]> {
         }),
         ("input_filename", v(0), |_| {
             bome(Ok(V(crate::run::INPUT_NAME.with_borrow(Clone::clone))))
+        }),
+        ("input_line_number", v(0), |_| {
+            let n = crate::run::INPUT_LINE.get();
+            bome(Ok(V(Val::from(usize::try_from(n).unwrap_or(usize::MAX)))))
         }),
         ("stderr_empty", v(0), |cv| {
             eprint_raw(&cv.1.0);

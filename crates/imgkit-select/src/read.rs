@@ -16,7 +16,7 @@ use jaq_json::{Map, Num, Rc, Val};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Nesting deeper than this is an input error (jq 1.7 has the same limit).
-const MAX_DEPTH: usize = 10_000;
+pub(crate) const MAX_DEPTH: usize = 10_000;
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 const INITIAL_BUFFER: usize = 256 * 1024;
 
@@ -206,6 +206,17 @@ impl<R: Read> Values<R> {
         } else {
             count_lines(&self.buf[..pos])
         }
+    }
+
+    /// jq's `input_line_number` after the last value: jq reads its input a line at a time,
+    /// so it has read the newline ending the line the value ended on (when that is buffered).
+    pub(crate) fn newlines_read(&mut self) -> u64 {
+        let pos = self.start.min(self.end);
+        let upto = match self.buf[pos..self.end].iter().position(|&c| c == b'\n') {
+            Some(i) => pos + i + 1,
+            None => pos,
+        };
+        self.dropped_lines + self.lines_before(upto)
     }
 
     fn line_at(&mut self, pos: usize) -> u64 {
@@ -426,13 +437,43 @@ impl<R: Read> Values<R> {
     }
 }
 
-/// Parses the first JSON value of `slice` into a jaq value; `None` at the end.
+/// Parses the first JSON value of `slice` into a jaq value; `None` at the end. Reads jq's
+/// `nan` and `infinity` literals too (see `lenient`).
 pub(crate) fn parse_val(slice: &[u8]) -> Option<Result<(Val, usize), serde_json::Error>> {
+    FLOAT_SEEN.set(false);
+    match parse_strict(slice)? {
+        Err(e) if !e.is_eof() => Some(match crate::lenient::parse(slice) {
+            crate::lenient::Lenient::Value(v, used) => Ok((v, used)),
+            crate::lenient::Lenient::Incomplete => Err(eof_error()),
+            _ => Err(e),
+        }),
+        // A number serde_json read as a double (`1.000`, `1e2`, beyond 64 bits): read the
+        // value again keeping each literal's digits, as jq 1.7.1 does.
+        Ok((_, used)) if FLOAT_SEEN.get() => Some(match crate::lenient::parse(&slice[..used]) {
+            crate::lenient::Lenient::Value(v, _) => Ok((v, used)),
+            _ => parse_strict(slice)?,
+        }),
+        other => Some(other),
+    }
+}
+
+thread_local! {
+    /// Set when serde_json hands a number over as a double: its literal was lost.
+    static FLOAT_SEEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// [`parse_val`] for strict JSON only.
+pub(crate) fn parse_strict(slice: &[u8]) -> Option<Result<(Val, usize), serde_json::Error>> {
     let mut de = serde_json::Deserializer::from_slice(slice);
     de.disable_recursion_limit();
     let mut stream = de.into_iter::<Doc>();
     let parsed = stream.next()?;
     Some(parsed.map(|Doc(v)| (v, stream.byte_offset())))
+}
+
+/// serde_json's error for text that ends inside a value (the reader then reads on).
+fn eof_error() -> serde_json::Error {
+    serde_json::from_slice::<serde::de::IgnoredAny>(b"[").expect_err("`[` is unfinished")
 }
 
 impl<R: Read> Iterator for Values<R> {
@@ -447,11 +488,17 @@ impl<R: Read> Iterator for Values<R> {
 pub(crate) struct RawLines<R> {
     src: R,
     pub(crate) line: u64,
+    /// Newlines read so far (jq's `input_line_number`).
+    pub(crate) newlines: u64,
 }
 
 impl<R: BufRead> RawLines<R> {
     pub(crate) fn new(src: R) -> Self {
-        Self { src, line: 0 }
+        Self {
+            src,
+            line: 0,
+            newlines: 0,
+        }
     }
 }
 
@@ -465,6 +512,7 @@ impl<R: BufRead> Iterator for RawLines<R> {
             Ok(_) => {
                 if line.last() == Some(&b'\n') {
                     line.pop();
+                    self.newlines += 1;
                 }
                 self.line += 1;
                 Some(Ok(Val::utf8_str(line)))
@@ -490,6 +538,29 @@ impl<'de> serde::Deserialize<'de> for Doc {
 
 /// Parses one JSON text completely (for `--argjson`).
 pub(crate) fn parse_one(text: &str) -> Result<Val, String> {
+    FLOAT_SEEN.set(false);
+    let strict = parse_strict_one(text);
+    if strict.is_ok() && FLOAT_SEEN.get() {
+        // Keep the literals' digits (see `parse_val`).
+        if let crate::lenient::Lenient::Value(v, _) = crate::lenient::parse(text.as_bytes()) {
+            return Ok(v);
+        }
+    }
+    strict.or_else(|e| {
+        // jq's literals (`nan`, `Infinity`) and jq's words for a bad literal.
+        match crate::lenient::parse(text.as_bytes()) {
+            crate::lenient::Lenient::Value(v, used)
+                if text.as_bytes()[used..].iter().all(u8::is_ascii_whitespace) =>
+            {
+                Ok(v)
+            }
+            crate::lenient::Lenient::Invalid(message) => Err(message),
+            _ => Err(e),
+        }
+    })
+}
+
+fn parse_strict_one(text: &str) -> Result<Val, String> {
     let mut de = serde_json::Deserializer::from_str(text);
     de.disable_recursion_limit();
     let v = KEYS
@@ -570,6 +641,7 @@ impl<'de> Visitor<'de> for ValSeed<'_> {
         Ok(Val::Num(Num::from_integral(i)))
     }
     fn visit_f64<E>(self, f: f64) -> Result<Val, E> {
+        FLOAT_SEEN.set(true);
         Ok(Val::Num(Num::Float(f)))
     }
     fn visit_str<E>(self, s: &str) -> Result<Val, E> {

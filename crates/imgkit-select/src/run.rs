@@ -19,30 +19,33 @@ use crate::{Error, Filter, fast};
 /// `input_filename`: the reader of the files records each as it opens it. Without any, the
 /// input is `<stdin>`.
 #[derive(Debug, Clone, Default)]
-pub struct InputNames(std::sync::Arc<std::sync::Mutex<Vec<(u64, String)>>>);
+pub struct InputNames(std::sync::Arc<std::sync::Mutex<Vec<(u64, u64, String)>>>);
 
 impl InputNames {
-    /// Records that the file `name` starts at byte `offset` of the input.
-    pub fn starts(&self, offset: u64, name: &str) {
+    /// Records that the file `name` starts at byte `offset` of the input, after `lines`
+    /// newlines (those of the files before it; jq counts `input_line_number` per file).
+    pub fn starts(&self, offset: u64, lines: u64, name: &str) {
         if let Ok(mut names) = self.0.lock() {
-            names.push((offset, name.to_string()));
+            names.push((offset, lines, name.to_string()));
         }
     }
 
-    /// The name of the file holding byte `offset`.
-    fn at(&self, offset: u64) -> Option<String> {
+    /// The name of the file holding byte `offset`, and the newlines before that file.
+    fn at(&self, offset: u64) -> Option<(String, u64)> {
         let names = self.0.lock().ok()?;
         names
             .iter()
             .rev()
-            .find(|(start, _)| *start <= offset)
-            .map(|(_, name)| name.clone())
+            .find(|(start, _, _)| *start <= offset)
+            .map(|(_, lines, name)| (name.clone(), *lines))
     }
 }
 
 thread_local! {
     /// `input_filename`: the name of the file the last input came from (`null` before any).
     pub(crate) static INPUT_NAME: std::cell::RefCell<Val> = const { std::cell::RefCell::new(Val::Null) };
+    /// `input_line_number`: newlines read from the current file so far.
+    pub(crate) static INPUT_LINE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// How to read the input and print the output; the flags of `jq` with the same names.
@@ -100,6 +103,7 @@ type Inputs<'a> = Box<dyn Iterator<Item = Result<Val, ReadError>> + 'a>;
 
 fn inputs<'a, R: Read + 'a>(input: R, opts: &RunOptions, line: &'a Cell<u64>) -> Inputs<'a> {
     INPUT_NAME.set(Val::Null);
+    INPUT_LINE.set(0);
     if opts.raw_input && opts.slurp {
         let mut input = input;
         let mut all = Vec::new();
@@ -110,15 +114,22 @@ fn inputs<'a, R: Read + 'a>(input: R, opts: &RunOptions, line: &'a Cell<u64>) ->
         return Box::new(std::iter::once(all));
     }
     if opts.raw_input {
-        let lines = RawLines::new(BufReader::with_capacity(1 << 16, input));
-        return Box::new(lines.inspect(move |_| line.set(line.get() + 1)));
+        let mut lines = RawLines::new(BufReader::with_capacity(1 << 16, input));
+        return Box::new(std::iter::from_fn(move || {
+            let v = lines.next();
+            line.set(lines.line);
+            INPUT_LINE.set(lines.newlines);
+            v
+        }));
     }
     let mut values = Values::new(input);
     values.seq = opts.seq;
     let names = opts.names.clone();
+    let names2 = opts.names.clone();
+    // Names the file of the last input (`--stream`).
     let set_name = move |offset: u64| {
         let name = match &names {
-            Some(names) => names.at(offset),
+            Some(names) => names.at(offset).map(|(n, _)| n),
             None => Some("<stdin>".to_string()),
         };
         INPUT_NAME.set(name.map_or(Val::Null, |n| Val::utf8_str(n.into_bytes())));
@@ -131,6 +142,7 @@ fn inputs<'a, R: Read + 'a>(input: R, opts: &RunOptions, line: &'a Cell<u64>) ->
             line.set(events.last_line());
             if v.is_some() {
                 set_name(events.last_start());
+                INPUT_LINE.set(events.last_line());
             }
             v
         }))
@@ -147,7 +159,7 @@ fn inputs<'a, R: Read + 'a>(input: R, opts: &RunOptions, line: &'a Cell<u64>) ->
                     continue;
                 }
                 if v.is_some() {
-                    set_name(values.last_start);
+                    note_input(&mut values, names2.as_ref());
                 }
                 return v;
             }
@@ -365,6 +377,7 @@ impl Filter {
                 Step::Bool(b) => Val::Bool(b),
                 Step::Jaq(v) => {
                     let line = values.last_line;
+                    note_input(&mut values, opts.names.as_ref());
                     if let Some(code) =
                         self.eval_one(&ctx, V(v), &mut out, opts, diagnostics, &mut state, line)?
                     {
@@ -388,13 +401,30 @@ impl Filter {
     }
 }
 
-/// jq names the input's last line, or `<unknown>` before any input (`-n`).
+/// Notes where the value `values` read last came from, for `input_filename`,
+/// `input_line_number` and error messages.
+fn note_input<R: Read>(values: &mut Values<R>, names: Option<&InputNames>) {
+    let (name, before) = match names {
+        Some(names) => names
+            .at(values.last_start)
+            .map_or((None, 0), |(n, l)| (Some(n), l)),
+        None => (Some("<stdin>".to_string()), 0),
+    };
+    INPUT_NAME.set(name.map_or(Val::Null, |n| Val::utf8_str(n.into_bytes())));
+    INPUT_LINE.set(values.newlines_read().saturating_sub(before));
+}
+
+/// jq names where the last input was read: its file (`<stdin>` for standard input) and the
+/// newlines read from it so far (`input_line_number`); `<unknown>` before any input (`-n`).
 fn at(line: u64) -> String {
     if line == 0 {
-        "<unknown>".to_string()
-    } else {
-        format!("<stdin>:{line}")
+        return "<unknown>".to_string();
     }
+    let name = INPUT_NAME.with_borrow(|n| match n {
+        Val::TStr(s) | Val::BStr(s) => String::from_utf8_lossy(s).into_owned(),
+        _ => "<stdin>".to_string(),
+    });
+    format!("{name}:{}", INPUT_LINE.get())
 }
 
 fn input_error(e: ReadError) -> Error {

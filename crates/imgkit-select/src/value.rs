@@ -890,6 +890,10 @@ pub(crate) fn length(v: &J) -> ValR {
         J::Null => int(0),
         J::Bool(_) => return Err(fail(format!("{} has no length", described(v)))),
         J::Num(Num::Int(i)) => int((*i as i64).abs()),
+        // A literal keeps its digits, as jq's `abs`.
+        J::Num(Num::Dec(d)) if !d.parse::<f64>().is_ok_and(f64::is_nan) => J::Num(Num::Dec(
+            d.strip_prefix('-').unwrap_or(d).to_string().into(),
+        )),
         J::Num(n) => num(as_f64(n).abs()),
         J::TStr(s) => J::from(char_len(s)),
         J::BStr(b) => J::from(b.len()),
@@ -991,6 +995,75 @@ pub(crate) fn indices(x: &J, y: &J) -> ValR {
     Ok(V(J::Arr(Rc::new(
         positions.into_iter().map(J::from).collect(),
     ))))
+}
+
+/// Nesting depth of a value (a scalar is 0).
+fn nesting(v: &J) -> usize {
+    match v {
+        J::Arr(a) => 1 + a.iter().map(nesting).max().unwrap_or(0),
+        J::Obj(o) => 1 + o.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Whether ordering `a` and `b` goes deeper than jq's limit (jq 1.8: "Comparison too deep").
+fn too_deep_to_compare(a: &J, b: &J, depth: usize) -> bool {
+    if depth > MAX_PATH_DEPTH {
+        return true;
+    }
+    match (a, b) {
+        (J::Arr(x), J::Arr(y)) => {
+            for (x, y) in x.iter().zip(y.iter()) {
+                if too_deep_to_compare(x, y, depth + 1) {
+                    return true;
+                }
+                if x != y {
+                    return false;
+                }
+            }
+            false
+        }
+        (J::Obj(x), J::Obj(y)) => {
+            let mut keys: Vec<&J> = x.keys().collect();
+            keys.sort();
+            let mut other: Vec<&J> = y.keys().collect();
+            other.sort();
+            if keys != other {
+                return false;
+            }
+            for k in keys {
+                let (x, y) = (&x[k], &y[k]);
+                if too_deep_to_compare(x, y, depth + 1) {
+                    return true;
+                }
+                if x != y {
+                    return false;
+                }
+            }
+            false
+        }
+        _ => false,
+    }
+}
+
+/// The elements of an array to be sorted, unchanged; an error when ordering two of them would
+/// recurse past jq's limit, where jq 1.8 says "Comparison too deep" (and jq 1.7 crashes).
+pub(crate) fn check_comparable(v: J) -> ValR {
+    if let J::Arr(items) = &v
+        && items.len() > 1
+    {
+        for (i, x) in items.iter().enumerate() {
+            if nesting(x) > MAX_PATH_DEPTH
+                && items
+                    .iter()
+                    .enumerate()
+                    .any(|(j, y)| i != j && too_deep_to_compare(x, y, 0))
+            {
+                return Err(fail("Comparison too deep"));
+            }
+        }
+    }
+    Ok(V(v))
 }
 
 #[cfg(test)]

@@ -359,7 +359,8 @@ fn string(w: &mut impl Write, s: &[u8], ascii: bool) -> io::Result<()> {
 
 /// Writes a number as jq 1.7 does: integers in full (also beyond 2^53), other numbers in the
 /// shortest form that reads back to the same double, laid out like jq's `jvp_dtoa_fmt`
-/// (`1.0` → `1`, `1E2` → `100`, `1e17` → `1e+17`, `0.00001` → `1e-05`); NaN as `null`,
+/// (`1.0` → `1`, `1E2` → `100`, `1e17` → `1e+17`, `0.00001` → `1e-05`), a program's literal
+/// untouched by arithmetic as jq 1.7 keeps it ([`decimal_literal`]); NaN as `null`,
 /// infinities as ±`1.7976931348623157e+308`.
 pub(crate) fn number(w: &mut impl Write, n: &Num) -> io::Result<()> {
     match n {
@@ -368,9 +369,70 @@ pub(crate) fn number(w: &mut impl Write, n: &Num) -> io::Result<()> {
         Num::Float(f) => float(w, *f),
         Num::Dec(d) => match integer_literal(d) {
             Some(digits) => w.write_all(digits.as_bytes()),
-            None => float(w, d.parse().unwrap_or(f64::NAN)),
+            None => match decimal_literal(d) {
+                Some(text) => w.write_all(text.as_bytes()),
+                None => float(w, d.parse().unwrap_or(f64::NAN)),
+            },
         },
     }
+}
+
+/// A number literal of the program (`1.000`, `1E1000`) as jq 1.7 prints it while no
+/// arithmetic has touched it: decNumber's scientific string of the literal, which keeps its
+/// digits (`1.000`, `100e-2` → `1.00`, `1E1000` → `1E+1000`, `1.5e3` → `1.5E+3`,
+/// `5e-6` → `0.000005`). `None` when `d` is not a JSON number.
+pub(crate) fn decimal_literal(d: &str) -> Option<String> {
+    let (neg, rest) = match d.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, d),
+    };
+    let (mantissa, exp) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().ok()?),
+        None => (rest, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().chain(frac.bytes()).all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let all = format!("{int}{frac}");
+    let digits = all.trim_start_matches('0');
+    let digits = if digits.is_empty() { "0" } else { digits };
+    let exp = exp.checked_sub(i64::try_from(frac.len()).ok()?)?;
+    let n = i64::try_from(digits.len()).ok()?;
+    let adjusted = exp + n - 1;
+    let mut out = String::with_capacity(digits.len() + 8);
+    if neg {
+        out.push('-');
+    }
+    if exp <= 0 && adjusted >= -6 {
+        if exp == 0 {
+            out.push_str(digits);
+        } else {
+            let point = n + exp;
+            if point > 0 {
+                let p = usize::try_from(point).ok()?;
+                out.push_str(&digits[..p]);
+                out.push('.');
+                out.push_str(&digits[p..]);
+            } else {
+                out.push_str("0.");
+                out.push_str(&"0".repeat(usize::try_from(-point).ok()?));
+                out.push_str(digits);
+            }
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        out.push('E');
+        out.push(if adjusted >= 0 { '+' } else { '-' });
+        out.push_str(&adjusted.unsigned_abs().to_string());
+    }
+    Some(out)
 }
 
 /// A decimal literal that is a plain integer (`-?[0-9]+`), which jq 1.7 prints unchanged.
@@ -439,6 +501,35 @@ pub(crate) fn format_float(f: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literals_print_like_decnumber() {
+        for (literal, printed) in [
+            ("1.000", "1.000"),
+            ("100e-2", "1.00"),
+            ("1E1000", "1E+1000"),
+            ("-1E+1000", "-1E+1000"),
+            ("1.5e3", "1.5E+3"),
+            ("500000e-1", "50000.0"),
+            ("99999999999999e1", "9.9999999999999E+14"),
+            ("5e-6", "0.000005"),
+            ("1e-7", "1E-7"),
+            ("100e-7", "0.0000100"),
+            (
+                "0.12345678901234567890123456789",
+                "0.12345678901234567890123456789",
+            ),
+            ("0.00", "0.00"),
+            ("0e5", "0E+5"),
+        ] {
+            assert_eq!(
+                decimal_literal(literal).as_deref(),
+                Some(printed),
+                "{literal}"
+            );
+        }
+        assert_eq!(decimal_literal("nan"), None);
+    }
 
     #[test]
     fn floats_print_like_jq() {
