@@ -95,14 +95,7 @@ fn same_name_tag(a: &ImageRef, b: &ImageRef) -> bool {
     a.normalized_name() == b.normalized_name() && a.normalized().tag() == b.tag()
 }
 
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        other => other,
-    }
-}
+use imgkit_types::platform::host_arch;
 
 fn parse_digest(value: &str, referrer: &str) -> Result<Digest> {
     value.parse().map_err(|source| Error::BadDigest {

@@ -123,18 +123,7 @@ pub(crate) async fn listing(ctx: &Ctx) -> Result<Listing> {
     Ok(Listing { images, resolved })
 }
 
-/// This machine's platform as containerd names it (`linux/amd64`).
-pub(crate) fn host_platform() -> String {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    };
-    // Images are for linux even where imgkit runs elsewhere (containerd's default matcher).
-    format!("linux/{arch}")
-}
+pub(crate) use imgkit_types::platform::host_platform;
 
 fn platform_of(p: &Value) -> Option<String> {
     let os = p.get("os")?.as_str()?;

@@ -268,11 +268,7 @@ fn config_of(engine: &Engine, digest: &Digest, depth: u8) -> Result<Option<Diges
     let Some(manifests) = v.get("manifests").and_then(Value::as_array) else {
         return Ok(None);
     };
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
+    let arch = imgkit_types::platform::host_arch();
     let pick = manifests
         .iter()
         .find(|m| m.pointer("/platform/architecture").and_then(Value::as_str) == Some(arch))

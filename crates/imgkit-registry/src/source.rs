@@ -39,17 +39,7 @@ pub(crate) struct Listed {
     pub(crate) children: Vec<(Option<String>, RawManifest, proto::Manifest)>,
 }
 
-/// The platform imgkit picks from an index: `linux/` and this machine's architecture.
-pub fn host_platform() -> String {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    };
-    format!("linux/{arch}")
-}
+pub use imgkit_types::platform::host_platform;
 
 fn platform_matches(p: &Platform, wanted: &str) -> bool {
     let text = p.to_string();

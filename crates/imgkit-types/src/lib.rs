@@ -4,6 +4,7 @@
 
 mod digest;
 pub mod humanize;
+pub mod platform;
 mod record;
 mod reference;
 
