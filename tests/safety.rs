@@ -312,10 +312,10 @@ fn rename_keeps_the_names_the_target_had_docker_and_podman() {
 fn rename_keeps_the_names_the_target_had_ctr() {
     let e = need_engines!();
     rename_keeps_the_names_the_target_had_ctr_via(e, None);
-    rename_keeps_the_names_the_target_had_ctr_via(e, Some(ctr_cli()));
+    rename_keeps_the_names_the_target_had_ctr_via(e, Some(&ctr_cli()));
 }
 
-fn rename_keeps_the_names_the_target_had_ctr_via(e: &Engines, cli: Option<(String, String)>) {
+fn rename_keeps_the_names_the_target_had_ctr_via(e: &Engines, cli: Option<&(String, String)>) {
     let ns = "safety-rename";
     fresh_namespace(e, ns);
     let tmp = tempfile::tempdir().unwrap();
@@ -340,7 +340,7 @@ fn rename_keeps_the_names_the_target_had_ctr_via(e: &Engines, cli: Option<(Strin
     );
     let mut env = src_env.clone();
     env.push(dst_ctr(e));
-    env.extend(cli.clone());
+    env.extend(cli.cloned());
     let r = imgkit(&env)
         .args([
             "run",
