@@ -13,6 +13,7 @@ use containerd_client::services::v1::{ListNamespacesRequest, namespaces_client::
 use containerd_client::tonic::metadata::MetadataValue;
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Request, Status};
+use imgkit_store::error_chain;
 use imgkit_types::Digest;
 
 use crate::address::Address;
@@ -389,21 +390,6 @@ fn precheck(path: &str) -> Result<()> {
     Err(Error::Unsupported {
         address: path.to_owned(),
     })
-}
-
-/// An error and its sources, joined (tonic's transport errors say little at the top).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

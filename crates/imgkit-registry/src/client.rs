@@ -12,6 +12,8 @@ use base64::Engine as _;
 use reqwest::header::{AUTHORIZATION, HeaderMap, WWW_AUTHENTICATE};
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 
+use imgkit_store::error_chain as chain;
+
 use crate::auth::{self, Credential, Found};
 use crate::error::{Error, Result};
 use crate::spec::RegistrySpec;
@@ -54,21 +56,6 @@ pub(crate) struct Client {
     found: Found,
     challenge: Mutex<Option<Challenge>>,
     tokens: Mutex<HashMap<String, Token>>,
-}
-
-/// The text of an error and its causes.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 fn is_tls(text: &str) -> bool {

@@ -205,6 +205,17 @@ pub(crate) async fn catalog(c: &Client) -> Result<Vec<String>> {
     .await
 }
 
+/// The `Accept` header of a manifest request: every manifest and index type imgkit reads.
+fn accept_manifests() -> String {
+    [
+        MEDIA_OCI_MANIFEST,
+        MEDIA_OCI_INDEX,
+        MEDIA_DOCKER_MANIFEST,
+        MEDIA_DOCKER_LIST,
+    ]
+    .join(", ")
+}
+
 /// Every tag of `repo`.
 pub(crate) async fn tags(c: &Client, repo: &str) -> Result<Vec<String>> {
     paginated(
@@ -220,13 +231,7 @@ pub(crate) async fn tags(c: &Client, repo: &str) -> Result<Vec<String>> {
 /// A manifest or index by tag or digest, its digest checked when asked for by digest.
 pub(crate) async fn get_manifest(c: &Client, repo: &str, reference: &str) -> Result<RawManifest> {
     let url = c.url(&format!("/v2/{repo}/manifests/{reference}"));
-    let accept = [
-        MEDIA_OCI_MANIFEST,
-        MEDIA_OCI_INDEX,
-        MEDIA_DOCKER_MANIFEST,
-        MEDIA_DOCKER_LIST,
-    ]
-    .join(", ");
+    let accept = accept_manifests();
     let resp = c
         .send(&pull(repo), &|h| Ok(h.get(&url).header(ACCEPT, &accept)))
         .await?;
@@ -319,13 +324,7 @@ pub(crate) async fn has_blob(c: &Client, repo: &str, digest: &Digest) -> Result<
 /// Whether `repo` holds the manifest `digest`.
 pub(crate) async fn has_manifest(c: &Client, repo: &str, digest: &Digest) -> Result<bool> {
     let url = c.url(&format!("/v2/{repo}/manifests/{digest}"));
-    let accept = [
-        MEDIA_OCI_MANIFEST,
-        MEDIA_OCI_INDEX,
-        MEDIA_DOCKER_MANIFEST,
-        MEDIA_DOCKER_LIST,
-    ]
-    .join(", ");
+    let accept = accept_manifests();
     let resp = c
         .send(&push(repo), &|h| Ok(h.head(&url).header(ACCEPT, &accept)))
         .await?;

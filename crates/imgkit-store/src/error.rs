@@ -69,3 +69,20 @@ pub enum Error {
     #[error("cannot spool a blob to a temporary file: {0}")]
     Spool(std::io::Error),
 }
+
+/// An error and its sources, joined with `: ` (a source whose text is already there is left
+/// out): what the network clients of stores (a registry's HTTP, containerd's gRPC) say when
+/// their top-level message says little.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
