@@ -105,15 +105,20 @@ fn stop(child: &mut Child) {
 }
 
 /// Reads `r` to the end: all of it when within the bounds, else why not (stopping at once).
+///
+/// Memory stays flat whatever the command prints: the current line is kept on its own (at most
+/// `max_line` bytes and one read), and finished lines go into fixed blocks that are never
+/// reallocated, so a flood up to `max_output` costs `max_output` bytes and no copies of it.
+/// Only output that is accepted is joined into one buffer, of exactly its length.
 fn read_lines(
     r: &mut impl Read,
     max_output: usize,
     max_line: usize,
 ) -> std::io::Result<Result<Vec<u8>, Refused>> {
-    let mut out: Vec<u8> = Vec::new();
+    let mut blocks = Blocks::default();
+    let mut line: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
-    // Where the current (unfinished) line starts, and its number.
-    let mut line_start = 0;
+    let mut total = 0usize;
     let mut line_no = 1;
     loop {
         let n = match r.read(&mut buf) {
@@ -122,37 +127,75 @@ fn read_lines(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        if out.len() + n > max_output {
+        if total + n > max_output {
             return Ok(Err(Refused::TooMuch));
         }
-        let scan_from = out.len();
-        if out.capacity() < out.len() + n {
-            // Grow by doubling, but never past the bound (a plain Vec would double past it).
-            let want = (out.capacity() * 2).max(out.len() + n).min(max_output);
-            out.reserve_exact(want - out.len());
-        }
-        out.extend_from_slice(&buf[..n]);
-        let mut at = scan_from;
-        while let Some(nl) = out[at..].iter().position(|&b| b == b'\n') {
-            let end = at + nl;
-            if end - line_start > max_line {
+        total += n;
+        let mut rest = &buf[..n];
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&rest[..nl]);
+            if line.len() > max_line {
                 return Ok(Err(Refused::LineTooLong(line_no)));
             }
-            if std::str::from_utf8(&out[line_start..end]).is_err() {
+            if std::str::from_utf8(&line).is_err() {
                 return Ok(Err(Refused::NotUtf8(line_no)));
             }
+            blocks.push(&line);
+            blocks.push(b"\n");
+            line.clear();
             line_no += 1;
-            line_start = end + 1;
-            at = line_start;
+            rest = &rest[nl + 1..];
         }
-        if out.len() - line_start > max_line {
+        line.extend_from_slice(rest);
+        if line.len() > max_line {
             return Ok(Err(Refused::LineTooLong(line_no)));
         }
     }
-    if std::str::from_utf8(&out[line_start..]).is_err() {
+    if std::str::from_utf8(&line).is_err() {
         return Ok(Err(Refused::NotUtf8(line_no)));
     }
-    Ok(Ok(out))
+    blocks.push(&line);
+    Ok(Ok(blocks.join(total)))
+}
+
+/// Bytes kept in blocks of [`Blocks::SIZE`] that are filled, never grown.
+#[derive(Default)]
+struct Blocks {
+    full: Vec<Vec<u8>>,
+    current: Vec<u8>,
+}
+
+impl Blocks {
+    const SIZE: usize = 1024 * 1024;
+
+    fn push(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.current.len() == self.current.capacity() {
+                let full = std::mem::replace(&mut self.current, Vec::with_capacity(Self::SIZE));
+                if !full.is_empty() {
+                    self.full.push(full);
+                }
+            }
+            let take = (self.current.capacity() - self.current.len()).min(data.len());
+            self.current.extend_from_slice(&data[..take]);
+            data = &data[take..];
+        }
+    }
+
+    /// One buffer of exactly `len` bytes (all that was pushed).
+    fn join(self, len: usize) -> Vec<u8> {
+        if self.full.is_empty() {
+            let mut only = self.current;
+            only.shrink_to_fit();
+            return only;
+        }
+        let mut out = Vec::with_capacity(len);
+        for block in self.full {
+            out.extend_from_slice(&block);
+        }
+        out.extend_from_slice(&self.current);
+        out
+    }
 }
 
 /// Reads `r` to the end, keeping its last `keep` bytes.
@@ -255,6 +298,24 @@ mod tests {
         assert_eq!(lines(b"a\n\xc3", 100, 10), Err(Refused::NotUtf8(2)));
         assert_eq!(lines(&[b'x'; 50], 40, 100), Err(Refused::TooMuch));
         assert_eq!(lines("é\n".as_bytes(), 100, 10).unwrap(), "é\n".as_bytes());
+    }
+
+    #[test]
+    fn output_longer_than_a_block_comes_back_whole() {
+        // 3.5 blocks of lines of varying length, read in pieces that split lines.
+        let data: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("{{\"n\":{i}}}{}\n", "x".repeat((i % 7) as usize)).into_bytes())
+            .take(Blocks::SIZE * 7 / 2)
+            .collect();
+        let mut reader = std::io::BufReader::with_capacity(1000, &data[..]);
+        let got = read_lines(&mut reader, data.len(), 100).unwrap().unwrap();
+        assert_eq!(got.len(), data.len());
+        assert!(got == data);
+        assert_eq!(got.capacity(), data.len());
+        assert_eq!(
+            read_lines(&mut &data[..], data.len() - 1, 100).unwrap(),
+            Err(Refused::TooMuch)
+        );
     }
 
     #[test]
