@@ -354,12 +354,24 @@ fn rename_keeps_the_names_the_target_had_ctr_via(e: &Engines, cli: Option<&(Stri
         .args(["--rename", "docker.io/safety/ab:1=safety/ab-new:1"])
         .run()
         .success();
-    if cli.is_some() {
-        r.stderr_has("put it back");
-    }
+    let r = if cli.is_some() {
+        r.stderr_has("put it back")
+    } else {
+        r
+    };
     let got = ctr_targets(e, ns);
-    assert_eq!(got.get("docker.io/safety/ab:1"), Some(&before), "{got:?}");
-    assert!(got.contains_key("docker.io/safety/ab-new:1"), "{got:?}");
+    let how = if cli.is_some() { "ctr CLI" } else { "native" };
+    assert_eq!(
+        got.get("docker.io/safety/ab:1"),
+        Some(&before),
+        "{how}: {got:?}\n--- imgkit's stderr\n{}",
+        r.stderr
+    );
+    assert!(
+        got.contains_key("docker.io/safety/ab-new:1"),
+        "{how}: {got:?}\n--- imgkit's stderr\n{}",
+        r.stderr
+    );
     assert_eq!(
         got.keys().filter(|k| k.contains("imgkit")).count(),
         0,
