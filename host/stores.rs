@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use imgkit_archive::Compression;
 use imgkit_store::{
-    ArchiveSource, CopyReport, Destination, LayoutDir, Source, StoredImage, copy, ingest,
+    ArchiveSource, CopyReport, Destination, LayoutDir, Source, StoredImage, copy, ingest_expecting,
 };
 use imgkit_transfer::{Pump, Sink, Transferred};
 use imgkit_types::{Digest, ImageRef};
@@ -320,8 +320,13 @@ pub(crate) fn ingest_into(
         open_destination(to)?.ok_or_else(|| anyhow::anyhow!("{to} is not an image store"))?;
     let (reader, writer) = std::io::pipe().context("could not make a pipe")?;
     let label = source.name();
+    // docker's diff IDs, known before its save: layers the store holds pass unread.
+    let expected = match source {
+        Endpoint::Engine { engine, .. } => engine.layer_diff_ids(&plan.refs),
+        _ => Vec::new(),
+    };
     let reading = std::thread::spawn(move || {
-        let res = ingest(reader, &mut *dst, &label);
+        let res = ingest_expecting(reader, &mut *dst, &label, &expected);
         (dst, res)
     });
     let mut pump = Pump::new(source.source(&plan.refs, Compression::None))

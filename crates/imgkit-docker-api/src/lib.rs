@@ -295,6 +295,27 @@ impl Client {
         }
     }
 
+    /// `GET /images/{name}/json`'s `RootFS.Layers`: the image's diff IDs, in order; `None`
+    /// when there is no such image.
+    pub fn image_layers(&self, name: &str) -> Result<Option<Vec<String>>, ApiError> {
+        #[derive(Deserialize)]
+        struct RootFs {
+            #[serde(rename = "Layers", default)]
+            layers: Vec<String>,
+        }
+        #[derive(Deserialize)]
+        struct Inspect {
+            #[serde(rename = "RootFS")]
+            rootfs: Option<RootFs>,
+        }
+        let target = self.versioned(&format!("/images/{}/json", encode_path(name)))?;
+        match self.json::<Inspect>("GET", &target) {
+            Ok(i) => Ok(Some(i.rootfs.map(|r| r.layers).unwrap_or_default())),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `POST /images/{src}/tag?repo=…&tag=…`: `src` (a name or ID) gets `repo:tag`.
     pub fn tag(&self, src: &str, repo: &str, tag: &str) -> Result<(), ApiError> {
         let target = self.versioned(&format!(

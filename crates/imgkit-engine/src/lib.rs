@@ -378,6 +378,44 @@ impl Engine {
         self.seam().image_ids(self, refs)
     }
 
+    /// The diff IDs (`RootFS.Layers`, in order) of each reference docker holds, known before
+    /// its save starts: docker ≤24's save names layers by position, not digest, so a store
+    /// told these can pass over the layers it holds unread. Empty for other engines and
+    /// where docker cannot say (the save then hashes every layer, as without them).
+    pub fn layer_diff_ids(&self, refs: &[ImageRef]) -> Vec<Vec<Digest>> {
+        let parse =
+            |v: Vec<String>| -> Vec<Digest> { v.iter().filter_map(|d| d.parse().ok()).collect() };
+        if let Some(api) = self.api() {
+            return refs
+                .iter()
+                .filter_map(|r| api.image_layers(&r.to_string()).ok().flatten())
+                .map(parse)
+                .collect();
+        }
+        if self.kind() != EngineKind::Docker {
+            return Vec::new();
+        }
+        let mut args = os(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RootFS.Layers}}",
+            "--",
+        ]);
+        args.extend(
+            refs.iter()
+                .map(|r| OsString::from(self.native_ref(r).to_string())),
+        );
+        let Ok(out) = self.output(&args) else {
+            return Vec::new();
+        };
+        String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Vec<String>>(l.trim()).ok())
+            .map(parse)
+            .collect()
+    }
+
     /// Whether the engine holds the image whose ID is `id`; `None` where images cannot be
     /// looked up by ID (containerd keeps them by name).
     pub fn has_image_id(&self, id: &Digest) -> Option<bool> {

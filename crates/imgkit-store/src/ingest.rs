@@ -80,13 +80,39 @@ pub fn ingest(
     dst: &mut dyn Destination,
     label: &str,
 ) -> Result<Ingested> {
+    ingest_expecting(stream, dst, label, &[])
+}
+
+/// Like [`ingest`], told beforehand the diff IDs of the images in the stream (each image's
+/// `rootfs.diff_ids`, in order: an engine's inspect gives them before its save starts). A
+/// docker ≤24 `<id>/layer.tar` is named by position, not digest, but its `<id>/json` comes
+/// just before it and names its parent: from the chain of parents seen so far, the layer's
+/// depth, and so the diff IDs it can be. When `dst` holds every one of them, the layer is
+/// passed over unread (not hashed, not sent); at the end its config's diff ID for it must be
+/// one `dst` holds, or the ingest fails before anything is named.
+pub fn ingest_expecting(
+    stream: impl Read + 'static,
+    dst: &mut dyn Destination,
+    label: &str,
+    expected: &[Vec<Digest>],
+) -> Result<Ingested> {
     let mut report = CopyReport::default();
+    // Legacy layer directories → their parent's (`None`: a first layer); members passed over
+    // unread → the diff IDs they could be.
+    let mut parents: HashMap<String, Option<String>> = HashMap::new();
+    let mut passed: HashMap<String, Vec<Digest>> = HashMap::new();
     // Blobs put or found, by digest; member → digest for what was hashed on the way.
     let mut present: HashSet<Digest> = HashSet::new();
     let mut hashed: HashMap<String, Digest> = HashMap::new();
     let mut failed: Option<Error> = None;
     let mut visit = |name: &str, size: u64, r: &mut dyn Read| -> imgkit_archive::Result<()> {
         let res = (|| -> Result<()> {
+            if !expected.is_empty()
+                && let Some(dir) = name.strip_suffix("/json")
+            {
+                parents.insert(dir.to_owned(), legacy_parent(r));
+                return Ok(());
+            }
             if METADATA.contains(&name) || legacy_metadata(name) {
                 return Ok(());
             }
@@ -131,6 +157,17 @@ pub fn ingest(
             {
                 return Ok(());
             }
+            if let Some(dir) = name.strip_suffix("/layer.tar") {
+                let could_be = candidates(dir, expected, &parents, &hashed, &passed);
+                if !could_be.is_empty()
+                    && could_be
+                        .iter()
+                        .all(|d| present.contains(d) || dst.has_blob(d))
+                {
+                    passed.insert(name.to_owned(), could_be);
+                    return Ok(());
+                }
+            }
             let (info, written) = dst.put_blob_hashed(size, MEDIA_LAYER, r)?;
             if present.insert(info.digest.clone()) {
                 if written {
@@ -173,6 +210,19 @@ pub fn ingest(
                         actual: actual.clone(),
                     });
                 }
+                // Passed over unread: the layer its config names must be one the store has.
+                if passed.contains_key(&l.path) && !present.contains(&l.digest) {
+                    if !dst.has_blob(&l.digest) {
+                        return Err(Error::Incomplete {
+                            image: p.config.digest.clone(),
+                            digest: l.digest.clone(),
+                            destination: dst.describe(),
+                        });
+                    }
+                    present.insert(l.digest.clone());
+                    report.blobs_skipped += 1;
+                    report.bytes_skipped += l.size;
+                }
             }
         }
     }
@@ -203,6 +253,57 @@ pub fn ingest(
     Ok(Ingested { images, report })
 }
 
+/// The `parent` a docker ≤24 `<id>/json` names (`None`: a first layer, or unreadable).
+fn legacy_parent(r: &mut dyn Read) -> Option<String> {
+    let mut text = Vec::new();
+    r.take(1 << 20).read_to_end(&mut text).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    v.get("parent")?.as_str().map(str::to_owned)
+}
+
+/// The diff IDs the layer of legacy directory `dir` can be: its depth from the chain of
+/// parents seen so far, and of each expected image deep enough (and agreeing with what its
+/// ancestors were found to be) the diff ID at that depth. When the chain does not reach a
+/// first layer yet (a parent later in the stream), any diff ID of any expected image.
+fn candidates(
+    dir: &str,
+    expected: &[Vec<Digest>],
+    parents: &HashMap<String, Option<String>>,
+    hashed: &HashMap<String, Digest>,
+    passed: &HashMap<String, Vec<Digest>>,
+) -> Vec<Digest> {
+    let mut chain = vec![dir.to_owned()];
+    loop {
+        match parents.get(chain.last().expect("not empty")) {
+            Some(Some(p)) if !chain.contains(p) && chain.len() <= 1024 => chain.push(p.clone()),
+            Some(None) => break,
+            _ => {
+                let mut all: Vec<Digest> = expected.iter().flatten().cloned().collect();
+                all.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+                all.dedup();
+                return all;
+            }
+        }
+    }
+    chain.reverse();
+    let depth = chain.len() - 1;
+    let mut out: Vec<Digest> = Vec::new();
+    for diffs in expected.iter().filter(|d| d.len() > depth) {
+        let agrees = chain[..depth].iter().enumerate().all(|(k, a)| {
+            let member = format!("{a}/layer.tar");
+            match (hashed.get(&member), passed.get(&member)) {
+                (Some(h), _) => *h == diffs[k],
+                (None, Some(could)) => could.contains(&diffs[k]),
+                (None, None) => true,
+            }
+        });
+        if agrees && !out.contains(&diffs[depth]) {
+            out.push(diffs[depth].clone());
+        }
+    }
+    out
+}
+
 /// The bytes the scan kept of a small blob: by its blob path, or (docker ≤24's config) by the
 /// member the archive model names for it.
 fn kept_bytes<'a>(archive: &'a Archive, _image: &StoredImage, b: &BlobInfo) -> Option<&'a [u8]> {
@@ -216,4 +317,64 @@ fn kept_bytes<'a>(archive: &'a Archive, _image: &StoredImage, b: &BlobInfo) -> O
                 .flatten()
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> Digest {
+        format!("sha256:{}", c.to_string().repeat(64))
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_layers_depth_comes_from_its_parents_and_names_what_it_can_be() {
+        // Two images on one base `a`: a|b and a|c|e.
+        let expected = vec![vec![d('a'), d('b')], vec![d('a'), d('c'), d('e')]];
+        let mut parents = HashMap::new();
+        let hashed = HashMap::new();
+        let passed = HashMap::new();
+        parents.insert("root".to_owned(), None);
+        assert_eq!(
+            candidates("root", &expected, &parents, &hashed, &passed),
+            vec![d('a')]
+        );
+        parents.insert("mid".to_owned(), Some("root".to_owned()));
+        assert_eq!(
+            candidates("mid", &expected, &parents, &hashed, &passed),
+            vec![d('b'), d('c')]
+        );
+        // What the middle layer was found to be narrows its child's.
+        parents.insert("top".to_owned(), Some("mid".to_owned()));
+        let hashed = HashMap::from([("mid/layer.tar".to_owned(), d('c'))]);
+        assert_eq!(
+            candidates("top", &expected, &parents, &hashed, &passed),
+            vec![d('e')]
+        );
+        let hashed = HashMap::from([("mid/layer.tar".to_owned(), d('b'))]);
+        assert!(candidates("top", &expected, &parents, &hashed, &passed).is_empty());
+        // A parent not seen yet: any layer of any image.
+        parents.insert("orphan".to_owned(), Some("later".to_owned()));
+        assert_eq!(
+            candidates("orphan", &expected, &parents, &HashMap::new(), &passed),
+            vec![d('a'), d('b'), d('c'), d('e')]
+        );
+        // A loop in the parents (a damaged stream) is not followed forever.
+        parents.insert("x".to_owned(), Some("y".to_owned()));
+        parents.insert("y".to_owned(), Some("x".to_owned()));
+        assert_eq!(
+            candidates("x", &expected, &parents, &HashMap::new(), &passed).len(),
+            4
+        );
+    }
+
+    #[test]
+    fn the_parent_of_a_legacy_layer_json() {
+        let p = |s: &str| legacy_parent(&mut s.as_bytes());
+        assert_eq!(p(r#"{"id":"b","parent":"a"}"#).as_deref(), Some("a"));
+        assert_eq!(p(r#"{"id":"a","created":"1970-01-01T00:00:00Z"}"#), None);
+        assert_eq!(p("not json"), None);
+    }
 }

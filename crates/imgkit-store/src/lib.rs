@@ -49,7 +49,7 @@ use imgkit_types::{Digest, ImageRecord, ImageRef};
 pub use archive::ArchiveSource;
 pub use copy::{CopyReport, copy, put_manifests};
 pub use error::{Error, Result, error_chain};
-pub use ingest::{Ingested, ingest};
+pub use ingest::{Ingested, ingest, ingest_expecting};
 pub use layout::{LayoutDir, is_layout_dir};
 pub use tar::write_tar;
 pub use tar_endpoint::TarEndpoint;
