@@ -321,18 +321,17 @@ fn a_held_base_layer_is_passed_over_unread() {
         cmd.env(k, v);
     }
     let child = cmd.spawn().unwrap();
-    // Every ingest containerd shows while the import runs (REF SIZE AGE).
+    // Every ingest of this run containerd shows while it runs: a layer hashed as it streams
+    // is written as `imgkit-hashed-PID-N`.
+    let ours = format!("imgkit-hashed-{}-", child.id());
     let mut large = Vec::new();
     let out = std::thread::scope(|s| {
         let waiting = s.spawn(|| child.wait_with_output().unwrap());
         while !waiting.is_finished() {
-            let active = output(ctr(addr, "k8s.io").args(["content", "active"]));
             large.extend(
-                active
-                    .lines()
-                    .skip(1)
-                    .filter(|l| l.contains(" MiB") || l.contains(" GiB"))
-                    .map(str::to_owned),
+                active_ingests(addr, "k8s.io")
+                    .into_iter()
+                    .filter(|(r, size)| r.starts_with(&ours) && *size >= 1e6),
             );
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -379,32 +378,26 @@ fn sigkill_mid_import_names_no_image_and_a_rerun_completes() {
         format!("select(.Repository == \"imgkit-t/top\") | \"{top}\""),
     )
     .unwrap();
-    let mut child = Command::new(bin())
-        .args(["-q", "run", "--from", "docker", "--to", "ctr:k8s.io", "-f"])
-        .arg(&filter)
-        .env("DOCKER_HOST", host)
-        .env("CONTAINERD_ADDRESS", addr)
-        .env("IMGKIT_DOCKER_BIN", crate::transfer::docker_cli())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Killed once containerd is taking a blob (an active ingest), long before the names.
-    let deadline = Instant::now() + Duration::from_mins(1);
-    loop {
-        let active = output(ctr(addr, "k8s.io").args(["content", "active"]));
-        if active.lines().count() > 1 {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "imgkit finished before it could be killed"
-        );
-        assert!(Instant::now() < deadline, "no ingest became active");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let f = filter.to_str().unwrap().to_owned();
+    let args = [
+        "-q",
+        "run",
+        "--from",
+        "docker",
+        "--to",
+        "ctr:k8s.io",
+        "-f",
+        &f,
+    ];
+    let env = vec![kv("DOCKER_HOST", host), kv("CONTAINERD_ADDRESS", addr)];
+    // Killed once containerd is taking a blob of this run (a new active ingest), long before
+    // the names.
+    kill_when(&env, &args, "while writing a blob", &mut || {
+        active_ingests(addr, "k8s.io")
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect()
+    });
     let names = output(ctr(addr, "k8s.io").args(["images", "ls", "-q"]));
     assert!(names.trim().is_empty(), "an image was named: {names}");
     imgkit(&[kv("DOCKER_HOST", host), kv("CONTAINERD_ADDRESS", addr)])
@@ -421,9 +414,16 @@ fn sigkill_mid_import_names_no_image_and_a_rerun_completes() {
     empty_docker(host);
 }
 
-/// Runs imgkit with `args` and kills it (SIGKILL) as soon as `ready` says so, polled every
-/// 20 ms; panics if it finishes first.
-fn kill_when(env: &[(String, String)], args: &[&str], what: &str, ready: &mut dyn FnMut() -> bool) {
+/// Runs imgkit with `args` and kills it (SIGKILL) as soon as `probe` (polled every 20 ms)
+/// shows a key it did not show before the start (what an earlier killed run left, an
+/// ingest or a snapshot its lease still holds, does not count); panics if it finishes first.
+fn kill_when(
+    env: &[(String, String)],
+    args: &[&str],
+    what: &str,
+    probe: &mut dyn FnMut() -> Vec<String>,
+) {
+    let before = probe();
     let mut cmd = Command::new(bin());
     cmd.args(args)
         .env("IMGKIT_DOCKER_BIN", crate::transfer::docker_cli())
@@ -434,7 +434,7 @@ fn kill_when(env: &[(String, String)], args: &[&str], what: &str, ready: &mut dy
     }
     let mut child = cmd.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_mins(1);
-    while !ready() {
+    while probe().iter().all(|k| before.contains(k)) {
         assert!(
             child.try_wait().unwrap().is_none(),
             "imgkit finished before it could be killed {what}"
@@ -444,6 +444,37 @@ fn kill_when(env: &[(String, String)], args: &[&str], what: &str, ready: &mut dy
     }
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// The keys of active snapshots (being prepared and applied) in `ns`.
+fn active_snapshots(addr: &str, ns: &str) -> Vec<String> {
+    output(ctr(addr, ns).args(["snapshots", "ls"]))
+        .lines()
+        .filter(|l| l.split_whitespace().last() == Some("Active"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// The refs of active ingests (blobs being written) in `ns`, with their sizes in bytes
+/// (`ctr content active` prints `2.097MB`).
+fn active_ingests(addr: &str, ns: &str) -> Vec<(String, f64)> {
+    output(ctr(addr, ns).args(["content", "active"]))
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (r, size) = (f.next()?, f.next()?);
+            let at = size.find(|c: char| c.is_ascii_alphabetic())?;
+            let unit = match &size[at..] {
+                "B" => 1.0,
+                "kB" => 1e3,
+                "MB" => 1e6,
+                "GB" => 1e9,
+                _ => return None,
+            };
+            Some((r.to_owned(), size[..at].parse::<f64>().ok()? * unit))
+        })
+        .collect()
 }
 
 /// The image record comes last, after the content and after the unpack: imgkit killed while
@@ -469,9 +500,7 @@ fn sigkill_mid_unpack_names_no_image_and_a_rerun_completes() {
     let args = ["-q", "run", "--from", &archive, "--to", "ctr:k8s.io"];
     // A snapshot being prepared and applied: the content is all written by then.
     kill_when(&env, &args, "while unpacking", &mut || {
-        output(ctr(addr, "k8s.io").args(["snapshots", "ls"]))
-            .lines()
-            .any(|l| l.split_whitespace().last() == Some("Active"))
+        active_snapshots(addr, "k8s.io")
     });
     let names = output(ctr(addr, "k8s.io").args(["images", "ls", "-q"]));
     assert!(
