@@ -10,8 +10,10 @@
 //! - store or archive → store: [`copy_into`]: `imgkit_store::copy`, only the blobs the
 //!   destination lacks, images committed last under their target names;
 //! - engine → store: [`ingest_into`]: the engine's save stream read once by
-//!   `imgkit_store::ingest` on a thread, fed by the pump (progress, `--via`, the save's errors
-//!   as for any transfer), each blob put as it passes, no temporary archive;
+//!   `imgkit_store::ingest_expecting` on a thread, fed by the pump (progress, `--via`, the
+//!   save's errors as for any transfer), each blob put as it passes, no temporary archive;
+//!   told docker's diff IDs first (`Engine::layer_diff_ids`), so a docker ≤24 `layer.tar`
+//!   the store holds passes unread;
 //! - store → engine or archive file: [`stream`]: the selected images written as one tar
 //!   (`imgkit_store::write_tar`) into the pump, so the engine's load, the failed-load cleanup,
 //!   renames and verification run as for any other source.
