@@ -101,6 +101,9 @@ pub fn ingest_expecting(
     // unread → the diff IDs they could be.
     let mut parents: HashMap<String, Option<String>> = HashMap::new();
     let mut passed: HashMap<String, Vec<Digest>> = HashMap::new();
+    // What `dst` was asked about candidates, so a layer of unknown depth (any diff ID of any
+    // image) does not ask again per layer.
+    let mut held: HashMap<Digest, bool> = HashMap::new();
     // Blobs put or found, by digest; member → digest for what was hashed on the way.
     let mut present: HashSet<Digest> = HashSet::new();
     let mut hashed: HashMap<String, Digest> = HashMap::new();
@@ -160,9 +163,10 @@ pub fn ingest_expecting(
             if let Some(dir) = name.strip_suffix("/layer.tar") {
                 let could_be = candidates(dir, expected, &parents, &hashed, &passed);
                 if !could_be.is_empty()
-                    && could_be
-                        .iter()
-                        .all(|d| present.contains(d) || dst.has_blob(d))
+                    && could_be.iter().all(|d| {
+                        present.contains(d)
+                            || *held.entry(d.clone()).or_insert_with(|| dst.has_blob(d))
+                    })
                 {
                     passed.insert(name.to_owned(), could_be);
                     return Ok(());
