@@ -46,9 +46,13 @@ pub(crate) fn layout_dir(spec: &EndpointSpec) -> Option<PathBuf> {
     (trailing || imgkit_store::is_layout_dir(p)).then(|| p.clone())
 }
 
-/// Whether `spec` is an image store, read and written through imgkit-store.
+/// Whether `spec` is an image store, read and written through imgkit-store. A registry is
+/// one as a source (`run --from registry:… --to ENGINE|FILE`); into a registry, `run` goes
+/// through `registry::route` before its stages.
 pub(crate) fn is_store(spec: &EndpointSpec) -> bool {
-    layout_dir(spec).is_some() || crate::containerd::native(spec)
+    layout_dir(spec).is_some()
+        || crate::containerd::native(spec)
+        || crate::registry::spec_of(spec).is_some()
 }
 
 /// `spec` as a source of blobs: a store, or an archive file. `None`: it is neither (an
@@ -56,6 +60,9 @@ pub(crate) fn is_store(spec: &EndpointSpec) -> bool {
 pub(crate) fn open_source(spec: &EndpointSpec) -> anyhow::Result<Option<Box<dyn Source>>> {
     if let Some(store) = crate::containerd::open(spec) {
         return Ok(Some(Box::new(store)));
+    }
+    if let Some(registry) = crate::registry::open_source(spec) {
+        return registry.map(Some);
     }
     if let Some(dir) = layout_dir(spec) {
         if !imgkit_store::is_layout_dir(&dir) {
@@ -87,6 +94,12 @@ pub(crate) fn open_destination(
 ) -> anyhow::Result<Option<Box<dyn Destination + Send>>> {
     if let Some(store) = crate::containerd::open(spec) {
         return Ok(Some(Box::new(store)));
+    }
+    if crate::registry::spec_of(spec).is_some() {
+        return Err(with_hint(
+            anyhow::anyhow!("{spec} is written by `imgkit run --to {spec}` only"),
+            format!("imgkit run --from ENGINE --to {spec} -f FILTER"),
+        ));
     }
     if let Some(dir) = layout_dir(spec) {
         let layout = LayoutDir::create(&dir).map_err(|e| {
@@ -318,45 +331,60 @@ pub(crate) fn ingest_into(
     let created = Created::note(to);
     let mut dst =
         open_destination(to)?.ok_or_else(|| anyhow::anyhow!("{to} is not an image store"))?;
-    let (reader, writer) = std::io::pipe().context("could not make a pipe")?;
-    let label = source.name();
-    let reading = std::thread::spawn(move || {
-        let res = ingest(reader, &mut *dst, &label);
-        (dst, res)
-    });
-    let mut pump = Pump::new(source.source(&plan.refs, Compression::None))
-        .expected_bytes(plan.expected_bytes)
-        .sink(Sink::writer(to.to_string(), writer));
-    if let Some(via) = via {
-        pump = pump.sink(Sink::file(via));
-    }
-    printer.stream(format!("{} → {to}", source.name()));
-    let pumped = run_pump(pump, printer, what);
-    let (mut dst, ingested) = reading
-        .join()
-        .map_err(|_| anyhow::anyhow!("the reader of {}'s stream panicked", source.name()))?;
-    let (done, mut ingested) = match (pumped, ingested) {
-        (Ok(done), Ok(i)) => (done, i),
-        // The store stopped reading (a damaged blob, a full disk): the pump only saw its
-        // pipe close, so the store's error is the one to tell.
-        (Err(p), Err(e)) if stopped_reading(&p) => {
-            return Err(anyhow::Error::new(e).context(format!("writing into {to} failed")));
-        }
-        // The save failed or was cancelled: the store only saw its stream end early.
-        (Err(e), _) => return Err(e),
-        (Ok(_), Err(e)) if !matches!(e, imgkit_store::Error::Archive(_)) => {
-            return Err(anyhow::Error::new(e).context(format!("writing into {to} failed")));
-        }
-        (Ok(_), Err(e)) => {
-            return Err(anyhow::Error::new(e)
-                .context(format!("could not read the images {} saved", source.name())));
-        }
-    };
-    name_ingested(&mut ingested.images, plan);
+    let (done, ingested) =
+        ingest_with(plan, source, &mut *dst, &to.to_string(), via, printer, what)?;
     dst.commit(&ingested.images)
         .with_context(|| format!("writing into {to} failed"))?;
     created.keep();
     Ok((done, ingested.report))
+}
+
+/// The engine's save stream pumped into `dst` (see [`ingest_into`]), the images read from it
+/// named as the plan names them in the target; not committed yet.
+pub(crate) fn ingest_with(
+    plan: &Plan,
+    source: &Endpoint,
+    dst: &mut (dyn Destination + Send),
+    to: &str,
+    via: Option<&std::path::Path>,
+    printer: &mut Printer,
+    what: &str,
+) -> anyhow::Result<(Transferred, imgkit_store::Ingested)> {
+    let (reader, writer) = std::io::pipe().context("could not make a pipe")?;
+    let label = source.name();
+    std::thread::scope(|scope| {
+        let reading = scope.spawn(|| ingest(reader, dst, &label));
+        let mut pump = Pump::new(source.source(&plan.refs, Compression::None))
+            .expected_bytes(plan.expected_bytes)
+            .sink(Sink::writer(to.to_owned(), writer));
+        if let Some(via) = via {
+            pump = pump.sink(Sink::file(via));
+        }
+        printer.stream(format!("{} → {to}", source.name()));
+        let pumped = run_pump(pump, printer, what);
+        let ingested = reading
+            .join()
+            .map_err(|_| anyhow::anyhow!("the reader of {}'s stream panicked", source.name()))?;
+        let (done, mut ingested) = match (pumped, ingested) {
+            (Ok(done), Ok(i)) => (done, i),
+            // The store stopped reading (a damaged blob, a full disk): the pump only saw its
+            // pipe close, so the store's error is the one to tell.
+            (Err(p), Err(e)) if stopped_reading(&p) => {
+                return Err(anyhow::Error::new(e).context(format!("writing into {to} failed")));
+            }
+            // The save failed or was cancelled: the store only saw its stream end early.
+            (Err(e), _) => return Err(e),
+            (Ok(_), Err(e)) if !matches!(e, imgkit_store::Error::Archive(_)) => {
+                return Err(anyhow::Error::new(e).context(format!("writing into {to} failed")));
+            }
+            (Ok(_), Err(e)) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("could not read the images {} saved", source.name())));
+            }
+        };
+        name_ingested(&mut ingested.images, plan);
+        Ok((done, ingested))
+    })
 }
 
 /// Whether the pump failed writing into its sink (the store's reader went away), rather than
