@@ -359,7 +359,10 @@ fn push_engine(
     let ingested = match ingested {
         Ok((_, i)) => i,
         // The registry's side failed: its own error says more than the store's.
-        Err(e) if e.chain().any(|c| c.is::<imgkit_store::Error>()) => {
+        Err(e)
+            if e.chain()
+                .any(<dyn std::error::Error>::is::<imgkit_store::Error>) =>
+        {
             return Err(match dest.take_error() {
                 Some(re) => hinted(re, spec),
                 None => e,

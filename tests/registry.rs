@@ -820,7 +820,7 @@ fn ls_fetches_each_config_once_however_many_tags_name_it() {
         .map(|l| json(l)["ID"].as_str().unwrap().to_owned())
         .collect();
     let tags = ls.stdout.lines().count();
-    assert!(tags >= 3 && tags % 3 == 0, "{}", ls.stdout);
+    assert!(tags >= 3 && tags.is_multiple_of(3), "{}", ls.stdout);
     // The log is written as requests finish: wait for the last one.
     let deadline = Instant::now() + Duration::from_secs(10);
     let gets = loop {

@@ -494,7 +494,7 @@ impl RegistryDestination {
     }
 
     /// Deferred mode: keeps a spooled blob and starts its compression (bounded by the jobs).
-    fn prepare(&mut self, info: BlobInfo, raw: tempfile::TempPath) {
+    fn prepare(&mut self, info: &BlobInfo, raw: tempfile::TempPath) {
         let compressing = (self.compress != Compress::None && uncompressed_layer(&info.media_type))
             .then(|| {
                 let algo = self.compress;
@@ -933,7 +933,7 @@ impl Destination for RegistryDestination {
             Err(e) => return Err(self.fail(e, Some(&blob.digest))),
         };
         if self.deferred {
-            self.prepare(blob.clone(), path);
+            self.prepare(blob, path);
             return Ok(());
         }
         let Some(repos) = self.needs.get(&blob.digest).cloned() else {
@@ -988,7 +988,7 @@ impl Destination for RegistryDestination {
         if self.prepared.contains_key(&info.digest) {
             return Ok((info, false));
         }
-        self.prepare(info.clone(), path);
+        self.prepare(&info, path);
         Ok((info, true))
     }
 
