@@ -100,7 +100,7 @@ impl Endpoint {
                     .ok_or_else(|| anyhow::anyhow!("{spec} is not an image store"))?;
                 Ok(Listing {
                     records: source.records(),
-                    warnings: Vec::new(),
+                    warnings: source.warnings(),
                 })
             }
         }

@@ -431,3 +431,45 @@ fn every_containerd_namespace_goes_into_one_layout_dir() {
         .stdout_has("seed/app:1.0")
         .stdout_has("seed/base:1.0");
 }
+
+/// A layout directory's listing warnings reach `run` as they reach `ls`: a name that is not
+/// an image reference (left out) and a name on two images (no engine needed).
+#[test]
+fn a_layout_dirs_name_warnings_are_shown_by_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    crate::util::Test::new()
+        .args(["run", "--from"])
+        .arg(crate::archive::sample_path())
+        .arg("--to")
+        .arg(slash(&dir))
+        .run()
+        .success();
+    let index_path = dir.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let manifests = index["manifests"].as_array_mut().unwrap();
+    let named =
+        |n: &str| json!({"io.containerd.image.name": n, "org.opencontainers.image.ref.name": n});
+    // The third entry takes the first one's name; a copy of the fourth gets a name that is
+    // not a reference.
+    let first = manifests[0]["annotations"]["org.opencontainers.image.ref.name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    manifests[2]["annotations"] = named(&first);
+    let mut bad = manifests[3].clone();
+    bad["annotations"] = named("Bad Name!");
+    manifests.push(bad);
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let out = tmp.path().join("o.tar");
+    crate::util::Test::new()
+        .args(["run", "--from"])
+        .arg(slash(&dir))
+        .arg("--to")
+        .arg(&out)
+        .run()
+        .success()
+        .stderr_has("warning: image ")
+        .stderr_has(r#"is named "Bad Name!", which is not an image reference"#)
+        .stderr_has(&format!("warning: {first} names 2 images"));
+}

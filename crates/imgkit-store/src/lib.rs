@@ -188,6 +188,11 @@ pub trait Source {
     fn image_ids(&self) -> Result<Vec<Digest>> {
         Ok(self.images()?.iter().map(|i| i.id().clone()).collect())
     }
+    /// What a person should know about its listing: names left out (not image references),
+    /// a name given to several images. None by default.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Where images go.
