@@ -569,4 +569,11 @@ fn into_an_engine_an_index_gives_one_platform_and_names_the_rest() {
         .run()
         .code(2)
         .stderr_has("--platform chooses what goes into an engine");
+    imgkit(&[])
+        .args(["run", "--from"])
+        .arg(slash(&from))
+        .args(["--to", "registry:127.0.0.1:9", "--platform", "linux/amd64"])
+        .run()
+        .code(2)
+        .stderr_has("--platform chooses what goes into an engine, and registry:127.0.0.1:9");
 }

@@ -81,6 +81,9 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     crate::engine_args::set_containerd(&args.containerd);
+    if !args.platform.is_empty() && crate::registry::spec_of(&args.to).is_some() {
+        return Err(not_into_an_engine(args));
+    }
     // A registry on either side goes through imgkit-registry (host/registry.rs).
     if let Some(done) = crate::registry::route(args, global) {
         return done;
@@ -265,6 +268,17 @@ fn nothing_selected(args: &Args, global: &GlobalArgs, started: Instant) -> Outco
     }
 }
 
+/// `--platform` with a target that keeps every platform.
+fn not_into_an_engine(args: &Args) -> anyhow::Error {
+    with_hint(
+        anyhow::anyhow!(
+            "--platform chooses what goes into an engine, and {} is not one",
+            args.to
+        ),
+        "archives, layout directories and registries keep every platform of an image: drop --platform",
+    )
+}
+
 fn parse_platform(s: &str) -> Result<String, String> {
     imgkit_types::platform::check(s).map(|()| s.to_owned())
 }
@@ -290,13 +304,7 @@ fn plan_names(
     printer: &mut Printer,
 ) -> anyhow::Result<Plan> {
     if !args.platform.is_empty() && target.engine().is_none() {
-        return Err(with_hint(
-            anyhow::anyhow!(
-                "--platform chooses what goes into an engine, and {} is not one",
-                args.to
-            ),
-            "archives, layout directories and registries keep every platform of an image: drop --platform",
-        ));
+        return Err(not_into_an_engine(args));
     }
     if !args.platform.is_empty() && !matches!(source, Endpoint::Store(..)) {
         printer.step(
