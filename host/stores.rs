@@ -464,16 +464,70 @@ pub(crate) fn for_platforms(
 
 /// What a store's selected images leave out going into an engine (`--platform`, or the
 /// host's): notes for the plan, or the error of an image with none of those platforms.
+/// `explicit`: the platforms were asked for (`--platform`), so a single-platform image must
+/// be one of them too (its config says which it is).
 pub(crate) fn platform_notes(
     spec: &EndpointSpec,
     refs: &[ImageRef],
     wanted: &[String],
+    explicit: bool,
 ) -> anyhow::Result<Vec<String>> {
     let src = open_source(spec)?.ok_or_else(|| anyhow::anyhow!("{spec} is not an image store"))?;
     let named: Vec<(ImageRef, Vec<ImageRef>)> =
         refs.iter().map(|r| (r.clone(), vec![r.clone()])).collect();
     let images = chosen(&src.images()?, &named, &src.describe())?;
+    if explicit {
+        for image in images.iter().filter(|i| !i.is_index()) {
+            let Some(has) = config_platform(&*src, image)? else {
+                continue;
+            };
+            if !wanted
+                .iter()
+                .any(|w| imgkit_types::platform::matches(w, &has))
+            {
+                let name = image
+                    .names
+                    .first()
+                    .map_or_else(|| image.manifest.digest.to_string(), ToString::to_string);
+                return Err(with_hint(
+                    anyhow::anyhow!(
+                        "{name} has no {} image: it has {has} only",
+                        wanted.join(" or ")
+                    ),
+                    format!("choose --platform {has}, or leave --platform out"),
+                ));
+            }
+        }
+    }
     Ok(for_platforms(&images, wanted)?.1)
+}
+
+/// The platform (`os/arch[/variant]`) a single-platform image's config names, if it names one.
+fn config_platform(src: &dyn Source, image: &StoredImage) -> anyhow::Result<Option<String>> {
+    let mut bytes = Vec::new();
+    src.read_blobs(std::slice::from_ref(&image.config), &mut |_, r| {
+        std::io::Read::take(r, 1 << 20)
+            .read_to_end(&mut bytes)
+            .map(drop)
+            .map_err(|source| imgkit_store::Error::Read {
+                digest: image.config.digest.clone(),
+                source,
+            })
+    })?;
+    let config: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let field = |k: &str| {
+        config
+            .get(k)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+    };
+    Ok(match (field("os"), field("architecture")) {
+        (Some(os), Some(arch)) => Some(match field("variant") {
+            Some(v) => format!("{os}/{arch}/{v}"),
+            None => format!("{os}/{arch}"),
+        }),
+        _ => None,
+    })
 }
 
 /// Route store → engine or archive file: the plan's images from the store `spec` as one tar

@@ -559,6 +559,17 @@ fn into_an_engine_an_index_gives_one_platform_and_names_the_rest() {
         .code(2)
         .stderr_has("has no linux/s390x image: it has linux/amd64, linux/arm64/v8");
     assert!(podman_images(&env).is_empty());
+    // A single-platform image asked for another platform: named too (its config says which).
+    imgkit(&env)
+        .args(["run", "--from"])
+        .arg(slash(&tmp.path().join("single")))
+        .args(["--to", "podman", "--platform", &format!("linux/{other}")])
+        .run()
+        .code(2)
+        .stderr_has(&format!(
+            "has no linux/{other} image: it has linux/{host} only"
+        ));
+    assert!(podman_images(&env).is_empty());
     // Not into an archive: it keeps every platform.
     imgkit(&[])
         .args(["run", "--from"])

@@ -318,7 +318,8 @@ fn plan_names(
     if let Endpoint::Store(spec, kept) = source
         && !kept.is_empty()
     {
-        for note in crate::stores::platform_notes(spec, &plan.refs, kept)? {
+        let explicit = !args.platform.is_empty();
+        for note in crate::stores::platform_notes(spec, &plan.refs, kept, explicit)? {
             printer.step("plan", &format!("note: {note}"));
         }
     }
