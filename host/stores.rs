@@ -182,10 +182,19 @@ fn find<'a>(images: &'a [StoredImage], r: &ImageRef) -> Option<&'a StoredImage> 
 /// The image ID of each reference in the store `spec` (see `Endpoint::ids`).
 pub(crate) fn ids(
     spec: &EndpointSpec,
+    platforms: &[String],
     refs: &[ImageRef],
     by_id: Option<&[Option<Digest>]>,
 ) -> anyhow::Result<Vec<Found>> {
-    let images = held(spec)?;
+    let mut images = held(spec)?;
+    if !platforms.is_empty() {
+        // As an engine will hold them: each index by the platform it gives.
+        for image in &mut images {
+            if let Ok((kept, _)) = image.for_platforms(platforms) {
+                *image = kept;
+            }
+        }
+    }
     Ok(refs
         .iter()
         .enumerate()
@@ -437,15 +446,129 @@ fn name_ingested(images: &mut [StoredImage], plan: &Plan) {
     }
 }
 
+/// Into an engine: each image with only the platforms `wanted` names (the first found is
+/// its primary), and notes naming what each multi-platform image leaves out. An image with
+/// none of them is an error naming the platforms it has.
+pub(crate) fn for_platforms(
+    images: &[StoredImage],
+    wanted: &[String],
+) -> anyhow::Result<(Vec<StoredImage>, Vec<String>)> {
+    let mut out = Vec::with_capacity(images.len());
+    let mut notes = Vec::new();
+    for image in images {
+        let name = image
+            .names
+            .first()
+            .map_or_else(|| image.manifest.digest.to_string(), ToString::to_string);
+        match image.for_platforms(wanted) {
+            Ok((kept, left)) => {
+                if !left.is_empty() {
+                    notes.push(format!(
+                        "{name}: {} taken, {} left out",
+                        kept.platforms
+                            .iter()
+                            .filter_map(|p| p.platform.clone())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        left.join(", ")
+                    ));
+                }
+                out.push(kept);
+            }
+            Err(has) => {
+                return Err(with_hint(
+                    anyhow::anyhow!(
+                        "{name} has no {} image: it has {}",
+                        wanted.join(" or "),
+                        has.join(", ")
+                    ),
+                    "choose one of its platforms with --platform OS/ARCH[/VARIANT]",
+                ));
+            }
+        }
+    }
+    Ok((out, notes))
+}
+
+/// What a store's selected images leave out going into an engine (`--platform`, or the
+/// host's): notes for the plan, or the error of an image with none of those platforms.
+/// `explicit`: the platforms were asked for (`--platform`), so a single-platform image must
+/// be one of them too (its config says which it is).
+pub(crate) fn platform_notes(
+    spec: &EndpointSpec,
+    refs: &[ImageRef],
+    wanted: &[String],
+    explicit: bool,
+) -> anyhow::Result<Vec<String>> {
+    let src = open_source(spec)?.ok_or_else(|| anyhow::anyhow!("{spec} is not an image store"))?;
+    let named: Vec<(ImageRef, Vec<ImageRef>)> =
+        refs.iter().map(|r| (r.clone(), vec![r.clone()])).collect();
+    let images = chosen(&src.images()?, &named, &src.describe())?;
+    if explicit {
+        for image in images.iter().filter(|i| !i.is_index()) {
+            let Some(has) = config_platform(&*src, image)? else {
+                continue;
+            };
+            if !wanted
+                .iter()
+                .any(|w| imgkit_types::platform::matches(w, &has))
+            {
+                let name = image
+                    .names
+                    .first()
+                    .map_or_else(|| image.manifest.digest.to_string(), ToString::to_string);
+                return Err(with_hint(
+                    anyhow::anyhow!(
+                        "{name} has no {} image: it has {has} only",
+                        wanted.join(" or ")
+                    ),
+                    format!("choose --platform {has}, or leave --platform out"),
+                ));
+            }
+        }
+    }
+    Ok(for_platforms(&images, wanted)?.1)
+}
+
+/// The platform (`os/arch[/variant]`) a single-platform image's config names, if it names one.
+fn config_platform(src: &dyn Source, image: &StoredImage) -> anyhow::Result<Option<String>> {
+    let mut bytes = Vec::new();
+    src.read_blobs(std::slice::from_ref(&image.config), &mut |_, r| {
+        std::io::Read::take(r, 1 << 20)
+            .read_to_end(&mut bytes)
+            .map(drop)
+            .map_err(|source| imgkit_store::Error::Read {
+                digest: image.config.digest.clone(),
+                source,
+            })
+    })?;
+    let config: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let field = |k: &str| {
+        config
+            .get(k)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+    };
+    Ok(match (field("os"), field("architecture")) {
+        (Some(os), Some(arch)) => Some(match field("variant") {
+            Some(v) => format!("{os}/{arch}/{v}"),
+            None => format!("{os}/{arch}"),
+        }),
+        _ => None,
+    })
+}
+
 /// Route store → engine or archive file: the plan's images from the store `spec` as one tar
 /// stream (written on a thread into a pipe; a failure of the writer becomes a read error at
 /// the end of the stream), for the pump.
 pub(crate) fn stream(
     spec: &EndpointSpec,
     refs: &[ImageRef],
+    platforms: &[String],
     compression: Compression,
 ) -> imgkit_transfer::Source {
     let spec = spec.clone();
+    let platforms = platforms.to_vec();
     // Loaded under the references selected (the target renames after the load).
     let wanted: Vec<(ImageRef, Vec<ImageRef>)> = refs
         .iter()
@@ -465,6 +588,11 @@ pub(crate) fn stream(
                 let src = open_source(&spec)?
                     .ok_or_else(|| anyhow::anyhow!("{spec} is not an image store"))?;
                 let images = chosen(&src.images()?, &wanted, &src.describe())?;
+                let images = if platforms.is_empty() {
+                    images
+                } else {
+                    for_platforms(&images, &platforms)?.0
+                };
                 imgkit_store::write_tar(&*src, &images, writer, compression)?;
                 Ok(())
             };
