@@ -98,9 +98,6 @@ impl Endpoint {
                 if let Some(listing) = crate::containerd::listing(spec)? {
                     return Ok(listing);
                 }
-                if let Some(listing) = crate::registry::listing(spec)? {
-                    return Ok(listing);
-                }
                 let source = crate::stores::open_source(spec)?
                     .ok_or_else(|| anyhow::anyhow!("{spec} is not an image store"))?;
                 Ok(Listing {

@@ -169,6 +169,10 @@ impl Source for Shared {
     fn records(&self) -> Vec<ImageRecord> {
         self.0.source.records()
     }
+    /// What the listing left out (a tag without this platform).
+    fn warnings(&self) -> Vec<String> {
+        self.0.source.warnings().to_vec()
+    }
     fn images(&self) -> imgkit_store::Result<Vec<StoredImage>> {
         self.0.source.images()
     }
@@ -188,19 +192,6 @@ impl Source for Shared {
 pub(crate) fn open_source(spec: &EndpointSpec) -> Option<anyhow::Result<Box<dyn Source>>> {
     let spec = spec_of(spec)?;
     Some(spec.and_then(|s| Ok(Box::new(Shared(opened(&s)?)) as Box<dyn Source>)))
-}
-
-/// The registry's listing with what it left out (a tag without this platform), when `spec`
-/// names a registry.
-pub(crate) fn listing(spec: &EndpointSpec) -> anyhow::Result<Option<crate::selection::Listing>> {
-    let Some(spec) = spec_of(spec) else {
-        return Ok(None);
-    };
-    let o = opened(&spec?)?;
-    Ok(Some(crate::selection::Listing {
-        records: o.source.records(),
-        warnings: o.source.warnings().to_vec(),
-    }))
 }
 
 /// `run` with a registry on either side: `None` when neither is one, or when `run`'s stages
