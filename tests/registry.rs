@@ -779,6 +779,33 @@ fn a_two_platform_index_goes_to_the_registry_and_back_with_the_same_digests() {
         let hex = d.strip_prefix("sha256:").unwrap();
         assert!(back.join("blobs/sha256").join(hex).is_file(), "{d} missing");
     }
+    // Into an engine: one platform, the host's or --platform's, with that platform's image ID.
+    let config_of = |manifest: &str| -> String {
+        let hex = manifest.strip_prefix("sha256:").unwrap();
+        let m = json(&std::fs::read_to_string(src.join("blobs/sha256").join(hex)).unwrap());
+        m["config"]["digest"].as_str().unwrap().to_owned()
+    };
+    // The layout lists amd64 first, arm64 second.
+    let host = usize::from(cfg!(target_arch = "aarch64"));
+    let runs = [
+        (None, host),
+        (Some("linux/arm64"), 1),
+        (Some("linux/amd64"), 0),
+    ];
+    for (i, (asked, slot)) in runs.into_iter().enumerate() {
+        let env = crate::transfer::fresh_podman(&tmp.path().join(format!("podman{i}")));
+        let mut t = imgkit(&env).args(["run", "-f", "all", "--from", &to, "--to", "podman"]);
+        if let Some(p) = asked {
+            t = t.args(["--platform", p]);
+        }
+        t.run().success().stderr_has("left out");
+        let images = crate::transfer::podman_images(&env);
+        assert_eq!(
+            images.get(&format!("{r}/{}/multi/app:1", path("t-index"))),
+            Some(&config_of(&manifests[slot])),
+            "{asked:?}: {images:?}"
+        );
+    }
 }
 
 /// The digests of the blobs a registry's access log shows fetched (`GET /v2/…/blobs/DIGEST`).
