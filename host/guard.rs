@@ -157,7 +157,7 @@ pub(crate) struct StoreLock {
 pub(crate) fn lock_store(target: &Endpoint, waiting: impl FnOnce(&str)) -> StoreLock {
     use sha2::Digest as _;
     let key = match target {
-        Endpoint::Store(spec) => crate::containerd::store_key(spec),
+        Endpoint::Store(spec, ..) => crate::containerd::store_key(spec),
         _ => target.engine().map(Engine::store_key),
     };
     let Some(key) = key else {

@@ -32,15 +32,17 @@ pub(crate) enum Endpoint {
         spec: EndpointSpec,
     },
     Archive(PathBuf),
-    /// An image store (an OCI layout directory), read and written through imgkit-store
-    /// (`host/stores.rs`).
-    Store(EndpointSpec),
+    /// An image store (an OCI layout directory, containerd's store), read and written through
+    /// imgkit-store (`host/stores.rs`), and as a source the platforms its multi-platform images
+    /// keep (empty: every platform; set when the target is an engine, see
+    /// `imgkit_store::StoredImage::for_platforms`).
+    Store(EndpointSpec, Vec<String>),
 }
 
 /// Opens `spec`: resolves an engine's binary (nothing runs yet).
 pub(crate) fn open(spec: &EndpointSpec) -> anyhow::Result<Endpoint> {
     if crate::stores::is_store(spec) {
-        return Ok(Endpoint::Store(spec.clone()));
+        return Ok(Endpoint::Store(spec.clone(), Vec::new()));
     }
     match spec {
         EndpointSpec::Engine { kind, namespace } => Ok(Endpoint::Engine {
@@ -55,13 +57,13 @@ impl Endpoint {
     pub(crate) fn engine(&self) -> Option<&Engine> {
         match self {
             Endpoint::Engine { engine, .. } => Some(engine),
-            Endpoint::Archive(_) | Endpoint::Store(_) => None,
+            Endpoint::Archive(_) | Endpoint::Store(..) => None,
         }
     }
 
     pub(crate) fn name(&self) -> String {
         match self {
-            Endpoint::Engine { spec, .. } | Endpoint::Store(spec) => spec.to_string(),
+            Endpoint::Engine { spec, .. } | Endpoint::Store(spec, ..) => spec.to_string(),
             Endpoint::Archive(p) => p.display().to_string(),
         }
     }
@@ -92,7 +94,7 @@ impl Endpoint {
                     warnings: archive.warnings(),
                 })
             }
-            Endpoint::Store(spec) => {
+            Endpoint::Store(spec, ..) => {
                 if let Some(listing) = crate::containerd::listing(spec)? {
                     return Ok(listing);
                 }
@@ -100,7 +102,7 @@ impl Endpoint {
                     .ok_or_else(|| anyhow::anyhow!("{spec} is not an image store"))?;
                 Ok(Listing {
                     records: source.records(),
-                    warnings: Vec::new(),
+                    warnings: source.warnings(),
                 })
             }
         }
@@ -110,7 +112,7 @@ impl Endpoint {
     pub(crate) fn save_command(&self, refs: &[ImageRef]) -> Option<Command> {
         match self {
             Endpoint::Engine { engine, .. } => Some(engine.save_command(refs)),
-            Endpoint::Archive(_) | Endpoint::Store(_) => None,
+            Endpoint::Archive(_) | Endpoint::Store(..) => None,
         }
     }
 
@@ -133,7 +135,9 @@ impl Endpoint {
                 Source::command(display_argv(&cmd), cmd)
             }
             Endpoint::Archive(path) => subset_source(path.clone(), refs.to_vec(), compression),
-            Endpoint::Store(spec) => crate::stores::stream(spec, refs, compression),
+            Endpoint::Store(spec, platforms) => {
+                crate::stores::stream(spec, refs, platforms, compression)
+            }
         }
     }
 
@@ -148,7 +152,7 @@ impl Endpoint {
             Endpoint::Archive(p) => {
                 bail!("{} is an archive, not an engine to load into", p.display())
             }
-            Endpoint::Store(spec) => {
+            Endpoint::Store(spec, ..) => {
                 bail!("{spec} is an image store, written through imgkit-store, not loaded")
             }
         }
@@ -508,7 +512,7 @@ impl Endpoint {
                     })
                     .collect())
             }
-            Endpoint::Store(spec) => crate::stores::ids(spec, refs, by_id),
+            Endpoint::Store(spec, platforms) => crate::stores::ids(spec, platforms, refs, by_id),
         }
     }
 }
@@ -530,7 +534,7 @@ fn not_listed(r: &ImageRef, source: &Endpoint) -> anyhow::Error {
             Endpoint::Archive(p) => {
                 format!("see what is there with: imgkit inspect {}", p.display())
             }
-            Endpoint::Store(spec) => format!("see what is there with: imgkit ls --from {spec}"),
+            Endpoint::Store(spec, ..) => format!("see what is there with: imgkit ls --from {spec}"),
         },
     )
 }

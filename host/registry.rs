@@ -5,19 +5,23 @@
 //!   engine's save stream is the only door it has), opened as an `imgkit_store::ArchiveSource`,
 //!   each image named in the registry (`seed/app:1.0` → `HOST/seed/app:1.0`), and
 //!   `imgkit_store::copy`'d into the registry, which is asked first and sent only what it lacks.
-//! - Pull (`--from registry:…`): the registry's records go through the filters as an engine's
-//!   would; the selected images are copied into the target layout directory, or into a
-//!   temporary one that `run` then moves into the target engine or archive (renames apply
-//!   there as for any engine).
+//! - Pull (`--from registry:…`) into a layout directory: the registry's records go through
+//!   the filters as an engine's would, and the selected images are copied into it.
+//! - Pull into an engine or an archive file: the registry is an image store of `run`'s stages
+//!   (`stores::open_source` → [`open_source`]): listed, selected, skipped, then streamed
+//!   (`stores::stream`: `write_tar` reading the registry's blobs as they arrive, digests
+//!   checked) straight into the engine's load or the file, with renames, failed-load cleanup
+//!   and verification as for any source. No temporary copy.
 //! - Registry to registry: `copy` between the two.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context as _;
-use imgkit_registry::{Compress, Options, Registry, RegistrySpec};
-use imgkit_store::{ArchiveSource, Destination, LayoutDir, Source, StoredImage, copy};
+use imgkit_registry::{Compress, Options, Registry, RegistrySource, RegistrySpec};
+use imgkit_store::{Destination, LayoutDir, Source, StoredImage, copy};
 use imgkit_types::{ImageRecord, ImageRef, humanize};
 use serde_json::json;
 
@@ -125,30 +129,87 @@ pub(crate) fn hinted(e: imgkit_registry::Error, spec: &RegistrySpec) -> anyhow::
     }
 }
 
-/// `run` with a registry on either side: `None` when neither is one.
+/// How registries are reached in this run: set by [`route`] from `--ca-cert` and
+/// `--insecure-registry`, read when `run`'s stages open a registry ([`open_source`]).
+static TRANSPORT: Mutex<Option<TransportArgs>> = Mutex::new(None);
+
+/// Registries opened as sources in this run, each listed once: `run`'s stages open a source
+/// to list, to read IDs (skip, verify) and to stream, and a listing is one request per tag.
+static OPENED: Mutex<Vec<(RegistrySpec, Arc<Opened>)>> = Mutex::new(Vec::new());
+
+/// A registry listed as a source, with the registry (its runtime) it reads through.
+struct Opened {
+    source: RegistrySource,
+    _registry: Registry,
+}
+
+fn opened(spec: &RegistrySpec) -> anyhow::Result<Arc<Opened>> {
+    let mut all = OPENED.lock().expect("lock");
+    if let Some((_, o)) = all.iter().find(|(s, _)| s == spec) {
+        return Ok(o.clone());
+    }
+    let transport = TRANSPORT.lock().expect("lock").clone().unwrap_or_default();
+    let registry = open(spec, &transport, Compress::default())?;
+    let source = registry.source().map_err(|e| hinted(e, spec))?;
+    let o = Arc::new(Opened {
+        source,
+        _registry: registry,
+    });
+    all.push((spec.clone(), o.clone()));
+    Ok(o)
+}
+
+/// A registry as `run`'s stages read it (`imgkit_store::Source`).
+struct Shared(Arc<Opened>);
+
+impl Source for Shared {
+    fn describe(&self) -> String {
+        self.0.source.describe()
+    }
+    fn records(&self) -> Vec<ImageRecord> {
+        self.0.source.records()
+    }
+    /// What the listing left out (a tag without this platform).
+    fn warnings(&self) -> Vec<String> {
+        self.0.source.warnings().to_vec()
+    }
+    fn images(&self) -> imgkit_store::Result<Vec<StoredImage>> {
+        self.0.source.images()
+    }
+    fn read_blobs(
+        &self,
+        wanted: &[imgkit_store::BlobInfo],
+        f: &mut dyn FnMut(
+            &imgkit_store::BlobInfo,
+            &mut dyn std::io::Read,
+        ) -> imgkit_store::Result<()>,
+    ) -> imgkit_store::Result<()> {
+        self.0.source.read_blobs(wanted, f)
+    }
+}
+
+/// `spec` as a source, when it names a registry (`stores::open_source`'s registry arm).
+pub(crate) fn open_source(spec: &EndpointSpec) -> Option<anyhow::Result<Box<dyn Source>>> {
+    let spec = spec_of(spec)?;
+    Some(spec.and_then(|s| Ok(Box::new(Shared(opened(&s)?)) as Box<dyn Source>)))
+}
+
+/// `run` with a registry on either side: `None` when neither is one, or when `run`'s stages
+/// read it (a pull into an engine or an archive file: the registry is a store there).
 pub(crate) fn route(args: &Args, global: &GlobalArgs) -> Option<anyhow::Result<ExitCode>> {
     let from = spec_of(&args.from);
     let to = spec_of(&args.to);
+    *TRANSPORT.lock().expect("lock") = Some(args.registry.transport.clone());
     Some(match (from, to) {
         (None, None) => return None,
         (Some(Err(e)), _) | (_, Some(Err(e))) => Err(e),
         (None, Some(Ok(to))) => push(args, global, &to),
-        (Some(Ok(from)), None) => pull(args, global, &from),
+        (Some(Ok(from)), None) => match crate::stores::layout_dir(&args.to) {
+            Some(dir) => pull(args, global, &from, &dir),
+            None => return None,
+        },
         (Some(Ok(from)), Some(Ok(to))) => between(args, global, &from, &to),
     })
-}
-
-/// Removes a temporary file or directory however the run ends.
-struct Temporary(PathBuf);
-
-impl Drop for Temporary {
-    fn drop(&mut self) {
-        if self.0.is_dir() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        } else {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
 }
 
 fn nothing(args: &Args, global: &GlobalArgs, code: ExitCode) -> ExitCode {
@@ -230,42 +291,102 @@ fn push(args: &Args, global: &GlobalArgs, spec: &RegistrySpec) -> anyhow::Result
     {
         return Ok(print_all_present(args, global, spec, &names, started));
     }
+    if !args.dry_run {
+        return push_engine(args, global, &registry, started);
+    }
+    // A dry run shows the plan of the engine's save.
     let tmp = tempfile::Builder::new()
         .prefix("imgkit-push-")
         .tempdir()
         .context("cannot create a temporary directory")?;
     let incoming = tmp.path().join("incoming.tar");
-    let quiet = GlobalArgs {
-        json: false,
-        quiet: true,
-        ..global.clone()
-    };
     let inner_args = Args {
         to: EndpointSpec::Archive(incoming.clone()),
         ..args.clone()
     };
-    if args.dry_run {
-        let code = crate::commands::run::run(&inner_args, global)?;
-        if !global.quiet && !global.json {
-            eprintln!(
-                "imgkit: then the blobs {spec} lacks are pushed from that archive, and the manifests last"
-            );
-        }
-        return Ok(code);
+    let code = crate::commands::run::run(&inner_args, global)?;
+    if !global.quiet && !global.json {
+        eprintln!(
+            "imgkit: the save streams into {spec} (not into that file): the blobs it lacks are pushed, and the manifests last"
+        );
     }
-    let code = crate::commands::run::run(&inner_args, &quiet)?;
-    if code != ExitCode::SUCCESS || !incoming.exists() {
-        return Ok(nothing(args, global, code));
-    }
-    let source = ArchiveSource::open(&incoming)
-        .with_context(|| format!("cannot read the images saved from {}", args.from))?;
-    let images = named_in(spec, source.images()?)?;
-    let from = args.from.to_string();
-    push_images(
-        &registry,
+    Ok(code)
+}
+
+/// `run --from ENGINE --to registry:…`: the engine's save streamed through
+/// `imgkit_store::ingest` into the registry in deferred mode (each blob spooled as it passes,
+/// layers compressed in the background while the save goes on; at the end the images are
+/// known, the registry is asked what it holds, and only the rest is uploaded, several at a
+/// time, manifests last). No temporary archive.
+fn push_engine(
+    args: &Args,
+    global: &GlobalArgs,
+    registry: &Registry,
+    started: Instant,
+) -> anyhow::Result<ExitCode> {
+    let spec = registry.spec();
+    let source = crate::plan::open(&args.from)?;
+    let pipeline = Pipeline::compile(&args.filter, &args.plugin, global)?;
+    let mut printer = crate::progress::Printer::new(global);
+    let Some(plan) = crate::plan::Plan::select(&source, &pipeline, &[], &mut printer)? else {
+        return Ok(nothing(args, global, ExitCode::from(1)));
+    };
+    let mut dest = registry.destination().map_err(|e| hinted(e, spec))?;
+    dest.defer();
+    let what = format!(
+        "{} from {} to {spec}",
+        plan.describe_with_names(),
+        args.from
+    );
+    let ingested = crate::stores::ingest_with(
+        &plan,
         &source,
+        &mut dest,
+        &spec.to_string(),
+        args.via.as_deref(),
+        &mut printer,
+        &what,
+    );
+    let ingested = match ingested {
+        Ok((_, i)) => i,
+        // The registry's side failed: its own error says more than the store's.
+        Err(e)
+            if e.chain()
+                .any(<dyn std::error::Error>::is::<imgkit_store::Error>) =>
+        {
+            return Err(match dest.take_error() {
+                Some(re) => hinted(re, spec),
+                None => e,
+            });
+        }
+        // The save failed (or was cancelled): what the destination saw is only its end.
+        Err(e) => return Err(e),
+    };
+    let images = named_in(spec, ingested.images)?;
+    if images.is_empty() {
+        return Ok(nothing(args, global, ExitCode::from(1)));
+    }
+    if let Err(e) = dest.commit(&images) {
+        return Err(match dest.take_error() {
+            Some(re) => hinted(re, spec),
+            None => anyhow::Error::new(e).context(format!("pushing into {spec} failed")),
+        });
+    }
+    let stats = dest.stats();
+    let report = imgkit_store::CopyReport {
+        images: images.len(),
+        blobs_written: stats.blobs_uploaded,
+        bytes_written: stats.bytes_uploaded,
+        blobs_skipped: stats.blobs_present,
+        bytes_skipped: stats.bytes_present,
+    };
+    let from = args.from.to_string();
+    finish_push(
+        &dest,
+        spec,
         &from,
         &images,
+        &report,
         args.no_verify,
         global,
         started,
@@ -364,6 +485,23 @@ fn push_images(
             });
         }
     };
+    finish_push(
+        &dest, spec, from, images, &report, no_verify, global, started,
+    )
+}
+
+/// After a push: the images checked by ID in the registry (unless --no-verify), and the report.
+#[allow(clippy::too_many_arguments)]
+fn finish_push(
+    dest: &imgkit_registry::RegistryDestination,
+    spec: &RegistrySpec,
+    from: &str,
+    images: &[StoredImage],
+    report: &imgkit_store::CopyReport,
+    no_verify: bool,
+    global: &GlobalArgs,
+    started: Instant,
+) -> anyhow::Result<ExitCode> {
     let verified = if no_verify {
         None
     } else {
@@ -488,8 +626,13 @@ fn select(
     Ok(out)
 }
 
-/// `run --from registry:…`.
-fn pull(args: &Args, global: &GlobalArgs, spec: &RegistrySpec) -> anyhow::Result<ExitCode> {
+/// `run --from registry:… --to DIR/` (an OCI layout directory).
+fn pull(
+    args: &Args,
+    global: &GlobalArgs,
+    spec: &RegistrySpec,
+    dir: &Path,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let registry = open(spec, &args.registry.transport, args.registry.compress)?;
     let source = registry.source().map_err(|e| hinted(e, spec))?;
@@ -507,69 +650,28 @@ fn pull(args: &Args, global: &GlobalArgs, spec: &RegistrySpec) -> anyhow::Result
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(dir) = crate::stores::layout_dir(&args.to) {
-        let mut layout = LayoutDir::create(&dir)
-            .with_context(|| format!("cannot use {} as an OCI layout directory", dir.display()))?;
-        let report = copy(&source, &mut layout, &images)
-            .map_err(|e| pull_error(e, spec))
-            .with_context(|| format!("pulling from {spec} into {} failed", dir.display()))?;
-        let held = layout.image_ids()?;
-        if let Some(lost) = images.iter().find(|i| !held.contains(i.id())) {
-            anyhow::bail!(
-                "{} does not list image {} after the pull",
-                dir.display(),
-                lost.id()
-            );
-        }
-        print_pull(
-            args,
-            global,
-            &images,
-            report.bytes_written,
-            report.blobs_skipped,
-            started,
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    // Into an engine or an archive: through a temporary layout directory `run` then reads.
-    let tmp = tempfile::Builder::new()
-        .prefix("imgkit-pull-")
-        .tempdir()
-        .context("cannot create a temporary directory")?;
-    let dir = Temporary(tmp.path().join("layout"));
-    let mut layout = LayoutDir::create(&dir.0)?;
+    let mut layout = LayoutDir::create(dir)
+        .with_context(|| format!("cannot use {} as an OCI layout directory", dir.display()))?;
     let report = copy(&source, &mut layout, &images)
         .map_err(|e| pull_error(e, spec))
-        .with_context(|| format!("pulling from {spec} failed"))?;
-    let mut from = dir.0.clone().into_os_string();
-    from.push("/");
-    let inner_args = Args {
-        from: EndpointSpec::Archive(PathBuf::from(from)),
-        filter: vec![PathBuf::from("all")],
-        ..args.clone()
-    };
-    let quiet = GlobalArgs {
-        json: false,
-        quiet: true,
-        ..global.clone()
-    };
-    let code = crate::commands::run::run(&inner_args, &quiet).with_context(|| {
-        format!(
-            "pulled from {spec}, but moving the images into {} failed",
-            args.to
-        )
-    })?;
-    if code == ExitCode::SUCCESS {
-        print_pull(
-            args,
-            global,
-            &images,
-            report.bytes_written,
-            report.blobs_skipped,
-            started,
+        .with_context(|| format!("pulling from {spec} into {} failed", dir.display()))?;
+    let held = layout.image_ids()?;
+    if let Some(lost) = images.iter().find(|i| !held.contains(i.id())) {
+        anyhow::bail!(
+            "{} does not list image {} after the pull",
+            dir.display(),
+            lost.id()
         );
     }
-    Ok(code)
+    print_pull(
+        args,
+        global,
+        &images,
+        report.bytes_written,
+        report.blobs_skipped,
+        started,
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A store error from a pull, with the registry's hint when it came from the registry.

@@ -48,9 +48,13 @@ pub(crate) fn layout_dir(spec: &EndpointSpec) -> Option<PathBuf> {
     (trailing || imgkit_store::is_layout_dir(p)).then(|| p.clone())
 }
 
-/// Whether `spec` is an image store, read and written through imgkit-store.
+/// Whether `spec` is an image store, read and written through imgkit-store. A registry is
+/// one as a source (`run --from registry:… --to ENGINE|FILE`); into a registry, `run` goes
+/// through `registry::route` before its stages.
 pub(crate) fn is_store(spec: &EndpointSpec) -> bool {
-    layout_dir(spec).is_some() || crate::containerd::native(spec)
+    layout_dir(spec).is_some()
+        || crate::containerd::native(spec)
+        || crate::registry::spec_of(spec).is_some()
 }
 
 /// `spec` as a source of blobs: a store, or an archive file. `None`: it is neither (an
@@ -58,6 +62,9 @@ pub(crate) fn is_store(spec: &EndpointSpec) -> bool {
 pub(crate) fn open_source(spec: &EndpointSpec) -> anyhow::Result<Option<Box<dyn Source>>> {
     if let Some(store) = crate::containerd::open(spec) {
         return Ok(Some(Box::new(store)));
+    }
+    if let Some(registry) = crate::registry::open_source(spec) {
+        return registry.map(Some);
     }
     if let Some(dir) = layout_dir(spec) {
         if !imgkit_store::is_layout_dir(&dir) {
@@ -89,6 +96,12 @@ pub(crate) fn open_destination(
 ) -> anyhow::Result<Option<Box<dyn Destination + Send>>> {
     if let Some(store) = crate::containerd::open(spec) {
         return Ok(Some(Box::new(store)));
+    }
+    if crate::registry::spec_of(spec).is_some() {
+        return Err(with_hint(
+            anyhow::anyhow!("{spec} is written by `imgkit run --to {spec}` only"),
+            format!("imgkit run --from ENGINE --to {spec} -f FILTER"),
+        ));
     }
     if let Some(dir) = layout_dir(spec) {
         let layout = LayoutDir::create(&dir).map_err(|e| {
@@ -171,10 +184,19 @@ fn find<'a>(images: &'a [StoredImage], r: &ImageRef) -> Option<&'a StoredImage> 
 /// The image ID of each reference in the store `spec` (see `Endpoint::ids`).
 pub(crate) fn ids(
     spec: &EndpointSpec,
+    platforms: &[String],
     refs: &[ImageRef],
     by_id: Option<&[Option<Digest>]>,
 ) -> anyhow::Result<Vec<Found>> {
-    let images = held(spec)?;
+    let mut images = held(spec)?;
+    if !platforms.is_empty() {
+        // As an engine will hold them: each index by the platform it gives.
+        for image in &mut images {
+            if let Ok((kept, _)) = image.for_platforms(platforms) {
+                *image = kept;
+            }
+        }
+    }
     Ok(refs
         .iter()
         .enumerate()
@@ -320,50 +342,89 @@ pub(crate) fn ingest_into(
     let created = Created::note(to);
     let mut dst =
         open_destination(to)?.ok_or_else(|| anyhow::anyhow!("{to} is not an image store"))?;
-    let (reader, writer) = std::io::pipe().context("could not make a pipe")?;
-    let label = source.name();
     // docker's diff IDs, known before its save: layers the store holds pass unread.
     let expected = match source {
         Endpoint::Engine { engine, .. } => engine.layer_diff_ids(&plan.refs),
         _ => Vec::new(),
     };
-    let reading = std::thread::spawn(move || {
-        let res = ingest_expecting(reader, &mut *dst, &label, &expected);
-        (dst, res)
-    });
-    let mut pump = Pump::new(source.source(&plan.refs, Compression::None))
-        .expected_bytes(plan.expected_bytes)
-        .sink(Sink::writer(to.to_string(), writer));
-    if let Some(via) = via {
-        pump = pump.sink(Sink::file(via));
-    }
-    printer.stream(format!("{} → {to}", source.name()));
-    let pumped = run_pump(pump, printer, what);
-    let (mut dst, ingested) = reading
-        .join()
-        .map_err(|_| anyhow::anyhow!("the reader of {}'s stream panicked", source.name()))?;
-    let (done, mut ingested) = match (pumped, ingested) {
-        (Ok(done), Ok(i)) => (done, i),
-        // The store stopped reading (a damaged blob, a full disk): the pump only saw its
-        // pipe close, so the store's error is the one to tell.
-        (Err(p), Err(e)) if stopped_reading(&p) => {
-            return Err(anyhow::Error::new(e).context(format!("writing into {to} failed")));
-        }
-        // The save failed or was cancelled: the store only saw its stream end early.
-        (Err(e), _) => return Err(e),
-        (Ok(_), Err(e)) if !matches!(e, imgkit_store::Error::Archive(_)) => {
-            return Err(anyhow::Error::new(e).context(format!("writing into {to} failed")));
-        }
-        (Ok(_), Err(e)) => {
-            return Err(anyhow::Error::new(e)
-                .context(format!("could not read the images {} saved", source.name())));
-        }
-    };
-    name_ingested(&mut ingested.images, plan);
+    let (done, ingested) = ingest_expected(
+        plan,
+        source,
+        &mut *dst,
+        &to.to_string(),
+        via,
+        printer,
+        what,
+        &expected,
+    )?;
     dst.commit(&ingested.images)
         .with_context(|| format!("writing into {to} failed"))?;
     created.keep();
     Ok((done, ingested.report))
+}
+
+/// The engine's save stream pumped into `dst` (see [`ingest_into`]), the images read from it
+/// named as the plan names them in the target; not committed yet.
+pub(crate) fn ingest_with(
+    plan: &Plan,
+    source: &Endpoint,
+    dst: &mut (dyn Destination + Send),
+    to: &str,
+    via: Option<&std::path::Path>,
+    printer: &mut Printer,
+    what: &str,
+) -> anyhow::Result<(Transferred, imgkit_store::Ingested)> {
+    ingest_expected(plan, source, dst, to, via, printer, what, &[])
+}
+
+/// [`ingest_with`], told the diff IDs of the images the source saves
+/// (`imgkit_store::ingest_expecting`): docker ≤24 layers `dst` holds pass unread.
+#[allow(clippy::too_many_arguments)]
+fn ingest_expected(
+    plan: &Plan,
+    source: &Endpoint,
+    dst: &mut (dyn Destination + Send),
+    to: &str,
+    via: Option<&std::path::Path>,
+    printer: &mut Printer,
+    what: &str,
+    expected: &[Vec<Digest>],
+) -> anyhow::Result<(Transferred, imgkit_store::Ingested)> {
+    let (reader, writer) = std::io::pipe().context("could not make a pipe")?;
+    let label = source.name();
+    std::thread::scope(|scope| {
+        let reading = scope.spawn(|| ingest_expecting(reader, dst, &label, expected));
+        let mut pump = Pump::new(source.source(&plan.refs, Compression::None))
+            .expected_bytes(plan.expected_bytes)
+            .sink(Sink::writer(to.to_owned(), writer));
+        if let Some(via) = via {
+            pump = pump.sink(Sink::file(via));
+        }
+        printer.stream(format!("{} → {to}", source.name()));
+        let pumped = run_pump(pump, printer, what);
+        let ingested = reading
+            .join()
+            .map_err(|_| anyhow::anyhow!("the reader of {}'s stream panicked", source.name()))?;
+        let (done, mut ingested) = match (pumped, ingested) {
+            (Ok(done), Ok(i)) => (done, i),
+            // The store stopped reading (a damaged blob, a full disk): the pump only saw its
+            // pipe close, so the store's error is the one to tell.
+            (Err(p), Err(e)) if stopped_reading(&p) => {
+                return Err(anyhow::Error::new(e).context(format!("writing into {to} failed")));
+            }
+            // The save failed or was cancelled: the store only saw its stream end early.
+            (Err(e), _) => return Err(e),
+            (Ok(_), Err(e)) if !matches!(e, imgkit_store::Error::Archive(_)) => {
+                return Err(anyhow::Error::new(e).context(format!("writing into {to} failed")));
+            }
+            (Ok(_), Err(e)) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("could not read the images {} saved", source.name())));
+            }
+        };
+        name_ingested(&mut ingested.images, plan);
+        Ok((done, ingested))
+    })
 }
 
 /// Whether the pump failed writing into its sink (the store's reader went away), rather than
@@ -416,15 +477,129 @@ fn name_ingested(images: &mut [StoredImage], plan: &Plan) {
     }
 }
 
+/// Into an engine: each image with only the platforms `wanted` names (the first found is
+/// its primary), and notes naming what each multi-platform image leaves out. An image with
+/// none of them is an error naming the platforms it has.
+pub(crate) fn for_platforms(
+    images: &[StoredImage],
+    wanted: &[String],
+) -> anyhow::Result<(Vec<StoredImage>, Vec<String>)> {
+    let mut out = Vec::with_capacity(images.len());
+    let mut notes = Vec::new();
+    for image in images {
+        let name = image
+            .names
+            .first()
+            .map_or_else(|| image.manifest.digest.to_string(), ToString::to_string);
+        match image.for_platforms(wanted) {
+            Ok((kept, left)) => {
+                if !left.is_empty() {
+                    notes.push(format!(
+                        "{name}: {} taken, {} left out",
+                        kept.platforms
+                            .iter()
+                            .filter_map(|p| p.platform.clone())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        left.join(", ")
+                    ));
+                }
+                out.push(kept);
+            }
+            Err(has) => {
+                return Err(with_hint(
+                    anyhow::anyhow!(
+                        "{name} has no {} image: it has {}",
+                        wanted.join(" or "),
+                        has.join(", ")
+                    ),
+                    "choose one of its platforms with --platform OS/ARCH[/VARIANT]",
+                ));
+            }
+        }
+    }
+    Ok((out, notes))
+}
+
+/// What a store's selected images leave out going into an engine (`--platform`, or the
+/// host's): notes for the plan, or the error of an image with none of those platforms.
+/// `explicit`: the platforms were asked for (`--platform`), so a single-platform image must
+/// be one of them too (its config says which it is).
+pub(crate) fn platform_notes(
+    spec: &EndpointSpec,
+    refs: &[ImageRef],
+    wanted: &[String],
+    explicit: bool,
+) -> anyhow::Result<Vec<String>> {
+    let src = open_source(spec)?.ok_or_else(|| anyhow::anyhow!("{spec} is not an image store"))?;
+    let named: Vec<(ImageRef, Vec<ImageRef>)> =
+        refs.iter().map(|r| (r.clone(), vec![r.clone()])).collect();
+    let images = chosen(&src.images()?, &named, &src.describe())?;
+    if explicit {
+        for image in images.iter().filter(|i| !i.is_index()) {
+            let Some(has) = config_platform(&*src, image)? else {
+                continue;
+            };
+            if !wanted
+                .iter()
+                .any(|w| imgkit_types::platform::matches(w, &has))
+            {
+                let name = image
+                    .names
+                    .first()
+                    .map_or_else(|| image.manifest.digest.to_string(), ToString::to_string);
+                return Err(with_hint(
+                    anyhow::anyhow!(
+                        "{name} has no {} image: it has {has} only",
+                        wanted.join(" or ")
+                    ),
+                    format!("choose --platform {has}, or leave --platform out"),
+                ));
+            }
+        }
+    }
+    Ok(for_platforms(&images, wanted)?.1)
+}
+
+/// The platform (`os/arch[/variant]`) a single-platform image's config names, if it names one.
+fn config_platform(src: &dyn Source, image: &StoredImage) -> anyhow::Result<Option<String>> {
+    let mut bytes = Vec::new();
+    src.read_blobs(std::slice::from_ref(&image.config), &mut |_, r| {
+        std::io::Read::take(r, 1 << 20)
+            .read_to_end(&mut bytes)
+            .map(drop)
+            .map_err(|source| imgkit_store::Error::Read {
+                digest: image.config.digest.clone(),
+                source,
+            })
+    })?;
+    let config: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let field = |k: &str| {
+        config
+            .get(k)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+    };
+    Ok(match (field("os"), field("architecture")) {
+        (Some(os), Some(arch)) => Some(match field("variant") {
+            Some(v) => format!("{os}/{arch}/{v}"),
+            None => format!("{os}/{arch}"),
+        }),
+        _ => None,
+    })
+}
+
 /// Route store → engine or archive file: the plan's images from the store `spec` as one tar
 /// stream (written on a thread into a pipe; a failure of the writer becomes a read error at
 /// the end of the stream), for the pump.
 pub(crate) fn stream(
     spec: &EndpointSpec,
     refs: &[ImageRef],
+    platforms: &[String],
     compression: Compression,
 ) -> imgkit_transfer::Source {
     let spec = spec.clone();
+    let platforms = platforms.to_vec();
     // Loaded under the references selected (the target renames after the load).
     let wanted: Vec<(ImageRef, Vec<ImageRef>)> = refs
         .iter()
@@ -444,6 +619,11 @@ pub(crate) fn stream(
                 let src = open_source(&spec)?
                     .ok_or_else(|| anyhow::anyhow!("{spec} is not an image store"))?;
                 let images = chosen(&src.images()?, &wanted, &src.describe())?;
+                let images = if platforms.is_empty() {
+                    images
+                } else {
+                    for_platforms(&images, &platforms)?.0
+                };
                 imgkit_store::write_tar(&*src, &images, writer, compression)?;
                 Ok(())
             };

@@ -18,8 +18,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::transfer::{
-    K8S_DST, SELECT_TWO, ctr_images, empty_ctr, engines, fresh_podman, imgkit, kv, lock, output,
-    podman_images, src_docker, want_two, write_filter,
+    K8S_DST, SELECT_TWO, ctr_images, docker_cli, empty_ctr, engines, fresh_podman, imgkit, kv,
+    lock, output, podman_images, src_docker, want_two, write_filter,
 };
 use crate::util::{on_path, skip, tool};
 
@@ -403,10 +403,25 @@ struct Own {
     child: Option<Child>,
     dir: tempfile::TempDir,
     port: u16,
+    /// Whether the registry writes its access log (to `access.log` in its dir).
+    logging: bool,
 }
 
 impl Own {
     fn start() -> Option<Own> {
+        Self::start_with(false)
+    }
+
+    /// A registry writing every request it answers into [`Own::access_log`].
+    fn start_logging() -> Option<Own> {
+        Self::start_with(true)
+    }
+
+    fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+
+    fn start_with(logging: bool) -> Option<Own> {
         if on_path("docker-registry").is_none() {
             skip("docker-registry is not on PATH (scripts/test installs it)");
             return None;
@@ -421,6 +436,7 @@ impl Own {
             child: None,
             dir,
             port,
+            logging,
         };
         own.restart();
         Some(own)
@@ -431,16 +447,29 @@ impl Own {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage:\n  filesystem: {{rootdirectory: \"{}\"}}\n  maintenance: {{uploadpurging: {{enabled: false}}}}\nhttp:\n  addr: 127.0.0.1:{}\n",
+                "version: 0.1\nlog: {{level: error, accesslog: {{disabled: {}}}}}\nstorage:\n  filesystem: {{rootdirectory: \"{}\"}}\n  maintenance: {{uploadpurging: {{enabled: false}}}}\nhttp:\n  addr: 127.0.0.1:{}\n",
+                !self.logging,
                 self.dir.path().join("store").display(),
                 self.port
             ),
         )
         .unwrap();
+        // The access log goes to the registry's stdout.
+        let stdout = if self.logging {
+            Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("access.log"))
+                    .unwrap(),
+            )
+        } else {
+            Stdio::null()
+        };
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
@@ -750,4 +779,186 @@ fn a_two_platform_index_goes_to_the_registry_and_back_with_the_same_digests() {
         let hex = d.strip_prefix("sha256:").unwrap();
         assert!(back.join("blobs/sha256").join(hex).is_file(), "{d} missing");
     }
+    // Into an engine: one platform, the host's or --platform's, with that platform's image ID.
+    let config_of = |manifest: &str| -> String {
+        let hex = manifest.strip_prefix("sha256:").unwrap();
+        let m = json(&std::fs::read_to_string(src.join("blobs/sha256").join(hex)).unwrap());
+        m["config"]["digest"].as_str().unwrap().to_owned()
+    };
+    // The layout lists amd64 first, arm64 second.
+    let host = usize::from(cfg!(target_arch = "aarch64"));
+    let runs = [
+        (None, host),
+        (Some("linux/arm64"), 1),
+        (Some("linux/amd64"), 0),
+    ];
+    for (i, (asked, slot)) in runs.into_iter().enumerate() {
+        let env = crate::transfer::fresh_podman(&tmp.path().join(format!("podman{i}")));
+        let mut t = imgkit(&env).args(["run", "-f", "all", "--from", &to, "--to", "podman"]);
+        if let Some(p) = asked {
+            t = t.args(["--platform", p]);
+        }
+        t.run().success().stderr_has("left out");
+        let images = crate::transfer::podman_images(&env);
+        assert_eq!(
+            images.get(&format!("{r}/{}/multi/app:1", path("t-index"))),
+            Some(&config_of(&manifests[slot])),
+            "{asked:?}: {images:?}"
+        );
+    }
+}
+
+/// The digests of the blobs a registry's access log shows fetched (`GET /v2/…/blobs/DIGEST`).
+fn blob_gets(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| {
+            let req = l.split('"').nth(1)?;
+            let path = req.strip_prefix("GET ")?;
+            let (_, digest) = path.split_once("/blobs/")?;
+            Some(digest.split([' ', '?']).next()?.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn ls_fetches_each_config_once_however_many_tags_name_it() {
+    let Some(reg) = Own::start_logging() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/images.tar");
+    // The same images under three paths: every config digest is named three times.
+    for p in ["a", "b", "c"] {
+        imgkit(&[cache(tmp.path())])
+            .args(["run", "-f", "all", "--to", &reg.spec(p), "--from"])
+            .arg(&sample)
+            .run()
+            .success();
+    }
+    let before = reg.access_log().len();
+    let ls = imgkit(&[])
+        .args(["ls", "--all", "--format", "json", "--from"])
+        .arg(format!("registry:127.0.0.1:{}", reg.port))
+        .run()
+        .success();
+    let ids: std::collections::BTreeSet<String> = ls
+        .stdout
+        .lines()
+        .map(|l| json(l)["ID"].as_str().unwrap().to_owned())
+        .collect();
+    let tags = ls.stdout.lines().count();
+    assert!(tags >= 3 && tags.is_multiple_of(3), "{}", ls.stdout);
+    // The log is written as requests finish: wait for the last one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let gets = loop {
+        let log = reg.access_log();
+        let gets = blob_gets(&log[before.min(log.len())..]);
+        if gets.len() >= ids.len() || Instant::now() > deadline {
+            break gets;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for d in &gets {
+        assert!(seen.insert(d), "config {d} fetched twice: {gets:#?}");
+    }
+    assert_eq!(seen.len(), ids.len(), "{gets:#?} for IDs {ids:?}");
+}
+
+#[test]
+fn a_pull_into_an_archive_streams_from_the_registry_without_a_temporary_directory() {
+    let Some(reg) = Own::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/images.tar");
+    let to = reg.spec("t-stream-pull");
+    imgkit(&[cache(tmp.path())])
+        .args([
+            "run",
+            "-f",
+            "all",
+            "--compress",
+            "none",
+            "--to",
+            &to,
+            "--from",
+        ])
+        .arg(&sample)
+        .run()
+        .success();
+    // No temporary directory can be made: the registry's blobs go straight into the archive
+    // (run's store route), as they would into an engine's load.
+    let out = tmp.path().join("back.tar");
+    let pulled = imgkit(&[kv(
+        "TMPDIR",
+        &tmp.path().join("absent").display().to_string(),
+    )])
+    .args(["--json", "run", "-f", "all", "--from", &to, "--to"])
+    .arg(&out)
+    .run()
+    .success();
+    let doc = json(&pulled.stdout);
+    // Four names of three images.
+    assert_eq!(doc["images"], 4, "{doc}");
+    assert_eq!(doc["verified"], 4, "{doc}");
+    // The manifests come back byte for byte (the same digests as the sample's).
+    let named = index_digests(&sample);
+    let back = index_digests(&out);
+    assert_eq!(back.len(), 3, "{back:?}");
+    for d in &back {
+        assert!(named.contains(d), "{d} was not in the sample: {named:?}");
+    }
+}
+
+#[test]
+fn a_push_from_an_engine_streams_its_save_and_a_failed_save_names_no_temporary_archive() {
+    let e = need_engines!();
+    let Some(reg) = Own::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    let to = reg.spec("t-stream-push");
+    let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-engine");
+    // The save dies after 64 KiB: the error is the save's, on its way into the registry (the
+    // old route saved into a temporary archive first and named that instead).
+    let failed = imgkit(&[src_docker(e), cache(tmp.path())])
+        .env("IMGKIT_DOCKER_BIN", &fake)
+        .env("IMGKIT_DOCKER_VIA", "cli")
+        .env("IMGKIT_FAKE_REAL", docker_cli())
+        .env("IMGKIT_FAKE_FAULT", "save-dies")
+        .args(["run", "--from", "docker", "--to", &to, "-f"])
+        .arg(&filter)
+        .run()
+        .code(2)
+        .stderr_has("save died mid-stream")
+        .stderr_has(&to);
+    assert!(!failed.stderr.contains("incoming.tar"), "{}", failed.stderr);
+    let all = format!("registry:127.0.0.1:{}", reg.port);
+    imgkit(&[])
+        .args(["ls", "--all", "--from", &all])
+        .run()
+        .code(1);
+    // Whole, the save streams in: both images, verified by ID, layers compressed on the way.
+    let doc = push_two(e, tmp.path(), &to);
+    assert_eq!(doc["images"], 2, "{doc}");
+    assert_eq!(doc["verified"], 2, "{doc}");
+    assert!(doc["layers_compressed"].as_u64().unwrap() >= 2, "{doc}");
+    assert!(doc["bytes_uploaded"].as_u64().unwrap() > 0, "{doc}");
+    let prefix = format!("127.0.0.1:{}/t-stream-push/", reg.port);
+    let ls = imgkit(&[])
+        .args(["ls", "--all", "--format", "json", "--from", &all])
+        .run()
+        .success();
+    let want = want_two(e, &prefix);
+    for line in ls.stdout.lines() {
+        let rec = json(line);
+        let name = format!(
+            "{}:{}",
+            rec["Repository"].as_str().unwrap(),
+            rec["Tag"].as_str().unwrap()
+        );
+        assert!(
+            want[&name].contains(rec["ID"].as_str().unwrap()),
+            "{rec} vs {want:?}"
+        );
+    }
+    assert_eq!(ls.stdout.lines().count(), 2, "{}", ls.stdout);
 }

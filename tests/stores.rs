@@ -431,3 +431,160 @@ fn every_containerd_namespace_goes_into_one_layout_dir() {
         .stdout_has("seed/app:1.0")
         .stdout_has("seed/base:1.0");
 }
+
+/// A layout directory's listing warnings reach `run` as they reach `ls`: a name that is not
+/// an image reference (left out) and a name on two images (no engine needed).
+#[test]
+fn a_layout_dirs_name_warnings_are_shown_by_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    crate::util::Test::new()
+        .args(["run", "--from"])
+        .arg(crate::archive::sample_path())
+        .arg("--to")
+        .arg(slash(&dir))
+        .run()
+        .success();
+    let index_path = dir.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let manifests = index["manifests"].as_array_mut().unwrap();
+    let named =
+        |n: &str| json!({"io.containerd.image.name": n, "org.opencontainers.image.ref.name": n});
+    // The third entry takes the first one's name; a copy of the fourth gets a name that is
+    // not a reference.
+    let first = manifests[0]["annotations"]["org.opencontainers.image.ref.name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    manifests[2]["annotations"] = named(&first);
+    let mut bad = manifests[3].clone();
+    bad["annotations"] = named("Bad Name!");
+    manifests.push(bad);
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let out = tmp.path().join("o.tar");
+    crate::util::Test::new()
+        .args(["run", "--from"])
+        .arg(slash(&dir))
+        .arg("--to")
+        .arg(&out)
+        .run()
+        .success()
+        .stderr_has("warning: image ")
+        .stderr_has(r#"is named "Bad Name!", which is not an image reference"#)
+        .stderr_has(&format!("warning: {first} names 2 images"));
+}
+
+/// Into an engine, a multi-platform index gives one platform: the host's, or the first
+/// `--platform` names that it has. Only that platform's blobs are streamed (the index itself
+/// comes along, so its digest stays), the rest is named in a note, and a platform the index
+/// lacks is an error naming those it has, before anything is loaded.
+#[test]
+fn into_an_engine_an_index_gives_one_platform_and_names_the_rest() {
+    let e = need_engines!();
+    let host = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        _ => return,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let from = tmp.path().join("multi");
+    let index = two_platform_layout(e, tmp.path(), &from);
+    let index_doc: Value =
+        serde_json::from_slice(&std::fs::read(blob(&from, &index)).unwrap()).unwrap();
+    // Each platform's config digest (its image ID), by architecture.
+    let config_of: BTreeMap<String, String> = index_doc["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let manifest: Value = serde_json::from_slice(
+                &std::fs::read(blob(&from, m["digest"].as_str().unwrap())).unwrap(),
+            )
+            .unwrap();
+            (
+                m["platform"]["architecture"].as_str().unwrap().to_owned(),
+                manifest["config"]["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let other = if host == "amd64" { "arm64" } else { "amd64" };
+    let tar_members = |tar: &Path| -> Vec<String> {
+        let mut a = tar::Archive::new(std::fs::File::open(tar).unwrap());
+        a.entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    let hex = |d: &str| d.trim_start_matches("sha256:").to_owned();
+
+    for (asked, got) in [(None, host), (Some(format!("linux/{other}")), other)] {
+        let env = fresh_podman(&tmp.path().join(format!("p-{got}")));
+        let via = tmp.path().join(format!("via-{got}.tar"));
+        let mut t = imgkit(&env)
+            .args(["run", "--from"])
+            .arg(slash(&from))
+            .args(["--to", "podman", "--via"])
+            .arg(&via);
+        if let Some(p) = &asked {
+            t = t.args(["--platform", p]);
+        }
+        let left = if got == "amd64" {
+            "linux/arm64/v8"
+        } else {
+            "linux/amd64"
+        };
+        t.run().success().stderr_has(&format!("{left} left out"));
+        let images = podman_images(&env);
+        assert_eq!(
+            images.get("docker.io/seed/multi:1.0").map(|id| hex(id)),
+            Some(hex(&config_of[got])),
+            "{images:?}"
+        );
+        // The stream held the index and this platform's config, not the other's.
+        let members = tar_members(&via);
+        let has = |d: &str| members.iter().any(|m| m.ends_with(&hex(d)));
+        assert!(has(&index), "{members:?}");
+        assert!(has(&config_of[got]), "{members:?}");
+        let not_got = if got == host { other } else { host };
+        assert!(!has(&config_of[not_got]), "{members:?}");
+    }
+
+    // A platform the index lacks: named with those it has, nothing loaded.
+    let env = fresh_podman(&tmp.path().join("p-none"));
+    imgkit(&env)
+        .args(["run", "--from"])
+        .arg(slash(&from))
+        .args(["--to", "podman", "--platform", "linux/s390x"])
+        .run()
+        .code(2)
+        .stderr_has("has no linux/s390x image: it has linux/amd64, linux/arm64/v8");
+    assert!(podman_images(&env).is_empty());
+    // A single-platform image asked for another platform: named too (its config says which).
+    imgkit(&env)
+        .args(["run", "--from"])
+        .arg(slash(&tmp.path().join("single")))
+        .args(["--to", "podman", "--platform", &format!("linux/{other}")])
+        .run()
+        .code(2)
+        .stderr_has(&format!(
+            "has no linux/{other} image: it has linux/{host} only"
+        ));
+    assert!(podman_images(&env).is_empty());
+    // Not into an archive: it keeps every platform.
+    imgkit(&[])
+        .args(["run", "--from"])
+        .arg(slash(&from))
+        .arg("--to")
+        .arg(tmp.path().join("all.tar"))
+        .args(["--platform", "linux/amd64"])
+        .run()
+        .code(2)
+        .stderr_has("--platform chooses what goes into an engine");
+    imgkit(&[])
+        .args(["run", "--from"])
+        .arg(slash(&from))
+        .args(["--to", "registry:127.0.0.1:9", "--platform", "linux/amd64"])
+        .run()
+        .code(2)
+        .stderr_has("--platform chooses what goes into an engine, and registry:127.0.0.1:9");
+}

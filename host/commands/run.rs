@@ -67,6 +67,12 @@ pub(crate) struct Args {
     /// also print {"ref": "…", "as": ["new/name:tag", …]}.
     #[arg(long, value_name = "REGEX=REPLACEMENT")]
     pub(crate) rename: Vec<Rule>,
+    /// Into an engine, the platform a multi-platform image (an index in a layout directory, a
+    /// registry or containerd) is taken for: OS/ARCH[/VARIANT]. Repeatable (the first found is
+    /// the one its image ID names) [default: linux/ and this machine's architecture]. Archives,
+    /// layout directories and registries keep every platform.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = parse_platform)]
+    pub(crate) platform: Vec<String>,
     #[command(flatten)]
     pub(crate) registry: crate::registry::RegistryArgs,
     #[command(flatten)]
@@ -75,6 +81,9 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     crate::engine_args::set_containerd(&args.containerd);
+    if !args.platform.is_empty() && crate::registry::spec_of(&args.to).is_some() {
+        return Err(not_into_an_engine(args));
+    }
     // A registry on either side goes through imgkit-registry (host/registry.rs).
     if let Some(done) = crate::registry::route(args, global) {
         return done;
@@ -156,7 +165,7 @@ fn run_one(args: &Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     let Some(plan) = Plan::select(&source, &pipeline, &[], &mut printer)? else {
         return Ok(nothing_selected(args, global, started));
     };
-    let plan = plan_names(plan, args, &target, &mut printer)?;
+    let plan = plan_names(plan, args, &source, &target, &mut printer)?;
     let load = target.load_command().ok();
     // One run at a time writes into one store, from what it already has to the verification.
     let _store =
@@ -202,13 +211,17 @@ fn run_one(args: &Args, global: &GlobalArgs) -> anyhow::Result<Outcome> {
 
 /// Stage open: both endpoints (nothing runs yet), and how an archive target is compressed.
 fn open(args: &Args) -> anyhow::Result<(Endpoint, Endpoint, Compression)> {
-    let source = plan::open(&args.from)?;
+    let mut source = plan::open(&args.from)?;
     let target = plan::open(&args.to)?;
+    let kept = platforms_kept(args, &source, &target);
+    if let Endpoint::Store(_, platforms) = &mut source {
+        *platforms = kept;
+    }
     // An archive is rewritten by imgkit (and can be compressed); an engine's stream is copied;
     // a store takes blobs, not a stream.
     let compression = match (&source, &target, &args.to) {
-        (_, Endpoint::Store(_), _) => Compression::None,
-        (Endpoint::Archive(_) | Endpoint::Store(_), _, EndpointSpec::Archive(to)) => {
+        (_, Endpoint::Store(..), _) => Compression::None,
+        (Endpoint::Archive(_) | Endpoint::Store(..), _, EndpointSpec::Archive(to)) => {
             Compression::from_file_name(to)
         }
         (Endpoint::Engine { .. }, _, EndpointSpec::Archive(to))
@@ -255,13 +268,61 @@ fn nothing_selected(args: &Args, global: &GlobalArgs, started: Instant) -> Outco
     }
 }
 
+/// `--platform` with a target that keeps every platform.
+fn not_into_an_engine(args: &Args) -> anyhow::Error {
+    with_hint(
+        anyhow::anyhow!(
+            "--platform chooses what goes into an engine, and {} is not one",
+            args.to
+        ),
+        "archives, layout directories and registries keep every platform of an image: drop --platform",
+    )
+}
+
+fn parse_platform(s: &str) -> Result<String, String> {
+    imgkit_types::platform::check(s).map(|()| s.to_owned())
+}
+
+/// The platforms multi-platform images keep on their way from `source` to `target`: into an
+/// engine from an image store, `--platform` or the host's; elsewhere all (empty).
+fn platforms_kept(args: &Args, source: &Endpoint, target: &Endpoint) -> Vec<String> {
+    match (source, target) {
+        (Endpoint::Store(..), Endpoint::Engine { .. }) if args.platform.is_empty() => {
+            vec![imgkit_types::platform::host_platform()]
+        }
+        (Endpoint::Store(..), Endpoint::Engine { .. }) => args.platform.clone(),
+        _ => Vec::new(),
+    }
+}
+
 /// Stage plan, names: notes on what the target will get, and each image's new names checked.
 fn plan_names(
     mut plan: Plan,
     args: &Args,
+    source: &Endpoint,
     target: &Endpoint,
     printer: &mut Printer,
 ) -> anyhow::Result<Plan> {
+    if !args.platform.is_empty() && target.engine().is_none() {
+        return Err(not_into_an_engine(args));
+    }
+    if !args.platform.is_empty() && !matches!(source, Endpoint::Store(..)) {
+        printer.step(
+            "plan",
+            &format!(
+                "note: --platform chooses among the platforms of an image store's images (a layout directory, a registry, containerd's store); {} saves the platform it holds",
+                args.from
+            ),
+        );
+    }
+    if let Endpoint::Store(spec, kept) = source
+        && !kept.is_empty()
+    {
+        let explicit = !args.platform.is_empty();
+        for note in crate::stores::platform_notes(spec, &plan.refs, kept, explicit)? {
+            printer.step("plan", &format!("note: {note}"));
+        }
+    }
     let multi = plan.multi_platform();
     if !multi.is_empty() {
         printer.step(
@@ -304,7 +365,7 @@ fn skip_present(
         skipped,
     } = if args.force {
         skip::partition_none(plan)
-    } else if let Endpoint::Store(to) = target {
+    } else if let Endpoint::Store(to, ..) = target {
         stores::partition(&plan, source, to)?
     } else {
         if target.engine().is_some() {
@@ -353,7 +414,7 @@ fn move_images(
     compression: Compression,
     printer: &mut Printer,
 ) -> anyhow::Result<Moved> {
-    if let Endpoint::Store(to) = target {
+    if let Endpoint::Store(to, ..) = target {
         return move_into_store(plan, args, source, to, printer);
     }
     // What the target held: a failed load's leftovers are removed, names it moved put back.

@@ -137,7 +137,7 @@ fn save_into_store(
         source.name()
     );
     let (done, blobs) = crate::stores::ingest_into(plan, source, store, None, printer, &what)?;
-    let target = Endpoint::Store(store.clone());
+    let target = Endpoint::Store(store.clone(), Vec::new());
     printer.step(
         "verify",
         &format!("checking {} image IDs in {store}", plan.refs.len()),

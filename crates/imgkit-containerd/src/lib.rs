@@ -9,7 +9,7 @@
 //!   counts them, the config's creation time, and the platforms. Records have the same shape as
 //!   the `ctr` CLI seam's (`imgkit_engine::ctr`), CRI's alias rows included.
 //! - **As a source**: only platforms whose content is here ([`Store::notes`] names the rest);
-//!   blobs stream from `ReadContent`, several read ahead (digests checked by the receiver).
+//!   blobs stream from `ReadContent`, several read ahead, each digest checked as it arrives.
 //! - **As a destination**: under a lease (expiring on its own if imgkit dies), blobs containerd
 //!   lacks are written (pipelined `Write` requests, the expected digest and size given, so
 //!   containerd checks them at commit); blobs it has are held by the lease. At commit, gc

@@ -1,6 +1,6 @@
 //! containerd as a source: the images service lists names and targets; manifests, indexes and
 //! configs are read from the content store (small, digest-checked); blobs stream out of it
-//! (`ReadContent`), several at once, sizes checked as they arrive, digests by whoever takes them.
+//! (`ReadContent`), several at once, each digest checked as it arrives.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io::{self, Read};
@@ -11,6 +11,7 @@ use imgkit_engine::ctr::{CtrImage, to_records, usable};
 use imgkit_store::BlobInfo;
 use imgkit_types::{Digest, ImageRecord, ImageRef, humanize};
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
 use crate::client::Ctx;
@@ -477,7 +478,8 @@ pub(crate) enum Chunk {
     Failed(io::Error),
 }
 
-/// Blobs of at least two of these are read as [`SEGMENT`]-sized ranges, several at once.
+/// Blobs larger than this are read as [`SEGMENT`]-sized ranges, several at once.
+const SEGMENTED: u64 = 2 * SEGMENT;
 const SEGMENT: u64 = 4 << 20;
 /// Ranges of one blob in flight.
 const SEGMENTS_AHEAD: usize = 4;
@@ -502,13 +504,14 @@ async fn read_range(ctx: Ctx, digest: String, offset: u64, size: u64) -> Result<
     Ok(out)
 }
 
-/// Streams one blob into `tx`, checking its size; a failure is the last message.
+/// Streams one blob into `tx`, checking its digest and size; a failure is the last message.
 /// A large blob is read as ranges, [`SEGMENTS_AHEAD`] at once, handed on in order.
 pub(crate) async fn stream_blob(ctx: Ctx, blob: BlobInfo, tx: mpsc::Sender<Chunk>) {
     let what = format!("reading {}", blob.digest);
     let result: Result<bool> = async {
+        let mut hasher = Sha256::new();
         let mut n = 0u64;
-        if blob.size >= 2 * SEGMENT {
+        if blob.size >= SEGMENTED {
             let mut ranges = (0..blob.size.div_ceil(SEGMENT)).map(|i| {
                 let off = i * SEGMENT;
                 tokio::spawn(read_range(
@@ -525,6 +528,7 @@ pub(crate) async fn stream_blob(ctx: Ctx, blob: BlobInfo, tx: mpsc::Sender<Chunk
                     .map_err(|e| ctx.content_error(what.clone(), e.to_string()))??;
                 pending.extend(ranges.next());
                 for data in parts {
+                    hasher.update(&data);
                     n += data.len() as u64;
                     if tx.send(Chunk::Data(data)).await.is_err() {
                         for h in &pending {
@@ -546,19 +550,19 @@ pub(crate) async fn stream_blob(ctx: Ctx, blob: BlobInfo, tx: mpsc::Sender<Chunk
                 .map_err(|s| ctx.status(&what, &s))?
                 .into_inner();
             while let Some(m) = s.message().await.map_err(|s| ctx.status(&what, &s))? {
+                hasher.update(&m.data);
                 n += m.data.len() as u64;
                 if tx.send(Chunk::Data(m.data)).await.is_err() {
                     return Ok(false);
                 }
             }
         }
-        // The digest is the receiver's to check (`Source::read_blobs`: the archive writer and
-        // every destination hash what they take); hashing here too cost a second pass.
-        if n != blob.size {
+        let actual = crate::hex(&hasher.finalize());
+        if actual != blob.digest.hex() || n != blob.size {
             return Err(ctx.content_error(
                 what.clone(),
                 format!(
-                    "{n} bytes came out, {} bytes expected: the content store is damaged",
+                    "{n} bytes hashing to sha256:{actual} came out, {} bytes expected: the content store is damaged",
                     blob.size
                 ),
             ));

@@ -76,6 +76,10 @@ pub struct PushStats {
     pub bytes_uploaded: u64,
     /// Blobs put into a repository by cross-repository mount (no bytes sent).
     pub blobs_mounted: usize,
+    /// Deferred mode: blobs received that every repository needing them held already, and
+    /// their bytes (as received).
+    pub blobs_present: usize,
+    pub bytes_present: u64,
     /// Layers compressed on the way.
     pub layers_compressed: usize,
     /// Manifests pushed (one per repository and tag).
@@ -88,6 +92,13 @@ pub struct PushStats {
 #[derive(Debug, Clone)]
 struct Sent {
     info: BlobInfo,
+}
+
+/// A blob received in deferred mode: its spool (as received) and, for an uncompressed layer,
+/// its compression under way (the compressed file and its descriptor).
+struct Prepared {
+    raw: tempfile::TempPath,
+    compressing: Option<JoinHandle<Result<(tempfile::TempPath, BlobInfo)>>>,
 }
 
 /// A registry, opened for pushing.
@@ -114,6 +125,11 @@ pub struct RegistryDestination {
     /// Manifest bytes put by the copy.
     manifests: HashMap<Digest, Vec<u8>>,
     running: Vec<(Digest, JoinHandle<Result<Sent>>)>,
+    /// Deferred mode ([`RegistryDestination::defer`]): the images are learnt at the commit.
+    deferred: bool,
+    /// Deferred mode: each blob received, spooled (digest checked) and, for an uncompressed
+    /// layer, compressed in the background; sent at the commit to what needs it.
+    prepared: HashMap<Digest, Prepared>,
     stats: Arc<Mutex<PushStats>>,
     /// The registry error behind the last store error returned (the traits carry store errors).
     failed: Option<Error>,
@@ -160,6 +176,8 @@ impl RegistryDestination {
             index_blobs: HashSet::new(),
             manifests: HashMap::new(),
             running: Vec::new(),
+            deferred: false,
+            prepared: HashMap::new(),
             stats: Arc::default(),
             failed: None,
         })
@@ -249,10 +267,12 @@ impl RegistryDestination {
                 if self.should_compress(b)
                     && let Some(c) = self.cache.compressed(&b.digest, self.compress.name())
                 {
+                    // What this push compressed itself wins over an older run's fact.
                     self.compressed
                         .lock()
                         .expect("lock")
-                        .insert(b.digest.clone(), c);
+                        .entry(b.digest.clone())
+                        .or_insert(c);
                 }
             }
         }
@@ -461,6 +481,203 @@ impl RegistryDestination {
         }
     }
 
+    /// Deferred mode, for a stream whose images are known only at its end (an engine's
+    /// save): blobs are received before the images that name them, so nothing can be asked of
+    /// the registry yet (`HEAD` and mounts are per repository). Each blob is spooled as it
+    /// arrives (its digest checked) and an uncompressed layer compressed in the background,
+    /// several at a time, while the stream goes on; the commit learns the images
+    /// ([`RegistryDestination::expect`]: `HEAD`, mounts), uploads what the registry lacks,
+    /// several at a time, and pushes the manifests last. A repeat push sends no blob bytes
+    /// (the commit asks first); what is read and not needed is only spooled.
+    pub fn defer(&mut self) {
+        self.deferred = true;
+    }
+
+    /// Deferred mode: keeps a spooled blob and starts its compression (bounded by the jobs).
+    fn prepare(&mut self, info: &BlobInfo, raw: tempfile::TempPath) {
+        let compressing = (self.compress != Compress::None && uncompressed_layer(&info.media_type))
+            .then(|| {
+                let algo = self.compress;
+                let permit = self
+                    .rt
+                    .block_on(self.sem.clone().acquire_owned())
+                    .expect("the semaphore is never closed");
+                let src = raw.to_path_buf();
+                let media = info.media_type.clone();
+                let layer = info.digest.clone();
+                self.rt.spawn_blocking(move || {
+                    let _permit = permit;
+                    let dst = src.with_extension(algo.name());
+                    let (digest, size) = compress_file(&src, &dst, algo)
+                        .map_err(Error::io(format!("compressing layer {layer}")))?;
+                    let keep = tempfile::TempPath::try_from_path(dst)
+                        .map_err(Error::io("a compressed layer's temporary file"))?;
+                    Ok((
+                        keep,
+                        BlobInfo {
+                            digest,
+                            size,
+                            media_type: compressed_type(&media, algo, false).to_owned(),
+                        },
+                    ))
+                })
+            });
+        self.prepared
+            .insert(info.digest.clone(), Prepared { raw, compressing });
+    }
+
+    /// Deferred mode's commit, before the usual one: every compression finished, the images
+    /// learnt (`HEAD`, mounts), and each blob a repository lacks sent from its spool.
+    fn send_prepared(&mut self, images: &[StoredImage]) -> Result<()> {
+        let prepared = std::mem::take(&mut self.prepared);
+        // Source digest → (the file to send, the blob as the registry gets it); raw spools
+        // stay too (a layer of an index image is sent as it is).
+        let mut files: HashMap<
+            Digest,
+            (tempfile::TempPath, Option<(tempfile::TempPath, BlobInfo)>),
+        > = HashMap::new();
+        for (d, p) in prepared {
+            let compressed = match p.compressing {
+                Some(h) => {
+                    let (path, info) = self
+                        .rt
+                        .block_on(h)
+                        .map_err(|e| {
+                            Error::io("a compression task")(io::Error::other(e.to_string()))
+                        })
+                        .and_then(|r| r)
+                        .map_err(|e| self.push_error_before(&d, e, images))?;
+                    self.stats.lock().expect("lock").layers_compressed += 1;
+                    self.cache.remember_compressed(
+                        &d,
+                        self.compress.name(),
+                        &info.digest,
+                        info.size,
+                    );
+                    self.compressed
+                        .lock()
+                        .expect("lock")
+                        .insert(d.clone(), info.clone());
+                    Some((path, info))
+                }
+                None => None,
+            };
+            files.insert(d, (p.raw, compressed));
+        }
+        self.expect(images)?;
+        let mut seen = HashSet::new();
+        let blobs: Vec<BlobInfo> = images
+            .iter()
+            .flat_map(StoredImage::blobs)
+            .filter(|b| seen.insert(b.digest.clone()))
+            .cloned()
+            .collect();
+        for b in blobs {
+            let Some(d) = self.registry_digest(&b) else {
+                continue;
+            };
+            let Some(repos) = self.needs.get(&b.digest).cloned() else {
+                continue;
+            };
+            let lacking = {
+                let present = self.present.lock().expect("lock");
+                repos
+                    .iter()
+                    .any(|r| !present.get(&d).is_some_and(|s| s.contains(r)))
+            };
+            if !lacking {
+                let mut s = self.stats.lock().expect("lock");
+                s.blobs_present += 1;
+                s.bytes_present += b.size;
+                continue;
+            }
+            // Not received and not there: the commit's check names it.
+            let Some((raw, compressed)) = files.remove(&b.digest) else {
+                continue;
+            };
+            let (path, ready) = match compressed {
+                Some((path, info)) if self.should_compress(&b) => (path, info),
+                _ => (raw, b.clone()),
+            };
+            let permit = self
+                .rt
+                .block_on(self.sem.clone().acquire_owned())
+                .expect("the semaphore is never closed");
+            let job = Job {
+                c: self.client.clone(),
+                blob: b.clone(),
+                compress: None,
+                ready: Some(ready),
+                repos,
+                present: self.present.clone(),
+                stats: self.stats.clone(),
+                cache: self.cache.clone(),
+                host: self.spec.host().to_owned(),
+            };
+            let handle = self.rt.spawn(send_blob(job, path, permit));
+            self.running.push((b.digest.clone(), handle));
+        }
+        Ok(())
+    }
+
+    /// `push_error` before `expect` has learnt the images (`images` tell the image).
+    fn push_error_before(&self, digest: &Digest, e: Error, images: &[StoredImage]) -> Error {
+        let image = images
+            .iter()
+            .find(|i| i.blobs().iter().any(|b| &b.digest == digest))
+            .and_then(|i| i.names.first())
+            .map_or_else(|| "an image".to_owned(), ToString::to_string);
+        Error::Push {
+            host: self.spec.host().to_owned(),
+            repository: String::new(),
+            image,
+            digest: digest.clone(),
+            source: Box::new(e),
+        }
+    }
+
+    /// Spools a blob whose digest is not known yet, hashing it as it streams.
+    fn spool_hashed(
+        &self,
+        size: u64,
+        media_type: &str,
+        content: &mut dyn Read,
+    ) -> Result<(tempfile::TempPath, BlobInfo)> {
+        use sha2::Digest as _;
+        let file = tempfile::NamedTempFile::new_in(self.tmp.path())
+            .map_err(Error::io("cannot create a temporary file"))?;
+        let (f, path) = file.into_parts();
+        let mut w = Hashing {
+            inner: BufWriter::with_capacity(1 << 20, f),
+            hasher: sha2::Sha256::new(),
+            n: 0,
+        };
+        io::copy(content, &mut w).map_err(|source| Error::Io {
+            what: "reading a layer".into(),
+            source,
+        })?;
+        w.flush()
+            .map_err(Error::io("cannot write a temporary file"))?;
+        if size != 0 && w.n != size {
+            return Err(Error::Io {
+                what: "reading a layer".into(),
+                source: io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{} bytes of {size}", w.n),
+                ),
+            });
+        }
+        let digest = Digest::sha256_hex(&proto::hex(&w.hasher.finalize())).expect("sha256 hex");
+        Ok((
+            path,
+            BlobInfo {
+                digest,
+                size: w.n,
+                media_type: media_type.to_owned(),
+            },
+        ))
+    }
+
     fn spool(&self, blob: &BlobInfo, content: &mut dyn Read) -> Result<tempfile::TempPath> {
         let file = tempfile::NamedTempFile::new_in(self.tmp.path())
             .map_err(Error::io("cannot create a temporary file"))?;
@@ -541,6 +758,9 @@ struct Job {
     c: Arc<Client>,
     blob: BlobInfo,
     compress: Option<Compress>,
+    /// The file holds the blob as the registry gets it already (compressed before, in
+    /// deferred mode), with this descriptor; its repositories were asked at the commit.
+    ready: Option<BlobInfo>,
     repos: Vec<String>,
     present: Arc<Mutex<HashMap<Digest, HashSet<String>>>>,
     stats: Arc<Mutex<PushStats>>,
@@ -557,13 +777,16 @@ async fn send_blob(
         c,
         blob,
         compress,
+        ready,
         repos,
         present,
         stats,
         cache,
         host,
     } = job;
-    let (file, info, _compressed_path) = if let Some(algo) = compress {
+    let (file, info, _compressed_path) = if let Some(info) = ready {
+        (path.to_path_buf(), info, None)
+    } else if let Some(algo) = compress {
         let src: PathBuf = path.to_path_buf();
         let dst = src.with_extension(algo.name());
         let d2 = dst.clone();
@@ -644,6 +867,11 @@ impl Destination for RegistryDestination {
     }
 
     fn has_blob(&self, digest: &Digest) -> bool {
+        if self.deferred {
+            // Nothing can be asked of the registry before the images are known; a blob
+            // received once is not taken twice.
+            return self.prepared.contains_key(digest);
+        }
         if let Some(image) = self.images.iter().find(|i| &i.manifest.digest == digest) {
             return self
                 .final_manifest(image, &image.manifest_bytes)
@@ -704,6 +932,10 @@ impl Destination for RegistryDestination {
             Err(Error::Store(s)) => return Err(s),
             Err(e) => return Err(self.fail(e, Some(&blob.digest))),
         };
+        if self.deferred {
+            self.prepare(blob, path);
+            return Ok(());
+        }
         let Some(repos) = self.needs.get(&blob.digest).cloned() else {
             // Not part of any expected image: nothing needs it.
             return Ok(());
@@ -717,6 +949,7 @@ impl Destination for RegistryDestination {
             c: self.client.clone(),
             blob: blob.clone(),
             compress,
+            ready: None,
             repos,
             present: self.present.clone(),
             stats: self.stats.clone(),
@@ -729,7 +962,46 @@ impl Destination for RegistryDestination {
         Ok(())
     }
 
+    fn put_blob_hashed(
+        &mut self,
+        size: u64,
+        media_type: &str,
+        content: &mut dyn Read,
+    ) -> imgkit_store::Result<(BlobInfo, bool)> {
+        let (path, info) = match self.spool_hashed(size, media_type, content) {
+            Ok(p) => p,
+            Err(Error::Store(s)) => return Err(s),
+            Err(e) => return Err(self.fail(e, None)),
+        };
+        if !self.deferred {
+            if self.has_blob(&info.digest) {
+                return Ok((info, false));
+            }
+            let mut file =
+                std::fs::File::open(&path).map_err(|source| imgkit_store::Error::Read {
+                    digest: info.digest.clone(),
+                    source,
+                })?;
+            self.put_blob(&info, &mut file)?;
+            return Ok((info, true));
+        }
+        if self.prepared.contains_key(&info.digest) {
+            return Ok((info, false));
+        }
+        self.prepare(&info, path);
+        Ok((info, true))
+    }
+
     fn commit(&mut self, images: &[StoredImage]) -> imgkit_store::Result<()> {
+        if self.deferred {
+            self.deferred = false;
+            if let Err(e) = self.send_prepared(images) {
+                return Err(match e {
+                    Error::Store(s) => s,
+                    e => self.fail(e, None),
+                });
+            }
+        }
         // Every upload first.
         let running = std::mem::take(&mut self.running);
         let mut first_error: Option<(Digest, Error)> = None;

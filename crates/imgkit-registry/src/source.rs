@@ -17,7 +17,7 @@ use crate::proto::{self, Descriptor, Platform, RawManifest};
 use crate::spec::RegistrySpec;
 
 /// How many requests a listing keeps in flight.
-const LIST_CONCURRENCY: usize = 16;
+const LIST_CONCURRENCY: usize = 32;
 /// How many blobs a pull reads ahead.
 const READ_AHEAD: usize = 4;
 
@@ -66,9 +66,66 @@ impl std::fmt::Debug for RegistrySource {
     }
 }
 
+/// What one config says of its image (`created`, `os/architecture`).
+#[derive(Debug, Clone)]
+struct ConfigFacts {
+    created: Option<String>,
+    platform: Option<String>,
+}
+
+/// What a listing fetched by digest, shared by every tag: a config or a manifest named by
+/// digest is fetched once however many tags point at it (1,000 tags of one image: one
+/// config request, not 1,000).
+#[derive(Default)]
+struct Fetched {
+    configs: std::sync::Mutex<HashMap<Digest, Arc<tokio::sync::OnceCell<ConfigFacts>>>>,
+    manifests: std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<RawManifest>>>>,
+}
+
+impl Fetched {
+    async fn config(&self, c: &Client, repo: &str, digest: &Digest) -> Result<ConfigFacts> {
+        let cell = self
+            .configs
+            .lock()
+            .expect("lock")
+            .entry(digest.clone())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| async {
+            let bytes = proto::get_small_blob(c, repo, digest).await?;
+            let cfg: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let platform = match (cfg["os"].as_str(), cfg["architecture"].as_str()) {
+                (Some(os), Some(arch)) => Some(format!("{os}/{arch}")),
+                _ => None,
+            };
+            Ok::<_, Error>(ConfigFacts {
+                created: cfg["created"].as_str().map(str::to_owned),
+                platform,
+            })
+        })
+        .await
+        .cloned()
+    }
+
+    /// A manifest by digest (the registry checks nothing; `get_manifest` checks the digest).
+    async fn manifest(&self, c: &Client, repo: &str, digest: &str) -> Result<RawManifest> {
+        let cell = self
+            .manifests
+            .lock()
+            .expect("lock")
+            .entry(digest.to_owned())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| proto::get_manifest(c, repo, digest))
+            .await
+            .cloned()
+    }
+}
+
 /// Lists one tag: its manifest (the platform's, from an index), its config.
 async fn list_tag(
     c: Arc<Client>,
+    fetched: Arc<Fetched>,
     repo: String,
     tag: String,
     platform: String,
@@ -99,14 +156,14 @@ async fn list_tag(
                 }
             )));
         };
-        let m = proto::get_manifest(&c, &repo, &child.digest).await?;
+        let m = fetched.manifest(&c, &repo, &child.digest).await?;
         let chosen = child.platform.as_ref().map(ToString::to_string);
         // Every manifest the index lists, so that it can be copied whole (byte for byte).
         let all = futures_util::future::join_all(
             parsed
                 .manifests
                 .iter()
-                .map(|d| proto::get_manifest(&c, &repo, &d.digest)),
+                .map(|d| fetched.manifest(&c, &repo, &d.digest)),
         )
         .await;
         if all.iter().all(Result::is_ok) {
@@ -127,14 +184,9 @@ async fn list_tag(
         )));
     };
     let config_digest = proto::parse_digest(&host, "a config digest", &config.digest)?;
-    let config_bytes = proto::get_small_blob(&c, &repo, &config_digest).await?;
-    let cfg: serde_json::Value = serde_json::from_slice(&config_bytes).unwrap_or_default();
-    let created = cfg["created"].as_str().map(str::to_owned);
-    let platform = chosen.or_else(|| {
-        let os = cfg["os"].as_str()?;
-        let arch = cfg["architecture"].as_str()?;
-        Some(format!("{os}/{arch}"))
-    });
+    let facts = fetched.config(&c, &repo, &config_digest).await?;
+    let created = facts.created;
+    let platform = chosen.or(facts.platform);
     let name = ImageRef::parse(&format!("{host}/{repo}:{tag}")).map_err(|e| Error::Invalid {
         host: host.clone(),
         what: format!("repository {repo} tag {tag}"),
@@ -191,9 +243,12 @@ impl RegistrySource {
                     pairs.push((repo.clone(), tag));
                 }
             }
+            let fetched = Arc::new(Fetched::default());
             let results: Vec<Result<std::result::Result<Listed, String>>> =
                 futures_util::stream::iter(pairs)
-                    .map(|(repo, tag)| list_tag(c.clone(), repo, tag, platform.clone()))
+                    .map(|(repo, tag)| {
+                        list_tag(c.clone(), fetched.clone(), repo, tag, platform.clone())
+                    })
                     .buffered(LIST_CONCURRENCY)
                     .collect()
                     .await;

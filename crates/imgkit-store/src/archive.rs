@@ -176,6 +176,10 @@ impl Source for ArchiveSource {
         self.archive.records()
     }
 
+    fn warnings(&self) -> Vec<String> {
+        self.archive.warnings()
+    }
+
     fn images(&self) -> Result<Vec<StoredImage>> {
         describe_images(&self.archive, &self.name)
     }

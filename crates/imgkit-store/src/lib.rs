@@ -119,6 +119,52 @@ impl StoredImage {
         &self.config.digest
     }
 
+    /// What of this image goes into an engine that keeps one platform per image (or the
+    /// platforms `wanted` names): an index keeps its bytes (its digest stays), but only the
+    /// wanted platforms' manifests, configs and layers come along, and the first of them is
+    /// the primary (its config is the image ID). Returns the image and the platforms left
+    /// out; a single manifest comes back as it is. `Err` lists the platforms it has when none
+    /// is wanted.
+    pub fn for_platforms(
+        &self,
+        wanted: &[String],
+    ) -> std::result::Result<(StoredImage, Vec<String>), Vec<String>> {
+        if !self.is_index() {
+            return Ok((self.clone(), Vec::new()));
+        }
+        let named = |p: &PlatformManifest| p.platform.clone().unwrap_or_else(|| "unknown".into());
+        let mut kept: Vec<PlatformManifest> = Vec::new();
+        for w in wanted {
+            for p in &self.platforms {
+                let hit = p
+                    .platform
+                    .as_deref()
+                    .is_some_and(|h| imgkit_types::platform::matches(w, h));
+                if hit && !kept.iter().any(|k| k.manifest.digest == p.manifest.digest) {
+                    kept.push(p.clone());
+                }
+            }
+        }
+        let Some(primary) = kept.first() else {
+            return Err(self.platforms.iter().map(named).collect());
+        };
+        let left: Vec<String> = self
+            .platforms
+            .iter()
+            .filter(|p| !kept.iter().any(|k| k.manifest.digest == p.manifest.digest))
+            .map(named)
+            .collect();
+        let image = StoredImage {
+            names: self.names.clone(),
+            manifest: self.manifest.clone(),
+            manifest_bytes: self.manifest_bytes.clone(),
+            config: primary.config.clone(),
+            layers: primary.layers.clone(),
+            platforms: kept,
+        };
+        Ok((image, left))
+    }
+
     /// Whether `manifest` is an index of several platform manifests.
     pub fn is_index(&self) -> bool {
         !self.platforms.is_empty()
@@ -188,6 +234,11 @@ pub trait Source {
     fn image_ids(&self) -> Result<Vec<Digest>> {
         Ok(self.images()?.iter().map(|i| i.id().clone()).collect())
     }
+    /// What a person should know about its listing: names left out (not image references),
+    /// a name given to several images. None by default.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Where images go.
@@ -251,5 +302,67 @@ pub trait Destination {
             store: self.describe(),
             what: "untag",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(n: u8, media_type: &str) -> BlobInfo {
+        BlobInfo {
+            digest: format!("sha256:{}", format!("{n:02x}").repeat(32))
+                .parse()
+                .unwrap(),
+            size: u64::from(n),
+            media_type: media_type.to_owned(),
+        }
+    }
+
+    fn platform(p: &str, n: u8) -> PlatformManifest {
+        PlatformManifest {
+            platform: Some(p.to_owned()),
+            manifest: blob(n, "application/vnd.oci.image.manifest.v1+json"),
+            manifest_bytes: vec![n],
+            config: blob(n + 1, "application/vnd.oci.image.config.v1+json"),
+            layers: vec![blob(n + 2, "application/vnd.oci.image.layer.v1.tar+gzip")],
+        }
+    }
+
+    fn two_platforms() -> StoredImage {
+        let amd = platform("linux/amd64", 10);
+        let arm = platform("linux/arm64/v8", 20);
+        StoredImage {
+            names: vec!["seed/multi:1.0".parse().unwrap()],
+            manifest: blob(1, "application/vnd.oci.image.index.v1+json"),
+            manifest_bytes: vec![1],
+            config: amd.config.clone(),
+            layers: amd.layers.clone(),
+            platforms: vec![amd, arm],
+        }
+    }
+
+    #[test]
+    fn an_index_keeps_only_the_wanted_platforms_and_its_digest() {
+        let image = two_platforms();
+        let (arm, left) = image.for_platforms(&["linux/arm64".to_owned()]).unwrap();
+        assert_eq!(left, ["linux/amd64"]);
+        assert_eq!(arm.manifest, image.manifest);
+        assert_eq!(arm.id(), &image.platforms[1].config.digest);
+        let blobs: Vec<u8> = arm.blobs().iter().map(|b| b.size as u8).collect();
+        assert_eq!(blobs, [21, 22]);
+        assert_eq!(arm.manifests().len(), 2);
+
+        let (both, left) = image
+            .for_platforms(&["linux/amd64".to_owned(), "linux/arm64/v8".to_owned()])
+            .unwrap();
+        assert!(left.is_empty());
+        assert_eq!(both.id(), image.id());
+        assert_eq!(both.blobs().len(), 4);
+
+        let missing = image
+            .for_platforms(&["linux/s390x".to_owned()])
+            .unwrap_err();
+        assert_eq!(missing, ["linux/amd64", "linux/arm64/v8"]);
     }
 }
