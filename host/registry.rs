@@ -515,10 +515,7 @@ fn finish_push(
         Some(images.len())
     };
     let stats = dest.stats();
-    let copied: Vec<String> = images
-        .iter()
-        .flat_map(|i| i.names.iter().map(ToString::to_string))
-        .collect();
+    let copied = names_of(images);
     let elapsed = started.elapsed();
     if global.json {
         println!(
@@ -689,6 +686,14 @@ fn pull_error(e: imgkit_store::Error, spec: &RegistrySpec) -> anyhow::Error {
     anyhow::Error::new(e)
 }
 
+/// Every name of `images`, as the summaries list them (`copied`).
+fn names_of(images: &[StoredImage]) -> Vec<String> {
+    images
+        .iter()
+        .flat_map(|i| i.names.iter().map(ToString::to_string))
+        .collect()
+}
+
 fn print_pull(
     args: &Args,
     global: &GlobalArgs,
@@ -697,10 +702,7 @@ fn print_pull(
     skipped: usize,
     started: Instant,
 ) {
-    let copied: Vec<String> = images
-        .iter()
-        .flat_map(|i| i.names.iter().map(ToString::to_string))
-        .collect();
+    let copied = names_of(images);
     let elapsed = started.elapsed();
     if global.json {
         println!(

@@ -152,6 +152,16 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(200 * (1 << attempt.min(5)))).await;
 }
 
+/// Whether another attempt is due (of [`ATTEMPTS`]): if so, counts it and backs off first.
+async fn another_attempt(attempt: &mut u32) -> bool {
+    if *attempt + 1 >= ATTEMPTS {
+        return false;
+    }
+    *attempt += 1;
+    backoff(*attempt).await;
+    true
+}
+
 impl Client {
     /// Opens the registry: TLS first; plain HTTP where allowed and TLS is not spoken. The
     /// first `GET /v2/` tells whether and how it wants credentials.
@@ -226,9 +236,7 @@ impl Client {
                 Ok(r) => r,
                 Err(e) => {
                     let err = transport_error(&self.host, &e);
-                    if err.transient() && attempt + 1 < ATTEMPTS {
-                        attempt += 1;
-                        backoff(attempt).await;
+                    if err.transient() && another_attempt(&mut attempt).await {
                         continue;
                     }
                     return Err(err);
@@ -242,9 +250,7 @@ impl Client {
             if status.is_success() {
                 return Ok(());
             }
-            if status.is_server_error() && attempt + 1 < ATTEMPTS {
-                attempt += 1;
-                backoff(attempt).await;
+            if status.is_server_error() && another_attempt(&mut attempt).await {
                 continue;
             }
             if status == StatusCode::BAD_REQUEST {
@@ -428,9 +434,7 @@ impl Client {
                 Ok(r) => r,
                 Err(e) => {
                     let err = transport_error(&self.host, &e);
-                    if err.transient() && attempt + 1 < ATTEMPTS {
-                        attempt += 1;
-                        backoff(attempt).await;
+                    if err.transient() && another_attempt(&mut attempt).await {
                         continue;
                     }
                     return Err(err);
@@ -463,10 +467,8 @@ impl Client {
                 continue;
             }
             if (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS)
-                && attempt + 1 < ATTEMPTS
+                && another_attempt(&mut attempt).await
             {
-                attempt += 1;
-                backoff(attempt).await;
                 continue;
             }
             return Ok(resp);
