@@ -1,7 +1,9 @@
 //! `ctr:NAMESPACE` over containerd's gRPC API (`crates/imgkit-containerd`): opened here when
 //! the socket answers; the `ctr` CLI (`imgkit-engine`'s ctr seam) stays the fallback, and is
 //! used whenever a ctr binary is named (`IMGKIT_CTR_BIN`, `--engine-bin`). `-v` says which path
-//! was taken and why.
+//! was taken and why, and how blobs are read: from the content store's files when containerd is
+//! on this machine and they can be read, else over the API (`IMGKIT_CONTAINERD_READ=api`
+//! forces the API).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -74,6 +76,11 @@ fn reach(namespace: &str) -> Reach {
         let addr = address();
         match Client::connect(&addr, namespace) {
             Ok(client) => {
+                let noted = spec.clone();
+                client.on_note(move |m| say(&format!("{noted}: {m}")));
+                if std::env::var_os("IMGKIT_CONTAINERD_READ").is_some_and(|v| v == "api") {
+                    client.read_over_api_only();
+                }
                 say(&format!(
                     "{spec}: through containerd's API at {} ({}; {})",
                     addr.path,

@@ -3,7 +3,9 @@
 //! where resources are made, the lease (`containerd-lease`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use containerd_client::services::v1::content_client::ContentClient;
@@ -32,7 +34,17 @@ pub struct Client {
 
 struct Inner {
     rt: tokio::runtime::Runtime,
+    /// The content store's root when its blob files can be read from here (decided on the
+    /// first read of blobs, once per connection).
+    files: OnceLock<Option<PathBuf>>,
+    /// Blobs only over the API ([`Client::read_over_api_only`], or a file that could not be
+    /// opened for want of permission).
+    api_only: AtomicBool,
+    /// Where notes on the path taken go (`-v`).
+    notes: Mutex<Option<Notes>>,
 }
+
+type Notes = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// What every request needs, cloneable into tasks.
 #[derive(Clone)]
@@ -81,7 +93,12 @@ impl Client {
                 why: error_chain(&e),
             })?;
         let client = Self {
-            inner: Arc::new(Inner { rt }),
+            inner: Arc::new(Inner {
+                rt,
+                files: OnceLock::new(),
+                api_only: AtomicBool::new(false),
+                notes: Mutex::new(None),
+            }),
             ctx: Ctx {
                 channel,
                 namespace: namespace.to_owned(),
@@ -124,6 +141,64 @@ impl Client {
         F::Output: Send + 'static,
     {
         self.inner.rt.spawn(f)
+    }
+
+    /// Sends notes on the path taken (blobs read from files or over the API; once per run) to
+    /// `f`.
+    pub fn on_note(&self, f: impl Fn(&str) + Send + Sync + 'static) {
+        *self.inner.notes.lock().expect("notes") = Some(Arc::new(f));
+    }
+
+    pub(crate) fn note(&self, msg: &str) {
+        let f = self.inner.notes.lock().expect("notes").clone();
+        if let Some(f) = f {
+            f(msg);
+        }
+    }
+
+    /// Reads blobs over the API only, never from the content store's files.
+    pub fn read_over_api_only(&self) {
+        self.inner.api_only.store(true, Ordering::Relaxed);
+    }
+
+    /// The content store's root when blob files are read from it: asked of containerd (its
+    /// content plugin's `root`) and checked once per connection, the path taken noted.
+    pub(crate) fn blob_files(&self) -> Option<PathBuf> {
+        if self.inner.api_only.load(Ordering::Relaxed) {
+            if self.inner.files.set(None).is_ok() {
+                self.note("blobs read over containerd's API (asked to)");
+            }
+            return None;
+        }
+        self.inner
+            .files
+            .get_or_init(|| {
+                let ctx = self.ctx.clone();
+                let root = self
+                    .block_on(async move { crate::files::content_root(&ctx).await })
+                    .and_then(|root| crate::files::usable(&root).map(|()| root));
+                match &root {
+                    Ok(root) => self.note(&format!(
+                        "blobs read from containerd's content files under {} (committed content, checked by digest as it is written)",
+                        root.display()
+                    )),
+                    Err(why) => self.note(&format!(
+                        "blobs read over containerd's API: its content files cannot be read from here ({why})"
+                    )),
+                }
+                root.ok()
+            })
+            .clone()
+            .filter(|_| !self.inner.api_only.load(Ordering::Relaxed))
+    }
+
+    /// Blob files cannot be opened (permission denied): the rest over the API, said once.
+    pub(crate) fn files_refused(&self, why: &std::io::Error) {
+        if !self.inner.api_only.swap(true, Ordering::Relaxed) {
+            self.note(&format!(
+                "blobs read over containerd's API from here on: {why}"
+            ));
+        }
     }
 
     /// containerd's version (`1.6.20~ds1`).

@@ -21,6 +21,7 @@ mod address;
 mod client;
 mod dest;
 mod error;
+mod files;
 mod media;
 mod source;
 mod unpack;

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 use imgkit_containerd::{Address, Client, Error, ImportOptions, Store};
 use imgkit_engine::{Engine, EngineKind, EngineOptions};
@@ -353,14 +354,39 @@ fn an_index_exports_the_platform_whose_content_is_here_and_names_the_rest() {
     assert_eq!(img.id(), app.id());
 }
 
+/// A store whose notes (the path blobs are read by) are kept.
+fn noted(path: &str, ns: &str, api_only: bool) -> (Store, Arc<Mutex<Vec<String>>>) {
+    let client = Client::connect(&addr(path), ns).expect("connect");
+    if api_only {
+        client.read_over_api_only();
+    }
+    let notes = Arc::new(Mutex::new(Vec::new()));
+    let n = notes.clone();
+    client.on_note(move |m| n.lock().unwrap().push(m.to_owned()));
+    (Store::new(client, ImportOptions::default()), notes)
+}
+
+/// The blob file of `digest` in the content store of the containerd at `socket`.
+fn blob_file(socket: &str, digest: &Digest) -> PathBuf {
+    Path::new(socket)
+        .parent()
+        .unwrap()
+        .join("root/io.containerd.content.v1.content/blobs/sha256")
+        .join(digest.hex())
+}
+
+/// Blobs read from the content store's files (containerd on this machine) and over the API (in
+/// ranges, several at once), each into a layout directory, the receiver that checks digests:
+/// the same bytes either way, the path said once per run; and a blob file damaged behind
+/// containerd's back is caught by the receiver on both paths, naming the blob, nothing kept.
 #[test]
-fn large_blobs_read_back_in_ranges_and_a_damaged_store_is_caught() {
+fn large_blobs_read_from_files_or_in_ranges_and_a_damaged_store_is_caught() {
     let (_, dst) = need!();
     let scratch = Scratch::new(&dst, "ranges");
     let mut to = store(&dst, &scratch.ns);
-    // 9 MiB and a bit: read as several ranges at once.
+    // 9 MiB and a bit: read over the API as several ranges at once.
     let mut content = vec![0u8; (9 << 20) + 12345];
-    let mut x: u32 = 2_463_534_242;
+    let mut x: u32 = 2_463_534_242 ^ std::process::id();
     for b in &mut content {
         x ^= x << 13;
         x ^= x >> 17;
@@ -373,34 +399,46 @@ fn large_blobs_read_back_in_ranges_and_a_damaged_store_is_caught() {
         media_type: "application/octet-stream".into(),
     };
     to.put_blob(&blob, &mut content.as_slice()).unwrap();
-    let read_back = |s: &Store| {
-        let mut back = Vec::new();
-        s.read_blobs(std::slice::from_ref(&blob), &mut |_, r| {
-            r.read_to_end(&mut back)
-                .map_err(|e| imgkit_store::Error::Read {
-                    digest: blob.digest.clone(),
-                    source: e,
-                })?;
-            Ok(())
-        })
-        .map(|()| back)
+    let copy_out = |s: &Store| -> imgkit_store::Result<Vec<u8>> {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let mut layout = imgkit_store::LayoutDir::create(&out)?;
+        s.read_blobs(std::slice::from_ref(&blob), &mut |b, r| layout.put_blob(b, r))?;
+        Ok(std::fs::read(out.join("blobs/sha256").join(blob.digest.hex())).unwrap())
     };
-    assert!(
-        read_back(&to).unwrap() == content,
-        "the blob came back changed"
-    );
-    // Damage the stored file (same size) behind containerd's back: the read fails.
-    let file = Path::new(&dst)
-        .parent()
-        .unwrap()
-        .join("root/io.containerd.content.v1.content/blobs/sha256")
-        .join(blob.digest.hex());
+    for api in [false, true] {
+        let (s, notes) = noted(&dst, &scratch.ns, api);
+        assert!(copy_out(&s).unwrap() == content, "the blob came back changed");
+        assert!(copy_out(&s).unwrap() == content, "the blob came back changed");
+        let notes = notes.lock().unwrap().clone();
+        assert_eq!(notes.len(), 1, "one note per run: {notes:?}");
+        let want = if api {
+            "blobs read over containerd's API"
+        } else {
+            "blobs read from containerd's content files under"
+        };
+        assert!(notes[0].contains(want), "{notes:?}");
+    }
+    // Damage the stored file (same size) behind containerd's back: the copy fails.
+    let file = blob_file(&dst, &blob.digest);
+    struct Restore<'a>(&'a Path, &'a [u8]);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            std::fs::write(self.0, self.1).unwrap();
+        }
+    }
+    let _restore = Restore(&file, &content);
     let mut damaged = content.clone();
     damaged[5 << 20] ^= 0xff;
     std::fs::write(&file, &damaged).unwrap();
-    let e = read_back(&to).unwrap_err();
-    assert!(e.to_string().contains("damaged"), "{e}");
-    std::fs::write(&file, &content).unwrap();
+    for api in [false, true] {
+        let (s, _) = noted(&dst, &scratch.ns, api);
+        let e = copy_out(&s).unwrap_err().to_string();
+        assert!(
+            e.contains(blob.digest.as_str()) && e.contains("damaged"),
+            "api: {api}: {e}"
+        );
+    }
 }
 
 #[test]
