@@ -174,3 +174,22 @@ pub(crate) fn error(e: imgkit_containerd::Error, context: Option<&str>) -> anyho
         None => err,
     }
 }
+
+/// A blob read from a native `ctr:` source that does not hash to its name: containerd's own
+/// store is damaged (its file changed behind containerd's back), said so with what to do.
+pub(crate) fn damaged(spec: &EndpointSpec, e: imgkit_store::Error) -> anyhow::Error {
+    let digest = match &e {
+        imgkit_store::Error::Archive(imgkit_archive::Error::DigestMismatch {
+            expected, ..
+        }) => expected.clone(),
+        imgkit_store::Error::DigestMismatch { expected, .. } => expected.to_string(),
+        _ => return e.into(),
+    };
+    match namespace_of(spec).filter(|_| native(spec)) {
+        Some(ns) => anyhow::Error::new(e).context(format!(
+            "containerd's content store at {} is damaged: its blob {digest} does not hash to its name; remove it (ctr -n {ns} content rm {digest}) and pull or import the image again",
+            address().path
+        )),
+        None => e.into(),
+    }
+}

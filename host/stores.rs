@@ -624,7 +624,8 @@ pub(crate) fn stream(
                 } else {
                     for_platforms(&images, &platforms)?.0
                 };
-                imgkit_store::write_tar(&*src, &images, writer, compression)?;
+                imgkit_store::write_tar(&*src, &images, writer, compression)
+                    .map_err(|e| crate::containerd::damaged(&spec, e))?;
                 Ok(())
             };
             write().map_err(|e| std::io::Error::other(format!("{e:#}")))

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::transfer::{
     DOCKER_DST, Engines, K8S_DST, SELECT_TWO, ctr, ctr_images, docker, docker_images, empty_ctr,
     empty_docker, engines, fresh_podman, imgkit, kv, lock, output, podman_images, src_docker,
-    want_two, write_filter,
+    temp_of, want_two, write_filter,
 };
 use crate::util::bin;
 
@@ -593,4 +593,127 @@ fn permission_denied_on_the_socket_is_said_plainly() {
         "{stderr}"
     );
     assert!(stderr.contains("permission denied"), "{stderr}");
+}
+
+/// A blob file in the destination containerd's content store.
+fn content_file(e: &Engines, hex: &str) -> std::path::PathBuf {
+    Path::new(e.dst.var("CONTAINERD_ADDRESS"))
+        .parent()
+        .unwrap()
+        .join("root/io.containerd.content.v1.content/blobs/sha256")
+        .join(hex)
+}
+
+/// containerd on this machine: blobs are read straight from its content store's files (`-v`
+/// says so, once), and `IMGKIT_CONTAINERD_READ=api` reads them over the API. A layer file
+/// damaged behind containerd's back (same size) fails the export on both paths with an error
+/// naming the blob, and no archive or temporary is left; mended, the export works again.
+#[test]
+fn ctr_to_an_archive_reads_blob_files_and_a_damaged_one_fails_on_either_path() {
+    let e = need_engines!();
+    let addr = e.dst.var("CONTAINERD_ADDRESS");
+    let ns = format!("imgkit-t-damaged-{}", std::process::id());
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write_filter(
+        tmp.path(),
+        r#"select(.Repository | endswith("imgkit-t/damaged")) | .Repository + ":" + .Tag"#,
+    );
+    // An image of its own (a layer no other test has), into a namespace of its own.
+    {
+        let _d = lock(&DOCKER_DST);
+        let host = e.dst.var("DOCKER_HOST");
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let mut blob = vec![0u8; 3 << 20];
+        let mut x: u64 = 0xD1B5_4A32_D192_ED03 ^ u64::from(std::process::id());
+        for chunk in blob.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        std::fs::write(data.join("blob"), &blob).unwrap();
+        let tar = tmp.path().join("layer.tar");
+        output(
+            Command::new("tar")
+                .arg("-C")
+                .arg(&data)
+                .arg("-cf")
+                .arg(&tar)
+                .arg("blob"),
+        );
+        output(
+            docker(host)
+                .arg("import")
+                .arg(&tar)
+                .arg("imgkit-t/damaged:1"),
+        );
+        imgkit(&[kv("DOCKER_HOST", host), kv("CONTAINERD_ADDRESS", addr)])
+            .args(["-q", "run", "--no-unpack", "--from", "docker"])
+            .arg("--to")
+            .arg(format!("ctr:{ns}"))
+            .arg("-f")
+            .arg(&filter)
+            .run()
+            .success();
+        output(docker(host).args(["rmi", "imgkit-t/damaged:1"]));
+    }
+    let env = [kv("CONTAINERD_ADDRESS", addr)];
+    let export = |to: &Path, api: bool| {
+        let mut env = env.to_vec();
+        if api {
+            env.push(kv("IMGKIT_CONTAINERD_READ", "api"));
+        }
+        imgkit(&env)
+            .args(["-v", "run", "--from"])
+            .arg(format!("ctr:{ns}"))
+            .arg("--to")
+            .arg(to)
+            .arg("-f")
+            .arg(&filter)
+            .run()
+    };
+    const FILES: &str = "blobs read from containerd's content files under";
+    const API: &str = "blobs read over containerd's API";
+    let good = tmp.path().join("good.tar");
+    let run = export(&good, false).success().stderr_has(FILES);
+    assert_eq!(run.stderr.matches(FILES).count(), 1, "{}", run.stderr);
+    let manifest = read_member(&good, "manifest.json");
+    let v: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    let layer = v[0]["Layers"][0].as_str().unwrap().to_owned();
+    let hex = layer.rsplit('/').next().unwrap().to_owned();
+    let file = content_file(e, &hex);
+    let content = std::fs::read(&file).unwrap();
+    struct Restore<'a>(&'a Path, &'a [u8]);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            std::fs::write(self.0, self.1).unwrap();
+        }
+    }
+    let restore = Restore(&file, &content);
+    let mut damaged = content.clone();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0xff;
+    std::fs::write(&file, &damaged).unwrap();
+    for (api, path) in [(false, FILES), (true, API)] {
+        let bad = tmp.path().join(format!("bad-{api}.tar"));
+        let run = export(&bad, api)
+            .code(2)
+            .stderr_has(path)
+            .stderr_has(&hex)
+            .stderr_has("content store at");
+        assert!(!bad.exists(), "an archive was left behind: {}", run.stderr);
+        assert!(
+            temp_of(tmp.path(), &format!("bad-{api}.tar")).is_none(),
+            "a temporary was left behind"
+        );
+    }
+    drop(restore);
+    export(&tmp.path().join("again.tar"), true)
+        .success()
+        .stderr_has(API);
+    empty_ctr(addr, &ns);
+    let _ = Command::new("ctr")
+        .args(["-a", addr, "namespaces", "rm", &ns])
+        .output();
 }

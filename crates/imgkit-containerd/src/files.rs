@@ -62,7 +62,9 @@ pub(crate) fn open(root: &Path, blob: &BlobInfo) -> io::Result<File> {
     let hex = blob.digest.hex();
     if blob.digest.algorithm() != "sha256"
         || hex.len() != 64
-        || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,

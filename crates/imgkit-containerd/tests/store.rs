@@ -403,13 +403,21 @@ fn large_blobs_read_from_files_or_in_ranges_and_a_damaged_store_is_caught() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
         let mut layout = imgkit_store::LayoutDir::create(&out)?;
-        s.read_blobs(std::slice::from_ref(&blob), &mut |b, r| layout.put_blob(b, r))?;
+        s.read_blobs(std::slice::from_ref(&blob), &mut |b, r| {
+            layout.put_blob(b, r)
+        })?;
         Ok(std::fs::read(out.join("blobs/sha256").join(blob.digest.hex())).unwrap())
     };
     for api in [false, true] {
         let (s, notes) = noted(&dst, &scratch.ns, api);
-        assert!(copy_out(&s).unwrap() == content, "the blob came back changed");
-        assert!(copy_out(&s).unwrap() == content, "the blob came back changed");
+        assert!(
+            copy_out(&s).unwrap() == content,
+            "the blob came back changed"
+        );
+        assert!(
+            copy_out(&s).unwrap() == content,
+            "the blob came back changed"
+        );
         let notes = notes.lock().unwrap().clone();
         assert_eq!(notes.len(), 1, "one note per run: {notes:?}");
         let want = if api {
