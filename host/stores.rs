@@ -340,12 +340,22 @@ pub(crate) fn ingest_into(
     what: &str,
 ) -> anyhow::Result<(Transferred, CopyReport)> {
     let created = Created::note(to);
-    let mut dst =
-        open_destination(to)?.ok_or_else(|| anyhow::anyhow!("{to} is not an image store"))?;
     // docker's diff IDs, known before its save: layers the store holds pass unread.
     let expected = match source {
         Endpoint::Engine { engine, .. } => engine.layer_diff_ids(&plan.refs),
         _ => Vec::new(),
+    };
+    let mut dst = match crate::containerd::open(to) {
+        // containerd unpacks each layer as it arrives, while the save still streams.
+        Some(store) => {
+            store.unpack_as_layers_arrive(&expected).map_err(|e| {
+                crate::containerd::error(e, Some(&format!("writing into {to} failed")))
+            })?;
+            Box::new(store) as Box<dyn Destination + Send>
+        }
+        None => {
+            open_destination(to)?.ok_or_else(|| anyhow::anyhow!("{to} is not an image store"))?
+        }
     };
     let (done, ingested) = ingest_expected(
         plan,

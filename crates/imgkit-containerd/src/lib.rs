@@ -73,6 +73,9 @@ pub struct Store {
     listing: Mutex<Option<Arc<Listing>>>,
     lease: Mutex<Option<String>>,
     unpacked: Mutex<UnpackReport>,
+    /// Layers unpacked as they arrive ([`Store::unpack_as_layers_arrive`]).
+    ahead: Mutex<Option<unpack::Ahead>>,
+    locks: unpack::Locks,
 }
 
 impl std::fmt::Debug for Store {
@@ -92,6 +95,38 @@ impl Store {
             listing: Mutex::new(None),
             lease: Mutex::new(None),
             unpacked: Mutex::new(UnpackReport::default()),
+            ahead: Mutex::new(None),
+            locks: unpack::Locks::default(),
+        }
+    }
+
+    /// Told the diff IDs of the images an import's stream will bring (each image's, in
+    /// order: docker's inspect gives them before its save), unpacks each layer as soon as its
+    /// blob is in the content store (an uncompressed layer, committed under its diff ID, or
+    /// one found there) and its parent is unpacked, while the stream still comes. Under the
+    /// import's lease, like everything it writes; the images are still named last, at commit,
+    /// after every unpack. Nothing to do with `--no-unpack`.
+    pub fn unpack_as_layers_arrive(&self, images: &[Vec<Digest>]) -> Result<()> {
+        if !self.options.unpack || images.iter().all(Vec::is_empty) {
+            return Ok(());
+        }
+        let lease = self.lease()?;
+        let ahead = unpack::Ahead::start(
+            &self.client,
+            &lease,
+            &self.options.snapshotter,
+            images,
+            &self.locks,
+        );
+        if let Some(old) = self.ahead.lock().expect("ahead").replace(ahead) {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    fn arrived(&self, digest: &Digest, size: u64) {
+        if let Some(a) = self.ahead.lock().expect("ahead").as_ref() {
+            a.arrived(digest, size);
         }
     }
 
@@ -218,6 +253,9 @@ impl Store {
 
     /// Releases the lease (what it alone held goes at containerd's next collection).
     pub fn release(&self) -> Result<()> {
+        if let Some(a) = self.ahead.lock().expect("ahead").take() {
+            a.abort();
+        }
         let Some(id) = self.lease.lock().expect("lease").take() else {
             return Ok(());
         };
@@ -257,7 +295,17 @@ impl Store {
         }
         let opts = self.options.clone();
         let images = images.to_vec();
+        let ahead = self.ahead.lock().expect("ahead").take();
+        let locks = self.locks.clone();
+        let client = self.client.clone();
         let (report, ()) = self.client.block_on(async move {
+            // What was unpacked while the stream came; the rest below (which finds those
+            // snapshots there).
+            let started = std::time::Instant::now();
+            let early = match ahead {
+                Some(a) => a.finish().await?,
+                None => unpack::Unpacked::default(),
+            };
             // gc labels: a manifest keeps its config and layers.
             for image in &images {
                 for (digest, labels) in dest::gc_labels(image) {
@@ -266,7 +314,6 @@ impl Store {
             }
             let mut report = UnpackReport::default();
             if opts.unpack {
-                let locks = unpack::Locks::default();
                 let sem = Arc::new(tokio::sync::Semaphore::new(4));
                 let mut set = tokio::task::JoinSet::new();
                 let mut seen = std::collections::HashSet::new();
@@ -291,6 +338,17 @@ impl Store {
                     report.applied += u.applied;
                     report.present += u.present;
                 }
+                // Layers unpacked early count as applied, not as found there.
+                report.present = report.present.saturating_sub(early.applied);
+                report.applied += early.applied;
+                client.note(&format!(
+                    "unpacked into {}: {} layers applied while the stream came, {} after it ({:.2} s after it), {} already there",
+                    opts.snapshotter,
+                    early.applied,
+                    report.applied - early.applied,
+                    started.elapsed().as_secs_f64(),
+                    report.present
+                ));
             }
             // Names last.
             for image in &images {
@@ -359,18 +417,29 @@ impl Destination for Store {
         };
         let ctx = self.client.ctx.clone();
         let d = digest.clone();
-        self.client.block_on(async move {
+        let held = self.client.block_on(async move {
             // Held first, then looked up: a collection between the two cannot take it (a blob
             // no image names, left by a removal, goes at containerd's next collection).
-            dest::hold(&ctx, &lease, &d).await.is_ok() && matches!(ctx.info(&d).await, Ok(Some(_)))
-        })
+            if dest::hold(&ctx, &lease, &d).await.is_err() {
+                return None;
+            }
+            ctx.info(&d).await.ok().flatten()
+        });
+        match held {
+            Some(info) => {
+                self.arrived(digest, u64::try_from(info.size).unwrap_or(0));
+                true
+            }
+            None => false,
+        }
     }
 
     fn put_blob(&mut self, blob: &BlobInfo, content: &mut dyn Read) -> imgkit_store::Result<()> {
         let lease = self.lease().map_err(|e| self.store_err(e))?;
-        dest::write_blob(&self.client, &lease, Some(blob), content)
-            .map(drop)
-            .map_err(|e| self.store_err(e))
+        let w = dest::write_blob(&self.client, &lease, Some(blob), content)
+            .map_err(|e| self.store_err(e))?;
+        self.arrived(&w.digest, w.size);
+        Ok(())
     }
 
     fn commit(&mut self, images: &[StoredImage]) -> imgkit_store::Result<()> {
@@ -389,6 +458,7 @@ impl Destination for Store {
         let lease = self.lease().map_err(|e| self.store_err(e))?;
         let w =
             dest::write_blob(&self.client, &lease, None, content).map_err(|e| self.store_err(e))?;
+        self.arrived(&w.digest, w.size);
         Ok((
             BlobInfo {
                 digest: w.digest,

@@ -83,94 +83,24 @@ pub(crate) async fn unpack(
         ));
     }
     let chains = chain_ids(&diff_ids);
-    let mut snaps = SnapshotsClient::new(ctx.channel.clone());
     let mut done = Unpacked::default();
     for (i, layer) in layers.iter().enumerate() {
-        let chain = &chains[i];
-        let lock = locks
-            .lock()
-            .expect("unpack locks")
-            .entry(chain.clone())
-            .or_default()
-            .clone();
-        let _held = lock.lock().await;
-        let stat = snaps
-            .stat(ctx.req(StatSnapshotRequest {
-                snapshotter: snapshotter.to_owned(),
-                key: chain.clone(),
-            }))
-            .await;
-        match stat {
-            Ok(_) => {
-                done.present += 1;
-                continue;
-            }
-            Err(s) if s.code() == T::NotFound => {}
-            Err(s) => return Err(ctx.status(&format!("snapshot {chain} in {snapshotter}"), &s)),
-        }
-        let parent = if i == 0 {
-            String::new()
-        } else {
-            chains[i - 1].clone()
-        };
-        let key = format!(
-            "extract-imgkit-{}-{} {chain}",
-            std::process::id(),
-            KEYS.fetch_add(1, Ordering::Relaxed)
-        );
-        let mounts = snaps
-            .prepare(ctx.leased(
-                PrepareSnapshotRequest {
-                    snapshotter: snapshotter.to_owned(),
-                    key: key.clone(),
-                    parent,
-                    labels: HashMap::new(),
-                },
-                lease,
-            ))
-            .await
-            .map_err(|s| ctx.status(&format!("preparing a snapshot in {snapshotter}"), &s))?
-            .into_inner()
-            .mounts;
-        let applied = apply(ctx, layer, mounts, &diff_ids[i]).await;
-        if let Err(e) = applied {
-            let _ = snaps
-                .remove(ctx.req(RemoveSnapshotRequest {
-                    snapshotter: snapshotter.to_owned(),
-                    key,
-                }))
-                .await;
-            return Err(e);
-        }
-        let committed = snaps
-            .commit(ctx.leased(
-                CommitSnapshotRequest {
-                    snapshotter: snapshotter.to_owned(),
-                    name: chain.clone(),
-                    key: key.clone(),
-                    labels: HashMap::new(),
-                },
-                lease,
-            ))
-            .await;
-        match committed {
-            Ok(_) => done.applied += 1,
-            Err(s) if s.code() == T::AlreadyExists => {
-                let _ = snaps
-                    .remove(ctx.req(RemoveSnapshotRequest {
-                        snapshotter: snapshotter.to_owned(),
-                        key,
-                    }))
-                    .await;
-                done.present += 1;
-            }
-            Err(s) => return Err(ctx.status(&format!("committing snapshot {chain}"), &s)),
-        }
-        ctx.set_labels(
-            &layer.digest,
-            HashMap::from([("containerd.io/uncompressed".to_owned(), diff_ids[i].clone())]),
+        if layer_into(
+            ctx,
+            lease,
+            snapshotter,
+            &chains,
+            i,
+            layer,
+            &diff_ids[i],
+            locks,
         )
-        .await?;
+        .await?
+        {
+            done.applied += 1;
+        } else {
+            done.present += 1;
+        }
     }
     if let Some(top) = chains.last() {
         ctx.set_labels(
@@ -181,6 +111,247 @@ pub(crate) async fn unpack(
             )]),
         )
         .await?;
+    }
+    Ok(done)
+}
+
+/// Unpacks layer `i` of a chain (`chains`: the image's chain IDs) onto its parent's snapshot,
+/// which must be there: a snapshot prepared under `lease`, the layer applied, committed under
+/// its chain ID. `true` when it was applied here, `false` when its snapshot was already there.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn layer_into(
+    ctx: &Ctx,
+    lease: &str,
+    snapshotter: &str,
+    chains: &[String],
+    i: usize,
+    layer: &BlobInfo,
+    diff_id: &str,
+    locks: &Locks,
+) -> Result<bool> {
+    let mut snaps = SnapshotsClient::new(ctx.channel.clone());
+    let chain = &chains[i];
+    let lock = locks
+        .lock()
+        .expect("unpack locks")
+        .entry(chain.clone())
+        .or_default()
+        .clone();
+    let _held = lock.lock().await;
+    let stat = snaps
+        .stat(ctx.req(StatSnapshotRequest {
+            snapshotter: snapshotter.to_owned(),
+            key: chain.clone(),
+        }))
+        .await;
+    match stat {
+        Ok(_) => return Ok(false),
+        Err(s) if s.code() == T::NotFound => {}
+        Err(s) => return Err(ctx.status(&format!("snapshot {chain} in {snapshotter}"), &s)),
+    }
+    let parent = if i == 0 {
+        String::new()
+    } else {
+        chains[i - 1].clone()
+    };
+    let key = format!(
+        "extract-imgkit-{}-{} {chain}",
+        std::process::id(),
+        KEYS.fetch_add(1, Ordering::Relaxed)
+    );
+    let mounts = snaps
+        .prepare(ctx.leased(
+            PrepareSnapshotRequest {
+                snapshotter: snapshotter.to_owned(),
+                key: key.clone(),
+                parent,
+                labels: HashMap::new(),
+            },
+            lease,
+        ))
+        .await
+        .map_err(|s| ctx.status(&format!("preparing a snapshot in {snapshotter}"), &s))?
+        .into_inner()
+        .mounts;
+    let applied = apply(ctx, layer, mounts, diff_id).await;
+    if let Err(e) = applied {
+        let _ = snaps
+            .remove(ctx.req(RemoveSnapshotRequest {
+                snapshotter: snapshotter.to_owned(),
+                key,
+            }))
+            .await;
+        return Err(e);
+    }
+    let committed = snaps
+        .commit(ctx.leased(
+            CommitSnapshotRequest {
+                snapshotter: snapshotter.to_owned(),
+                name: chain.clone(),
+                key: key.clone(),
+                labels: HashMap::new(),
+            },
+            lease,
+        ))
+        .await;
+    let applied = match committed {
+        Ok(_) => true,
+        Err(s) if s.code() == T::AlreadyExists => {
+            let _ = snaps
+                .remove(ctx.req(RemoveSnapshotRequest {
+                    snapshotter: snapshotter.to_owned(),
+                    key,
+                }))
+                .await;
+            false
+        }
+        Err(s) => return Err(ctx.status(&format!("committing snapshot {chain}"), &s)),
+    };
+    ctx.set_labels(
+        &layer.digest,
+        HashMap::from([("containerd.io/uncompressed".to_owned(), diff_id.to_owned())]),
+    )
+    .await?;
+    Ok(applied)
+}
+
+/// The uncompressed layer type: a blob whose digest is its own diff ID is an uncompressed tar.
+const UNCOMPRESSED: &str = "application/vnd.docker.image.rootfs.diff.tar";
+
+/// Layers unpacked while an import's stream still comes: told each image's diff IDs before
+/// the stream (docker's inspect), a task per image waits for each layer, in order, to be
+/// committed in the content store (or found there) under its diff ID (a docker ≤24 save's
+/// `layer.tar`, uncompressed), and unpacks it onto its parent as [`unpack`] does, under the
+/// import's lease. What it has not reached when the stream ends is unpacked by [`unpack`] at
+/// commit, which finds these snapshots there. Image names stay last, after every unpack.
+pub(crate) struct Ahead {
+    arrived: tokio::sync::watch::Sender<HashMap<String, BlobInfo>>,
+    wanted: std::collections::HashSet<String>,
+    tasks: Vec<tokio::task::JoinHandle<Result<Unpacked>>>,
+}
+
+/// Layers applied at once by the tasks of an [`Ahead`].
+const AHEAD_APPLIES: usize = 2;
+
+impl Ahead {
+    /// Starts a task per distinct chain of `images` (each image's diff IDs, in order).
+    pub(crate) fn start(
+        client: &crate::Client,
+        lease: &str,
+        snapshotter: &str,
+        images: &[Vec<imgkit_types::Digest>],
+        locks: &Locks,
+    ) -> Self {
+        let (arrived, _) = tokio::sync::watch::channel(HashMap::new());
+        let sem = Arc::new(tokio::sync::Semaphore::new(AHEAD_APPLIES));
+        let mut wanted = std::collections::HashSet::new();
+        let mut chains_seen = std::collections::HashSet::new();
+        let mut tasks = Vec::new();
+        for image in images {
+            let diff_ids: Vec<String> = image.iter().map(ToString::to_string).collect();
+            if diff_ids.is_empty() || !chains_seen.insert(diff_ids.clone()) {
+                continue;
+            }
+            wanted.extend(diff_ids.iter().cloned());
+            let rx = arrived.subscribe();
+            let (ctx, lease, snapshotter, locks, sem) = (
+                client.ctx.clone(),
+                lease.to_owned(),
+                snapshotter.to_owned(),
+                locks.clone(),
+                sem.clone(),
+            );
+            tasks.push(client.spawn(async move {
+                ahead(&ctx, &lease, &snapshotter, &diff_ids, rx, &locks, &sem).await
+            }));
+        }
+        Self {
+            arrived,
+            wanted,
+            tasks,
+        }
+    }
+
+    /// A blob is in the content store (committed, or found there and held by the lease).
+    pub(crate) fn arrived(&self, digest: &imgkit_types::Digest, size: u64) {
+        let d = digest.to_string();
+        if !self.wanted.contains(&d) {
+            return;
+        }
+        self.arrived.send_modify(|m| {
+            m.entry(d).or_insert_with(|| BlobInfo {
+                digest: digest.clone(),
+                size,
+                media_type: UNCOMPRESSED.to_owned(),
+            });
+        });
+    }
+
+    /// The stream ended: each task unpacks what has arrived and stops; what they did.
+    pub(crate) async fn finish(self) -> Result<Unpacked> {
+        drop(self.arrived);
+        let mut done = Unpacked::default();
+        let mut failed = None;
+        for t in self.tasks {
+            match t.await {
+                Ok(Ok(u)) => {
+                    done.applied += u.applied;
+                    done.present += u.present;
+                }
+                Ok(Err(e)) => failed = failed.or(Some(e)),
+                Err(e) => {
+                    failed = failed.or_else(|| {
+                        Some(crate::Error::Content {
+                            address: String::new(),
+                            what: "unpacking".to_owned(),
+                            why: e.to_string(),
+                        })
+                    });
+                }
+            }
+        }
+        failed.map_or(Ok(done), Err)
+    }
+
+    /// Stops every task (the import failed or was dropped; the lease goes with it).
+    pub(crate) fn abort(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// One image's layers, each unpacked once it has arrived, in order.
+async fn ahead(
+    ctx: &Ctx,
+    lease: &str,
+    snapshotter: &str,
+    diff_ids: &[String],
+    mut rx: tokio::sync::watch::Receiver<HashMap<String, BlobInfo>>,
+    locks: &Locks,
+    sem: &tokio::sync::Semaphore,
+) -> Result<Unpacked> {
+    let chains = chain_ids(diff_ids);
+    let mut done = Unpacked::default();
+    for (i, d) in diff_ids.iter().enumerate() {
+        let layer = loop {
+            if let Some(b) = rx.borrow_and_update().get(d).cloned() {
+                break b;
+            }
+            if rx.changed().await.is_err() {
+                // The stream ended: what arrived last, or the rest is for the commit.
+                match rx.borrow().get(d).cloned() {
+                    Some(b) => break b,
+                    None => return Ok(done),
+                }
+            }
+        };
+        let _p = sem.acquire().await;
+        if layer_into(ctx, lease, snapshotter, &chains, i, &layer, d, locks).await? {
+            done.applied += 1;
+        } else {
+            done.present += 1;
+        }
     }
     Ok(done)
 }

@@ -476,3 +476,143 @@ fn a_blob_of_unknown_digest_is_hashed_as_it_streams_and_written_once() {
     assert!(!new, "written twice");
     assert_eq!(again, b);
 }
+
+/// Whether the namespace has a committed snapshot named `name` in overlayfs.
+fn has_snapshot(addr: &str, ns: &str, name: &str) -> bool {
+    Command::new("ctr")
+        .args(["-a", addr, "-n", ns, "snapshots", "info", name])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Committed")
+        })
+}
+
+/// Polls `f` (up to a minute: a wait for containerd, not a timing).
+fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..600 {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+/// An uncompressed layer tar holding one file `name`: its bytes.
+fn layer_tar(dir: &Path, name: &str) -> Vec<u8> {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join(name),
+        format!("{name} {}\n", std::process::id()).repeat(1000),
+    )
+    .unwrap();
+    let tar = dir.join(format!("{name}.tar"));
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(&d)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(name)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::read(tar).unwrap()
+}
+
+/// Told an image's diff IDs before its stream, the store unpacks each layer as soon as its
+/// blob is in the content store and its parent is unpacked: the first layer's snapshot is
+/// committed while the rest of the "stream" (the second layer, the config, the manifest) has
+/// not come, and no image is named; the image is named only at commit, unpacked whole.
+#[test]
+fn layers_unpack_as_they_arrive_and_the_image_is_named_last() {
+    let (_, dst) = need!();
+    let scratch = Scratch::new(&dst, "ahead");
+    let tmp = tempfile::tempdir().unwrap();
+    let layers = [
+        layer_tar(tmp.path(), "first"),
+        layer_tar(tmp.path(), "second"),
+    ];
+    let diff_ids: Vec<Digest> = layers
+        .iter()
+        .map(|l| format!("sha256:{}", sha(l)).parse().unwrap())
+        .collect();
+    let chains =
+        imgkit_containerd::chain_ids(&diff_ids.iter().map(ToString::to_string).collect::<Vec<_>>());
+    let mut to = store(&dst, &scratch.ns);
+    to.unpack_as_layers_arrive(std::slice::from_ref(&diff_ids))
+        .unwrap();
+    let media = "application/vnd.docker.image.rootfs.diff.tar";
+    let (first, new) = to
+        .put_blob_hashed(layers[0].len() as u64, media, &mut layers[0].as_slice())
+        .unwrap();
+    assert!(new);
+    assert!(
+        eventually(|| has_snapshot(&dst, &scratch.ns, &chains[0])),
+        "the first layer was not unpacked before the rest came"
+    );
+    assert!(!has_snapshot(&dst, &scratch.ns, &chains[1]));
+    assert_eq!(ctr(&dst, &scratch.ns, &["images", "ls", "-q"]), "");
+    let (second, _) = to
+        .put_blob_hashed(layers[1].len() as u64, media, &mut layers[1].as_slice())
+        .unwrap();
+    assert!(
+        eventually(|| has_snapshot(&dst, &scratch.ns, &chains[1])),
+        "the second layer was not unpacked on the first"
+    );
+    assert_eq!(ctr(&dst, &scratch.ns, &["images", "ls", "-q"]), "");
+    let ids: Vec<String> = diff_ids.iter().map(ToString::to_string).collect();
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": ids},
+    })
+    .to_string()
+    .into_bytes();
+    let config = (
+        BlobInfo {
+            digest: format!("sha256:{}", sha(&config)).parse().unwrap(),
+            size: config.len() as u64,
+            media_type: "application/vnd.docker.container.image.v1+json".into(),
+        },
+        config,
+    );
+    to.put_blob(&config.0, &mut config.1.as_slice()).unwrap();
+    let layer_descs: Vec<serde_json::Value> = [&first, &second]
+        .iter()
+        .map(|l| serde_json::json!({"mediaType": media, "digest": l.digest.to_string(), "size": l.size}))
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": config.0.media_type, "digest": config.0.digest.to_string(), "size": config.0.size},
+        "layers": layer_descs,
+    })
+    .to_string()
+    .into_bytes();
+    let mdesc = BlobInfo {
+        digest: format!("sha256:{}", sha(&manifest)).parse().unwrap(),
+        size: manifest.len() as u64,
+        media_type: "application/vnd.docker.distribution.manifest.v2+json".into(),
+    };
+    to.put_blob(&mdesc, &mut manifest.as_slice()).unwrap();
+    let image = imgkit_store::StoredImage::single(
+        vec!["imgkit-t/ahead:1".parse().unwrap()],
+        mdesc,
+        manifest,
+        config.0,
+        vec![first, second],
+    );
+    to.commit(std::slice::from_ref(&image)).unwrap();
+    let report = to.unpack_report();
+    assert_eq!((report.applied, report.present), (2, 0), "{report:?}");
+    let listed = ctr(&dst, &scratch.ns, &["images", "check"]);
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with("docker.io/imgkit-t/ahead:1"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(
+        line.contains(" complete ") && line.trim_end().ends_with("true"),
+        "{line}"
+    );
+}
