@@ -26,6 +26,9 @@ macro_rules! need_engines {
 }
 
 const NATIVE: &str = "through containerd's API";
+/// `-v`: blobs read from the content store's files, or over the API.
+const FILES: &str = "blobs read from containerd's content files under";
+const API: &str = "blobs read over containerd's API";
 
 /// `ctr images check` of `name`: (complete, unpacked).
 fn check(addr: &str, ns: &str, name: &str) -> (bool, bool) {
@@ -673,8 +676,6 @@ fn ctr_to_an_archive_reads_blob_files_and_a_damaged_one_fails_on_either_path() {
             .arg(&filter)
             .run()
     };
-    const FILES: &str = "blobs read from containerd's content files under";
-    const API: &str = "blobs read over containerd's API";
     let good = tmp.path().join("good.tar");
     let run = export(&good, false).success().stderr_has(FILES);
     assert_eq!(run.stderr.matches(FILES).count(), 1, "{}", run.stderr);
@@ -684,12 +685,6 @@ fn ctr_to_an_archive_reads_blob_files_and_a_damaged_one_fails_on_either_path() {
     let hex = layer.rsplit('/').next().unwrap().to_owned();
     let file = content_file(e, &hex);
     let content = std::fs::read(&file).unwrap();
-    struct Restore<'a>(&'a Path, &'a [u8]);
-    impl Drop for Restore<'_> {
-        fn drop(&mut self) {
-            std::fs::write(self.0, self.1).unwrap();
-        }
-    }
     let restore = Restore(&file, &content);
     let mut damaged = content.clone();
     let mid = damaged.len() / 2;
@@ -716,4 +711,13 @@ fn ctr_to_an_archive_reads_blob_files_and_a_damaged_one_fails_on_either_path() {
     let _ = Command::new("ctr")
         .args(["-a", addr, "namespaces", "rm", &ns])
         .output();
+}
+
+/// Writes a file's content back when dropped (a test that damaged it may fail midway).
+struct Restore<'a>(&'a Path, &'a [u8]);
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        std::fs::write(self.0, self.1).unwrap();
+    }
 }

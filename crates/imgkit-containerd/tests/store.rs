@@ -386,7 +386,7 @@ fn large_blobs_read_from_files_or_in_ranges_and_a_damaged_store_is_caught() {
     let mut to = store(&dst, &scratch.ns);
     // 9 MiB and a bit: read over the API as several ranges at once.
     let mut content = vec![0u8; (9 << 20) + 12345];
-    let mut x: u32 = 2_463_534_242 ^ std::process::id();
+    let mut x: u32 = 0x92d6_8ca2 ^ std::process::id();
     for b in &mut content {
         x ^= x << 13;
         x ^= x >> 17;
@@ -429,12 +429,6 @@ fn large_blobs_read_from_files_or_in_ranges_and_a_damaged_store_is_caught() {
     }
     // Damage the stored file (same size) behind containerd's back: the copy fails.
     let file = blob_file(&dst, &blob.digest);
-    struct Restore<'a>(&'a Path, &'a [u8]);
-    impl Drop for Restore<'_> {
-        fn drop(&mut self) {
-            std::fs::write(self.0, self.1).unwrap();
-        }
-    }
     let _restore = Restore(&file, &content);
     let mut damaged = content.clone();
     damaged[5 << 20] ^= 0xff;
@@ -615,4 +609,13 @@ fn layers_unpack_as_they_arrive_and_the_image_is_named_last() {
         line.contains(" complete ") && line.trim_end().ends_with("true"),
         "{line}"
     );
+}
+
+/// Writes a file's content back when dropped (a test that damaged it may fail midway).
+struct Restore<'a>(&'a Path, &'a [u8]);
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        std::fs::write(self.0, self.1).unwrap();
+    }
 }
