@@ -9,13 +9,16 @@
 //!   counts them, the config's creation time, and the platforms. Records have the same shape as
 //!   the `ctr` CLI seam's (`imgkit_engine::ctr`), CRI's alias rows included.
 //! - **As a source**: only platforms whose content is here ([`Store::notes`] names the rest);
-//!   blobs stream from `ReadContent`, several read ahead, each digest checked as it arrives.
+//!   blobs are read straight from the content store's files when containerd is on this machine
+//!   and they can be read (`files.rs`), else stream from `ReadContent`, several read ahead; the
+//!   receiver (the archive writer, the destination) checks each digest, once.
 //! - **As a destination**: under a lease (expiring on its own if imgkit dies), blobs containerd
 //!   lacks are written (pipelined `Write` requests, the expected digest and size given, so
 //!   containerd checks them at commit); blobs it has are held by the lease. At commit, gc
 //!   labels on manifests, then the images unpacked into the snapshotter (as `ctr images
-//!   import` does), then the image records created or updated, last: an interrupted import
-//!   leaves no image, and nothing outlives the lease.
+//!   import` does; told the diff IDs first, each layer as soon as it has arrived:
+//!   [`Store::unpack_as_layers_arrive`]), then the image records created or updated, last: an
+//!   interrupted import leaves no image, and nothing outlives the lease.
 
 mod address;
 mod client;

@@ -1,6 +1,7 @@
 //! containerd as a source: the images service lists names and targets; manifests, indexes and
-//! configs are read from the content store (small, digest-checked); blobs stream out of it
-//! (`ReadContent`), several at once, each digest checked as it arrives.
+//! configs are read from the content store (small, digest-checked); blobs are read from its
+//! files when they can be (`files.rs`), else stream out of it (`ReadContent`), several at once;
+//! the receiver checks each digest.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io::{self, Read};
