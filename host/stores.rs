@@ -400,7 +400,9 @@ fn ingest_expected(
     what: &str,
     expected: &[Vec<Digest>],
 ) -> anyhow::Result<(Transferred, imgkit_store::Ingested)> {
-    let (reader, writer) = std::io::pipe().context("could not make a pipe")?;
+    // In-process, 1 MiB at a time (an OS pipe's 64 KiB wake-ups cost CPU the engine and the
+    // store need).
+    let (reader, writer) = chunk_pipe();
     let label = source.name();
     std::thread::scope(|scope| {
         let reading = scope.spawn(|| ingest_expecting(reader, dst, &label, expected));
@@ -761,7 +763,9 @@ mod tests {
     #[test]
     fn the_chunk_pipe_passes_every_byte_in_order_then_the_writers_error() {
         use std::io::Write as _;
-        let data: Vec<u8> = (0..(3 * PIPE_CHUNK + 12345)).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..(3 * PIPE_CHUNK + 12345))
+            .map(|i| (i % 251) as u8)
+            .collect();
         let (r, mut w) = chunk_pipe();
         let sent = data.clone();
         let t = std::thread::spawn(move || {

@@ -323,10 +323,16 @@ fn a_held_base_layer_is_passed_over_unread() {
     for (k, v) in &env {
         cmd.env(k, v);
     }
+    // Every ingest of imgkit's containerd shows while it runs: a layer hashed as it streams
+    // is written as `imgkit-hashed-PID-N`, one whose digest is known as `imgkit-HEX` (only
+    // this run writes into k8s.io while the lock is held; ingests a killed run left are
+    // there before it starts).
+    let ours = "imgkit-";
+    let before: std::collections::HashSet<String> = active_ingests(addr, "k8s.io")
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
     let child = cmd.spawn().unwrap();
-    // Every ingest of this run containerd shows while it runs: a layer hashed as it streams
-    // is written as `imgkit-hashed-PID-N`.
-    let ours = format!("imgkit-hashed-{}-", child.id());
     let mut large = Vec::new();
     let out = std::thread::scope(|s| {
         let waiting = s.spawn(|| child.wait_with_output().unwrap());
@@ -334,7 +340,7 @@ fn a_held_base_layer_is_passed_over_unread() {
             large.extend(
                 active_ingests(addr, "k8s.io")
                     .into_iter()
-                    .filter(|(r, size)| r.starts_with(&ours) && *size >= 1e6),
+                    .filter(|(r, size)| r.starts_with(ours) && !before.contains(r) && *size >= 1e6),
             );
             std::thread::sleep(Duration::from_millis(10));
         }
