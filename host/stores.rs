@@ -729,25 +729,19 @@ impl ChunkReader {
 impl Read for ChunkReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.pos == self.chunk.len() {
-            match self.rx.recv() {
-                Ok(c) => {
-                    self.chunk = c;
-                    self.pos = 0;
-                }
+            let Ok(c) = self.rx.recv() else {
                 // The writer is gone: the end, or its error.
-                Err(_) => {
-                    if let Some(w) = self.writer.take() {
-                        match w.join() {
-                            Ok(Ok(())) => {}
-                            Ok(Err(e)) => return Err(e),
-                            Err(_) => {
-                                return Err(std::io::Error::other("the archive writer panicked"));
-                            }
-                        }
+                if let Some(w) = self.writer.take() {
+                    match w.join() {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => return Err(std::io::Error::other("the archive writer panicked")),
                     }
-                    return Ok(0);
                 }
-            }
+                return Ok(0);
+            };
+            self.chunk = c;
+            self.pos = 0;
         }
         let n = out.len().min(self.chunk.len() - self.pos);
         out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
