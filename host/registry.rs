@@ -333,6 +333,11 @@ fn push_engine(
     };
     let mut dest = registry.destination().map_err(|e| hinted(e, spec))?;
     dest.defer();
+    // Which layers each image has, asked of the engine before its save: each is sent as soon
+    // as it has streamed past (and is compressed), while the save goes on.
+    if let Some(engine) = source.engine() {
+        dest.expect_layers(&layers_of(engine, &plan, spec));
+    }
     let what = format!(
         "{} from {} to {spec}",
         plan.describe_with_names(),
@@ -391,6 +396,42 @@ fn push_engine(
         global,
         started,
     )
+}
+
+/// Each planned image's names in the registry (its reference and the names the filter gives
+/// it) and its diff IDs, as the engine tells them before its save (docker: its inspect); an
+/// image the engine cannot tell them for is left out (its layers are sent at the commit).
+fn layers_of(
+    engine: &imgkit_engine::Engine,
+    plan: &crate::plan::Plan,
+    spec: &RegistrySpec,
+) -> Vec<(Vec<ImageRef>, Vec<imgkit_types::Digest>)> {
+    let refs: Vec<ImageRef> = plan.images.iter().map(|p| p.reference.clone()).collect();
+    // One call for all; when some could not be told, one per image (to keep them apart).
+    let mut all = engine.layer_diff_ids(&refs);
+    if all.len() != refs.len() {
+        all = refs
+            .iter()
+            .map(|r| {
+                engine
+                    .layer_diff_ids(std::slice::from_ref(r))
+                    .pop()
+                    .unwrap_or_default()
+            })
+            .collect();
+    }
+    plan.images
+        .iter()
+        .zip(all)
+        .filter(|(_, diffs)| !diffs.is_empty())
+        .map(|(p, diffs)| {
+            let names = std::iter::once(p.reference.clone())
+                .chain(p.rename.iter().filter_map(|n| ImageRef::parse(n).ok()))
+                .filter_map(|n| spec.target(&n).ok())
+                .collect();
+            (names, diffs)
+        })
+        .collect()
 }
 
 /// The names in the registry of what the filters select in the source engine, when every one

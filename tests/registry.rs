@@ -962,3 +962,108 @@ fn a_push_from_an_engine_streams_its_save_and_a_failed_save_names_no_temporary_a
     }
     assert_eq!(ls.stdout.lines().count(), 2, "{}", ls.stdout);
 }
+
+/// Where the first `layer.tar` of docker's save of `refs` ends in the stream (its data and
+/// the tar padding after it).
+fn end_of_first_layer(e: &crate::transfer::Engines, refs: &[&str]) -> u64 {
+    let out = Command::new(docker_cli())
+        .env("DOCKER_HOST", e.src.var("DOCKER_HOST"))
+        .arg("save")
+        .args(refs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut archive = tar::Archive::new(&out.stdout[..]);
+    for entry in archive.entries().unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        if name.ends_with("/layer.tar") {
+            let end = entry.raw_file_position() + entry.size();
+            return end.div_ceil(512) * 512;
+        }
+    }
+    panic!("docker's save of {refs:?} has no layer.tar (docker ≥25 saves OCI archives)");
+}
+
+/// Blobs the registry of `own` holds (its storage's `blobs/sha256/../<hex>/data`).
+fn stored_blobs(own: &Own) -> usize {
+    let root = own.dir.path().join("store/docker/registry/v2/blobs/sha256");
+    let Ok(prefixes) = std::fs::read_dir(&root) else {
+        return 0;
+    };
+    prefixes
+        .flatten()
+        .flat_map(|p| std::fs::read_dir(p.path()).into_iter().flatten().flatten())
+        .filter(|b| b.path().join("data").is_file())
+        .count()
+}
+
+#[test]
+fn a_push_from_an_engine_uploads_each_layer_while_the_save_goes_on() {
+    let e = need_engines!();
+    let Some(reg) = Own::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    let to = reg.spec("t-early");
+    let hold = end_of_first_layer(e, &["seed/app:1.0", "seed/base:1.0"]);
+    let release = tmp.path().join("release");
+    let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-engine");
+    let (cache_key, cache_dir) = cache(tmp.path());
+    // The save stops after its first layer until the test says so: that layer must reach the
+    // registry meanwhile (before, every upload waited for the save's end, where the manifests
+    // tell which repository each layer goes to).
+    let push = Command::new(crate::util::bin())
+        .env("DOCKER_HOST", e.src.var("DOCKER_HOST"))
+        .env(cache_key, cache_dir)
+        .env("IMGKIT_DOCKER_BIN", &fake)
+        .env("IMGKIT_DOCKER_VIA", "cli")
+        .env("IMGKIT_FAKE_REAL", docker_cli())
+        .env("IMGKIT_FAKE_FAULT", "save-holds")
+        .env("IMGKIT_FAKE_HOLD_BYTES", hold.to_string())
+        .env("IMGKIT_FAKE_RELEASE", &release)
+        .args(["--json", "run", "--from", "docker", "--to", &to, "-f"])
+        .arg(&filter)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut during = 0;
+    while Instant::now() < deadline {
+        during = stored_blobs(&reg);
+        if during > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::write(&release, b"").unwrap();
+    let out = push.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        during > 0,
+        "the registry held no blob while the save was held after its first layer: {stderr}"
+    );
+    // The summary means what it meant: all of it went over the wire, nothing was there.
+    let doc = json(&stdout);
+    assert_eq!(doc["verified"], 2, "{doc}");
+    assert_eq!(doc["blobs_skipped"], 0, "{doc}");
+    assert!(doc["bytes_uploaded"].as_u64().unwrap() > 0, "{doc}");
+    // What the registry stores: the blobs uploaded and the two manifests made.
+    assert_eq!(
+        doc["blobs_uploaded"].as_u64().unwrap() as usize + 2,
+        stored_blobs(&reg),
+        "{doc}"
+    );
+    // A repeat (forced through the save) sends nothing, and says every blob was there.
+    let again = imgkit(&[src_docker(e), cache(tmp.path())])
+        .args(["--json", "run", "--force", "--from", "docker", "--to", &to, "-f"])
+        .arg(&filter)
+        .run()
+        .success();
+    let again = json(&again.stdout);
+    assert_eq!(again["bytes_uploaded"], 0, "{again}");
+    assert_eq!(again["blobs_mounted"], 0, "{again}");
+    assert!(again["blobs_skipped"].as_u64().unwrap() > 0, "{again}");
+}
