@@ -240,6 +240,31 @@ mod tests {
     }
 }
 
+/// `podman pull` of registry references straight into podman's storage (the library skopeo
+/// copies with; no archive, no temporary copy), quiet; `--` before the references.
+pub(crate) fn pull_args(refs: &[ImageRef], o: &crate::PullOptions) -> Vec<OsString> {
+    let mut a = os(&["pull", "--quiet"]);
+    a.push(format!("--tls-verify={}", o.tls_verify).into());
+    if let Some(d) = &o.cert_dir {
+        a.push("--cert-dir".into());
+        a.push(d.into());
+    }
+    if let Some(f) = &o.authfile {
+        a.push("--authfile".into());
+        a.push(f.into());
+    }
+    if let Some(p) = &o.platform {
+        a.push("--platform".into());
+        a.push(p.into());
+    }
+    a.push("--".into());
+    a.extend(refs.iter().map(|r| OsString::from(r.to_string())));
+    a
+}
+
+/// Whether podman speaks to a remote service (`podman info`'s `Host.ServiceIsRemote`).
+pub(crate) const REMOTE_ARGS: [&str; 3] = ["info", "--format", "{{.Host.ServiceIsRemote}}"];
+
 /// podman's seam (see [`crate::seam::Seam`]). Its naming quirk lives here alone: a short name
 /// in a docker archive (`seed/app:1.0`) is filed under `localhost/` where docker means
 /// `docker.io/`.

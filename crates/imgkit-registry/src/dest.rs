@@ -625,7 +625,9 @@ impl RegistryDestination {
                         ))
                     })
                     .await
-                    .map_err(|e| Error::io("a compression task")(io::Error::other(e.to_string())))??;
+                    .map_err(|e| {
+                        Error::io("a compression task")(io::Error::other(e.to_string()))
+                    })??;
                     Some(done)
                 }
                 None => {
@@ -1141,7 +1143,10 @@ async fn send_blob(
                 continue;
             }
             let r = lacking.remove(0);
-            if proto::mount(&c, &r, &from, &info.digest).await.unwrap_or(false) {
+            if proto::mount(&c, &r, &from, &info.digest)
+                .await
+                .unwrap_or(false)
+            {
                 stats.lock().expect("lock").blobs_mounted += 1;
                 present
                     .lock()
