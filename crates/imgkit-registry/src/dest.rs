@@ -603,37 +603,32 @@ impl RegistryDestination {
         let blob = info.clone();
         let uploads = self.upload_sem.clone();
         let work = self.rt.spawn(async move {
-            let compressed = match compress {
-                Some(algo) => {
-                    let media = blob.media_type.clone();
-                    let layer = blob.digest.clone();
-                    let src = src.clone();
-                    let done = tokio::task::spawn_blocking(move || {
-                        let _permit = permit;
-                        let dst = src.with_extension(algo.name());
-                        let (digest, size) = compress_file(&src, &dst, algo)
-                            .map_err(Error::io(format!("compressing layer {layer}")))?;
-                        let keep = tempfile::TempPath::try_from_path(dst)
-                            .map_err(Error::io("a compressed layer's temporary file"))?;
-                        Ok::<_, Error>((
-                            keep,
-                            BlobInfo {
-                                digest,
-                                size,
-                                media_type: compressed_type(&media, algo, false).to_owned(),
-                            },
-                        ))
-                    })
-                    .await
-                    .map_err(|e| {
-                        Error::io("a compression task")(io::Error::other(e.to_string()))
-                    })??;
-                    Some(done)
-                }
-                None => {
-                    drop(permit);
-                    None
-                }
+            let compressed = if let Some(algo) = compress {
+                let media = blob.media_type.clone();
+                let layer = blob.digest.clone();
+                let src = src.clone();
+                let done = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    let dst = src.with_extension(algo.name());
+                    let (digest, size) = compress_file(&src, &dst, algo)
+                        .map_err(Error::io(format!("compressing layer {layer}")))?;
+                    let keep = tempfile::TempPath::try_from_path(dst)
+                        .map_err(Error::io("a compressed layer's temporary file"))?;
+                    Ok::<_, Error>((
+                        keep,
+                        BlobInfo {
+                            digest,
+                            size,
+                            media_type: compressed_type(&media, algo, false).to_owned(),
+                        },
+                    ))
+                })
+                .await
+                .map_err(|e| Error::io("a compression task")(io::Error::other(e.to_string())))??;
+                Some(done)
+            } else {
+                drop(permit);
+                None
             };
             let sent = match early {
                 Some(mut job) => {
