@@ -1441,3 +1441,58 @@ fn podman_pulls_from_the_tls_htpasswd_registry_with_the_ca_and_config_json_imgki
         assert_eq!(got.get(&name), Some(&id), "{got:?}");
     }
 }
+
+#[test]
+fn a_registry_killed_while_the_save_goes_on_fails_naming_image_and_blob_and_a_rerun_sends_the_rest()
+{
+    let e = need_engines!();
+    let Some(mut reg) = Own::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    let to = reg.spec("t-ekill");
+    let hold = end_of_first_layer(e, &["seed/app:1.0", "seed/base:1.0"]);
+    let release = tmp.path().join("release");
+    let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-engine");
+    let (cache_key, cache_dir) = cache(tmp.path());
+    let push = Command::new(crate::util::bin())
+        .env("DOCKER_HOST", e.src.var("DOCKER_HOST"))
+        .env(&cache_key, &cache_dir)
+        .env("IMGKIT_DOCKER_BIN", &fake)
+        .env("IMGKIT_DOCKER_VIA", "cli")
+        .env("IMGKIT_FAKE_REAL", docker_cli())
+        .env("IMGKIT_FAKE_FAULT", "save-holds")
+        .env("IMGKIT_FAKE_HOLD_BYTES", hold.to_string())
+        .env("IMGKIT_FAKE_RELEASE", &release)
+        .args(["run", "--from", "docker", "--to", &to, "-f"])
+        .arg(&filter)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first layer is in; the registry dies; the save goes on.
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while stored_blobs(&reg) == 0 {
+        assert!(Instant::now() < deadline, "no layer reached the registry");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    reg.kill();
+    std::fs::write(&release, b"").unwrap();
+    let out = push.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("pushing blob sha256:"), "{stderr}");
+    assert!(
+        stderr.contains("/t-ekill/seed/app:1.0") || stderr.contains("/t-ekill/seed/base:1.0"),
+        "{stderr}"
+    );
+    // Back up on the same storage: the re-run sends the rest, not the layer it holds.
+    reg.restart();
+    let again = imgkit(&[src_docker(e), cache(tmp.path())])
+        .args(["--json", "run", "--from", "docker", "--to", &to, "-f"])
+        .arg(&filter)
+        .run()
+        .success();
+    let doc = json(&again.stdout);
+    assert_eq!(doc["verified"], 2, "{doc}");
+    assert!(doc["blobs_skipped"].as_u64().unwrap() >= 1, "{doc}");
+}

@@ -146,6 +146,8 @@ pub struct RegistryDestination {
     /// stream starts ([`RegistryDestination::expect_layers`]): such a layer is sent as soon as
     /// it is received (and compressed), while the stream goes on.
     early: HashMap<Digest, Vec<String>>,
+    /// Deferred mode: the first image named for each layer of `early` (for messages).
+    early_image: HashMap<Digest, String>,
     /// Uploads (the early sends and the commit's), several at a time.
     upload_sem: Arc<Semaphore>,
     stats: Arc<Mutex<PushStats>>,
@@ -197,6 +199,7 @@ impl RegistryDestination {
             deferred: false,
             prepared: HashMap::new(),
             early: HashMap::new(),
+            early_image: HashMap::new(),
             upload_sem: Arc::new(Semaphore::new(jobs.max(1))),
             stats: Arc::default(),
             failed: None,
@@ -532,6 +535,11 @@ impl RegistryDestination {
                 .filter_map(|n| self.spec.repository_of(n))
                 .collect();
             for d in diff_ids {
+                if let Some(n) = names.first() {
+                    self.early_image
+                        .entry(d.clone())
+                        .or_insert_with(|| n.to_string());
+                }
                 let e = self.early.entry(d.clone()).or_default();
                 for r in &repos {
                     if !e.contains(r) {
@@ -775,7 +783,11 @@ impl RegistryDestination {
             .unwrap_or_default();
         Error::Push {
             host: self.spec.host().to_owned(),
-            image: format!("{}/{repository}", self.spec.host()),
+            image: self
+                .early_image
+                .get(digest)
+                .cloned()
+                .unwrap_or_else(|| format!("{}/{repository}", self.spec.host())),
             repository,
             digest: digest.clone(),
             source: Box::new(e),
@@ -917,7 +929,7 @@ fn compress_file(src: &Path, dst: &Path, c: Compress) -> io::Result<(Digest, u64
 /// A chunk of a layer: compressed (deflate level 1) or stored, as a sample of it says.
 const GZIP_CHUNK: usize = 1 << 20;
 /// The sample of each chunk that decides: deflated, it must shrink below 97%.
-const GZIP_SAMPLE: usize = 64 << 10;
+const GZIP_SAMPLE: usize = 16 << 10;
 
 /// `input` as one gzip member: deflate at level 1, except the chunks (1 MiB) that deflate
 /// cannot shrink (already-compressed files, random data), which are stored as they are. Level 1
