@@ -140,6 +140,48 @@ fn to_record(row: &Row, now: i64) -> Result<ImageRecord, String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn pull_args_reach_the_registry_as_asked_and_end_options_before_the_references() {
+        let refs = vec![
+            ImageRef::parse("127.0.0.1:5000/seed/app:1.0").unwrap(),
+            ImageRef::parse("reg.example.com/x/y:2").unwrap(),
+        ];
+        let plain = pull_args(&refs, &crate::PullOptions::default());
+        assert_eq!(
+            plain,
+            os(&[
+                "pull",
+                "--quiet",
+                "--tls-verify=false",
+                "--",
+                "127.0.0.1:5000/seed/app:1.0",
+                "reg.example.com/x/y:2",
+            ])
+        );
+        let o = crate::PullOptions {
+            tls_verify: true,
+            cert_dir: Some("/tmp/certs".into()),
+            authfile: Some("/home/u/.docker/config.json".into()),
+            platform: Some("linux/arm64".into()),
+        };
+        assert_eq!(
+            pull_args(&refs[..1], &o),
+            os(&[
+                "pull",
+                "--quiet",
+                "--tls-verify=true",
+                "--cert-dir",
+                "/tmp/certs",
+                "--authfile",
+                "/home/u/.docker/config.json",
+                "--platform",
+                "linux/arm64",
+                "--",
+                "127.0.0.1:5000/seed/app:1.0",
+            ])
+        );
+    }
+
     const LIST: &str = include_str!("../tests/fixtures/podman-images.jsonl");
     const NOW: i64 = 1_795_854_585; // a minute after the fixture's images were made
 
