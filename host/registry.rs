@@ -303,12 +303,21 @@ fn pull_with_podman(
             running.push((r, child));
         }
         for (r, mut child) in running {
-            let mut err = String::new();
-            if let Some(e) = child.stderr.take() {
-                let _ = e.take(64 << 10).read_to_string(&mut err);
+            // Read stderr to its end (a child blocked on a full pipe would never exit), keeping
+            // its last 64 KiB for the error.
+            let mut err: Vec<u8> = Vec::new();
+            if let Some(mut e) = child.stderr.take() {
+                let mut block = [0u8; 8192];
+                while let Ok(n @ 1..) = e.read(&mut block) {
+                    err.extend_from_slice(&block[..n]);
+                    if err.len() > 64 << 10 {
+                        err.drain(..err.len() - (64 << 10));
+                    }
+                }
             }
             let status = child.wait().context("waiting for podman pull")?;
             if !status.success() {
+                let err = String::from_utf8_lossy(&err);
                 failures.push(format!("{r}: {status}: {}", err.trim()));
             }
         }
