@@ -140,7 +140,7 @@ static OPENED: Mutex<Vec<(RegistrySpec, Arc<Opened>)>> = Mutex::new(Vec::new());
 /// A registry listed as a source, with the registry (its runtime) it reads through.
 struct Opened {
     source: RegistrySource,
-    _registry: Registry,
+    registry: Registry,
 }
 
 fn opened(spec: &RegistrySpec) -> anyhow::Result<Arc<Opened>> {
@@ -151,10 +151,7 @@ fn opened(spec: &RegistrySpec) -> anyhow::Result<Arc<Opened>> {
     let transport = TRANSPORT.lock().expect("lock").clone().unwrap_or_default();
     let registry = open(spec, &transport, Compress::default())?;
     let source = registry.source().map_err(|e| hinted(e, spec))?;
-    let o = Arc::new(Opened {
-        source,
-        _registry: registry,
-    });
+    let o = Arc::new(Opened { source, registry });
     all.push((spec.clone(), o.clone()));
     Ok(o)
 }
@@ -186,6 +183,161 @@ impl Source for Shared {
     ) -> imgkit_store::Result<()> {
         self.0.source.read_blobs(wanted, f)
     }
+}
+
+/// `IMGKIT_REGISTRY_VIA=stream` keeps a pull into podman on the stream route (`podman load`).
+pub(crate) const VIA_ENV: &str = "IMGKIT_REGISTRY_VIA";
+
+/// How many `podman pull`s run at once.
+const PULLS: usize = 2;
+
+/// Stage move from a registry into a local podman: podman pulls the selected images from the
+/// registry itself (`podman pull`, the library `skopeo copy` uses, straight into its storage:
+/// no archive, no temporary copy), a few at a time, reaching it as imgkit does (plain HTTP
+/// only where imgkit speaks it, `--ca-cert`s as a `--cert-dir`, the `config.json` imgkit's
+/// credential came from as `--authfile`, the wanted platform). The names are the registry's,
+/// as the stream route loads them; renames and the image-ID check follow as after a load.
+/// `None` when the route does not apply, and the images stream into `podman load` (`-v` says
+/// which route and why).
+pub(crate) fn pull_by_engine(
+    plan: &crate::plan::Plan,
+    args: &Args,
+    source: &crate::plan::Endpoint,
+    target: &crate::plan::Endpoint,
+) -> Option<anyhow::Result<imgkit_transfer::Transferred>> {
+    let crate::plan::Endpoint::Store(from, platforms) = source else {
+        return None;
+    };
+    let spec = spec_of(from)?.ok()?;
+    let engine = target.engine()?;
+    if engine.kind() != imgkit_engine::EngineKind::Podman {
+        return None;
+    }
+    let route = |why: &str| {
+        if crate::engine_args::trace().is_some() {
+            eprintln!("imgkit: {spec} → podman: streamed into podman load ({why})");
+        }
+    };
+    if std::env::var(VIA_ENV).is_ok_and(|v| v == "stream") {
+        route(&format!("{VIA_ENV}=stream"));
+        return None;
+    }
+    if args.via.is_some() {
+        route("--via keeps a copy of the stream");
+        return None;
+    }
+    if plan
+        .refs
+        .iter()
+        .any(|r| crate::plan::image_id_of(r).is_some() || r.tag().is_none())
+    {
+        route("an image selected by ID or digest has no tag to pull by");
+        return None;
+    }
+    let access = match opened(&spec) {
+        Ok(o) => o.registry.peer_access(),
+        Err(e) => return Some(Err(e)),
+    };
+    let Some(access) = access else {
+        route("the credential comes from credsStore, which podman does not read");
+        return None;
+    };
+    if engine.is_remote() != Some(false) {
+        route("podman is not local: the registry may not be reachable from where it runs");
+        return None;
+    }
+    if crate::engine_args::trace().is_some() {
+        eprintln!(
+            "imgkit: {spec} → podman: podman pulls from the registry itself ({VIA_ENV}=stream streams into podman load instead)"
+        );
+    }
+    Some(pull_with_podman(plan, args, engine, &access, platforms))
+}
+
+fn pull_with_podman(
+    plan: &crate::plan::Plan,
+    args: &Args,
+    engine: &imgkit_engine::Engine,
+    access: &imgkit_registry::PeerAccess,
+    platforms: &[String],
+) -> anyhow::Result<imgkit_transfer::Transferred> {
+    use std::io::Read as _;
+    let started = Instant::now();
+    // The CAs imgkit trusts, as podman reads them: *.crt in a directory.
+    let certs = tempfile::Builder::new()
+        .prefix("imgkit-certs-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    for (i, ca) in args.registry.transport.ca_cert.iter().enumerate() {
+        std::fs::copy(ca, certs.path().join(format!("ca-{i}.crt")))
+            .with_context(|| format!("cannot read --ca-cert {}", ca.display()))?;
+    }
+    let options = imgkit_engine::PullOptions {
+        tls_verify: !access.plain_http,
+        cert_dir: (!args.registry.transport.ca_cert.is_empty()).then(|| certs.path().to_owned()),
+        authfile: access.authfile.clone(),
+        platform: platforms.first().cloned(),
+    };
+    let mut refs: Vec<ImageRef> = Vec::new();
+    for r in &plan.refs {
+        if !refs.contains(r) {
+            refs.push(r.clone());
+        }
+    }
+    let mut failures: Vec<String> = Vec::new();
+    for batch in refs.chunks(PULLS) {
+        let mut running = Vec::new();
+        for r in batch {
+            let Some(mut cmd) = engine.pull_command(std::slice::from_ref(r), &options) else {
+                anyhow::bail!("{} cannot pull by itself", engine.kind());
+            };
+            if let Some(trace) = crate::engine_args::trace() {
+                trace(&imgkit_engine::display_argv(&cmd));
+            }
+            let child = cmd
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .with_context(|| format!("cannot run {}", engine.bin().display()))?;
+            running.push((r, child));
+        }
+        for (r, mut child) in running {
+            // Read stderr to its end (a child blocked on a full pipe would never exit), keeping
+            // its last 64 KiB for the error.
+            let mut err: Vec<u8> = Vec::new();
+            if let Some(mut e) = child.stderr.take() {
+                let mut block = [0u8; 8192];
+                while let Ok(n @ 1..) = e.read(&mut block) {
+                    err.extend_from_slice(&block[..n]);
+                    if err.len() > 64 << 10 {
+                        err.drain(..err.len() - (64 << 10));
+                    }
+                }
+            }
+            let status = child.wait().context("waiting for podman pull")?;
+            if !status.success() {
+                let err = String::from_utf8_lossy(&err);
+                failures.push(format!("{r}: {status}: {}", err.trim()));
+            }
+        }
+    }
+    if !failures.is_empty() {
+        anyhow::bail!(with_hint(
+            anyhow::anyhow!(
+                "podman could not pull from the registry: {}",
+                failures.join("; ")
+            ),
+            format!("{VIA_ENV}=stream streams the images into podman load instead")
+        ));
+    }
+    Ok(imgkit_transfer::Transferred {
+        bytes: plan.expected_bytes.unwrap_or(0),
+        elapsed: started.elapsed(),
+        target_stdout: String::new(),
+        target_stderr: String::new(),
+        source_stderr: String::new(),
+    })
 }
 
 /// `spec` as a source, when it names a registry (`stores::open_source`'s registry arm).
@@ -333,6 +485,11 @@ fn push_engine(
     };
     let mut dest = registry.destination().map_err(|e| hinted(e, spec))?;
     dest.defer();
+    // Which layers each image has, asked of the engine before its save: each is sent as soon
+    // as it has streamed past (and is compressed), while the save goes on.
+    if let Some(engine) = source.engine() {
+        dest.expect_layers(&layers_of(engine, &plan, spec));
+    }
     let what = format!(
         "{} from {} to {spec}",
         plan.describe_with_names(),
@@ -391,6 +548,42 @@ fn push_engine(
         global,
         started,
     )
+}
+
+/// Each planned image's names in the registry (its reference and the names the filter gives
+/// it) and its diff IDs, as the engine tells them before its save (docker: its inspect); an
+/// image the engine cannot tell them for is left out (its layers are sent at the commit).
+fn layers_of(
+    engine: &imgkit_engine::Engine,
+    plan: &crate::plan::Plan,
+    spec: &RegistrySpec,
+) -> Vec<(Vec<ImageRef>, Vec<imgkit_types::Digest>)> {
+    let refs: Vec<ImageRef> = plan.images.iter().map(|p| p.reference.clone()).collect();
+    // One call for all; when some could not be told, one per image (to keep them apart).
+    let mut all = engine.layer_diff_ids(&refs);
+    if all.len() != refs.len() {
+        all = refs
+            .iter()
+            .map(|r| {
+                engine
+                    .layer_diff_ids(std::slice::from_ref(r))
+                    .pop()
+                    .unwrap_or_default()
+            })
+            .collect();
+    }
+    plan.images
+        .iter()
+        .zip(all)
+        .filter(|(_, diffs)| !diffs.is_empty())
+        .map(|(p, diffs)| {
+            let names = std::iter::once(p.reference.clone())
+                .chain(p.rename.iter().filter_map(|n| ImageRef::parse(n).ok()))
+                .filter_map(|n| spec.target(&n).ok())
+                .collect();
+            (names, diffs)
+        })
+        .collect()
 }
 
 /// The names in the registry of what the filters select in the source engine, when every one

@@ -427,6 +427,33 @@ fn move_images(
         Some(b) => rename::keep(target, plan, b)?,
         None => rename::Kept::default(),
     };
+    // A registry into a local podman: podman pulls from the registry itself.
+    if let Some(pulled) = crate::registry::pull_by_engine(plan, args, source, target) {
+        let what = format!(
+            "{} from {} to {}",
+            plan.describe_with_names(),
+            args.from,
+            args.to
+        );
+        let done = pulled.map_err(|e| {
+            let notes = rename::restore_kept(target, &kept);
+            let e = match &before {
+                Some(b) => guard::after_failed_load(target, b, e),
+                None => e,
+            };
+            notes.into_iter().fold(e, anyhow::Error::context)
+        })?;
+        let notes = rename::apply(target, plan, &before.unwrap_or_default(), &kept)
+            .with_context(|| format!("moved {what}, but renaming them failed"))?;
+        for note in &notes {
+            printer.step("rename", &format!("note: {note}"));
+        }
+        return Ok(Moved {
+            done,
+            what,
+            blobs: None,
+        });
+    }
     let mut pump =
         Pump::new(source.source(&plan.refs, compression)).expected_bytes(plan.expected_bytes);
     pump = match (load, &args.to) {

@@ -57,6 +57,19 @@ use seam::Seam;
 /// The containerd namespace used when none is named.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
+/// How an engine that pulls by itself ([`Engine::pull_command`]) reaches the registry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullOptions {
+    /// Verify TLS (false only where imgkit itself speaks plain HTTP to the registry).
+    pub tls_verify: bool,
+    /// A directory of CA certificates (`*.crt`) to trust.
+    pub cert_dir: Option<PathBuf>,
+    /// docker's `config.json` (podman reads its `auths` and credential helpers).
+    pub authfile: Option<PathBuf>,
+    /// `OS/ARCH[/VARIANT]`.
+    pub platform: Option<String>,
+}
+
 /// How to reach an engine. `None` means "the engine's own default" (its environment variables
 /// such as `DOCKER_HOST` and `CONTAINERD_ADDRESS` still apply, since children inherit them).
 #[derive(Debug, Clone, Default)]
@@ -414,6 +427,30 @@ impl Engine {
             .filter_map(|l| serde_json::from_str::<Vec<String>>(l.trim()).ok())
             .map(parse)
             .collect()
+    }
+
+    /// The command that pulls `refs` from their registry straight into this engine's storage,
+    /// where the engine can (podman, local: the registry must be reachable from where it runs);
+    /// `None` otherwise. Each reference is a validated `ImageRef`.
+    pub fn pull_command(&self, refs: &[ImageRef], o: &PullOptions) -> Option<Command> {
+        if self.kind != EngineKind::Podman || refs.is_empty() {
+            return None;
+        }
+        Some(self.command(&podman::pull_args(refs, o)))
+    }
+
+    /// Whether the engine's images live on another machine (podman's remote service): `None`
+    /// when it cannot tell, `Some(false)` for a local podman.
+    pub fn is_remote(&self) -> Option<bool> {
+        if self.kind != EngineKind::Podman {
+            return None;
+        }
+        let out = self.output(&os(&podman::REMOTE_ARGS)).ok()?;
+        match String::from_utf8_lossy(&out).trim() {
+            "false" => Some(false),
+            "true" => Some(true),
+            _ => None,
+        }
     }
 
     /// Whether the engine holds the image whose ID is `id`; `None` where images cannot be

@@ -140,6 +140,48 @@ fn to_record(row: &Row, now: i64) -> Result<ImageRecord, String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn pull_args_reach_the_registry_as_asked_and_end_options_before_the_references() {
+        let refs = vec![
+            ImageRef::parse("127.0.0.1:5000/seed/app:1.0").unwrap(),
+            ImageRef::parse("reg.example.com/x/y:2").unwrap(),
+        ];
+        let plain = pull_args(&refs, &crate::PullOptions::default());
+        assert_eq!(
+            plain,
+            os(&[
+                "pull",
+                "--quiet",
+                "--tls-verify=false",
+                "--",
+                "127.0.0.1:5000/seed/app:1.0",
+                "reg.example.com/x/y:2",
+            ])
+        );
+        let o = crate::PullOptions {
+            tls_verify: true,
+            cert_dir: Some("/tmp/certs".into()),
+            authfile: Some("/home/u/.docker/config.json".into()),
+            platform: Some("linux/arm64".into()),
+        };
+        assert_eq!(
+            pull_args(&refs[..1], &o),
+            os(&[
+                "pull",
+                "--quiet",
+                "--tls-verify=true",
+                "--cert-dir",
+                "/tmp/certs",
+                "--authfile",
+                "/home/u/.docker/config.json",
+                "--platform",
+                "linux/arm64",
+                "--",
+                "127.0.0.1:5000/seed/app:1.0",
+            ])
+        );
+    }
+
     const LIST: &str = include_str!("../tests/fixtures/podman-images.jsonl");
     const NOW: i64 = 1_795_854_585; // a minute after the fixture's images were made
 
@@ -239,6 +281,31 @@ mod tests {
         assert!(serde_json::from_str::<Value>(&filled).is_ok(), "{filled}");
     }
 }
+
+/// `podman pull` of registry references straight into podman's storage (the library skopeo
+/// copies with; no archive, no temporary copy), quiet; `--` before the references.
+pub(crate) fn pull_args(refs: &[ImageRef], o: &crate::PullOptions) -> Vec<OsString> {
+    let mut a = os(&["pull", "--quiet"]);
+    a.push(format!("--tls-verify={}", o.tls_verify).into());
+    if let Some(d) = &o.cert_dir {
+        a.push("--cert-dir".into());
+        a.push(d.into());
+    }
+    if let Some(f) = &o.authfile {
+        a.push("--authfile".into());
+        a.push(f.into());
+    }
+    if let Some(p) = &o.platform {
+        a.push("--platform".into());
+        a.push(p.into());
+    }
+    a.push("--".into());
+    a.extend(refs.iter().map(|r| OsString::from(r.to_string())));
+    a
+}
+
+/// Whether podman speaks to a remote service (`podman info`'s `Host.ServiceIsRemote`).
+pub(crate) const REMOTE_ARGS: [&str; 3] = ["info", "--format", "{{.Host.ServiceIsRemote}}"];
 
 /// podman's seam (see [`crate::seam::Seam`]). Its naming quirk lives here alone: a short name
 /// in a docker archive (`seed/app:1.0`) is filed under `localhost/` where docker means

@@ -37,6 +37,9 @@ impl std::fmt::Debug for Credential {
 pub(crate) struct Found {
     pub(crate) credential: Option<Credential>,
     pub(crate) tried: String,
+    /// Where the credential came from: the config file and its field (`auths`,
+    /// `credHelpers`, `credsStore`).
+    pub(crate) source: Option<(PathBuf, &'static str)>,
 }
 
 /// docker's config.json: `--docker-config`'s file, `$DOCKER_CONFIG/config.json`, or
@@ -67,6 +70,7 @@ pub(crate) fn lookup(host: &str, path: Option<&Path>) -> Result<Found> {
         return Ok(Found {
             credential: None,
             tried: "no docker config.json: HOME is not set".into(),
+            source: None,
         });
     };
     let text = match std::fs::read(path) {
@@ -75,6 +79,7 @@ pub(crate) fn lookup(host: &str, path: Option<&Path>) -> Result<Found> {
             return Ok(Found {
                 credential: None,
                 tried: format!("anonymous: {} does not exist", path.display()),
+                source: None,
             });
         }
         Err(e) => return Err(Error::io(format!("cannot read {}", path.display()))(e)),
@@ -98,6 +103,7 @@ pub(crate) fn lookup(host: &str, path: Option<&Path>) -> Result<Found> {
                 return Ok(Found {
                     credential: Some(c),
                     tried: format!("docker-credential-{name} ({field} in {})", path.display()),
+                    source: Some((path.to_owned(), field)),
                 });
             }
             Ok(None) => notes.push(format!("docker-credential-{name} has none")),
@@ -114,12 +120,14 @@ pub(crate) fn lookup(host: &str, path: Option<&Path>) -> Result<Found> {
         return Ok(Found {
             credential: Some(c),
             tried: format!("the auths entry for {host} in {}", path.display()),
+            source: Some((path.to_owned(), "auths")),
         });
     }
     notes.push(format!("{} has no auths entry for {host}", path.display()));
     Ok(Found {
         credential: None,
         tried: format!("anonymous: {}", notes.join("; ")),
+        source: None,
     })
 }
 

@@ -135,6 +135,9 @@ pub(crate) async fn detail_of(resp: Response) -> String {
                 let msg = e["message"].as_str().unwrap_or_default();
                 let det = match &e["detail"] {
                     serde_json::Value::Null => String::new(),
+                    // distribution 2.8 sends a Go error it cannot serialize as `{}`.
+                    serde_json::Value::Object(m) if m.is_empty() => String::new(),
+                    serde_json::Value::String(s) if s.is_empty() => String::new(),
                     d => format!(" ({d})"),
                 };
                 format!("{code}: {msg}{det}")
@@ -163,6 +166,20 @@ async fn another_attempt(attempt: &mut u32) -> bool {
 }
 
 impl Client {
+    /// Whether the registry is spoken to over plain HTTP.
+    pub(crate) fn is_plain_http(&self) -> bool {
+        self.base.starts_with("http://")
+    }
+
+    /// The config file and field the credential came from.
+    pub(crate) fn credential_source(&self) -> Option<(&std::path::Path, &'static str)> {
+        self.found
+            .credential
+            .as_ref()
+            .and(self.found.source.as_ref())
+            .map(|(p, f)| (p.as_path(), *f))
+    }
+
     /// Opens the registry: TLS first; plain HTTP where allowed and TLS is not spoken. The
     /// first `GET /v2/` tells whether and how it wants credentials.
     pub(crate) async fn connect(spec: &RegistrySpec, opts: &ClientOptions) -> Result<Self> {

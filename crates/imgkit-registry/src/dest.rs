@@ -92,13 +92,25 @@ pub struct PushStats {
 #[derive(Debug, Clone)]
 struct Sent {
     info: BlobInfo,
+    /// Whether it was uploaded or mounted anywhere (not: every repository held it already).
+    moved: bool,
 }
 
-/// A blob received in deferred mode: its spool (as received) and, for an uncompressed layer,
-/// its compression under way (the compressed file and its descriptor).
+/// A blob received in deferred mode: its spool (as received) and, for an uncompressed layer
+/// or a layer whose repositories are known already, the work under way in the background.
 struct Prepared {
     raw: tempfile::TempPath,
-    compressing: Option<JoinHandle<Result<(tempfile::TempPath, BlobInfo)>>>,
+    work: Option<JoinHandle<Result<Worked>>>,
+    /// The work, once it finished (and was found to).
+    done: Option<Worked>,
+}
+
+/// What the background work on a received blob did: the compressed file and its descriptor
+/// (for an uncompressed layer), and the early send into the repositories known to need it
+/// ([`RegistryDestination::expect_layers`]).
+struct Worked {
+    compressed: Option<(tempfile::TempPath, BlobInfo)>,
+    sent: Option<Sent>,
 }
 
 /// A registry, opened for pushing.
@@ -130,6 +142,14 @@ pub struct RegistryDestination {
     /// Deferred mode: each blob received, spooled (digest checked) and, for an uncompressed
     /// layer, compressed in the background; sent at the commit to what needs it.
     prepared: HashMap<Digest, Prepared>,
+    /// Deferred mode: the repositories each layer goes to, by its diff ID, known before the
+    /// stream starts ([`RegistryDestination::expect_layers`]): such a layer is sent as soon as
+    /// it is received (and compressed), while the stream goes on.
+    early: HashMap<Digest, Vec<String>>,
+    /// Deferred mode: the first image named for each layer of `early` (for messages).
+    early_image: HashMap<Digest, String>,
+    /// Uploads (the early sends and the commit's), several at a time.
+    upload_sem: Arc<Semaphore>,
     stats: Arc<Mutex<PushStats>>,
     /// The registry error behind the last store error returned (the traits carry store errors).
     failed: Option<Error>,
@@ -178,6 +198,9 @@ impl RegistryDestination {
             running: Vec::new(),
             deferred: false,
             prepared: HashMap::new(),
+            early: HashMap::new(),
+            early_image: HashMap::new(),
+            upload_sem: Arc::new(Semaphore::new(jobs.max(1))),
             stats: Arc::default(),
             failed: None,
         })
@@ -276,6 +299,9 @@ impl RegistryDestination {
                 }
             }
         }
+        // What early sends put there already is not asked again.
+        let mut present: HashMap<Digest, HashSet<String>> =
+            self.present.lock().expect("lock").clone();
         let mut pairs: Vec<(Digest, String)> = Vec::new();
         let mut seen = HashSet::new();
         for image in images {
@@ -284,6 +310,9 @@ impl RegistryDestination {
                     continue;
                 };
                 for r in &needs[&b.digest] {
+                    if present.get(&d).is_some_and(|s| s.contains(r)) {
+                        continue;
+                    }
                     if seen.insert(repo_key(&d, r)) {
                         pairs.push((d.clone(), r.clone()));
                     }
@@ -303,7 +332,6 @@ impl RegistryDestination {
                 .buffer_unordered(16)
                 .collect(),
         );
-        let mut present: HashMap<Digest, HashSet<String>> = HashMap::new();
         let mut missing: Vec<(Digest, String)> = Vec::new();
         for h in heads {
             let (d, r, has) = h?;
@@ -493,26 +521,108 @@ impl RegistryDestination {
         self.deferred = true;
     }
 
-    /// Deferred mode: keeps a spooled blob and starts its compression (bounded by the jobs).
-    fn prepare(&mut self, info: &BlobInfo, raw: tempfile::TempPath) {
-        let compressing = (self.compress != Compress::None && uncompressed_layer(&info.media_type))
-            .then(|| {
-                let algo = self.compress;
-                let permit = self
-                    .rt
-                    .block_on(self.sem.clone().acquire_owned())
-                    .expect("the semaphore is never closed");
-                let src = raw.to_path_buf();
-                let media = info.media_type.clone();
-                let layer = info.digest.clone();
-                self.rt.spawn_blocking(move || {
+    /// Deferred mode, told before the stream starts which layers each image has (its diff
+    /// IDs, in order: an engine's inspect gives them) and the names it goes under in this
+    /// registry: each such layer is sent as soon as it is received and compressed (`HEAD` in
+    /// its repositories, uploaded to the first that lacks it, mounted into the others), while
+    /// the stream goes on, instead of at the commit. The commit still asks about everything
+    /// (what was sent early is known to be there), sends the rest, and pushes the manifests
+    /// last; a layer the images turn out not to need was only sent ahead.
+    pub fn expect_layers(&mut self, images: &[(Vec<ImageRef>, Vec<Digest>)]) {
+        for (names, diff_ids) in images {
+            let repos: Vec<String> = names
+                .iter()
+                .filter_map(|n| self.spec.repository_of(n))
+                .collect();
+            for d in diff_ids {
+                if let Some(n) = names.first() {
+                    self.early_image
+                        .entry(d.clone())
+                        .or_insert_with(|| n.to_string());
+                }
+                let e = self.early.entry(d.clone()).or_default();
+                for r in &repos {
+                    if !e.contains(r) {
+                        e.push(r.clone());
+                    }
+                }
+            }
+        }
+        self.early.retain(|_, repos| !repos.is_empty());
+    }
+
+    /// The first early send (or compression) that failed, among those that have finished.
+    fn finished_early_failure(&mut self) -> Option<Error> {
+        let finished: Vec<Digest> = self
+            .prepared
+            .iter()
+            .filter(|(_, p)| p.work.as_ref().is_some_and(JoinHandle::is_finished))
+            .map(|(d, _)| d.clone())
+            .collect();
+        for d in finished {
+            let p = self.prepared.get_mut(&d).expect("listed above");
+            let h = p.work.take().expect("listed above");
+            let failed = match self.rt.block_on(h) {
+                Ok(Ok(w)) => {
+                    p.done = Some(w);
+                    continue;
+                }
+                Ok(Err(e)) => e,
+                Err(e) => Error::io("a compression task")(io::Error::other(e.to_string())),
+            };
+            return Some(self.push_error_early(&d, failed));
+        }
+        None
+    }
+
+    /// Deferred mode: keeps a spooled blob and starts its compression (bounded by the jobs)
+    /// and, when its repositories are known already, its send.
+    fn prepare(&mut self, info: &BlobInfo, raw: tempfile::TempPath) -> Result<()> {
+        let compress = (self.compress != Compress::None && uncompressed_layer(&info.media_type))
+            .then_some(self.compress);
+        let early = self.early.get(&info.digest).cloned().map(|repos| Job {
+            c: self.client.clone(),
+            blob: info.clone(),
+            compress: None,
+            ready: None,
+            ask: true,
+            repos,
+            present: self.present.clone(),
+            stats: self.stats.clone(),
+            cache: self.cache.clone(),
+            host: self.spec.host().to_owned(),
+        });
+        if compress.is_none() && early.is_none() {
+            self.prepared.insert(
+                info.digest.clone(),
+                Prepared {
+                    raw,
+                    work: None,
+                    done: None,
+                },
+            );
+            return Ok(());
+        }
+        let permit = self
+            .rt
+            .block_on(self.sem.clone().acquire_owned())
+            .expect("the semaphore is never closed");
+        let src = raw.to_path_buf();
+        let blob = info.clone();
+        let uploads = self.upload_sem.clone();
+        let work = self.rt.spawn(async move {
+            let compressed = if let Some(algo) = compress {
+                let media = blob.media_type.clone();
+                let layer = blob.digest.clone();
+                let src = src.clone();
+                let done = tokio::task::spawn_blocking(move || {
                     let _permit = permit;
                     let dst = src.with_extension(algo.name());
                     let (digest, size) = compress_file(&src, &dst, algo)
                         .map_err(Error::io(format!("compressing layer {layer}")))?;
                     let keep = tempfile::TempPath::try_from_path(dst)
                         .map_err(Error::io("a compressed layer's temporary file"))?;
-                    Ok((
+                    Ok::<_, Error>((
                         keep,
                         BlobInfo {
                             digest,
@@ -521,13 +631,48 @@ impl RegistryDestination {
                         },
                     ))
                 })
-            });
-        self.prepared
-            .insert(info.digest.clone(), Prepared { raw, compressing });
+                .await
+                .map_err(|e| Error::io("a compression task")(io::Error::other(e.to_string())))??;
+                Some(done)
+            } else {
+                drop(permit);
+                None
+            };
+            let sent = match early {
+                Some(mut job) => {
+                    let (file, ready) = match &compressed {
+                        Some((path, info)) => (path.to_path_buf(), info.clone()),
+                        None => (src, blob),
+                    };
+                    job.ready = Some(ready);
+                    let permit = uploads
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed");
+                    Some(send_blob(job, file, permit).await?)
+                }
+                None => None,
+            };
+            Ok(Worked { compressed, sent })
+        });
+        self.prepared.insert(
+            info.digest.clone(),
+            Prepared {
+                raw,
+                work: Some(work),
+                done: None,
+            },
+        );
+        // An early send that failed stops the stream (the registry's error is the one to tell).
+        match self.finished_early_failure() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
-    /// Deferred mode's commit, before the usual one: every compression finished, the images
-    /// learnt (`HEAD`, mounts), and each blob a repository lacks sent from its spool.
+    /// Deferred mode's commit, before the usual one: every compression and early send
+    /// finished, the images learnt (`HEAD`, mounts), and each blob a repository lacks sent
+    /// from its spool.
     fn send_prepared(&mut self, images: &[StoredImage]) -> Result<()> {
         let prepared = std::mem::take(&mut self.prepared);
         // Source digest → (the file to send, the blob as the registry gets it); raw spools
@@ -536,33 +681,35 @@ impl RegistryDestination {
             Digest,
             (tempfile::TempPath, Option<(tempfile::TempPath, BlobInfo)>),
         > = HashMap::new();
+        // Blobs sent early that were uploaded or mounted somewhere (not "already there").
+        let mut moved: HashSet<Digest> = HashSet::new();
         for (d, p) in prepared {
-            let compressed = match p.compressing {
-                Some(h) => {
-                    let (path, info) = self
-                        .rt
-                        .block_on(h)
-                        .map_err(|e| {
-                            Error::io("a compression task")(io::Error::other(e.to_string()))
-                        })
-                        .and_then(|r| r)
-                        .map_err(|e| self.push_error_before(&d, e, images))?;
-                    self.stats.lock().expect("lock").layers_compressed += 1;
-                    self.cache.remember_compressed(
-                        &d,
-                        self.compress.name(),
-                        &info.digest,
-                        info.size,
-                    );
-                    self.compressed
-                        .lock()
-                        .expect("lock")
-                        .insert(d.clone(), info.clone());
-                    Some((path, info))
-                }
-                None => None,
+            let worked = match (p.work, p.done) {
+                (_, Some(w)) => w,
+                (Some(h), None) => self
+                    .rt
+                    .block_on(h)
+                    .map_err(|e| Error::io("a compression task")(io::Error::other(e.to_string())))
+                    .and_then(|r| r)
+                    .map_err(|e| self.push_error_before(&d, e, images))?,
+                (None, None) => Worked {
+                    compressed: None,
+                    sent: None,
+                },
             };
-            files.insert(d, (p.raw, compressed));
+            if let Some((_, info)) = &worked.compressed {
+                self.stats.lock().expect("lock").layers_compressed += 1;
+                self.cache
+                    .remember_compressed(&d, self.compress.name(), &info.digest, info.size);
+                self.compressed
+                    .lock()
+                    .expect("lock")
+                    .insert(d.clone(), info.clone());
+            }
+            if worked.sent.is_some_and(|s| s.moved) {
+                moved.insert(d.clone());
+            }
+            files.insert(d, (p.raw, worked.compressed));
         }
         self.expect(images)?;
         let mut seen = HashSet::new();
@@ -586,9 +733,11 @@ impl RegistryDestination {
                     .any(|r| !present.get(&d).is_some_and(|s| s.contains(r)))
             };
             if !lacking {
-                let mut s = self.stats.lock().expect("lock");
-                s.blobs_present += 1;
-                s.bytes_present += b.size;
+                if !moved.contains(&b.digest) {
+                    let mut s = self.stats.lock().expect("lock");
+                    s.blobs_present += 1;
+                    s.bytes_present += b.size;
+                }
                 continue;
             }
             // Not received and not there: the commit's check names it.
@@ -601,13 +750,14 @@ impl RegistryDestination {
             };
             let permit = self
                 .rt
-                .block_on(self.sem.clone().acquire_owned())
+                .block_on(self.upload_sem.clone().acquire_owned())
                 .expect("the semaphore is never closed");
             let job = Job {
                 c: self.client.clone(),
                 blob: b.clone(),
                 compress: None,
                 ready: Some(ready),
+                ask: false,
                 repos,
                 present: self.present.clone(),
                 stats: self.stats.clone(),
@@ -618,6 +768,30 @@ impl RegistryDestination {
             self.running.push((b.digest.clone(), handle));
         }
         Ok(())
+    }
+
+    /// `push_error` for an early send, while the stream goes on (the images are not known
+    /// yet: the repositories it was sent to tell the image).
+    fn push_error_early(&self, digest: &Digest, e: Error) -> Error {
+        if let Error::Push { .. } = e {
+            return e;
+        }
+        let repository = self
+            .early
+            .get(digest)
+            .and_then(|r| r.first().cloned())
+            .unwrap_or_default();
+        Error::Push {
+            host: self.spec.host().to_owned(),
+            image: self
+                .early_image
+                .get(digest)
+                .cloned()
+                .unwrap_or_else(|| format!("{}/{repository}", self.spec.host())),
+            repository,
+            digest: digest.clone(),
+            source: Box::new(e),
+        }
     }
 
     /// `push_error` before `expect` has learnt the images (`images` tell the image).
@@ -735,9 +909,9 @@ fn compress_file(src: &Path, dst: &Path, c: Compress) -> io::Result<(Digest, u64
     };
     let mut out = match c {
         Compress::Gzip => {
-            let mut e = flate2::write::GzEncoder::new(out, flate2::Compression::new(1));
-            io::copy(&mut input, &mut e)?;
-            e.finish()?
+            let mut out = out;
+            gzip(&mut input, &mut out)?;
+            out
         }
         Compress::Zstd => {
             let mut e = zstd::stream::write::Encoder::new(out, 3)?;
@@ -752,6 +926,136 @@ fn compress_file(src: &Path, dst: &Path, c: Compress) -> io::Result<(Digest, u64
     Ok((digest, out.n))
 }
 
+/// A chunk of a layer: compressed (deflate level 1) or stored, as a sample of it says.
+const GZIP_CHUNK: usize = 1 << 20;
+/// The sample of each chunk that decides: deflated, it must shrink below 97%.
+const GZIP_SAMPLE: usize = 16 << 10;
+
+/// `input` as one gzip member: deflate at level 1, except the chunks (1 MiB) that deflate
+/// cannot shrink (already-compressed files, random data), which are stored as they are. Level 1
+/// on such data is slow (about 90 MB/s here) and makes it 5% bigger; a stored chunk costs a
+/// copy. Switching: the compressor's output is flushed to a byte boundary (a sync flush), the
+/// chunk written as stored blocks, and the compressor reset (a back reference never crosses a
+/// stored chunk). Any gzip reader reads the result.
+fn gzip(input: &mut dyn Read, out: &mut dyn Write) -> io::Result<()> {
+    use flate2::{Compress, Compression, FlushCompress};
+    // The gzip header: deflate, no name, no time, OS unknown.
+    out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])?;
+    let mut deflate = Compress::new(Compression::new(1), false);
+    let mut probe = Compress::new(Compression::new(1), false);
+    let mut crc = flate2::Crc::new();
+    let mut chunk = vec![0u8; GZIP_CHUNK];
+    let mut buf: Vec<u8> = Vec::with_capacity(GZIP_CHUNK / 4);
+    // Whether the compressor has input since its last reset (its output is still open).
+    let mut open = false;
+    loop {
+        let n = read_full(input, &mut chunk)?;
+        let last = n < GZIP_CHUNK;
+        let data = &chunk[..n];
+        crc.update(data);
+        let store = n > 0 && !shrinks(&mut probe, &data[..n.min(GZIP_SAMPLE)], &mut buf)?;
+        if store {
+            if open {
+                deflate_into(&mut deflate, &[], FlushCompress::Sync, out, &mut buf)?;
+                deflate.reset();
+                open = false;
+            }
+            for block in data.chunks(65_535) {
+                let len = block.len() as u16;
+                out.write_all(&[0])?;
+                out.write_all(&len.to_le_bytes())?;
+                out.write_all(&(!len).to_le_bytes())?;
+                out.write_all(block)?;
+            }
+            if last {
+                // The final block: empty, stored.
+                out.write_all(&[1, 0, 0, 0xff, 0xff])?;
+            }
+        } else if last {
+            deflate_into(&mut deflate, data, FlushCompress::Finish, out, &mut buf)?;
+        } else {
+            deflate_into(&mut deflate, data, FlushCompress::None, out, &mut buf)?;
+            open = true;
+        }
+        if last {
+            break;
+        }
+    }
+    out.write_all(&crc.sum().to_le_bytes())?;
+    out.write_all(&crc.amount().to_le_bytes())?;
+    Ok(())
+}
+
+/// Whether deflate at level 1 shrinks `sample` below 97% of its size.
+fn shrinks(probe: &mut flate2::Compress, sample: &[u8], buf: &mut Vec<u8>) -> io::Result<bool> {
+    probe.reset();
+    let mut size = 0usize;
+    deflate_into(
+        probe,
+        sample,
+        flate2::FlushCompress::Finish,
+        &mut CountingSink(&mut size),
+        buf,
+    )?;
+    Ok((size as u64) * 100 < (sample.len() as u64) * 97)
+}
+
+/// Counts what is written, keeps nothing.
+struct CountingSink<'a>(&'a mut usize);
+
+impl Write for CountingSink<'_> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        *self.0 += b.len();
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Feeds `input` to `c` with `flush`, writing what comes out; returns when the input is taken
+/// (and, for a sync flush or the finish, everything is out).
+fn deflate_into(
+    c: &mut flate2::Compress,
+    mut input: &[u8],
+    flush: flate2::FlushCompress,
+    out: &mut dyn Write,
+    buf: &mut Vec<u8>,
+) -> io::Result<()> {
+    use flate2::{FlushCompress, Status};
+    loop {
+        buf.clear();
+        let before = c.total_in();
+        let status = c
+            .compress_vec(input, buf, flush)
+            .map_err(io::Error::other)?;
+        input = &input[(c.total_in() - before) as usize..];
+        out.write_all(buf)?;
+        let done = match flush {
+            FlushCompress::Finish => status == Status::StreamEnd,
+            FlushCompress::None => input.is_empty(),
+            _ => input.is_empty() && buf.len() < buf.capacity(),
+        };
+        if done {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads until `buf` is full or `r` ends: how much was read.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 /// One blob into every repository that lacks it: compressed first when asked, uploaded to the
 /// first, mounted into the others (uploaded again where the registry declines the mount).
 struct Job {
@@ -761,6 +1065,8 @@ struct Job {
     /// The file holds the blob as the registry gets it already (compressed before, in
     /// deferred mode), with this descriptor; its repositories were asked at the commit.
     ready: Option<BlobInfo>,
+    /// Ask each repository first (`HEAD`): what it holds was not asked about before.
+    ask: bool,
     repos: Vec<String>,
     present: Arc<Mutex<HashMap<Digest, HashSet<String>>>>,
     stats: Arc<Mutex<PushStats>>,
@@ -770,7 +1076,7 @@ struct Job {
 
 async fn send_blob(
     job: Job,
-    path: tempfile::TempPath,
+    path: impl AsRef<Path> + Send,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<Sent> {
     let Job {
@@ -778,6 +1084,7 @@ async fn send_blob(
         blob,
         compress,
         ready,
+        ask,
         repos,
         present,
         stats,
@@ -785,9 +1092,9 @@ async fn send_blob(
         host,
     } = job;
     let (file, info, _compressed_path) = if let Some(info) = ready {
-        (path.to_path_buf(), info, None)
+        (path.as_ref().to_path_buf(), info, None)
     } else if let Some(algo) = compress {
-        let src: PathBuf = path.to_path_buf();
+        let src: PathBuf = path.as_ref().to_path_buf();
         let dst = src.with_extension(algo.name());
         let d2 = dst.clone();
         let (digest, size) = tokio::task::spawn_blocking(move || compress_file(&src, &d2, algo))
@@ -805,7 +1112,7 @@ async fn send_blob(
             .map_err(Error::io("a compressed layer's temporary file"))?;
         (dst, info, Some(keep))
     } else {
-        (path.to_path_buf(), blob.clone(), None)
+        (path.as_ref().to_path_buf(), blob.clone(), None)
     };
     // What the registry already holds of it (a compressed layer may be there from before).
     let mut lacking = Vec::new();
@@ -818,7 +1125,7 @@ async fn send_blob(
             lacking.push(r.clone());
         }
     }
-    if compress.is_some() {
+    if compress.is_some() || ask {
         let mut still = Vec::new();
         for r in lacking {
             if proto::has_blob(&c, &r, &info.digest).await? {
@@ -835,6 +1142,31 @@ async fn send_blob(
         lacking = still;
     }
     let mut holder: Option<String> = repos.iter().find(|r| !lacking.contains(r)).cloned();
+    let moved = !lacking.is_empty();
+    if ask && holder.is_none() && !lacking.is_empty() {
+        // Another repository of this registry may hold it from an earlier push.
+        for from in cache.repositories(&host, &info.digest).into_iter().take(3) {
+            if repos.contains(&from) {
+                continue;
+            }
+            let r = lacking.remove(0);
+            if proto::mount(&c, &r, &from, &info.digest)
+                .await
+                .unwrap_or(false)
+            {
+                stats.lock().expect("lock").blobs_mounted += 1;
+                present
+                    .lock()
+                    .expect("lock")
+                    .entry(info.digest.clone())
+                    .or_default()
+                    .insert(r.clone());
+                holder = Some(r);
+                break;
+            }
+            lacking.insert(0, r);
+        }
+    }
     for r in lacking {
         let mounted = match &holder {
             Some(from) => proto::mount(&c, &r, from, &info.digest).await?,
@@ -858,7 +1190,7 @@ async fn send_blob(
         holder.get_or_insert(r);
     }
     drop(path);
-    Ok(Sent { info })
+    Ok(Sent { info, moved })
 }
 
 impl Destination for RegistryDestination {
@@ -933,8 +1265,10 @@ impl Destination for RegistryDestination {
             Err(e) => return Err(self.fail(e, Some(&blob.digest))),
         };
         if self.deferred {
-            self.prepare(blob, path);
-            return Ok(());
+            return match self.prepare(blob, path) {
+                Ok(()) => Ok(()),
+                Err(e) => Err(self.fail(e, Some(&blob.digest))),
+            };
         }
         let Some(repos) = self.needs.get(&blob.digest).cloned() else {
             // Not part of any expected image: nothing needs it.
@@ -950,6 +1284,7 @@ impl Destination for RegistryDestination {
             blob: blob.clone(),
             compress,
             ready: None,
+            ask: false,
             repos,
             present: self.present.clone(),
             stats: self.stats.clone(),
@@ -988,8 +1323,10 @@ impl Destination for RegistryDestination {
         if self.prepared.contains_key(&info.digest) {
             return Ok((info, false));
         }
-        self.prepare(&info, path);
-        Ok((info, true))
+        match self.prepare(&info, path) {
+            Ok(()) => Ok((info, true)),
+            Err(e) => Err(self.fail(e, Some(&info.digest))),
+        }
     }
 
     fn commit(&mut self, images: &[StoredImage]) -> imgkit_store::Result<()> {
@@ -1168,4 +1505,82 @@ type Wanted = (String, String, Option<(Digest, Digest)>);
 /// `names` of `image` in `spec`'s registry.
 pub fn target_names(spec: &RegistrySpec, names: &[ImageRef]) -> Result<Vec<ImageRef>> {
     names.iter().map(|n| spec.target(n)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes that deflate cannot shrink (xorshift: no need for a random crate).
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    fn gunzip(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_end(&mut out)
+            .expect("a gzip reader reads it");
+        out
+    }
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        gzip(&mut &data[..], &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn gzip_reads_back_whatever_the_mix_of_chunks() {
+        let text: Vec<u8> = b"a layer of text compresses well. "
+            .iter()
+            .copied()
+            .cycle()
+            .take(GZIP_CHUNK * 2 + 77)
+            .collect();
+        let cases: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            b"small".to_vec(),
+            noise(10, 1),
+            text.clone(),
+            noise(GZIP_CHUNK * 2, 2),
+            noise(GZIP_CHUNK, 3),
+            [noise(GZIP_CHUNK, 4), text.clone(), noise(GZIP_CHUNK + 5, 5)].concat(),
+            [text.clone(), noise(GZIP_CHUNK * 2 - 3, 6), text.clone()].concat(),
+            [noise(GZIP_CHUNK, 7), text[..GZIP_CHUNK].to_vec()].concat(),
+        ];
+        for (i, data) in cases.iter().enumerate() {
+            let z = gz(data);
+            assert!(gunzip(&z) == *data, "case {i}: the bytes differ");
+        }
+    }
+
+    #[test]
+    fn gzip_stores_what_deflate_cannot_shrink_and_compresses_the_rest() {
+        // Deflate at level 1 makes noise about 5% bigger; stored, it grows by its framing only.
+        let data = noise(4 * GZIP_CHUNK, 9);
+        let z = gz(&data);
+        assert!(
+            z.len() < data.len() + data.len() / 1000,
+            "{} bytes of noise became {}",
+            data.len(),
+            z.len()
+        );
+        let text: Vec<u8> = b"0123456789 abcdefghij "
+            .iter()
+            .copied()
+            .cycle()
+            .take(4 * GZIP_CHUNK)
+            .collect();
+        let z = gz(&text);
+        assert!(z.len() < text.len() / 20, "text became {}", z.len());
+    }
 }

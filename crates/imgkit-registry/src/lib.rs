@@ -63,6 +63,15 @@ impl Default for Options {
     }
 }
 
+/// How another client reaches a registry as imgkit does ([`Registry::peer_access`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerAccess {
+    /// Plain HTTP (a loopback host, or one named with `--insecure-registry`) rather than TLS.
+    pub plain_http: bool,
+    /// The docker `config.json` the credential came from, when there was one.
+    pub authfile: Option<std::path::PathBuf>,
+}
+
 /// An opened registry: its client and the runtime it runs on.
 pub struct Registry {
     rt: tokio::runtime::Runtime,
@@ -104,6 +113,24 @@ impl Registry {
     /// Where the credentials were looked for (said in messages).
     pub fn credentials_tried(&self) -> &str {
         self.client.tried()
+    }
+
+    /// How another client on this machine (podman pulling by itself) can reach this registry
+    /// as imgkit does: over plain HTTP or TLS, and the docker `config.json` imgkit's
+    /// credential came from (its `auths` or `credHelpers`, which podman reads too). `None`
+    /// when the credential came from `credsStore`, which podman does not read.
+    pub fn peer_access(&self) -> Option<PeerAccess> {
+        let (authfile, field) = match self.client.credential_source() {
+            Some((path, field)) => (Some(path.to_owned()), Some(field)),
+            None => (None, None),
+        };
+        if field == Some("credsStore") {
+            return None;
+        }
+        Some(PeerAccess {
+            plain_http: self.client.is_plain_http(),
+            authfile,
+        })
     }
 
     /// Lists the registry (every repository under the spec's path) as a source.

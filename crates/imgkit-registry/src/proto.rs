@@ -490,11 +490,17 @@ pub(crate) async fn put_manifest(
         return Ok(());
     }
     if status == StatusCode::BAD_REQUEST || status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        let mut detail = detail_of(resp).await;
+        if !is_manifest_type(media_type) {
+            detail = format!(
+                "{detail}; {media_type} is not a manifest type registries take (they take OCI image manifests and indexes, and Docker schema 2 manifests and manifest lists)"
+            );
+        }
         return Err(Error::ManifestRejected {
             host: c.host.clone(),
             name: name.to_owned(),
             media_type: media_type.to_owned(),
-            detail: detail_of(resp).await,
+            detail,
         });
     }
     if status == StatusCode::NOT_FOUND {
