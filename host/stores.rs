@@ -648,72 +648,100 @@ pub(crate) fn stream(
 
 /// Bytes per chunk of a [`chunk_pipe`].
 const PIPE_CHUNK: usize = 1 << 20;
-/// Chunks a [`chunk_pipe`] holds before its writer waits.
+/// Whole chunks a [`chunk_pipe`] holds before its writer waits.
 const PIPE_CHUNKS: usize = 8;
 
-/// An in-process pipe of 1 MiB chunks between the thread writing a store's tar and the pump:
-/// an OS pipe moves 64 KiB per wake-up and copies every byte through the kernel twice, which
-/// cost as much as writing the archive itself (ctr → archive at ~440 MiB/s).
+/// An in-process pipe between a thread writing a tar and the pump (or the pump and the thread
+/// reading a save): an OS pipe moves 64 KiB per wake-up and copies every byte through the
+/// kernel twice, which cost as much as writing the archive itself (ctr → archive at ~440
+/// MiB/s). Bytes gather into 1 MiB chunks while the reader is busy; a reader that has caught
+/// up takes what is there at once, however little (a save held open after its first layer
+/// still delivers that layer).
 fn chunk_pipe() -> (ChunkReader, ChunkWriter) {
-    let (tx, rx) = std::sync::mpsc::sync_channel(PIPE_CHUNKS);
+    let shared = std::sync::Arc::new(PipeShared::default());
     (
         ChunkReader {
-            rx,
+            shared: shared.clone(),
             chunk: Vec::new(),
             pos: 0,
             writer: None,
         },
-        ChunkWriter {
-            tx,
-            buf: Vec::with_capacity(PIPE_CHUNK),
-        },
+        ChunkWriter { shared },
     )
 }
 
-struct ChunkWriter {
-    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
-    buf: Vec<u8>,
+#[derive(Default)]
+struct PipeShared {
+    state: std::sync::Mutex<PipeState>,
+    changed: std::sync::Condvar,
 }
 
-impl ChunkWriter {
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(PIPE_CHUNK));
-        self.tx.send(full).map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::BrokenPipe,
-                "the reader of the stream stopped",
-            )
-        })
+#[derive(Default)]
+struct PipeState {
+    /// Whole chunks, oldest first; then the one being filled.
+    full: std::collections::VecDeque<Vec<u8>>,
+    filling: Vec<u8>,
+    writer_gone: bool,
+    reader_gone: bool,
+}
+
+impl PipeShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PipeState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+struct ChunkWriter {
+    shared: std::sync::Arc<PipeShared>,
 }
 
 impl std::io::Write for ChunkWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let n = data.len().min(PIPE_CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == PIPE_CHUNK {
-            self.send()?;
+        let mut st = self.shared.lock();
+        while st.full.len() >= PIPE_CHUNKS && !st.reader_gone {
+            st = self
+                .shared
+                .changed
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
+        if st.reader_gone {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the reader of the stream stopped",
+            ));
+        }
+        if st.filling.capacity() == 0 {
+            st.filling.reserve_exact(PIPE_CHUNK);
+        }
+        let n = data.len().min(PIPE_CHUNK - st.filling.len());
+        st.filling.extend_from_slice(&data[..n]);
+        if st.filling.len() == PIPE_CHUNK {
+            let whole = std::mem::take(&mut st.filling);
+            st.full.push_back(whole);
+        }
+        drop(st);
+        self.shared.changed.notify_all();
         Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.send()
+        Ok(())
     }
 }
 
 impl Drop for ChunkWriter {
     fn drop(&mut self) {
-        let _ = self.send();
+        self.shared.lock().writer_gone = true;
+        self.shared.changed.notify_all();
     }
 }
 
 /// The read end of a [`chunk_pipe`]; at the end of the stream, how its writer thread ended.
 struct ChunkReader {
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    shared: std::sync::Arc<PipeShared>,
     chunk: Vec<u8>,
     pos: usize,
     writer: Option<std::thread::JoinHandle<std::io::Result<()>>>,
@@ -724,12 +752,45 @@ impl ChunkReader {
         self.writer = Some(writer);
         self
     }
+
+    /// The next bytes, waiting for some; `None` at the end of the stream.
+    fn next_chunk(&self) -> Option<Vec<u8>> {
+        let mut st = self.shared.lock();
+        loop {
+            if let Some(c) = st.full.pop_front() {
+                drop(st);
+                self.shared.changed.notify_all();
+                return Some(c);
+            }
+            if !st.filling.is_empty() {
+                return Some(std::mem::take(&mut st.filling));
+            }
+            if st.writer_gone {
+                return None;
+            }
+            st = self
+                .shared
+                .changed
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+impl Drop for ChunkReader {
+    fn drop(&mut self) {
+        self.shared.lock().reader_gone = true;
+        self.shared.changed.notify_all();
+    }
 }
 
 impl Read for ChunkReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
         while self.pos == self.chunk.len() {
-            let Ok(c) = self.rx.recv() else {
+            let Some(c) = self.next_chunk() else {
                 // The writer is gone: the end, or its error.
                 if let Some(w) = self.writer.take() {
                     match w.join() {
@@ -778,6 +839,14 @@ mod tests {
         });
         let e = r.joined(t).read_to_end(&mut Vec::new()).unwrap_err();
         assert_eq!(e.to_string(), "the blob is damaged");
+        // A few bytes, the writer still open: the reader gets them without waiting for more.
+        let (mut r, mut w) = chunk_pipe();
+        w.write_all(b"first layer").unwrap();
+        let mut got = [0u8; 64];
+        let n = r.read(&mut got).unwrap();
+        assert_eq!(&got[..n], b"first layer");
+        drop(w);
+        assert_eq!(r.read(&mut got).unwrap(), 0);
         // A reader that stops: the writer gets an error instead of blocking.
         let (r, mut w) = chunk_pipe();
         drop(r);
