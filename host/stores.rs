@@ -821,36 +821,39 @@ mod tests {
         let data: Vec<u8> = (0..(3 * PIPE_CHUNK + 12345))
             .map(|i| (i % 251) as u8)
             .collect();
-        let (r, mut w) = chunk_pipe();
+        let (reader, mut writer) = chunk_pipe();
         let sent = data.clone();
-        let t = std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             for part in sent.chunks(70_000) {
-                w.write_all(part)?;
+                writer.write_all(part)?;
             }
             Ok(())
         });
         let mut back = Vec::new();
-        r.joined(t).read_to_end(&mut back).unwrap();
+        reader.joined(thread).read_to_end(&mut back).unwrap();
         assert!(back == data);
-        let (r, mut w) = chunk_pipe();
-        let t = std::thread::spawn(move || {
-            w.write_all(b"partial")?;
+        let (reader, mut writer) = chunk_pipe();
+        let thread = std::thread::spawn(move || {
+            writer.write_all(b"partial")?;
             Err(std::io::Error::other("the blob is damaged"))
         });
-        let e = r.joined(t).read_to_end(&mut Vec::new()).unwrap_err();
-        assert_eq!(e.to_string(), "the blob is damaged");
+        let err = reader
+            .joined(thread)
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert_eq!(err.to_string(), "the blob is damaged");
         // A few bytes, the writer still open: the reader gets them without waiting for more.
-        let (mut r, mut w) = chunk_pipe();
-        w.write_all(b"first layer").unwrap();
+        let (mut reader, mut writer) = chunk_pipe();
+        writer.write_all(b"first layer").unwrap();
         let mut got = [0u8; 64];
-        let n = r.read(&mut got).unwrap();
+        let n = reader.read(&mut got).unwrap();
         assert_eq!(&got[..n], b"first layer");
-        drop(w);
-        assert_eq!(r.read(&mut got).unwrap(), 0);
+        drop(writer);
+        assert_eq!(reader.read(&mut got).unwrap(), 0);
         // A reader that stops: the writer gets an error instead of blocking.
-        let (r, mut w) = chunk_pipe();
-        drop(r);
-        assert!(w.write_all(&data).is_err());
+        let (reader, mut writer) = chunk_pipe();
+        drop(reader);
+        assert!(writer.write_all(&data).is_err());
     }
 
     #[test]
