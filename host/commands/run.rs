@@ -402,6 +402,22 @@ struct Moved {
     blobs: Option<imgkit_store::CopyReport>,
 }
 
+/// After a failed load: the names moved aside put back, the load's leftovers removed (what
+/// was done is said as context of `e`).
+fn undo_failed_load(
+    target: &Endpoint,
+    before: Option<&Snapshot>,
+    kept: &rename::Kept,
+    e: anyhow::Error,
+) -> anyhow::Error {
+    let notes = rename::restore_kept(target, kept);
+    let e = match before {
+        Some(b) => guard::after_failed_load(target, b, e),
+        None => e,
+    };
+    notes.into_iter().fold(e, anyhow::Error::context)
+}
+
 /// Stage move: the source's stream into the target (and `--via`), then the names: what the
 /// engine filed wrongly is renamed, new names given, and on a failed load the target is put
 /// back as it was (see [`guard`] and [`rename`]).
@@ -435,14 +451,7 @@ fn move_images(
             args.from,
             args.to
         );
-        let done = pulled.map_err(|e| {
-            let notes = rename::restore_kept(target, &kept);
-            let e = match &before {
-                Some(b) => guard::after_failed_load(target, b, e),
-                None => e,
-            };
-            notes.into_iter().fold(e, anyhow::Error::context)
-        })?;
+        let done = pulled.map_err(|e| undo_failed_load(target, before.as_ref(), &kept, e))?;
         let notes = rename::apply(target, plan, &before.unwrap_or_default(), &kept)
             .with_context(|| format!("moved {what}, but renaming them failed"))?;
         for note in &notes {
@@ -474,14 +483,8 @@ fn move_images(
         args.from,
         args.to
     );
-    let done = run_pump(pump, printer, &what).map_err(|e| {
-        let notes = rename::restore_kept(target, &kept);
-        let e = match &before {
-            Some(b) => guard::after_failed_load(target, b, e),
-            None => e,
-        };
-        notes.into_iter().fold(e, anyhow::Error::context)
-    })?;
+    let done = run_pump(pump, printer, &what)
+        .map_err(|e| undo_failed_load(target, before.as_ref(), &kept, e))?;
     plan::after_load(target, &done.target_stdout, plan)
         .with_context(|| format!("moved {what}, but naming them failed"))?;
     let notes = rename::apply(target, plan, &before.unwrap_or_default(), &kept)

@@ -492,18 +492,27 @@ impl RegistryDestination {
     }
 
     fn push_error(&self, digest: &Digest, e: Error) -> Error {
+        let repository = first_repository(self.needs.get(digest));
+        let image = self.image_of(digest);
+        self.push_error_naming(digest, e, repository, image)
+    }
+
+    /// `e` as the push of `digest` into `repository`, for `image` (an error that names them
+    /// already stays as it is).
+    fn push_error_naming(
+        &self,
+        digest: &Digest,
+        e: Error,
+        repository: String,
+        image: String,
+    ) -> Error {
         if let Error::Push { .. } = e {
             return e;
         }
-        let repository = self
-            .needs
-            .get(digest)
-            .and_then(|r| r.first().cloned())
-            .unwrap_or_default();
         Error::Push {
             host: self.spec.host().to_owned(),
             repository,
-            image: self.image_of(digest),
+            image,
             digest: digest.clone(),
             source: Box::new(e),
         }
@@ -773,25 +782,13 @@ impl RegistryDestination {
     /// `push_error` for an early send, while the stream goes on (the images are not known
     /// yet: the repositories it was sent to tell the image).
     fn push_error_early(&self, digest: &Digest, e: Error) -> Error {
-        if let Error::Push { .. } = e {
-            return e;
-        }
-        let repository = self
-            .early
+        let repository = first_repository(self.early.get(digest));
+        let image = self
+            .early_image
             .get(digest)
-            .and_then(|r| r.first().cloned())
-            .unwrap_or_default();
-        Error::Push {
-            host: self.spec.host().to_owned(),
-            image: self
-                .early_image
-                .get(digest)
-                .cloned()
-                .unwrap_or_else(|| format!("{}/{repository}", self.spec.host())),
-            repository,
-            digest: digest.clone(),
-            source: Box::new(e),
-        }
+            .cloned()
+            .unwrap_or_else(|| format!("{}/{repository}", self.spec.host()));
+        self.push_error_naming(digest, e, repository, image)
     }
 
     /// `push_error` before `expect` has learnt the images (`images` tell the image).
@@ -866,6 +863,11 @@ impl RegistryDestination {
             .map_err(|e| Error::io("cannot write a temporary file")(e.into_error()))?;
         Ok(path)
     }
+}
+
+/// The first of the repositories a blob goes to ("" when none is known).
+fn first_repository(repos: Option<&Vec<String>>) -> String {
+    repos.and_then(|r| r.first().cloned()).unwrap_or_default()
 }
 
 fn compressed_type(media: &str, c: Compress, to_oci: bool) -> &'static str {
