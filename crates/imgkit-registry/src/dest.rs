@@ -584,23 +584,39 @@ impl RegistryDestination {
         None
     }
 
-    /// Deferred mode: keeps a spooled blob and starts its compression (bounded by the jobs)
-    /// and, when its repositories are known already, its send.
-    fn prepare(&mut self, info: &BlobInfo, raw: tempfile::TempPath) -> Result<()> {
-        let compress = (self.compress != Compress::None && uncompressed_layer(&info.media_type))
-            .then_some(self.compress);
-        let early = self.early.get(&info.digest).cloned().map(|repos| Job {
+    /// A send of `blob` into `repos`, sharing this push's client, counts and cache.
+    fn job(
+        &self,
+        blob: BlobInfo,
+        compress: Option<Compress>,
+        ready: Option<BlobInfo>,
+        ask: bool,
+        repos: Vec<String>,
+    ) -> Job {
+        Job {
             c: self.client.clone(),
-            blob: info.clone(),
-            compress: None,
-            ready: None,
-            ask: true,
+            blob,
+            compress,
+            ready,
+            ask,
             repos,
             present: self.present.clone(),
             stats: self.stats.clone(),
             cache: self.cache.clone(),
             host: self.spec.host().to_owned(),
-        });
+        }
+    }
+
+    /// Deferred mode: keeps a spooled blob and starts its compression (bounded by the jobs)
+    /// and, when its repositories are known already, its send.
+    fn prepare(&mut self, info: &BlobInfo, raw: tempfile::TempPath) -> Result<()> {
+        let compress = (self.compress != Compress::None && uncompressed_layer(&info.media_type))
+            .then_some(self.compress);
+        let early = self
+            .early
+            .get(&info.digest)
+            .cloned()
+            .map(|repos| self.job(info.clone(), None, None, true, repos));
         if compress.is_none() && early.is_none() {
             self.prepared.insert(
                 info.digest.clone(),
@@ -761,18 +777,7 @@ impl RegistryDestination {
                 .rt
                 .block_on(self.upload_sem.clone().acquire_owned())
                 .expect("the semaphore is never closed");
-            let job = Job {
-                c: self.client.clone(),
-                blob: b.clone(),
-                compress: None,
-                ready: Some(ready),
-                ask: false,
-                repos,
-                present: self.present.clone(),
-                stats: self.stats.clone(),
-                cache: self.cache.clone(),
-                host: self.spec.host().to_owned(),
-            };
+            let job = self.job(b.clone(), None, Some(ready), false, repos);
             let handle = self.rt.spawn(send_blob(job, path, permit));
             self.running.push((b.digest.clone(), handle));
         }
@@ -1281,18 +1286,7 @@ impl Destination for RegistryDestination {
             .block_on(self.sem.clone().acquire_owned())
             .expect("the semaphore is never closed");
         let compress = self.should_compress(blob).then_some(self.compress);
-        let job = Job {
-            c: self.client.clone(),
-            blob: blob.clone(),
-            compress,
-            ready: None,
-            ask: false,
-            repos,
-            present: self.present.clone(),
-            stats: self.stats.clone(),
-            cache: self.cache.clone(),
-            host: self.spec.host().to_owned(),
-        };
+        let job = self.job(blob.clone(), compress, None, false, repos);
         let job = send_blob(job, path, permit);
         let handle = self.rt.spawn(job);
         self.running.push((blob.digest.clone(), handle));
