@@ -408,12 +408,6 @@ fn named_in(spec: &RegistrySpec, images: Vec<StoredImage>) -> anyhow::Result<Vec
 
 /// `run --to registry:…`.
 fn push(args: &Args, global: &GlobalArgs, spec: &RegistrySpec) -> anyhow::Result<ExitCode> {
-    if !args.rename.is_empty() {
-        return Err(with_hint(
-            anyhow::anyhow!("--rename is not applied on the way into a registry yet"),
-            "rename in the source first (docker tag), or push and then pull with --rename",
-        ));
-    }
     let started = Instant::now();
     let registry = open(spec, &args.registry.transport, args.registry.compress)?;
     // A layout directory or an archive file is read as it is (indexes kept whole).
@@ -480,9 +474,12 @@ fn push_engine(
     let source = crate::plan::open(&args.from)?;
     let pipeline = Pipeline::compile(&args.filter, &args.plugin, global)?;
     let mut printer = crate::progress::Printer::new(global);
-    let Some(plan) = crate::plan::Plan::select(&source, &pipeline, &[], &mut printer)? else {
+    let Some(mut plan) = crate::plan::Plan::select(&source, &pipeline, &[], &mut printer)? else {
         return Ok(nothing(args, global, ExitCode::from(1)));
     };
+    // `--rename` rules and the filter's new names (untrusted: checked here, before the save):
+    // each image goes into the registry under its new names only.
+    crate::rename::resolve(&mut plan, &args.rename)?;
     let mut dest = registry.destination().map_err(|e| hinted(e, spec))?;
     dest.defer();
     // Which layers each image has, asked of the engine before its save: each is sent as soon
@@ -595,7 +592,8 @@ fn all_present(
     registry: &Registry,
 ) -> anyhow::Result<Option<Vec<String>>> {
     let source = crate::plan::open(&args.from)?;
-    if source.engine().is_none() {
+    // New names are looked up after the rename (the push route resolves them).
+    if source.engine().is_none() || !args.rename.is_empty() {
         return Ok(None);
     }
     let pipeline = Pipeline::compile(&args.filter, &args.plugin, global)?;
@@ -777,6 +775,22 @@ fn select(
     }
     let records: Vec<ImageRecord> = source.records();
     let selected = pipeline.select_from(&records)?;
+    // These routes copy images under the names they have: a rename asked for is refused, not
+    // dropped.
+    let renamed = selected.iter().find(|s| !s.rename.is_empty());
+    if !args.rename.is_empty() || renamed.is_some() {
+        let by = renamed.map_or_else(String::new, |s| {
+            format!(" (the filter renames {})", s.reference)
+        });
+        return Err(with_hint(
+            anyhow::anyhow!(
+                "--rename is not applied yet from {} to {}: archives, layout directories and registries copy images under the names they have{by}",
+                args.from,
+                args.to
+            ),
+            "rename on the way from or into an engine (imgkit run --from docker --to registry:… --rename …), or after the copy",
+        ));
+    }
     let images = source.images()?;
     let mut out: Vec<StoredImage> = Vec::new();
     for s in selected {

@@ -300,6 +300,30 @@ pub(crate) fn apply(
     Ok(notes)
 }
 
+/// Each moved image's ID in the target: the renamed under their new names ([`verify`]), the
+/// rest under their own; how many were checked, and the notes on the rest.
+pub(crate) fn verify_all(
+    plan: &Plan,
+    source: &Endpoint,
+    target: &Endpoint,
+) -> anyhow::Result<(usize, Vec<String>)> {
+    let kept_names = crate::skip::plan_of(
+        plan.images
+            .iter()
+            .filter(|i| i.rename.is_empty())
+            .cloned()
+            .collect(),
+    );
+    let mut checked = verify(plan, source, target)?;
+    let mut notes = Vec::new();
+    if let Some(kept) = kept_names {
+        let v = kept.verify(source, target)?;
+        notes = v.notes;
+        checked += v.checked;
+    }
+    Ok((checked, notes))
+}
+
 /// Checks that each new name resolves in `target` to the source's image ID; the number checked.
 pub(crate) fn verify(plan: &Plan, source: &Endpoint, target: &Endpoint) -> anyhow::Result<usize> {
     let renamed: Vec<&PlannedImage> = plan

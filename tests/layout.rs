@@ -339,3 +339,64 @@ fn save_writes_a_layout_dir_and_a_failed_save_leaves_no_dir() {
         .stderr_has("names no image");
     assert!(!never.exists());
 }
+
+/// A filter's new names (`{"ref", "as"}`) on `save`: checked before the save (a name that is not
+/// a reference used to panic on the way into a layout directory), taken by a layout directory,
+/// and refused for an archive, which keeps the names the engine saves (they used to be dropped
+/// without a word).
+#[test]
+fn save_checks_a_filters_new_names_and_a_layout_dir_takes_them() {
+    let e = need_engines!();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = vec![src_docker(e)];
+    let filter = |name: &str, program: &str| {
+        let f = tmp.path().join(name);
+        std::fs::write(&f, program).unwrap();
+        f
+    };
+    let bad = filter(
+        "bad.jq",
+        r#"select(.Repository == "seed/app" and .Tag == "1.0") | {"ref": (.Repository + ":" + .Tag), "as": ["NOT A NAME!!"]}"#,
+    );
+    let good = filter(
+        "good.jq",
+        r#"select(.Repository == "seed/app" and .Tag == "1.0") | {"ref": (.Repository + ":" + .Tag), "as": ["crew/app:1"]}"#,
+    );
+    let dir = tmp.path().join("renamed");
+    imgkit(&src)
+        .args(["save", "--engine", "docker", "-f"])
+        .arg(&bad)
+        .arg("-o")
+        .arg(format!("{}/", dir.display()))
+        .run()
+        .code(2)
+        .stderr_has("is not an image reference");
+    assert!(!dir.exists());
+    let archive = tmp.path().join("renamed.tar");
+    imgkit(&src)
+        .args(["save", "--engine", "docker", "-f"])
+        .arg(&good)
+        .arg("-o")
+        .arg(&archive)
+        .run()
+        .code(2)
+        .stderr_has("is an archive");
+    assert!(!archive.exists());
+    imgkit(&src)
+        .args(["save", "--engine", "docker", "-f"])
+        .arg(&good)
+        .arg("-o")
+        .arg(format!("{}/", dir.display()))
+        .run()
+        .success();
+    let ls = imgkit(&[])
+        .args(["ls", "--all", "--format", "refs", "--from"])
+        .arg(&dir)
+        .run()
+        .success();
+    let refs: Vec<&str> = ls.stdout.lines().collect();
+    assert!(
+        refs == ["crew/app:1"] || refs == ["docker.io/crew/app:1"],
+        "{refs:?}"
+    );
+}

@@ -1496,3 +1496,117 @@ fn a_registry_killed_while_the_save_goes_on_fails_naming_image_and_blob_and_a_re
     assert_eq!(doc["verified"], 2, "{doc}");
     assert!(doc["blobs_skipped"].as_u64().unwrap() >= 1, "{doc}");
 }
+
+/// `--rename` and a filter's `as` into a registry from an engine: the images go in under their
+/// new names only, verified by ID; a new name that is not a reference is refused before the
+/// save (it used to panic: the names were never checked on this route); a rename from an
+/// archive is refused, not dropped; and "all there already" is never decided on the old names.
+#[test]
+fn a_push_from_docker_takes_renames_and_refuses_a_bad_new_name_before_the_save() {
+    let e = need_engines!();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = path("t-rename");
+    let to = format!("registry:{}/{repo}", plain(e));
+    let listed = || {
+        // Under this test's path only (other tests' repositories come and go meanwhile).
+        let ls = imgkit(&[])
+            .args(["ls", "--all", "--format", "json", "--from", &to])
+            .run();
+        let mut names: Vec<(String, String)> = ls
+            .stdout
+            .lines()
+            .map(json)
+            .map(|r| {
+                let repository = r["Repository"].as_str().unwrap();
+                let own = repository
+                    .split_once(&format!("{repo}/"))
+                    .map_or(repository, |(_, own)| own);
+                (
+                    format!("{own}:{}", r["Tag"].as_str().unwrap()),
+                    r["ID"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    // A bad new name from the filter: refused, exit 2, before anything is sent.
+    let bad = write_filter(
+        tmp.path(),
+        r#"select(.Repository == "seed/app" and .Tag == "1.0") | {"ref": (.Repository + ":" + .Tag), "as": ["NOT A NAME!!"]}"#,
+    );
+    imgkit(&[src_docker(e), cache(tmp.path())])
+        .args(["run", "--from", "docker", "--to", &to, "-f"])
+        .arg(&bad)
+        .run()
+        .code(2)
+        .stderr_has("is not an image reference");
+    assert_eq!(listed(), Vec::<(String, String)>::new());
+    // The two seeded images pushed once under their own names...
+    let first = push_two(e, tmp.path(), &to);
+    assert_eq!(first["verified"], 2, "{first}");
+    // ...then again with --rename: "all there already" must not be decided on the old names.
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    let run = imgkit(&[src_docker(e), cache(tmp.path())])
+        .args([
+            "--json",
+            "run",
+            "--from",
+            "docker",
+            "--to",
+            &to,
+            "--rename",
+            "seed/(.*)=team/$1",
+            "-f",
+        ])
+        .arg(&filter)
+        .run()
+        .success();
+    let doc = json(&run.stdout);
+    assert_eq!(doc["images"], 2, "{doc}");
+    assert_eq!(doc["verified"], 2, "{doc}");
+    let ids = want_two(e, "");
+    let want: Vec<(String, String)> = {
+        let mut w: Vec<(String, String)> = ids
+            .iter()
+            .flat_map(|(name, id)| {
+                let renamed = name.replace("seed/", "team/");
+                [(name.clone(), id.clone()), (renamed, id.clone())]
+            })
+            .collect();
+        w.sort();
+        w
+    };
+    let got = listed();
+    assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+    for ((gn, gid), (wn, wid)) in got.iter().zip(&want) {
+        assert_eq!(gn, wn, "{got:?}");
+        assert!(
+            wid.contains(gid.as_str()) || gid.contains(wid.as_str()),
+            "{gn}: {gid} vs {wid}"
+        );
+    }
+    // The filter's `as` works the same way, one image under two new names.
+    let two = write_filter(
+        tmp.path(),
+        r#"select(.Repository == "seed/app" and .Tag == "1.0") | {"ref": (.Repository + ":" + .Tag), "as": ["crew/app:1", "crew/app:stable"]}"#,
+    );
+    imgkit(&[src_docker(e), cache(tmp.path())])
+        .args(["run", "--from", "docker", "--to", &to, "-f"])
+        .arg(&two)
+        .run()
+        .success();
+    let got = listed();
+    for tag in ["crew/app:1", "crew/app:stable"] {
+        assert!(got.iter().any(|(n, _)| n == tag), "{tag} missing: {got:?}");
+    }
+    // From an archive, a rename is refused (IK661), not dropped.
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/images.tar");
+    imgkit(&[cache(tmp.path())])
+        .args(["run", "--from"])
+        .arg(&sample)
+        .args(["--to", &to, "--rename", "imgkit.example/(.*)=other/$1"])
+        .run()
+        .code(2)
+        .stderr_has("--rename is not applied yet from");
+}

@@ -572,23 +572,10 @@ fn verify(
         "verify",
         &format!("checking {} image IDs in {}", plan.refs.len(), args.to),
     );
-    let kept_names = skip::plan_of(
-        plan.images
-            .iter()
-            .filter(|i| i.rename.is_empty())
-            .cloned()
-            .collect(),
-    );
-    let mut checked = rename::verify(plan, source, target)
+    let (checked, notes) = rename::verify_all(plan, source, target)
         .with_context(|| format!("moved {what}, but the target does not match"))?;
-    if let Some(kept) = kept_names {
-        let v = kept
-            .verify(source, target)
-            .with_context(|| format!("moved {what}, but the target does not match"))?;
-        for note in &v.notes {
-            printer.step("verify", &format!("note: {note}"));
-        }
-        checked += v.checked;
+    for note in &notes {
+        printer.step("verify", &format!("note: {note}"));
     }
     Ok(Some(checked))
 }

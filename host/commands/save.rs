@@ -61,7 +61,7 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         spec: spec.clone(),
     };
     let mut printer = Printer::new(global);
-    let Some(plan) = Plan::select(&source, &pipeline, &args.refs, &mut printer)? else {
+    let Some(mut plan) = Plan::select(&source, &pipeline, &args.refs, &mut printer)? else {
         if global.json {
             // Still one document: the summary of nothing saved.
             Summary {
@@ -86,6 +86,18 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         }
         return Ok(ExitCode::from(1));
     };
+    // New names from the filter (`{"ref", "as"}`) are untrusted: checked before anything
+    // runs. A layout directory takes them; an archive keeps the names the engine saves.
+    let renames = crate::rename::resolve(&mut plan, &[])?;
+    if renames > 0 && store.is_none() {
+        return Err(with_hint(
+            anyhow::anyhow!(
+                "renames are applied by the target engine, and {} is an archive",
+                args.output.display()
+            ),
+            "save into a layout directory (-o DIR/), load into an engine with `imgkit run --to`, or rename after loading the archive",
+        ));
+    }
     if let Some(store) = &store {
         return save_into_store(&plan, &source, store, global, &mut printer);
     }
@@ -142,16 +154,19 @@ fn save_into_store(
         "verify",
         &format!("checking {} image IDs in {store}", plan.refs.len()),
     );
-    let verified = plan
-        .verify(source, &target)
+    // Renamed images are checked under their new names.
+    let (checked, notes) = crate::rename::verify_all(plan, source, &target)
         .with_context(|| format!("saved {what}, but the store does not match"))?;
+    for note in &notes {
+        printer.step("verify", &format!("note: {note}"));
+    }
     Summary {
         images: plan.refs.len(),
         bytes: done.bytes,
         elapsed: done.elapsed,
         from: source.name(),
         to: store.to_string(),
-        verified: Some(verified.checked),
+        verified: Some(checked),
         sync: Some(SyncReport {
             copied: plan.refs.iter().map(ToString::to_string).collect(),
             blobs: Some(blobs),
