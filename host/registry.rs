@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context as _;
-use imgkit_registry::{Compress, Options, Registry, RegistrySource, RegistrySpec};
+use imgkit_registry::{Compress, Options, PushStats, Registry, RegistrySource, RegistrySpec};
 use imgkit_store::{Destination, LayoutDir, Source, StoredImage, copy};
 use imgkit_types::{ImageRecord, ImageRef, humanize};
 use serde_json::json;
@@ -480,12 +480,123 @@ fn push_engine(
     // `--rename` rules and the filter's new names (untrusted: checked here, before the save):
     // each image goes into the registry under its new names only.
     crate::rename::resolve(&mut plan, &args.rename)?;
+    let parts = save_parts(&plan, &source, args);
+    let pushed: Vec<anyhow::Result<Option<Pushed>>> = match parts.as_slice() {
+        [_, second] => {
+            // docker's save writes every layer to a temporary directory before its first
+            // byte: two saves of half the images each, at once, start streaming in half the
+            // time (the second quietly: one progress line is the first's).
+            let quiet = GlobalArgs {
+                quiet: true,
+                ..global.clone()
+            };
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| {
+                    let mut printer = crate::progress::Printer::new(&quiet);
+                    push_part(args, registry, &source, second, &mut printer)
+                });
+                let first = push_part(args, registry, &source, &parts[0], &mut printer);
+                let other = other
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a push of the second save panicked")));
+                vec![first, other]
+            })
+        }
+        _ => vec![push_part(args, registry, &source, &plan, &mut printer)],
+    };
+    let mut images: Vec<StoredImage> = Vec::new();
+    let mut stats = PushStats::default();
+    let mut held: Option<Vec<imgkit_types::Digest>> = (!args.no_verify).then(Vec::new);
+    for part in pushed {
+        let Some(part) = part? else { continue };
+        images.extend(part.images);
+        stats.add(&part.stats);
+        if let (Some(all), Some(ids)) = (held.as_mut(), part.held) {
+            all.extend(ids);
+        }
+    }
+    if images.is_empty() {
+        return Ok(nothing(args, global, ExitCode::from(1)));
+    }
+    let report = imgkit_store::CopyReport {
+        images: images.len(),
+        blobs_written: stats.blobs_uploaded,
+        bytes_written: stats.bytes_uploaded,
+        blobs_skipped: stats.blobs_present,
+        bytes_skipped: stats.bytes_present,
+    };
+    let from = args.from.to_string();
+    finish_push(held, &stats, spec, &from, &images, &report, global, started)
+}
+
+/// What one save pushed: its images (named in the registry), the counts, and the image IDs
+/// the registry's manifests name for them (`None` with `--no-verify`).
+struct Pushed {
+    images: Vec<StoredImage>,
+    stats: PushStats,
+    held: Option<Vec<imgkit_types::Digest>>,
+}
+
+/// A selection at least this big (as listed) is saved in two halves: below it, docker's
+/// temporary directory costs little and one save sends a shared layer once.
+const SPLIT_SAVE_AT: u64 = 256 << 20;
+
+/// The saves a push from an engine runs: docker's selection in two halves (images that share
+/// an ID stay together) when it has two or more images and lists at least [`SPLIT_SAVE_AT`],
+/// else the plan whole. Not with `--via` (one archive of one save). `IMGKIT_PUSH_SAVES=1`
+/// keeps one save, `=2` splits whatever the size. A layer both halves name may be sent by
+/// both (each half asks the registry first, but they run at once).
+fn save_parts(
+    plan: &crate::plan::Plan,
+    source: &crate::plan::Endpoint,
+    args: &Args,
+) -> Vec<crate::plan::Plan> {
+    let docker = source
+        .engine()
+        .is_some_and(|e| e.kind() == imgkit_engine::EngineKind::Docker);
+    let mut ids: Vec<&str> = Vec::new();
+    for p in &plan.images {
+        if !ids.contains(&p.id.as_str()) {
+            ids.push(&p.id);
+        }
+    }
+    let big = plan.expected_bytes.is_some_and(|b| b >= SPLIT_SAVE_AT);
+    let split = match std::env::var("IMGKIT_PUSH_SAVES").as_deref() {
+        Ok("1") => false,
+        Ok("2") => true,
+        _ => big,
+    };
+    if !docker || args.via.is_some() || ids.len() < 2 || !split {
+        return vec![plan.clone()];
+    }
+    let first: Vec<&str> = ids[..ids.len().div_ceil(2)].to_vec();
+    let (a, b): (Vec<_>, Vec<_>) = plan
+        .images
+        .iter()
+        .cloned()
+        .partition(|p| first.contains(&p.id.as_str()));
+    [a, b]
+        .into_iter()
+        .filter_map(crate::skip::plan_of)
+        .collect()
+}
+
+/// One save of `plan` streamed into the registry in deferred mode and committed; `None` when
+/// none of its images has a name the registry can keep.
+fn push_part(
+    args: &Args,
+    registry: &Registry,
+    source: &crate::plan::Endpoint,
+    plan: &crate::plan::Plan,
+    printer: &mut crate::progress::Printer,
+) -> anyhow::Result<Option<Pushed>> {
+    let spec = registry.spec();
     let mut dest = registry.destination().map_err(|e| hinted(e, spec))?;
     dest.defer();
     // Which layers each image has, asked of the engine before its save: each is sent as soon
     // as it has streamed past (and is compressed), while the save goes on.
     if let Some(engine) = source.engine() {
-        dest.expect_layers(&layers_of(engine, &plan, spec));
+        dest.expect_layers(&layers_of(engine, plan, spec));
     }
     let what = format!(
         "{} from {} to {spec}",
@@ -493,12 +604,12 @@ fn push_engine(
         args.from
     );
     let ingested = crate::stores::ingest_with(
-        &plan,
-        &source,
+        plan,
+        source,
         &mut dest,
         &spec.to_string(),
         args.via.as_deref(),
-        &mut printer,
+        printer,
         &what,
     );
     let ingested = match ingested {
@@ -518,7 +629,7 @@ fn push_engine(
     };
     let images = named_in(spec, ingested.images)?;
     if images.is_empty() {
-        return Ok(nothing(args, global, ExitCode::from(1)));
+        return Ok(None);
     }
     if let Err(e) = dest.commit(&images) {
         return Err(match dest.take_error() {
@@ -526,25 +637,16 @@ fn push_engine(
             None => anyhow::Error::new(e).context(format!("pushing into {spec} failed")),
         });
     }
-    let stats = dest.stats();
-    let report = imgkit_store::CopyReport {
-        images: images.len(),
-        blobs_written: stats.blobs_uploaded,
-        bytes_written: stats.bytes_uploaded,
-        blobs_skipped: stats.blobs_present,
-        bytes_skipped: stats.bytes_present,
+    let held = if args.no_verify {
+        None
+    } else {
+        Some(dest.image_ids()?)
     };
-    let from = args.from.to_string();
-    finish_push(
-        &dest,
-        spec,
-        &from,
-        &images,
-        &report,
-        args.no_verify,
-        global,
-        started,
-    )
+    Ok(Some(Pushed {
+        images,
+        stats: dest.stats(),
+        held,
+    }))
 }
 
 /// Each planned image's names in the registry (its reference and the names the filter gives
@@ -676,27 +778,37 @@ fn push_images(
             });
         }
     };
+    let held = if no_verify {
+        None
+    } else {
+        Some(dest.image_ids()?)
+    };
     finish_push(
-        &dest, spec, from, images, &report, no_verify, global, started,
+        held,
+        &dest.stats(),
+        spec,
+        from,
+        images,
+        &report,
+        global,
+        started,
     )
 }
 
-/// After a push: the images checked by ID in the registry (unless --no-verify), and the report.
+/// The push's summary, after each image ID was checked against what the registry's manifests
+/// name (`held`; `None` with `--no-verify`).
 #[allow(clippy::too_many_arguments)]
 fn finish_push(
-    dest: &imgkit_registry::RegistryDestination,
+    held: Option<Vec<imgkit_types::Digest>>,
+    stats: &PushStats,
     spec: &RegistrySpec,
     from: &str,
     images: &[StoredImage],
     report: &imgkit_store::CopyReport,
-    no_verify: bool,
     global: &GlobalArgs,
     started: Instant,
 ) -> anyhow::Result<ExitCode> {
-    let verified = if no_verify {
-        None
-    } else {
-        let held = dest.image_ids()?;
+    let verified = if let Some(held) = held {
         if let Some(lost) = images.iter().find(|i| !held.contains(i.id())) {
             anyhow::bail!(
                 "pushed into {spec}, and its manifests do not name image {} (config digest)",
@@ -704,8 +816,9 @@ fn finish_push(
             );
         }
         Some(images.len())
+    } else {
+        None
     };
-    let stats = dest.stats();
     let copied = names_of(images);
     let elapsed = started.elapsed();
     if global.json {

@@ -1610,3 +1610,65 @@ fn a_push_from_docker_takes_renames_and_refuses_a_bad_new_name_before_the_save()
         .code(2)
         .stderr_has("--rename is not applied yet from");
 }
+
+/// A push from docker of a big selection runs two saves at once (docker writes a whole save to
+/// a temporary directory before its first byte; `IMGKIT_PUSH_SAVES=2` forces the split for
+/// these small images): every image arrives once, under its name, verified by ID, and the
+/// summary adds up both halves; `IMGKIT_PUSH_SAVES=1` keeps one save.
+#[test]
+fn a_push_from_docker_in_two_saves_at_once_pushes_every_image_verified() {
+    let e = need_engines!();
+    let tmp = tempfile::tempdir().unwrap();
+    let filter = write_filter(tmp.path(), SELECT_TWO);
+    let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-engine");
+    let saves = |log: &Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.split_whitespace().any(|w| w == "save"))
+            .count()
+    };
+    for (parts, want_saves) in [("2", 2), ("1", 1)] {
+        let repo = path(&format!("t-two-saves-{parts}"));
+        let to = format!("registry:{}/{repo}", plain(e));
+        let log = tmp.path().join(format!("argv-{parts}.log"));
+        // A cache of its own each time (else the second mounts what the first sent).
+        let run = imgkit(&[src_docker(e), cache(&tmp.path().join(parts))])
+            .env("IMGKIT_DOCKER_BIN", &fake)
+            .env("IMGKIT_DOCKER_VIA", "cli")
+            .env("IMGKIT_FAKE_REAL", docker_cli())
+            .env("IMGKIT_FAKE_LOG", &log)
+            .env("IMGKIT_PUSH_SAVES", parts)
+            .args(["--json", "run", "--from", "docker", "--to", &to, "-f"])
+            .arg(&filter)
+            .run()
+            .success();
+        assert_eq!(saves(&log), want_saves, "IMGKIT_PUSH_SAVES={parts}");
+        let doc = json(&run.stdout);
+        assert_eq!(doc["images"], 2, "{doc}");
+        assert_eq!(doc["verified"], 2, "{doc}");
+        assert_eq!(doc["copied"].as_array().map(Vec::len), Some(2), "{doc}");
+        assert!(doc["bytes_uploaded"].as_u64().unwrap() > 0, "{doc}");
+        let ls = imgkit(&[])
+            .args(["ls", "--all", "--format", "json", "--from", &to])
+            .run()
+            .success();
+        let want = want_two(e, "");
+        let mut seen = 0;
+        for line in ls.stdout.lines() {
+            let rec = json(line);
+            let repository = rec["Repository"].as_str().unwrap();
+            let own = repository
+                .split_once(&format!("{repo}/"))
+                .map_or(repository, |(_, own)| own);
+            let name = format!("{own}:{}", rec["Tag"].as_str().unwrap());
+            let id = rec["ID"].as_str().unwrap();
+            assert!(
+                want[&name].contains(id) || id.contains(want[&name].as_str()),
+                "{name}: {id} vs {want:?}"
+            );
+            seen += 1;
+        }
+        assert_eq!(seen, 2, "{}", ls.stdout);
+    }
+}

@@ -88,6 +88,21 @@ pub struct PushStats {
     pub manifests_made: Vec<(String, String)>,
 }
 
+impl PushStats {
+    /// Adds what another push into the same registry did (a push in several saves).
+    pub fn add(&mut self, other: &PushStats) {
+        self.blobs_uploaded += other.blobs_uploaded;
+        self.bytes_uploaded += other.bytes_uploaded;
+        self.blobs_mounted += other.blobs_mounted;
+        self.blobs_present += other.blobs_present;
+        self.bytes_present += other.bytes_present;
+        self.layers_compressed += other.layers_compressed;
+        self.manifests_pushed += other.manifests_pushed;
+        self.manifests_made
+            .extend(other.manifests_made.iter().cloned());
+    }
+}
+
 /// A blob as the registry holds it (compressed, when it was compressed on the way).
 #[derive(Debug, Clone)]
 struct Sent {
