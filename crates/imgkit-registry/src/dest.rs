@@ -1096,6 +1096,16 @@ struct Job {
     host: String,
 }
 
+/// Notes that repository `repo` holds blob `digest` (asked, mounted or uploaded).
+fn holds(present: &Mutex<HashMap<Digest, HashSet<String>>>, digest: &Digest, repo: String) {
+    present
+        .lock()
+        .expect("lock")
+        .entry(digest.clone())
+        .or_default()
+        .insert(repo);
+}
+
 async fn send_blob(
     job: Job,
     path: impl AsRef<Path> + Send,
@@ -1151,12 +1161,7 @@ async fn send_blob(
         let mut still = Vec::new();
         for r in lacking {
             if proto::has_blob(&c, &r, &info.digest).await? {
-                present
-                    .lock()
-                    .expect("lock")
-                    .entry(info.digest.clone())
-                    .or_default()
-                    .insert(r);
+                holds(&present, &info.digest, r);
             } else {
                 still.push(r);
             }
@@ -1177,12 +1182,7 @@ async fn send_blob(
                 .unwrap_or(false)
             {
                 stats.lock().expect("lock").blobs_mounted += 1;
-                present
-                    .lock()
-                    .expect("lock")
-                    .entry(info.digest.clone())
-                    .or_default()
-                    .insert(r.clone());
+                holds(&present, &info.digest, r.clone());
                 holder = Some(r);
                 break;
             }
@@ -1203,12 +1203,7 @@ async fn send_blob(
             s.bytes_uploaded += info.size;
         }
         cache.remember_repository(&host, &r, &info.digest);
-        present
-            .lock()
-            .expect("lock")
-            .entry(info.digest.clone())
-            .or_default()
-            .insert(r.clone());
+        holds(&present, &info.digest, r.clone());
         holder.get_or_insert(r);
     }
     drop(path);
