@@ -89,6 +89,25 @@ pub(crate) fn source(plan: &Plan, source: &Endpoint) -> Option<(FileSource, Vec<
     }
 }
 
+/// A copy from docker's files that failed: a layer that does not hash to its diff ID is
+/// docker's store damaged (its files changed behind dockerd's back), said so with what to do;
+/// anything else as it is.
+pub(crate) fn damaged(files: &FileSource, e: imgkit_store::Error) -> anyhow::Error {
+    let digest = match &e {
+        imgkit_store::Error::DigestMismatch { expected, .. } if files.is_layer(expected) => {
+            expected.clone()
+        }
+        _ => return e.into(),
+    };
+    crate::diagnostics::with_hint(
+        anyhow::Error::new(e).context(format!(
+            "docker's store at {} is damaged: layer {digest}, rebuilt from its tar-split record and its files, does not hash to its diff ID (its files changed behind dockerd's back; docker save fails on it too)",
+            files.root().display()
+        )),
+        "remove the images using that layer (docker rmi) and pull or load them again",
+    )
+}
+
 /// The bytes of the blobs of `images` that `dst` lacks, each counted once: what the copy
 /// will read.
 pub(crate) fn missing_bytes(images: &[StoredImage], dst: &dyn Destination) -> u64 {

@@ -427,8 +427,9 @@ fn copy_from_docker_files(
     let expected = crate::dockerfiles::missing_bytes(&images, &*dst);
     printer.stream(format!("{} → {to}", source.name()));
     let counted = crate::dockerfiles::Counted::new(files, printer, expected);
-    let report =
-        copy(&counted, &mut *dst, &images).with_context(|| format!("writing into {to} failed"))?;
+    let report = copy(&counted, &mut *dst, &images).map_err(|e| {
+        crate::dockerfiles::damaged(files, e).context(format!("writing into {to} failed"))
+    })?;
     counted.finish();
     created.keep();
     let done = Transferred {

@@ -6,6 +6,7 @@ mod archive;
 mod cli;
 mod containerd;
 mod dockerapi;
+mod dockerfiles;
 mod docs;
 mod engines;
 mod filter;

@@ -317,6 +317,16 @@ impl FileSource {
             .collect()
     }
 
+    /// Where the files are read from (the daemon's data root).
+    pub fn root(&self) -> &Path {
+        &self.files.root
+    }
+
+    /// Whether `digest` is one of the layers it rebuilds.
+    pub fn is_layer(&self, digest: &Digest) -> bool {
+        self.layers.contains_key(digest)
+    }
+
     /// The bytes of every layer of the images, counted once each.
     pub fn layer_bytes(&self) -> u64 {
         self.layers.values().map(|l| l.info.size).sum()
