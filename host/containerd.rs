@@ -193,3 +193,44 @@ pub(crate) fn damaged(spec: &EndpointSpec, e: imgkit_store::Error) -> anyhow::Er
         None => e.into(),
     }
 }
+
+/// Each layer of `images` that containerd lacks uncompressed but holds compressed (a base it
+/// pulled from a registry) named in the image's manifest as the compressed blob it holds, so
+/// it is not sent (`Store::compressed_layer`); the image's config, and so its ID, stays. The
+/// manifests change (made up anew for the new layers); the number of layers so named.
+pub(crate) fn name_compressed_layers(
+    store: &Store,
+    images: &mut [imgkit_store::StoredImage],
+) -> usize {
+    use imgkit_store::Destination as _;
+    let mut found: BTreeMap<imgkit_types::Digest, Option<imgkit_store::BlobInfo>> = BTreeMap::new();
+    let mut named = 0;
+    for image in images.iter_mut() {
+        if image.is_index() {
+            continue;
+        }
+        let mut layers = image.layers.clone();
+        for layer in &mut layers {
+            let held = found.entry(layer.digest.clone()).or_insert_with(|| {
+                if store.has_blob(&layer.digest) {
+                    None
+                } else {
+                    store.compressed_layer(&layer.digest)
+                }
+            });
+            if let Some(c) = held {
+                *layer = c.clone();
+            }
+        }
+        let changed = layers
+            .iter()
+            .zip(&image.layers)
+            .filter(|(a, b)| a != b)
+            .count();
+        if changed > 0 {
+            named += changed;
+            *image = imgkit_store::made_up_image(image.names.clone(), image.config.clone(), layers);
+        }
+    }
+    named
+}

@@ -2,7 +2,7 @@
 //! stream: when dockerd is reached over its API, its data root (`/info`'s `DockerRootDir`) can
 //! be read here and its storage driver keeps layers as directories. Only the layers the
 //! destination lacks are rebuilt and read; dockerd does no work at all. Anything else keeps
-//! `docker save`; `IMGKIT_DOCKER_READ=save` keeps it always. `-v` says which and why.
+//! `docker save`; `IMGKIT_DOCKER_READ=stream` keeps it always. `-v` says which and why.
 
 use std::cell::{Cell, RefCell};
 use std::io::Read;
@@ -31,8 +31,8 @@ pub(crate) fn source(plan: &Plan, source: &Endpoint) -> Option<(FileSource, Vec<
     if engine.kind() != EngineKind::Docker {
         return None;
     }
-    if std::env::var_os("IMGKIT_DOCKER_READ").is_some_and(|v| v == "save") {
-        say("docker: reading images through docker save (IMGKIT_DOCKER_READ=save)");
+    if std::env::var_os("IMGKIT_DOCKER_READ").is_some_and(|v| v == "stream") {
+        say("docker: reading images through docker save (IMGKIT_DOCKER_READ=stream)");
         return None;
     }
     let Some((root, driver)) = engine.storage() else {

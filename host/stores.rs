@@ -411,7 +411,7 @@ fn copy_from_docker_files(
     printer: &mut Printer,
 ) -> anyhow::Result<(Transferred, CopyReport)> {
     let started = std::time::Instant::now();
-    let images = chosen_by_id(
+    let mut images = chosen_by_id(
         &files.images()?,
         &target_naming(plan),
         &files.describe(),
@@ -425,6 +425,16 @@ fn copy_from_docker_files(
                 .map_err(|e| {
                     crate::containerd::error(e, Some(&format!("writing into {to} failed")))
                 })?;
+            let named = crate::containerd::name_compressed_layers(&store, &mut images);
+            if named > 0 {
+                printer.step(
+                    "copy",
+                    &format!(
+                        "{named} layer{} {to} holds compressed (pulled from a registry) named as they are there, not sent",
+                        if named == 1 { "" } else { "s" }
+                    ),
+                );
+            }
             Box::new(store) as Box<dyn Destination + Send>
         }
         None => {

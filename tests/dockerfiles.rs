@@ -109,11 +109,11 @@ fn docker_to_ctr_and_a_layout_read_dockers_files_with_the_save_routes_bytes() {
     .success()
     .stderr_has(FILES);
     let r = run(imgkit(&env)
-        .env("IMGKIT_DOCKER_READ", "save")
+        .env("IMGKIT_DOCKER_READ", "stream")
         .args(["-v", "run", "--from", "docker", "--to"])
         .arg(&to_ls))
     .success()
-    .stderr_has("docker save (IMGKIT_DOCKER_READ=save)");
+    .stderr_has("docker save (IMGKIT_DOCKER_READ=stream)");
     assert!(r.stderr.contains(SAVE_REQUEST), "{}", r.stderr);
     assert_eq!(tree(&lf), tree(&ls), "the two routes wrote different bytes");
     assert_eq!(layout_manifests(&lf), vec![via_files.clone()]);
@@ -185,6 +185,14 @@ fn a_held_base_is_never_read_and_json_counts_it_skipped() {
     empty_docker(host);
 }
 
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 /// The file `name` of `image`'s last layer in dockerd's (vfs) store under `root`.
 fn layer_file(host: &str, root: &str, image: &str, name: &str) -> PathBuf {
     let layers = output(docker(host).args([
@@ -199,10 +207,7 @@ fn layer_file(host: &str, root: &str, image: &str, name: &str) -> PathBuf {
     for d in &layers[1..] {
         use sha2::Digest as _;
         let h = sha2::Sha256::digest(format!("{chain} {d}").as_bytes());
-        chain = format!(
-            "sha256:{}",
-            h.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
+        chain = format!("sha256:{}", hex(&h));
     }
     let hex = chain.trim_start_matches("sha256:");
     let db = Path::new(root).join("image/vfs/layerdb/sha256").join(hex);
@@ -261,5 +266,79 @@ fn a_layer_changed_behind_dockers_back_fails_naming_it_and_names_nothing() {
         .stderr_has(layer);
     let names = output(ctr(addr, "k8s.io").args(["images", "ls", "-q"]));
     assert!(names.trim().is_empty(), "containerd names {names}");
+    empty_docker(host);
+}
+
+/// Kubernetes nodes hold their bases as containerd pulled them: compressed, with the
+/// `containerd.io/uncompressed` label its unpacker sets. An image on such a base goes in
+/// without the base: its manifest names the compressed blob containerd holds (the config, and
+/// so the image ID, unchanged), the base is not sent, and the image is complete and unpacked.
+#[test]
+fn a_base_containerd_pulled_compressed_is_named_as_it_is_not_sent() {
+    let e = need_engines!();
+    let _d = lock(&DOCKER_DST);
+    let _k = lock(&K8S_DST);
+    let host = e.dst.var("DOCKER_HOST");
+    let addr = e.dst.var("CONTAINERD_ADDRESS");
+    empty_docker(host);
+    empty_ctr(addr, "k8s.io");
+    let tmp = tempfile::tempdir().unwrap();
+    let (base, top) = base_and_top(e, tmp.path(), 4);
+    let registry = e.src.var("IMGKIT_REGISTRY");
+    let repo = format!("cmp{}", std::process::id());
+    let env = vec![kv("DOCKER_HOST", host), kv("CONTAINERD_ADDRESS", addr)];
+    imgkit(&env)
+        .args(["-q", "run", "--from", "docker", "--to"])
+        .arg(format!("registry:{registry}/{repo}"))
+        .arg("-f")
+        .arg(only(tmp.path(), &base))
+        .run()
+        .success();
+    output(
+        ctr(addr, "k8s.io")
+            .args(["images", "pull", "--plain-http"])
+            .arg(format!("{registry}/{repo}/{base}")),
+    );
+    let diff = output(docker(host).args([
+        "image",
+        "inspect",
+        "--format",
+        "{{index .RootFS.Layers 0}}",
+        &base,
+    ]));
+    let diff = diff.trim();
+    let held = |d: &str| {
+        output(ctr(addr, "k8s.io").args(["content", "ls", "-q"]))
+            .lines()
+            .any(|l| l.trim() == d)
+    };
+    assert!(
+        !held(diff),
+        "containerd holds the base uncompressed already"
+    );
+    let r = imgkit(&env)
+        .args([
+            "--json",
+            "-v",
+            "run",
+            "--from",
+            "docker",
+            "--to",
+            "ctr:k8s.io",
+            "-f",
+        ])
+        .arg(only(tmp.path(), &top))
+        .run()
+        .success()
+        .stderr_has("holds compressed");
+    let doc = json_of(&r.stdout);
+    assert!(
+        doc["bytes"].as_u64().unwrap_or(u64::MAX) < 1 << 20,
+        "the base was sent: {doc}"
+    );
+    assert!(!held(diff), "the base was written uncompressed");
+    let name = format!("docker.io/{top}");
+    assert_eq!(check(addr, "k8s.io", &name), (true, true), "{name}");
+    empty_ctr(addr, "k8s.io");
     empty_docker(host);
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::version_client::VersionClient;
-use containerd_client::services::v1::{InfoRequest, ReadContentRequest, UpdateRequest};
+use containerd_client::services::v1::{
+    InfoRequest, ListContentRequest, ReadContentRequest, UpdateRequest,
+};
 use containerd_client::services::v1::{ListNamespacesRequest, namespaces_client::NamespacesClient};
 use containerd_client::tonic::metadata::MetadataValue;
 use containerd_client::tonic::transport::Channel;
@@ -312,6 +314,56 @@ impl Ctx {
             Err(s) if s.code() == containerd_client::tonic::Code::NotFound => Ok(None),
             Err(s) => Err(self.status(&format!("content info {digest}"), &s)),
         }
+    }
+
+    /// The blobs the content store holds whose `containerd.io/uncompressed` label names
+    /// `diff_id` (layers containerd pulled compressed and unpacked: its unpacker labels them),
+    /// with their sizes.
+    pub(crate) async fn compressed_of(&self, diff_id: &Digest) -> Result<Vec<(Digest, u64)>> {
+        let what = format!("listing the blobs that uncompress to {diff_id}");
+        let mut stream = self
+            .content()
+            .list(self.req(ListContentRequest {
+                filters: vec![format!(
+                    "labels.\"containerd.io/uncompressed\"==\"{diff_id}\""
+                )],
+            }))
+            .await
+            .map_err(|s| self.status(&what, &s))?
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(m) = stream.message().await.map_err(|s| self.status(&what, &s))? {
+            for info in m.info {
+                if let Ok(d) = info.digest.parse::<Digest>() {
+                    out.push((d, u64::try_from(info.size).unwrap_or(0)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first bytes of a blob (up to `n`).
+    pub(crate) async fn read_head(&self, digest: &Digest, n: usize) -> Result<Vec<u8>> {
+        let what = format!("reading {digest}");
+        let mut stream = self
+            .content()
+            .read(self.req(ReadContentRequest {
+                digest: digest.to_string(),
+                offset: 0,
+                size: i64::try_from(n).unwrap_or(i64::MAX),
+            }))
+            .await
+            .map_err(|s| self.status(&what, &s))?
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(m) = stream.message().await.map_err(|s| self.status(&what, &s))? {
+            out.extend_from_slice(&m.data);
+            if out.len() >= n {
+                break;
+            }
+        }
+        out.truncate(n);
+        Ok(out)
     }
 
     /// A small blob (a manifest, an index, a config) whole, its digest checked.

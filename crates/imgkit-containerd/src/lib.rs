@@ -127,6 +127,44 @@ impl Store {
         Ok(())
     }
 
+    /// A blob containerd holds that uncompresses to the layer `diff_id`: a layer it pulled
+    /// compressed and unpacked (containerd's unpacker labels such a blob
+    /// `containerd.io/uncompressed`), gzip or zstd by its first bytes, held by the import's
+    /// lease from now on; `None` when there is none. A manifest may name it instead of the
+    /// uncompressed layer, which then need not be sent: the image is complete, its config
+    /// (and so its ID) unchanged, and unpacking finds the layer's snapshot or applies this
+    /// blob (containerd checks what it unpacks to against the diff ID).
+    pub fn compressed_layer(&self, diff_id: &Digest) -> Option<BlobInfo> {
+        let lease = self.lease().ok()?;
+        let ctx = self.client.ctx.clone();
+        let d = diff_id.clone();
+        let found = self.client.block_on(async move {
+            for (digest, size) in ctx.compressed_of(&d).await.ok()? {
+                if dest::hold(&ctx, &lease, &digest).await.is_err() {
+                    continue;
+                }
+                let Ok(head) = ctx.read_head(&digest, 4).await else {
+                    continue;
+                };
+                let media_type = match head.as_slice() {
+                    [0x1f, 0x8b, ..] => "application/vnd.oci.image.layer.v1.tar+gzip",
+                    [0x28, 0xb5, 0x2f, 0xfd] => "application/vnd.oci.image.layer.v1.tar+zstd",
+                    _ => continue,
+                };
+                return Some(BlobInfo {
+                    digest,
+                    size,
+                    media_type: media_type.to_owned(),
+                });
+            }
+            None
+        })?;
+        if let Some(a) = self.ahead.lock().expect("ahead").as_ref() {
+            a.arrived_as(diff_id, &found);
+        }
+        Some(found)
+    }
+
     fn arrived(&self, digest: &Digest, size: u64) {
         if let Some(a) = self.ahead.lock().expect("ahead").as_ref() {
             a.arrived(digest, size);

@@ -287,6 +287,18 @@ impl Ahead {
         });
     }
 
+    /// The layer `diff_id` is in the content store as `blob` (compressed): a task waiting
+    /// for it goes on (its snapshot is there, or `blob` is applied).
+    pub(crate) fn arrived_as(&self, diff_id: &imgkit_types::Digest, blob: &BlobInfo) {
+        let d = diff_id.to_string();
+        if !self.wanted.contains(&d) {
+            return;
+        }
+        self.arrived.send_modify(|m| {
+            m.entry(d).or_insert_with(|| blob.clone());
+        });
+    }
+
     /// The stream ended: each task unpacks what has arrived and stops; what they did.
     pub(crate) async fn finish(self) -> Result<Unpacked> {
         drop(self.arrived);

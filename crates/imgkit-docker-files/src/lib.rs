@@ -206,15 +206,6 @@ impl DockerFiles {
                 format!("{} does not hash to the image ID", path.display()),
             ));
         }
-        #[derive(serde::Deserialize)]
-        struct RootFs {
-            #[serde(default)]
-            diff_ids: Vec<Digest>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Config {
-            rootfs: RootFs,
-        }
         let config: Config = serde_json::from_slice(&bytes)
             .map_err(|e| self.image_error(id, format!("its config has no rootfs: {e}")))?;
         Ok((bytes, config.rootfs.diff_ids))
@@ -274,6 +265,18 @@ impl DockerFiles {
             },
         })
     }
+}
+
+/// What an image config says of its layers.
+#[derive(serde::Deserialize)]
+struct Config {
+    rootfs: RootFs,
+}
+
+#[derive(serde::Deserialize)]
+struct RootFs {
+    #[serde(default)]
+    diff_ids: Vec<Digest>,
 }
 
 /// Each layer's chain ID: the first diff ID, then sha256("PARENT_CHAIN DIFF").
