@@ -173,6 +173,14 @@ fn ls_lists_natively_with_the_configs_creation_time_and_the_manifests_sizes() {
         .run()
         .code(1)
         .stdout_is("");
+    // No ctr binary anywhere: natively, none is needed.
+    imgkit(&[src_ctr(e)])
+        .args(["ls", "--engine", "ctr", "-n", "k8s.io", "-a"])
+        .env("PATH", "/nonexistent")
+        .env("IMGKIT_CTR_BIN", "")
+        .run()
+        .success()
+        .stdout_has("seed/app:1.0");
     // A namespace containerd does not have: its error, naming those it has.
     imgkit(&[src_ctr(e)])
         .args(["ls", "--engine", "ctr", "-n", "no-such-ns"])
