@@ -1,4 +1,6 @@
-//! `imgkit load`: stream an archive (a file or stdin; plain, gzip or zstd) into an engine's load.
+//! `imgkit load`: stream an archive (a file or stdin; plain, gzip or zstd) into an engine's load,
+//! or, into containerd over its API (`--engine ctr` when `run --to ctr:NAMESPACE` would be
+//! native), read once into its content store, unpacked, and named last.
 
 use std::fs::File;
 use std::io::{IsTerminal, Read};

@@ -1,4 +1,6 @@
-//! `imgkit save`: write images of one engine to an archive file (or stdout), streaming.
+//! `imgkit save`: write images of one engine to an archive file (or stdout), streaming; from
+//! containerd over its API (`--engine ctr` when `run --from ctr:NAMESPACE` would be native),
+//! read from its content store as `run` reads them.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
