@@ -745,13 +745,71 @@ fn a_load_killed_midway_names_nothing_and_a_rerun_completes() {
     child.wait().unwrap();
     assert_eq!(names(addr, "k8s.io"), Vec::<String>::new());
     imgkit(&[dst_ctr(e)])
-        .args(["load", "--engine", "ctr", "-n", "k8s.io", "-i"])
+        .args(["-v", "load", "--engine", "ctr", "-n", "k8s.io", "-i"])
         .arg(&input)
         .run()
-        .success();
+        .success()
+        .stderr_has(NATIVE);
     assert_eq!(
         check(addr, "k8s.io", "docker.io/imgkit-t/killed:1"),
         (true, true)
     );
+    empty_ctr(addr, "k8s.io");
+}
+
+/// Two loads into one namespace take turns (the store's lock, as for `run`): the second waits
+/// for the first, then both complete.
+#[test]
+fn concurrent_loads_into_one_namespace_take_turns() {
+    let e = need_engines!();
+    let _k = lock(&K8S_DST);
+    let addr = e.dst.var("CONTAINERD_ADDRESS");
+    empty_ctr(addr, "k8s.io");
+    let tmp = tempfile::tempdir().unwrap();
+    let (big, _) = one_layer_archive("imgkit-t/first:1", 160, 4);
+    let (small, _) = one_layer_archive("imgkit-t/second:1", 1, 5);
+    let input = tmp.path().join("big.tar");
+    std::fs::write(&input, &big).unwrap();
+    let before = active_ingests(addr, "k8s.io");
+    let mut first = Command::new(bin())
+        .args(["-q", "load", "--engine", "ctr", "-n", "k8s.io", "-i"])
+        .arg(&input)
+        .env("CONTAINERD_ADDRESS", addr)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while active_ingests(addr, "k8s.io")
+        .iter()
+        .all(|k| before.contains(k))
+    {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first load finished before the second started"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the first load never wrote a blob"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    imgkit(&[dst_ctr(e)])
+        .args(["load", "--engine", "ctr", "-n", "k8s.io"])
+        .stdin(small)
+        .run()
+        .success()
+        .stderr_has("waiting for another imgkit run that is loading into ctr:k8s.io");
+    let mut stderr = String::new();
+    first
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(first.wait().unwrap().success(), "{stderr}");
+    for name in ["docker.io/imgkit-t/first:1", "docker.io/imgkit-t/second:1"] {
+        assert_eq!(check(addr, "k8s.io", name), (true, true), "{name}");
+    }
     empty_ctr(addr, "k8s.io");
 }
