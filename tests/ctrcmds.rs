@@ -645,7 +645,8 @@ fn load_reads_an_archive_once_into_containerd_unpacked_from_a_file_and_stdin() {
         .arg(&tar)
         .run()
         .code(2)
-        .stderr_has("--no-unpack applies to a load into containerd over its API");
+        .stderr_has("--no-unpack applies to a load into containerd over its API")
+        .stderr_has("imgkit explain IK172");
     drop_namespace(addr, &ns);
 }
 

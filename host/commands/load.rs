@@ -193,7 +193,7 @@ fn load_natively(
         .partition(|i| !i.names.is_empty());
     for image in &unnamed {
         printer.step(
-            "load",
+            "commit",
             &format!(
                 "note: image {} has no name in {from}; containerd keeps no unnamed image, so it is not loaded",
                 image.id()
