@@ -45,13 +45,12 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             no_unpack: args.no_unpack,
         }),
     );
-    let engine = match native {
-        Some(_) => None,
-        None => {
-            let engine = args.engine.engine()?;
-            check_unpack_flags(args, &engine)?;
-            Some(engine)
-        }
+    let engine = if native.is_some() {
+        None
+    } else {
+        let engine = args.engine.engine()?;
+        check_unpack_flags(args, &engine)?;
+        Some(engine)
     };
     let mut printer = Printer::new(global);
     let input = args.input.as_ref().filter(|p| p.as_os_str() != "-");

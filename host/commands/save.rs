@@ -58,19 +58,18 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     let pipeline = Pipeline::compile(&args.filter, &args.plugin, global)?;
     // `--engine ctr` over containerd's API when `run --from ctr:NAMESPACE` would be: the
     // images read from its content store (`stores::stream`, `stores::copy_into`).
-    let (source, spec) = match crate::containerd::for_engine(&args.engine, None) {
-        Some(spec) => (Endpoint::Store(spec.clone(), Vec::new()), spec),
-        None => {
-            let engine = args.engine.engine()?;
-            let spec = EndpointSpec::of(&engine);
-            (
-                Endpoint::Engine {
-                    engine,
-                    spec: spec.clone(),
-                },
-                spec,
-            )
-        }
+    let (source, spec) = if let Some(spec) = crate::containerd::for_engine(&args.engine, None) {
+        (Endpoint::Store(spec.clone(), Vec::new()), spec)
+    } else {
+        let engine = args.engine.engine()?;
+        let spec = EndpointSpec::of(&engine);
+        (
+            Endpoint::Engine {
+                engine,
+                spec: spec.clone(),
+            },
+            spec,
+        )
     };
     let mut printer = Printer::new(global);
     let Some(mut plan) = Plan::select(&source, &pipeline, &args.refs, &mut printer)? else {
