@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod containerd;
 mod diagnostics;
+mod dockerfiles;
 mod endpoint;
 mod engine_args;
 mod global;

@@ -238,10 +238,24 @@ fn chosen(
     wanted: &[(ImageRef, Vec<ImageRef>)],
     from: &str,
 ) -> anyhow::Result<Vec<StoredImage>> {
+    chosen_by_id(images, wanted, from, None)
+}
+
+/// [`chosen`], each reference's image found by its image ID when `ids` gives them (in the
+/// order of `wanted`).
+fn chosen_by_id(
+    images: &[StoredImage],
+    wanted: &[(ImageRef, Vec<ImageRef>)],
+    from: &str,
+    ids: Option<&[Digest]>,
+) -> anyhow::Result<Vec<StoredImage>> {
     let mut out: Vec<StoredImage> = Vec::new();
-    for (r, names) in wanted {
-        let image =
-            find(images, r).ok_or_else(|| anyhow::anyhow!("{r} names no image in {from}"))?;
+    for (k, (r, names)) in wanted.iter().enumerate() {
+        let image = match ids.and_then(|ids| ids.get(k)) {
+            Some(id) => images.iter().find(|i| i.id() == id),
+            None => find(images, r),
+        }
+        .ok_or_else(|| anyhow::anyhow!("{r} names no image in {from}"))?;
         let names: Vec<ImageRef> = names.iter().map(ImageRef::normalized).collect();
         match out
             .iter_mut()
@@ -339,6 +353,11 @@ pub(crate) fn ingest_into(
     printer: &mut Printer,
     what: &str,
 ) -> anyhow::Result<(Transferred, CopyReport)> {
+    if via.is_none()
+        && let Some((files, ids)) = crate::dockerfiles::source(plan, source)
+    {
+        return copy_from_docker_files(plan, &files, &ids, source, to, printer);
+    }
     let created = Created::note(to);
     // docker's diff IDs, known before its save: layers the store holds pass unread.
     let expected = match source {
@@ -371,6 +390,56 @@ pub(crate) fn ingest_into(
         .with_context(|| format!("writing into {to} failed"))?;
     created.keep();
     Ok((done, ingested.report))
+}
+
+/// Route docker → store without `docker save`: the plan's images read from dockerd's own
+/// files (`crate::dockerfiles`), only the blobs the store lacks, as a copy between stores
+/// (containerd unpacks each layer as it arrives), with a progress line over what is read.
+fn copy_from_docker_files(
+    plan: &Plan,
+    files: &imgkit_docker_files::FileSource,
+    ids: &[Digest],
+    source: &Endpoint,
+    to: &EndpointSpec,
+    printer: &mut Printer,
+) -> anyhow::Result<(Transferred, CopyReport)> {
+    let started = std::time::Instant::now();
+    let images = chosen_by_id(
+        &files.images()?,
+        &target_naming(plan),
+        &files.describe(),
+        Some(ids),
+    )?;
+    let created = Created::note(to);
+    let mut dst = match crate::containerd::open(to) {
+        Some(store) => {
+            store
+                .unpack_as_layers_arrive(&files.diff_ids())
+                .map_err(|e| {
+                    crate::containerd::error(e, Some(&format!("writing into {to} failed")))
+                })?;
+            Box::new(store) as Box<dyn Destination + Send>
+        }
+        None => {
+            open_destination(to)?.ok_or_else(|| anyhow::anyhow!("{to} is not an image store"))?
+        }
+    };
+    let expected = crate::dockerfiles::missing_bytes(&images, &*dst);
+    printer.stream(format!("{} → {to}", source.name()));
+    let counted = crate::dockerfiles::Counted::new(files, printer, expected);
+    let report = copy(&counted, &mut *dst, &images).map_err(|e| {
+        crate::dockerfiles::damaged(files, e).context(format!("writing into {to} failed"))
+    })?;
+    counted.finish();
+    created.keep();
+    let done = Transferred {
+        bytes: report.bytes_written,
+        elapsed: started.elapsed(),
+        target_stdout: String::new(),
+        target_stderr: String::new(),
+        source_stderr: String::new(),
+    };
+    Ok((done, report))
 }
 
 /// The engine's save stream pumped into `dst` (see [`ingest_into`]), the images read from it

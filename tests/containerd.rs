@@ -31,7 +31,7 @@ const FILES: &str = "blobs read from containerd's content files under";
 const API: &str = "blobs read over containerd's API";
 
 /// `ctr images check` of `name`: (complete, unpacked).
-fn check(addr: &str, ns: &str, name: &str) -> (bool, bool) {
+pub(crate) fn check(addr: &str, ns: &str, name: &str) -> (bool, bool) {
     let table = output(ctr(addr, ns).args(["images", "check"]));
     let line = table
         .lines()
@@ -43,7 +43,7 @@ fn check(addr: &str, ns: &str, name: &str) -> (bool, bool) {
     )
 }
 
-fn manifest_of(addr: &str, ns: &str, name: &str) -> String {
+pub(crate) fn manifest_of(addr: &str, ns: &str, name: &str) -> String {
     let table = output(ctr(addr, ns).args(["images", "ls"]));
     table
         .lines()
@@ -157,7 +157,7 @@ fn ctr_k8s_to_docker_podman_and_an_archive_natively() {
 
 /// A 100 MiB base in the destination docker and one image on it with a small layer of its
 /// own: `(base, top)` references.
-fn base_and_top(e: &Engines, dir: &Path, mib: usize) -> (String, String) {
+pub(crate) fn base_and_top(e: &Engines, dir: &Path, mib: usize) -> (String, String) {
     let host = e.dst.var("DOCKER_HOST");
     let data = dir.join("base");
     std::fs::create_dir_all(&data).unwrap();
@@ -197,7 +197,7 @@ fn base_and_top(e: &Engines, dir: &Path, mib: usize) -> (String, String) {
     ("imgkit-t/base:1".to_owned(), "imgkit-t/top:1".to_owned())
 }
 
-fn json_of(stdout: &str) -> serde_json::Value {
+pub(crate) fn json_of(stdout: &str) -> serde_json::Value {
     serde_json::from_str(stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }

@@ -7,6 +7,7 @@ mod cli;
 mod containerd;
 mod ctrcmds;
 mod dockerapi;
+mod dockerfiles;
 mod docs;
 mod engines;
 mod filter;

@@ -275,6 +275,20 @@ impl Client {
             .map(str::to_owned))
     }
 
+    /// `GET /info`'s `DockerRootDir` and `Driver`: where dockerd keeps its images, and with
+    /// which storage driver.
+    pub fn storage(&self) -> Result<(String, String), ApiError> {
+        #[derive(Deserialize)]
+        struct Info {
+            #[serde(rename = "DockerRootDir", default)]
+            root: String,
+            #[serde(rename = "Driver", default)]
+            driver: String,
+        }
+        let info: Info = self.json("GET", &self.versioned("/info")?)?;
+        Ok((info.root, info.driver))
+    }
+
     /// `GET /images/json?digests=1`: every image, with its tags and repo digests.
     pub fn images(&self) -> Result<Vec<ImageSummary>, ApiError> {
         self.json("GET", &self.versioned("/images/json?digests=1")?)

@@ -249,6 +249,13 @@ impl Engine {
         }
     }
 
+    /// Where dockerd keeps its images (its data root) and its storage driver, as its `/info`
+    /// says; `None` through a CLI or when it does not answer.
+    pub fn storage(&self) -> Option<(std::path::PathBuf, String)> {
+        let (root, driver) = self.api()?.storage().ok()?;
+        (!root.is_empty()).then(|| (std::path::PathBuf::from(root), driver))
+    }
+
     /// Whether this engine talks to dockerd over its Engine API (else through a CLI).
     pub fn speaks_api(&self) -> bool {
         self.api().is_some()

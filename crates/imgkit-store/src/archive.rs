@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::Path;
 
 use imgkit_archive::{Archive, Blob};
-use imgkit_types::{Digest, ImageRecord};
+use imgkit_types::{Digest, ImageRecord, ImageRef};
 
 use crate::error::{Error, Result};
 use crate::verify::sha256_of;
@@ -59,6 +59,19 @@ fn info(b: &Blob) -> BlobInfo {
         size: b.size,
         media_type: b.media_type.clone(),
     }
+}
+
+/// An image held without a manifest (a docker ≤24 save, dockerd's own store): described by
+/// the OCI manifest made up for its config and layers, the same bytes whichever way it was
+/// read, so its manifest digest is the same too.
+pub fn made_up_image(names: Vec<ImageRef>, config: BlobInfo, layers: Vec<BlobInfo>) -> StoredImage {
+    let bytes = made_up_manifest(&config, &layers);
+    let manifest = BlobInfo {
+        digest: sha256_of(&bytes),
+        size: bytes.len() as u64,
+        media_type: MEDIA_OCI_MANIFEST.to_owned(),
+    };
+    StoredImage::single(names, manifest, bytes, config, layers)
 }
 
 /// A manifest for an image the archive holds without one (docker ≤24 saves).
@@ -148,13 +161,8 @@ pub(crate) fn describe_images(archive: &Archive, name: &str) -> Result<Vec<Store
                 })?;
             (info(m), b.to_vec())
         } else {
-            let b = made_up_manifest(&config, &layers);
-            let m = BlobInfo {
-                digest: sha256_of(&b),
-                size: b.len() as u64,
-                media_type: MEDIA_OCI_MANIFEST.to_owned(),
-            };
-            (m, b)
+            out.push(made_up_image(image.names.clone(), config, layers));
+            continue;
         };
         out.push(StoredImage::single(
             image.names.clone(),

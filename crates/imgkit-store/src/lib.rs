@@ -46,7 +46,7 @@ use std::io::Read;
 
 use imgkit_types::{Digest, ImageRecord, ImageRef};
 
-pub use archive::ArchiveSource;
+pub use archive::{ArchiveSource, made_up_image};
 pub use copy::{CopyReport, copy, put_manifests};
 pub use error::{Error, Result, error_chain};
 pub use ingest::{Ingested, ingest, ingest_expecting};
