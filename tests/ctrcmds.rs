@@ -173,6 +173,14 @@ fn ls_lists_natively_with_the_configs_creation_time_and_the_manifests_sizes() {
         .run()
         .code(1)
         .stdout_is("");
+    // containerd not answering at --address: the CLI, saying why, and the CLI's own error.
+    imgkit(&[src_ctr(e)])
+        .args(["-v", "ls", "--engine", "ctr", "-n", "k8s.io", "--address"])
+        .arg("/nonexistent/imgkit/containerd.sock")
+        .run()
+        .code(2)
+        .stderr_has("falling back to the ctr CLI")
+        .stderr_has("cannot reach the ctr daemon at /nonexistent/imgkit/containerd.sock");
     // No ctr binary anywhere: natively, none is needed.
     imgkit(&[src_ctr(e)])
         .args(["ls", "--engine", "ctr", "-n", "k8s.io", "-a"])
