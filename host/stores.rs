@@ -356,7 +356,14 @@ pub(crate) fn ingest_into(
     if via.is_none()
         && let Some((files, ids)) = crate::dockerfiles::source(plan, source)
     {
-        return copy_from_docker_files(plan, &files, &ids, source, to, printer);
+        match copy_from_docker_files(plan, &files, &ids, source, to, printer) {
+            // Nothing is named before the copy's end: the save can start over.
+            Err(e) if files.was_denied() => printer.step(
+                "copy",
+                &format!("note: {e:#}; reading the images through docker save instead"),
+            ),
+            done => return done,
+        }
     }
     let created = Created::note(to);
     // docker's diff IDs, known before its save: layers the store holds pass unread.

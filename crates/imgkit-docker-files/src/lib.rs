@@ -178,6 +178,7 @@ impl DockerFiles {
             images,
             configs,
             layers,
+            denied: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -306,6 +307,9 @@ pub struct FileSource {
     images: Vec<StoredImage>,
     configs: HashMap<Digest, Vec<u8>>,
     layers: HashMap<Digest, Layer>,
+    /// A file of a layer could not be opened or read for want of permission (a rootless
+    /// dockerd's files belong to its subordinate IDs): `docker save` is the way then.
+    denied: std::sync::atomic::AtomicBool,
 }
 
 impl FileSource {
@@ -320,6 +324,12 @@ impl FileSource {
     /// Where the files are read from (the daemon's data root).
     pub fn root(&self) -> &Path {
         &self.files.root
+    }
+
+    /// Whether a read failed for want of permission (see the field): a caller that has
+    /// named nothing yet can take `docker save` instead.
+    pub fn was_denied(&self) -> bool {
+        self.denied.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether `digest` is one of the layers it rebuilds.
@@ -377,16 +387,22 @@ impl Source for FileSource {
             let Some(layer) = self.layers.get(&b.digest) else {
                 continue;
             };
-            let read_error = |source: std::io::Error| imgkit_store::Error::Read {
-                digest: b.digest.clone(),
-                source: std::io::Error::new(
-                    source.kind(),
-                    format!(
-                        "rebuilding the layer from docker's files ({}, {}): {source}",
-                        layer.record.display(),
-                        layer.dir.display()
+            let read_error = |source: std::io::Error| {
+                if source.kind() == std::io::ErrorKind::PermissionDenied {
+                    self.denied
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                imgkit_store::Error::Read {
+                    digest: b.digest.clone(),
+                    source: std::io::Error::new(
+                        source.kind(),
+                        format!(
+                            "rebuilding the layer from docker's files ({}, {}): {source}",
+                            layer.record.display(),
+                            layer.dir.display()
+                        ),
                     ),
-                ),
+                }
             };
             let mut tar = Assembled::open(&layer.record, &layer.dir).map_err(read_error)?;
             let mut errors = ErrorsNamed {
