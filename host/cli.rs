@@ -60,7 +60,8 @@ pub(crate) enum Command {
     /// Load an archive (docker-save or OCI; plain, gzip or zstd) into an engine.
     #[command(after_help = "Examples:
   imgkit load --engine podman -i images.tar
-  zstd -dc images.tar.zst | imgkit load --engine ctr -n k8s.io")]
+  zstd -dc images.tar.zst | imgkit load --engine ctr -n k8s.io
+  imgkit load --engine ctr -n k8s.io --no-unpack -i app.tar   unpacked by kubelet, not now")]
     Load(load::Args),
     /// List an engine's images, select them with a jq program, print references or records.
     Ls(ls::Args),

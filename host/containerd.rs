@@ -15,7 +15,7 @@ use imgkit_types::ImageRecord;
 use crate::endpoint::EndpointSpec;
 
 use crate::diagnostics::with_hint;
-use crate::engine_args;
+use crate::engine_args::{self, ContainerdArgs, EngineArgs};
 
 /// containerd over its API, or why not.
 enum Reach {
@@ -65,7 +65,13 @@ fn reach(namespace: &str) -> Reach {
     }
     let spec = format!("ctr:{namespace}");
     let named = std::env::var_os("IMGKIT_CTR_BIN").filter(|v| !v.is_empty());
-    let client = if let Some(bin) = named {
+    let client = if let Some(bin) = NAMED_BIN.lock().expect("named bin").clone() {
+        say(&format!(
+            "{spec}: through the ctr CLI ({}, from --engine-bin)",
+            bin.display()
+        ));
+        None
+    } else if let Some(bin) = named {
         say(&format!(
             "{spec}: through the ctr CLI ({}, from IMGKIT_CTR_BIN)",
             std::path::Path::new(&bin).display()
@@ -233,4 +239,76 @@ pub(crate) fn name_compressed_layers(
         }
     }
     named
+}
+
+/// A ctr binary named by `--engine-bin` (`ls`, `save`, `load --engine ctr`): the CLI, as with
+/// `IMGKIT_CTR_BIN`.
+static NAMED_BIN: Mutex<Option<std::path::PathBuf>> = Mutex::new(None);
+
+/// What `load --engine ctr` does after a native import: `--snapshotter`, `--no-unpack`.
+pub(crate) struct Unpack<'a> {
+    pub(crate) snapshotter: &'a str,
+    pub(crate) no_unpack: bool,
+}
+
+/// `ls`, `save` and `load --engine ctr`: takes their engine options as `run`'s containerd
+/// options (`--address`; for `load`, how to unpack) and a ctr binary they name as the CLI.
+/// `false` for any other engine.
+fn prepare(args: &EngineArgs, unpack: Option<Unpack<'_>>) -> bool {
+    if args.engine != Some(EngineKind::Ctr) {
+        return false;
+    }
+    let defaults = engine_args::containerd();
+    engine_args::set_containerd(&ContainerdArgs {
+        address: args.address.clone(),
+        snapshotter: unpack
+            .as_ref()
+            .map_or(defaults.snapshotter, |u| u.snapshotter.to_owned()),
+        no_unpack: unpack.is_some_and(|u| u.no_unpack),
+    });
+    if let Some(bin) = &args.engine_bin {
+        *NAMED_BIN.lock().expect("named bin") = Some(bin.clone());
+    }
+    true
+}
+
+/// `ls`, `save` and `load --engine ctr -n NAMESPACE`: the namespace as a `ctr:` store when
+/// `run` would reach it over containerd's API (the same decision: containerd answers and no
+/// ctr binary is named by `--engine-bin` or `IMGKIT_CTR_BIN`; `-v` says which and why), else
+/// `None`: the ctr CLI (and any other engine). `-n all` is [`every_namespace`]'s.
+pub(crate) fn for_engine(args: &EngineArgs, unpack: Option<Unpack<'_>>) -> Option<EndpointSpec> {
+    if !prepare(args, unpack) {
+        return None;
+    }
+    let spec = EndpointSpec::Engine {
+        kind: EngineKind::Ctr,
+        namespace: (args.namespace != imgkit_engine::DEFAULT_NAMESPACE)
+            .then(|| args.namespace.clone()),
+    };
+    native(&spec).then_some(spec)
+}
+
+/// `ls --engine ctr -n all` over containerd's API: every namespace containerd has, or `None`
+/// when `ctr:` goes through the CLI (decided as for `ctr:default`).
+pub(crate) fn every_namespace(args: &EngineArgs) -> Option<anyhow::Result<Vec<EndpointSpec>>> {
+    if !prepare(args, None) {
+        return None;
+    }
+    let Reach::Native(client) = reach(imgkit_engine::DEFAULT_NAMESPACE) else {
+        return None;
+    };
+    Some(
+        client
+            .namespaces()
+            .map(|names| {
+                names
+                    .into_iter()
+                    .map(|ns| EndpointSpec::Engine {
+                        kind: EngineKind::Ctr,
+                        namespace: Some(ns),
+                    })
+                    .collect()
+            })
+            .map_err(|e| error(e, Some("could not list containerd's namespaces"))),
+    )
 }

@@ -18,7 +18,9 @@ pub(crate) fn engine_kind_parser() -> impl clap::builder::TypedValueParser<Value
     let help = |k: EngineKind| match k {
         EngineKind::Docker => "dockerd (moby), over its Engine API (the `docker` CLI as fallback)",
         EngineKind::Nerdctl => "containerd, through the `nerdctl` CLI",
-        EngineKind::Ctr => "containerd, through its own `ctr` CLI",
+        EngineKind::Ctr => {
+            "containerd, over its gRPC API when its socket answers (its own `ctr` CLI as fallback)"
+        }
         EngineKind::Podman => "podman (no daemon)",
     };
     let order = [
@@ -204,8 +206,8 @@ pub(crate) fn set_containerd(args: &ContainerdArgs) {
     let _ = CONTAINERD.set(args.clone());
 }
 
-/// `run`'s containerd options (defaults when not set: `ls`, `save` and `load` reach
-/// containerd through the `ctr` CLI and their own `--address`).
+/// `run`'s containerd options (`ls`, `save` and `load --engine ctr` set theirs from their
+/// engine options: `host/containerd.rs` `for_engine`; defaults when not set).
 pub(crate) fn containerd() -> ContainerdArgs {
     CONTAINERD.get().cloned().unwrap_or_else(|| ContainerdArgs {
         snapshotter: "overlayfs".to_owned(),

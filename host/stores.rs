@@ -486,42 +486,71 @@ fn ingest_expected(
     what: &str,
     expected: &[Vec<Digest>],
 ) -> anyhow::Result<(Transferred, imgkit_store::Ingested)> {
+    let label = source.name();
+    let (done, mut ingested) = ingest_stream(
+        source.source(&plan.refs, Compression::None),
+        plan.expected_bytes,
+        &label,
+        &format!("could not read the images {label} saved"),
+        dst,
+        to,
+        via,
+        printer,
+        what,
+        expected,
+    )?;
+    name_ingested(&mut ingested.images, plan);
+    Ok((done, ingested))
+}
+
+/// A tar stream (an engine's save, an archive `imgkit load` reads) pumped into `dst` (see
+/// [`ingest_into`]): read once on a thread by `imgkit_store::ingest_expecting`, each blob put
+/// as it passes; the images read from it, under the names it gives, not committed yet.
+/// `label` names the stream; `unreadable` is the error's context when the stream was whole
+/// but is no image archive.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn ingest_stream(
+    stream: imgkit_transfer::Source,
+    expected_bytes: Option<u64>,
+    label: &str,
+    unreadable: &str,
+    dst: &mut (dyn Destination + Send),
+    to: &str,
+    via: Option<&std::path::Path>,
+    printer: &mut Printer,
+    what: &str,
+    expected: &[Vec<Digest>],
+) -> anyhow::Result<(Transferred, imgkit_store::Ingested)> {
     // In-process, 1 MiB at a time (an OS pipe's 64 KiB wake-ups cost CPU the engine and the
     // store need).
     let (reader, writer) = chunk_pipe();
-    let label = source.name();
     std::thread::scope(|scope| {
-        let reading = scope.spawn(|| ingest_expecting(reader, dst, &label, expected));
-        let mut pump = Pump::new(source.source(&plan.refs, Compression::None))
-            .expected_bytes(plan.expected_bytes)
+        let reading = scope.spawn(|| ingest_expecting(reader, dst, label, expected));
+        let mut pump = Pump::new(stream)
+            .expected_bytes(expected_bytes)
             .sink(Sink::writer(to.to_owned(), writer));
         if let Some(via) = via {
             pump = pump.sink(Sink::file(via));
         }
-        printer.stream(format!("{} → {to}", source.name()));
+        printer.stream(format!("{label} → {to}"));
         let pumped = run_pump(pump, printer, what);
         let ingested = reading
             .join()
-            .map_err(|_| anyhow::anyhow!("the reader of {}'s stream panicked", source.name()))?;
-        let (done, mut ingested) = match (pumped, ingested) {
-            (Ok(done), Ok(i)) => (done, i),
+            .map_err(|_| anyhow::anyhow!("the reader of {label}'s stream panicked"))?;
+        match (pumped, ingested) {
+            (Ok(done), Ok(i)) => Ok((done, i)),
             // The store stopped reading (a damaged blob, a full disk): the pump only saw its
             // pipe close, so the store's error is the one to tell.
             (Err(p), Err(e)) if stopped_reading(&p) => {
-                return Err(anyhow::Error::new(e).context(format!("writing into {to} failed")));
+                Err(anyhow::Error::new(e).context(format!("writing into {to} failed")))
             }
             // The save failed or was cancelled: the store only saw its stream end early.
-            (Err(e), _) => return Err(e),
+            (Err(e), _) => Err(e),
             (Ok(_), Err(e)) if !matches!(e, imgkit_store::Error::Archive(_)) => {
-                return Err(anyhow::Error::new(e).context(format!("writing into {to} failed")));
+                Err(anyhow::Error::new(e).context(format!("writing into {to} failed")))
             }
-            (Ok(_), Err(e)) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("could not read the images {} saved", source.name())));
-            }
-        };
-        name_ingested(&mut ingested.images, plan);
-        Ok((done, ingested))
+            (Ok(_), Err(e)) => Err(anyhow::Error::new(e).context(unreadable.to_owned())),
+        }
     })
 }
 

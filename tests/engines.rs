@@ -323,10 +323,12 @@ fn error_the_engine_binary_is_missing() {
         .code(2)
         .stderr_has("/nonexistent/podman")
         .stderr_has("hint:");
+    // containerd not answering either (natively, no ctr binary is needed).
     Test::new()
         .args(["ls", "--engine", "ctr"])
         .env("PATH", "/nonexistent")
         .env("IMGKIT_CTR_BIN", "")
+        .env("CONTAINERD_ADDRESS", "/nonexistent/imgkit/containerd.sock")
         .run()
         .code(2)
         .stderr_has("ctr is not installed here")

@@ -606,7 +606,8 @@ fn a_failed_ctr_load_leaves_nothing_and_names_the_real_command() {
     bad_diff_id_archive(&archive, "docker.io/safety/baddiff:1");
     // The blobs are sound: only the engine finds the problem.
     Test::new().arg("verify").arg(&archive).run().success();
-    let r = imgkit(&[dst_ctr(e)])
+    // Through the ctr CLI (named): its failed import's leftovers removed.
+    let r = imgkit(&[dst_ctr(e), ctr_cli()])
         .args(["load", "--engine", "ctr", "-n", ns, "-i"])
         .arg(&archive)
         .run()
@@ -615,6 +616,16 @@ fn a_failed_ctr_load_leaves_nothing_and_names_the_real_command() {
         .stderr_has(&format!("--namespace {ns} images import -"));
     assert!(!r.stderr.contains("kept nothing"), "{}", r.stderr);
     assert!(!r.stderr.contains("ctr:safety-failed load"), "{}", r.stderr);
+    assert_eq!(ctr_names(e, ns), Vec::<String>::new());
+    // Natively (containerd's API): the diff ID is checked as the layer unpacks, before any
+    // name is written.
+    imgkit(&[dst_ctr(e)])
+        .args(["load", "--engine", "ctr", "-n", ns, "-i"])
+        .arg(&archive)
+        .run()
+        .code(2)
+        .stderr_has("it unpacks to")
+        .stderr_has("kept nothing");
     assert_eq!(ctr_names(e, ns), Vec::<String>::new());
     // The same through `run`, from an archive. Natively (containerd's API, the default when its
     // socket answers) the layer's diff ID is checked as it unpacks, before any name is written;

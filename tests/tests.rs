@@ -5,6 +5,7 @@ mod util;
 mod archive;
 mod cli;
 mod containerd;
+mod ctrcmds;
 mod dockerapi;
 mod dockerfiles;
 mod docs;

@@ -93,6 +93,12 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
             .map_err(|e| with_hint(e, "--from takes an image archive (docker save, podman save, ctr images export or imgkit; plain, gzip or zstd); `imgkit verify ARCHIVE` checks one"))?;
         warnings = archive.warnings();
         archive.records()
+    } else if args.engine.namespace == ALL_NAMESPACES
+        && let Some(namespaces) = crate::containerd::every_namespace(&args.engine)
+    {
+        list_natively(&namespaces?, true, &mut warnings)?
+    } else if let Some(spec) = crate::containerd::for_engine(&args.engine, None) {
+        list_natively(&[spec], false, &mut warnings)?
     } else {
         let engine = EngineArgs {
             trace: global.verbose > 0,
@@ -109,7 +115,12 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
     };
     if !global.quiet {
         for w in &warnings {
-            eprintln!("warning: {w}");
+            // containerd's notes (platforms whose content is not here) say so themselves.
+            if w.starts_with("note: ") {
+                eprintln!("{w}");
+            } else {
+                eprintln!("warning: {w}");
+            }
         }
     }
     let selected = match &filter {
@@ -146,6 +157,30 @@ fn list_every_namespace(
             );
             records.push(rec);
         }
+    }
+    Ok(records)
+}
+
+/// containerd's namespaces over its API (`crate::containerd`): each namespace's records as
+/// `run --from ctr:NAMESPACE` lists them (sizes from the manifests, the config's creation
+/// time, the platforms present), and its warnings and notes. `Namespace` is kept with `-n all`
+/// (`every`) and dropped for one namespace, as the ctr CLI's records have it.
+fn list_natively(
+    namespaces: &[crate::endpoint::EndpointSpec],
+    every: bool,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Vec<ImageRecord>> {
+    let mut records = Vec::new();
+    for spec in namespaces {
+        let listing = crate::containerd::listing(spec)?
+            .ok_or_else(|| anyhow::anyhow!("{spec} is not reachable over containerd's API"))?;
+        warnings.extend(listing.warnings);
+        records.extend(listing.records.into_iter().map(|mut rec| {
+            if !every {
+                rec.extra.remove("Namespace");
+            }
+            rec
+        }));
     }
     Ok(records)
 }

@@ -1,4 +1,6 @@
-//! `imgkit save`: write images of one engine to an archive file (or stdout), streaming.
+//! `imgkit save`: write images of one engine to an archive file (or stdout), streaming; from
+//! containerd over its API (`--engine ctr` when `run --from ctr:NAMESPACE` would be native),
+//! read from its content store as `run` reads them.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -54,11 +56,20 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
         crate::transfer::check_output(&args.output)?;
     }
     let pipeline = Pipeline::compile(&args.filter, &args.plugin, global)?;
-    let engine = args.engine.engine()?;
-    let spec = EndpointSpec::of(&engine);
-    let source = Endpoint::Engine {
-        engine,
-        spec: spec.clone(),
+    // `--engine ctr` over containerd's API when `run --from ctr:NAMESPACE` would be: the
+    // images read from its content store (`stores::stream`, `stores::copy_into`).
+    let (source, spec) = if let Some(spec) = crate::containerd::for_engine(&args.engine, None) {
+        (Endpoint::Store(spec.clone(), Vec::new()), spec)
+    } else {
+        let engine = args.engine.engine()?;
+        let spec = EndpointSpec::of(&engine);
+        (
+            Endpoint::Engine {
+                engine,
+                spec: spec.clone(),
+            },
+            spec,
+        )
     };
     let mut printer = Printer::new(global);
     let Some(mut plan) = Plan::select(&source, &pipeline, &args.refs, &mut printer)? else {
@@ -135,7 +146,8 @@ pub(crate) fn run(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> 
 }
 
 /// `save -o DIR/`: the engine's save stream into the store, each blob put as it passes
-/// (`stores::ingest_into`), then each image's ID checked there.
+/// (`stores::ingest_into`), or from containerd's store only the blobs the directory lacks
+/// (`stores::copy_into`), then each image's ID checked there.
 fn save_into_store(
     plan: &Plan,
     source: &Endpoint,
@@ -148,7 +160,21 @@ fn save_into_store(
         plan.describe_with_names(),
         source.name()
     );
-    let (done, blobs) = crate::stores::ingest_into(plan, source, store, None, printer, &what)?;
+    let (done, blobs) = match source {
+        Endpoint::Store(from, ..) => {
+            let started = std::time::Instant::now();
+            let blobs = crate::stores::copy_into(plan, from, store, printer)?;
+            let done = imgkit_transfer::Transferred {
+                bytes: blobs.bytes_written,
+                elapsed: started.elapsed(),
+                target_stdout: String::new(),
+                target_stderr: String::new(),
+                source_stderr: String::new(),
+            };
+            (done, blobs)
+        }
+        _ => crate::stores::ingest_into(plan, source, store, None, printer, &what)?,
+    };
     let target = Endpoint::Store(store.clone(), Vec::new());
     printer.step(
         "verify",
