@@ -89,15 +89,32 @@ pub(crate) fn source(plan: &Plan, source: &Endpoint) -> Option<(FileSource, Vec<
     }
 }
 
+/// Whether every file of `files`' layers can be opened here (`FileSource::check_readable`):
+/// a stream into an engine's load cannot go back to `docker save` once it has started, so it
+/// checks first; `-v` says why not.
+pub(crate) fn readable(files: &FileSource) -> bool {
+    match files.check_readable() {
+        Ok(()) => true,
+        Err(e) => {
+            say(&format!("docker: reading images through docker save ({e})"));
+            false
+        }
+    }
+}
+
 /// A copy from docker's files that failed: a layer that does not hash to its diff ID is
 /// docker's store damaged (its files changed behind dockerd's back), said so with what to do;
 /// anything else as it is.
 pub(crate) fn damaged(files: &FileSource, e: imgkit_store::Error) -> anyhow::Error {
     let digest = match &e {
-        imgkit_store::Error::DigestMismatch { expected, .. } if files.is_layer(expected) => {
-            expected.clone()
-        }
-        _ => return e.into(),
+        imgkit_store::Error::DigestMismatch { expected, .. } => Some(expected.clone()),
+        imgkit_store::Error::Archive(imgkit_archive::Error::DigestMismatch {
+            expected, ..
+        }) => expected.parse::<Digest>().ok(),
+        _ => None,
+    };
+    let Some(digest) = digest.filter(|d| files.is_layer(d)) else {
+        return e.into();
     };
     crate::diagnostics::with_hint(
         anyhow::Error::new(e).context(format!(

@@ -728,17 +728,7 @@ pub(crate) fn stream(
     let spec = spec.clone();
     let platforms = platforms.to_vec();
     // Loaded under the references selected (the target renames after the load).
-    let wanted: Vec<(ImageRef, Vec<ImageRef>)> = refs
-        .iter()
-        .map(|r| {
-            let names = if image_id_of(r).is_some() {
-                Vec::new()
-            } else {
-                vec![r.clone()]
-            };
-            (r.clone(), names)
-        })
-        .collect();
+    let wanted = load_names(refs);
     imgkit_transfer::Source::open_with(spec.to_string(), move || {
         let (reader, writer) = chunk_pipe();
         let writer_thread = std::thread::spawn(move || -> std::io::Result<()> {
@@ -759,6 +749,47 @@ pub(crate) fn stream(
         });
         Ok(Box::new(reader.joined(writer_thread)) as Box<dyn Read>)
     })
+}
+
+/// docker's images read from its own files (`crate::dockerfiles`) as one tar an engine's
+/// load takes, as [`stream`] writes a store's: dockerd saves nothing, and the tar starts at
+/// once. Each planned image found by its ID (`ids`, in the order of `refs`) and loaded under
+/// its reference (the target names and renames after the load, as for any stream).
+pub(crate) fn stream_docker_files(
+    files: imgkit_docker_files::FileSource,
+    ids: Vec<Digest>,
+    refs: &[ImageRef],
+    compression: Compression,
+) -> imgkit_transfer::Source {
+    let wanted = load_names(refs);
+    imgkit_transfer::Source::open_with("docker", move || {
+        let (reader, writer) = chunk_pipe();
+        let writer_thread = std::thread::spawn(move || -> std::io::Result<()> {
+            let write = || -> anyhow::Result<()> {
+                let images =
+                    chosen_by_id(&files.images()?, &wanted, &files.describe(), Some(&ids))?;
+                imgkit_store::write_tar(&files, &images, writer, compression)
+                    .map_err(|e| crate::dockerfiles::damaged(&files, e))?;
+                Ok(())
+            };
+            write().map_err(|e| std::io::Error::other(format!("{e:#}")))
+        });
+        Ok(Box::new(reader.joined(writer_thread)) as Box<dyn Read>)
+    })
+}
+
+/// Each reference with the names a stream loads it under: itself, none for an image ID.
+fn load_names(refs: &[ImageRef]) -> Vec<(ImageRef, Vec<ImageRef>)> {
+    refs.iter()
+        .map(|r| {
+            let names = if image_id_of(r).is_some() {
+                Vec::new()
+            } else {
+                vec![r.clone()]
+            };
+            (r.clone(), names)
+        })
+        .collect()
 }
 
 /// Bytes per chunk of a [`chunk_pipe`].

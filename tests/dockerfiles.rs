@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use crate::containerd::{base_and_top, check, json_of, manifest_of};
 use crate::transfer::{
-    DOCKER_DST, K8S_DST, ctr, docker, empty_ctr, empty_docker, engines, imgkit, kv, lock, output,
+    DOCKER_DST, K8S_DST, ctr, docker, empty_ctr, empty_docker, engines, fresh_podman, imgkit, kv,
+    lock, output, podman_images,
 };
 use crate::util::Test;
 
@@ -439,4 +440,66 @@ COPY Dockerfile /copied
     );
     assert!(a == b, "the two routes wrote different bytes");
     output(docker(host).args(["rmi", "imgkit-t/odd:1", "imgkit-t/odd-base:1"]));
+}
+
+/// docker → podman: the tar podman loads is written from docker's files (no save asked of
+/// dockerd), the image verified by ID; `--via` keeps the save stream (the file it tees is
+/// docker's own); a layer changed behind dockerd's back fails the run naming it, and podman
+/// keeps nothing of the load.
+#[test]
+fn docker_to_podman_loads_a_tar_written_from_dockers_files() {
+    let e = need_engines!();
+    let _d = lock(&DOCKER_DST);
+    let host = e.dst.var("DOCKER_HOST");
+    empty_docker(host);
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, top) = base_and_top(e, tmp.path(), 2);
+    let mut env = vec![kv("DOCKER_HOST", host)];
+    env.extend(fresh_podman(tmp.path()));
+    let filter = only(tmp.path(), &top);
+    let r = imgkit(&env)
+        .args(["-v", "run", "--from", "docker", "--to", "podman", "-f"])
+        .arg(&filter)
+        .run()
+        .success()
+        .stderr_has(FILES)
+        .stderr_has("1 verified by image ID");
+    assert!(!r.stderr.contains(SAVE_REQUEST), "{}", r.stderr);
+    let id = output(docker(host).args(["image", "inspect", "--format", "{{.Id}}", &top]));
+    assert_eq!(
+        podman_images(&env).get(&format!("docker.io/{top}")),
+        Some(&id.trim().to_owned())
+    );
+    let via = tmp.path().join("via.tar");
+    let r = imgkit(&env)
+        .args([
+            "-v", "run", "--force", "--from", "docker", "--to", "podman", "--via",
+        ])
+        .arg(&via)
+        .arg("-f")
+        .arg(&filter)
+        .run()
+        .success();
+    assert!(
+        r.stderr.contains(SAVE_REQUEST) && via.is_file(),
+        "{}",
+        r.stderr
+    );
+    let env: Vec<(String, String)> = vec![kv("DOCKER_HOST", host)]
+        .into_iter()
+        .chain(fresh_podman(&tmp.path().join("again")))
+        .collect();
+    let root = output(docker(host).args(["info", "--format", "{{.DockerRootDir}}"]));
+    let blob = layer_file(host, root.trim(), "imgkit-t/base:1", "blob");
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[4096] ^= 0xff;
+    std::fs::write(&blob, &bytes).unwrap();
+    imgkit(&env)
+        .args(["run", "--from", "docker", "--to", "podman", "-f"])
+        .arg(&filter)
+        .run()
+        .code(2)
+        .stderr_has("is damaged");
+    assert!(podman_images(&env).is_empty(), "{:?}", podman_images(&env));
+    empty_docker(host);
 }

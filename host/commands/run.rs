@@ -463,8 +463,16 @@ fn move_images(
             blobs: None,
         });
     }
-    let mut pump =
-        Pump::new(source.source(&plan.refs, compression)).expected_bytes(plan.expected_bytes);
+    // From docker into an engine's load: the tar written from dockerd's own files when they
+    // can be read here (no `docker save`), else the save stream.
+    let stream = match (target, &args.via) {
+        (Endpoint::Engine { .. }, None) => crate::dockerfiles::source(plan, source)
+            .filter(|(files, _)| crate::dockerfiles::readable(files))
+            .map(|(files, ids)| stores::stream_docker_files(files, ids, &plan.refs, compression)),
+        _ => None,
+    };
+    let mut pump = Pump::new(stream.unwrap_or_else(|| source.source(&plan.refs, compression)))
+        .expected_bytes(plan.expected_bytes);
     pump = match (load, &args.to) {
         (Some(load), _) => pump.sink(target.load_sink(load)?),
         (None, EndpointSpec::Archive(path)) => pump.sink(Sink::file(path)),

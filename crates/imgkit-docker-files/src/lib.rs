@@ -335,6 +335,22 @@ impl FileSource {
         self.denied.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Opens every file of every layer (without reading it), so a layer that cannot be
+    /// rebuilt here (a file missing, changed in size, or not readable by this user: a
+    /// rootless dockerd's files belong to its subordinate IDs) is found before a stream
+    /// starts. The first such file, as an error naming its layer.
+    pub fn check_readable(&self) -> Result<(), Error> {
+        let mut layers: Vec<&Layer> = self.layers.values().collect();
+        layers.sort_by(|a, b| a.info.digest.as_str().cmp(b.info.digest.as_str()));
+        for layer in layers {
+            split::check_files(&layer.record, &layer.dir).map_err(|e| Error::Unusable {
+                root: self.files.root.clone(),
+                why: format!("layer {}: {e}", layer.info.digest),
+            })?;
+        }
+        Ok(())
+    }
+
     /// Whether `digest` is one of the layers it rebuilds.
     pub fn is_layer(&self, digest: &Digest) -> bool {
         self.layers.contains_key(digest)

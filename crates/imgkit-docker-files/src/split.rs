@@ -138,6 +138,22 @@ pub(crate) fn tar_size(record: &Path) -> io::Result<u64> {
     Ok(total)
 }
 
+/// Opens (and closes) every file the record names under `dir`, as a rebuild would, without
+/// reading them: a file missing, of another size or not readable here fails now rather than
+/// in the middle of a stream.
+pub(crate) fn check_files(record: &Path, dir: &Path) -> io::Result<()> {
+    let mut steps = Steps::open(record)?;
+    let mut files = Files::new(dir);
+    while let Some(step) = steps.next()? {
+        if let Step::File { name, size } = step
+            && size > 0
+        {
+            files.open(&name, size)?;
+        }
+    }
+    Ok(())
+}
+
 /// The layer's tar, rebuilt from its record and the files under `dir` as it is read.
 pub struct Assembled {
     steps: Steps,
@@ -364,6 +380,18 @@ pub(crate) mod tests {
             out.extend_from_slice(&buf[..n]);
         }
         assert_eq!(out, tar);
+    }
+
+    #[test]
+    fn a_check_opens_every_file_and_finds_one_changed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tar = tar_of(&[("d/a", b"hello\n"), ("d/b", b"")]);
+        let (record, dir) = (tmp.path().join("r.json.gz"), tmp.path().join("files"));
+        split_into(&tar, &record, &dir);
+        check_files(&record, &dir).unwrap();
+        std::fs::write(dir.join("d/a"), b"hi\n").unwrap();
+        let e = check_files(&record, &dir).unwrap_err().to_string();
+        assert!(e.contains("d/a is 3 bytes, and docker recorded 6"), "{e}");
     }
 
     #[test]
