@@ -106,23 +106,32 @@ pub(crate) fn readable(files: &FileSource) -> bool {
 /// docker's store damaged (its files changed behind dockerd's back), said so with what to do;
 /// anything else as it is.
 pub(crate) fn damaged(files: &FileSource, e: imgkit_store::Error) -> anyhow::Error {
-    let digest = match &e {
-        imgkit_store::Error::DigestMismatch { expected, .. } => Some(expected.clone()),
-        imgkit_store::Error::Archive(imgkit_archive::Error::DigestMismatch {
-            expected, ..
-        }) => expected.parse::<Digest>().ok(),
-        _ => None,
-    };
-    let Some(digest) = digest.filter(|d| files.is_layer(d)) else {
-        return e.into();
-    };
-    crate::diagnostics::with_hint(
-        anyhow::Error::new(e).context(format!(
-            "docker's store at {} is damaged: layer {digest}, rebuilt from its tar-split record and its files, does not hash to its diff ID (its files changed behind dockerd's back; docker save fails on it too)",
-            files.root().display()
-        )),
-        "remove the images using that layer (docker rmi) and pull or load them again",
-    )
+    damaged_in(files, anyhow::Error::new(e))
+}
+
+/// [`damaged`] for an error already on its way up: a layer's digest mismatch anywhere in
+/// its chain is said as docker's store damaged.
+pub(crate) fn damaged_in(files: &FileSource, e: anyhow::Error) -> anyhow::Error {
+    let layer = e
+        .chain()
+        .find_map(|c| match c.downcast_ref::<imgkit_store::Error>() {
+            Some(imgkit_store::Error::DigestMismatch { expected, .. }) => Some(expected.clone()),
+            Some(imgkit_store::Error::Archive(imgkit_archive::Error::DigestMismatch {
+                expected,
+                ..
+            })) => expected.parse::<Digest>().ok(),
+            _ => None,
+        });
+    match layer.filter(|d| files.is_layer(d)) {
+        Some(digest) => crate::diagnostics::with_hint(
+            e.context(format!(
+                "docker's store at {} is damaged: layer {digest}, rebuilt from its tar-split record and its files, does not hash to its diff ID (its files changed behind dockerd's back; docker save fails on it too)",
+                files.root().display()
+            )),
+            "remove the images using that layer (docker rmi) and pull or load them again",
+        ),
+        None => e,
+    }
 }
 
 /// The bytes of the blobs of `images` that `dst` lacks, each counted once: what the copy

@@ -480,6 +480,26 @@ fn push_engine(
     // `--rename` rules and the filter's new names (untrusted: checked here, before the save):
     // each image goes into the registry under its new names only.
     crate::rename::resolve(&mut plan, &args.rename)?;
+    // From docker's own files when they can be read here: no save at all, and only the
+    // layers the registry lacks are read (and compressed).
+    if args.via.is_none()
+        && let Some((files, ids)) = crate::dockerfiles::source(&plan, &source)
+    {
+        let images = named_in(
+            spec,
+            crate::stores::docker_files_images(&plan, &files, &ids)?,
+        )?;
+        if images.is_empty() {
+            return Ok(nothing(args, global, ExitCode::from(1)));
+        }
+        let from = args.from.to_string();
+        printer.stream(format!("{from} → {spec}"));
+        let counted = crate::dockerfiles::Counted::new(&files, &mut printer, files.layer_bytes());
+        let (held, stats, report) = push_copy(registry, &counted, &images, args.no_verify)
+            .map_err(|e| crate::dockerfiles::damaged_in(&files, e))?;
+        counted.finish();
+        return finish_push(held, &stats, spec, &from, &images, &report, global, started);
+    }
     let parts = save_parts(&plan, &source, args);
     let pushed: Vec<anyhow::Result<Option<Pushed>>> = match parts.as_slice() {
         [_, second] => {
@@ -766,10 +786,36 @@ fn push_images(
     global: &GlobalArgs,
     started: Instant,
 ) -> anyhow::Result<ExitCode> {
+    let (held, stats, report) = push_copy(registry, source, images, no_verify)?;
+    finish_push(
+        held,
+        &stats,
+        registry.spec(),
+        from,
+        images,
+        &report,
+        global,
+        started,
+    )
+}
+
+/// The copy of [`push_images`]: the image IDs the registry's manifests name (`None` with
+/// `no_verify`), the push's counts, and the copy's (a blob read and compressed, then found in
+/// every repository, counted as already there).
+fn push_copy(
+    registry: &Registry,
+    source: &dyn Source,
+    images: &[StoredImage],
+    no_verify: bool,
+) -> anyhow::Result<(
+    Option<Vec<imgkit_types::Digest>>,
+    PushStats,
+    imgkit_store::CopyReport,
+)> {
     let spec = registry.spec();
     let mut dest = registry.destination().map_err(|e| hinted(e, spec))?;
     dest.expect(images).map_err(|e| hinted(e, spec))?;
-    let report = match copy(source, &mut dest, images) {
+    let mut report = match copy(source, &mut dest, images) {
         Ok(r) => r,
         Err(e) => {
             return Err(match dest.take_error() {
@@ -778,21 +824,17 @@ fn push_images(
             });
         }
     };
+    let stats = dest.stats();
+    report.blobs_written -= stats.blobs_present.min(report.blobs_written);
+    report.bytes_written -= stats.bytes_present.min(report.bytes_written);
+    report.blobs_skipped += stats.blobs_present;
+    report.bytes_skipped += stats.bytes_present;
     let held = if no_verify {
         None
     } else {
         Some(dest.image_ids()?)
     };
-    finish_push(
-        held,
-        &dest.stats(),
-        spec,
-        from,
-        images,
-        &report,
-        global,
-        started,
-    )
+    Ok((held, stats, report))
 }
 
 /// The push's summary, after each image ID was checked against what the registry's manifests

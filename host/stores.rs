@@ -399,6 +399,21 @@ pub(crate) fn ingest_into(
     Ok((done, ingested.report))
 }
 
+/// The plan's images as docker's files describe them (each found by its ID, `ids` in the
+/// plan's order), each under the names it gets in the target.
+pub(crate) fn docker_files_images(
+    plan: &Plan,
+    files: &imgkit_docker_files::FileSource,
+    ids: &[Digest],
+) -> anyhow::Result<Vec<StoredImage>> {
+    chosen_by_id(
+        &files.images()?,
+        &target_naming(plan),
+        &files.describe(),
+        Some(ids),
+    )
+}
+
 /// Route docker → store without `docker save`: the plan's images read from dockerd's own
 /// files (`crate::dockerfiles`), only the blobs the store lacks, as a copy between stores
 /// (containerd unpacks each layer as it arrives), with a progress line over what is read.
@@ -411,12 +426,7 @@ fn copy_from_docker_files(
     printer: &mut Printer,
 ) -> anyhow::Result<(Transferred, CopyReport)> {
     let started = std::time::Instant::now();
-    let mut images = chosen_by_id(
-        &files.images()?,
-        &target_naming(plan),
-        &files.describe(),
-        Some(ids),
-    )?;
+    let mut images = docker_files_images(plan, files, ids)?;
     let created = Created::note(to);
     let mut dst = match crate::containerd::open(to) {
         Some(store) => {

@@ -503,3 +503,52 @@ fn docker_to_podman_loads_a_tar_written_from_dockers_files() {
     assert!(podman_images(&env).is_empty(), "{:?}", podman_images(&env));
     empty_docker(host);
 }
+
+/// docker → a registry: no save asked of dockerd; the images go in verified by ID; a second
+/// image on a base the registry holds reads nothing of the base (its file zeroed during the
+/// run: a push that read it would fail on its digest).
+#[test]
+fn docker_to_a_registry_pushes_from_dockers_files_reading_only_what_it_lacks() {
+    let e = need_engines!();
+    let _d = lock(&DOCKER_DST);
+    let host = e.dst.var("DOCKER_HOST");
+    empty_docker(host);
+    let tmp = tempfile::tempdir().unwrap();
+    let (base, top) = base_and_top(e, tmp.path(), 4);
+    let to = format!(
+        "registry:{}/files-{}",
+        e.src.var("IMGKIT_REGISTRY"),
+        std::process::id()
+    );
+    let env = vec![
+        kv("DOCKER_HOST", host),
+        kv(
+            "IMGKIT_CACHE_DIR",
+            &tmp.path().join("cache").display().to_string(),
+        ),
+    ];
+    let r = imgkit(&env)
+        .args(["-v", "--json", "run", "--from", "docker", "--to", &to, "-f"])
+        .arg(only(tmp.path(), &base))
+        .run()
+        .success()
+        .stderr_has(FILES);
+    assert!(!r.stderr.contains(SAVE_REQUEST), "{}", r.stderr);
+    assert_eq!(json_of(&r.stdout)["verified"], 1, "{}", r.stdout);
+    let root = output(docker(host).args(["info", "--format", "{{.DockerRootDir}}"]));
+    let blob = layer_file(host, root.trim(), &base, "blob");
+    let saved = std::fs::read(&blob).unwrap();
+    std::fs::write(&blob, vec![0u8; saved.len()]).unwrap();
+    let r = imgkit(&env)
+        .args(["--json", "run", "--from", "docker", "--to", &to, "-f"])
+        .arg(only(tmp.path(), &top))
+        .run();
+    std::fs::write(&blob, &saved).unwrap();
+    let doc = json_of(&r.success().stdout);
+    assert_eq!(doc["verified"], 1, "{doc}");
+    assert!(
+        doc["bytes_uploaded"].as_u64().unwrap_or(u64::MAX) < 1 << 20,
+        "the base was sent again: {doc}"
+    );
+    empty_docker(host);
+}

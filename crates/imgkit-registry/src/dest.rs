@@ -619,6 +619,7 @@ impl RegistryDestination {
             stats: self.stats.clone(),
             cache: self.cache.clone(),
             host: self.spec.host().to_owned(),
+            count_present: false,
         }
     }
 
@@ -1094,6 +1095,10 @@ struct Job {
     stats: Arc<Mutex<PushStats>>,
     cache: Arc<BlobCache>,
     host: String,
+    /// Count the blob as already there (`blobs_present`) when every repository held it once
+    /// compressed: a blob `put_blob` took outside deferred mode (the deferred commit counts
+    /// its own).
+    count_present: bool,
 }
 
 /// Notes that repository `repo` holds blob `digest` (asked, mounted or uploaded).
@@ -1122,6 +1127,7 @@ async fn send_blob(
         stats,
         cache,
         host,
+        count_present,
     } = job;
     let (file, info, _compressed_path) = if let Some(info) = ready {
         (path.as_ref().to_path_buf(), info, None)
@@ -1205,6 +1211,11 @@ async fn send_blob(
         cache.remember_repository(&host, &r, &info.digest);
         holds(&present, &info.digest, r.clone());
         holder.get_or_insert(r);
+    }
+    if !moved && count_present {
+        let mut s = stats.lock().expect("lock");
+        s.blobs_present += 1;
+        s.bytes_present += blob.size;
     }
     drop(path);
     Ok(Sent { info, moved })
@@ -1296,7 +1307,10 @@ impl Destination for RegistryDestination {
             .block_on(self.sem.clone().acquire_owned())
             .expect("the semaphore is never closed");
         let compress = self.should_compress(blob).then_some(self.compress);
-        let job = self.job(blob.clone(), compress, None, false, repos);
+        let job = Job {
+            count_present: true,
+            ..self.job(blob.clone(), compress, None, false, repos)
+        };
         let job = send_blob(job, path, permit);
         let handle = self.rt.spawn(job);
         self.running.push((blob.digest.clone(), handle));
