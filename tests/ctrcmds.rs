@@ -717,6 +717,33 @@ fn active_ingests(addr: &str, ns: &str) -> Vec<String> {
         .collect()
 }
 
+/// `imgkit load --engine ctr -n k8s.io -i INPUT` started, once containerd shows an ingest of
+/// it (a blob being written); its stderr as asked.
+fn load_writing(addr: &str, input: &Path, stderr: Stdio) -> std::process::Child {
+    let before = active_ingests(addr, "k8s.io");
+    let mut child = Command::new(bin())
+        .args(["-q", "load", "--engine", "ctr", "-n", "k8s.io", "-i"])
+        .arg(input)
+        .env("CONTAINERD_ADDRESS", addr)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while active_ingests(addr, "k8s.io")
+        .iter()
+        .all(|k| before.contains(k))
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the load finished before it was seen writing a blob"
+        );
+        assert!(Instant::now() < deadline, "the load never wrote a blob");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
 /// imgkit killed (SIGKILL) while containerd takes a blob of the load: no image is named; the
 /// load run again completes.
 #[test]
@@ -729,27 +756,7 @@ fn a_load_killed_midway_names_nothing_and_a_rerun_completes() {
     let (archive, _) = one_layer_archive("imgkit-t/killed:1", 160, 3);
     let input = tmp.path().join("big.tar");
     std::fs::write(&input, &archive).unwrap();
-    let before = active_ingests(addr, "k8s.io");
-    let mut child = Command::new(bin())
-        .args(["-q", "load", "--engine", "ctr", "-n", "k8s.io", "-i"])
-        .arg(&input)
-        .env("CONTAINERD_ADDRESS", addr)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_mins(1);
-    while active_ingests(addr, "k8s.io")
-        .iter()
-        .all(|k| before.contains(k))
-    {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "imgkit finished before it could be killed while writing a blob"
-        );
-        assert!(Instant::now() < deadline, "imgkit never wrote a blob");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut child = load_writing(addr, &input, Stdio::null());
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(names(addr, "k8s.io"), Vec::<String>::new());
@@ -779,30 +786,7 @@ fn concurrent_loads_into_one_namespace_take_turns() {
     let (small, _) = one_layer_archive("imgkit-t/second:1", 1, 5);
     let input = tmp.path().join("big.tar");
     std::fs::write(&input, &big).unwrap();
-    let before = active_ingests(addr, "k8s.io");
-    let mut first = Command::new(bin())
-        .args(["-q", "load", "--engine", "ctr", "-n", "k8s.io", "-i"])
-        .arg(&input)
-        .env("CONTAINERD_ADDRESS", addr)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_mins(1);
-    while active_ingests(addr, "k8s.io")
-        .iter()
-        .all(|k| before.contains(k))
-    {
-        assert!(
-            first.try_wait().unwrap().is_none(),
-            "the first load finished before the second started"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the first load never wrote a blob"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut first = load_writing(addr, &input, Stdio::piped());
     imgkit(&[dst_ctr(e)])
         .args(["load", "--engine", "ctr", "-n", "k8s.io"])
         .stdin(small)
