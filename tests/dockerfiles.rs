@@ -235,10 +235,10 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// The file `name` of `image`'s last layer in dockerd's (vfs) store.
+/// The file `name` of `image`'s last layer in dockerd's store (vfs or overlay2).
 fn layer_file(host: &str, image: &str, name: &str) -> PathBuf {
-    let root = output(docker(host).args(["info", "--format", "{{.DockerRootDir}}"]));
-    let root = root.trim();
+    let info = output(docker(host).args(["info", "--format", "{{.DockerRootDir}} {{.Driver}}"]));
+    let (root, driver) = info.trim().rsplit_once(' ').unwrap();
     let layers = output(docker(host).args([
         "image",
         "inspect",
@@ -254,12 +254,19 @@ fn layer_file(host: &str, image: &str, name: &str) -> PathBuf {
         chain = format!("sha256:{}", hex(&h));
     }
     let hex = chain.trim_start_matches("sha256:");
-    let db = Path::new(root).join("image/vfs/layerdb/sha256").join(hex);
+    let root = Path::new(root);
+    let db = root
+        .join("image")
+        .join(driver)
+        .join("layerdb/sha256")
+        .join(hex);
     let cache = std::fs::read_to_string(db.join("cache-id")).unwrap();
-    Path::new(root)
-        .join("vfs/dir")
-        .join(cache.trim())
-        .join(name)
+    let cache = cache.trim();
+    match driver {
+        "vfs" => root.join("vfs/dir").join(cache).join(name),
+        "overlay2" => root.join("overlay2").join(cache).join("diff").join(name),
+        other => panic!("dockerd's storage driver {other} is not one these tests know"),
+    }
 }
 
 #[test]

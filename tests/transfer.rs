@@ -141,11 +141,18 @@ pub(crate) fn docker_images(host: &str) -> BTreeMap<String, String> {
 }
 
 pub(crate) fn empty_docker(host: &str) {
-    let ids = output(docker(host).args(["image", "ls", "-aq", "--no-trunc"]));
-    let ids: Vec<&str> = ids.lines().collect();
-    if !ids.is_empty() {
-        output(docker(host).args(["rmi", "-f"]).args(&ids));
+    // A parent listed before its child cannot go first (images made in the same second list
+    // in either order): what is left is removed again, children having gone.
+    for _ in 0..5 {
+        let ids = output(docker(host).args(["image", "ls", "-aq", "--no-trunc"]));
+        let ids: Vec<&str> = ids.lines().collect();
+        if ids.is_empty() {
+            return;
+        }
+        let _ = docker(host).args(["rmi", "-f"]).args(&ids).output();
     }
+    let left = output(docker(host).args(["image", "ls", "-a"]));
+    panic!("docker at {host} still holds images:\n{left}");
 }
 
 /// `name → config digest` in a containerd namespace (config digests read from the manifests).
