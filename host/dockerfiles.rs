@@ -89,6 +89,18 @@ pub(crate) fn source(plan: &Plan, source: &Endpoint) -> Option<(FileSource, Vec<
     }
 }
 
+/// Where a run of `plan` would read docker's images from, instead of `docker save`, as
+/// `run --dry-run` shows it: dockerd's data root when its files serve (into an engine's load
+/// only when every file opens, as the run checks before it streams).
+pub(crate) fn would_read(
+    plan: &Plan,
+    source: &Endpoint,
+    into_engine: bool,
+) -> Option<std::path::PathBuf> {
+    let (files, _) = self::source(plan, source)?;
+    (!into_engine || readable(&files)).then(|| files.root().to_owned())
+}
+
 /// Whether every file of `files`' layers can be opened here (`FileSource::check_readable`):
 /// a stream into an engine's load cannot go back to `docker save` once it has started, so it
 /// checks first; `-v` says why not.

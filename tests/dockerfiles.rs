@@ -587,3 +587,56 @@ fn docker_to_a_registry_pushes_from_dockers_files_reading_only_what_it_lacks() {
         "the base was sent again: {doc}"
     );
 }
+
+/// `run --dry-run` says where the run would read: docker's own files (no save line), or the
+/// save when that is the way (`IMGKIT_DOCKER_READ=stream`, `--via`); `--json` as `read_files`.
+#[test]
+fn a_dry_run_says_it_would_read_dockers_files() {
+    let e = need_engines!();
+    let f = Fresh::new(e, false, 1);
+    let (host, tmp) = (f.host, f.tmp.path());
+    let mut env = f.env();
+    env.extend(fresh_podman(tmp));
+    let filter = only(tmp, &f.top);
+    let dry = |extra: &[&str], stream: bool| {
+        let mut t = imgkit(&env);
+        if stream {
+            t = t.env("IMGKIT_DOCKER_READ", "stream");
+        }
+        t.args([
+            "run",
+            "--dry-run",
+            "--from",
+            "docker",
+            "--to",
+            "podman",
+            "-f",
+        ])
+        .arg(&filter)
+        .args(extra)
+        .run()
+        .success()
+        .stdout
+    };
+    let out = dry(&[], false);
+    assert!(
+        out.contains("read: docker's own files at") && !out.contains("\nsave: "),
+        "{out}"
+    );
+    let out = dry(&[], true);
+    assert!(out.contains("\nsave: "), "{out}");
+    let via = tmp.join("via.tar");
+    let out = dry(&["--via", via.to_str().unwrap()], false);
+    assert!(out.contains("\nsave: "), "{out}");
+    let doc = imgkit(&env)
+        .args(["--json", "run", "--dry-run", "--from", "docker", "--to"])
+        .arg(format!("{}/", tmp.join("layout").display()))
+        .arg("-f")
+        .arg(&filter)
+        .run()
+        .success();
+    let doc = json_of(&doc.stdout);
+    let root = output(docker(host).args(["info", "--format", "{{.DockerRootDir}}"]));
+    assert_eq!(doc["read_files"], root.trim(), "{doc}");
+    assert!(doc["save"].is_null(), "{doc}");
+}

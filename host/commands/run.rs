@@ -817,7 +817,14 @@ fn print_plan(
     load: Option<&std::process::Command>,
     global: &GlobalArgs,
 ) -> serde_json::Value {
-    let save = plan.and_then(|p| source.save_command(&p.refs));
+    // docker's own files instead of its save, where the run would read them (not for `--via`
+    // or an archive file, which keep docker's save).
+    let files = plan
+        .filter(|_| args.via.is_none() && (load.is_some() || stores::is_store(&args.to)))
+        .and_then(|p| crate::dockerfiles::would_read(p, source, load.is_some()));
+    let save = plan
+        .filter(|_| files.is_none())
+        .and_then(|p| source.save_command(&p.refs));
     if global.json {
         let obj = json!({
             "from": args.from.to_string(),
@@ -827,6 +834,7 @@ fn print_plan(
             "skipped": skipped,
             "expected_bytes": plan.and_then(|p| p.expected_bytes),
             "save": save.as_ref().map(plan::argv),
+            "read_files": files.as_ref().map(|root| root.display().to_string()),
             "load": plan.and(load).map(plan::argv),
         });
         return obj;
@@ -863,9 +871,18 @@ fn print_plan(
             i.size
         );
     }
-    match &save {
-        Some(s) => println!("save: {}", plan::display_argv(s)),
-        None => println!("read: {} (only the selected images' blobs)", args.from),
+    match (&save, &files) {
+        (Some(s), _) => println!("save: {}", plan::display_argv(s)),
+        (None, Some(root)) if load.is_some() => println!(
+            "read: docker's own files at {} (no docker save), written as one tar into the load below",
+            root.display()
+        ),
+        (None, Some(root)) => println!(
+            "read: docker's own files at {} (no docker save; only the layers {} lacks)",
+            root.display(),
+            args.to
+        ),
+        (None, None) => println!("read: {} (only the selected images' blobs)", args.from),
     }
     match load {
         Some(l) => println!("load: {}", plan::display_argv(l)),
