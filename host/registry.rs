@@ -452,11 +452,36 @@ fn push(args: &Args, global: &GlobalArgs, spec: &RegistrySpec) -> anyhow::Result
     };
     let code = crate::commands::run::run(&inner_args, global)?;
     if !global.quiet && !global.json {
-        eprintln!(
-            "imgkit: the save streams into {spec} (not into that file): the blobs it lacks are pushed, and the manifests last"
-        );
+        match docker_files_root(args) {
+            Some(root) => eprintln!(
+                "imgkit: from docker no save runs (the lines above plan one into a stand-in file): the layers {spec} lacks are read from docker's own files at {}, compressed and pushed, and the manifests last",
+                root.display()
+            ),
+            None => eprintln!(
+                "imgkit: the save streams into {spec} (not into that file): the blobs it lacks are pushed, and the manifests last"
+            ),
+        }
     }
     Ok(code)
+}
+
+/// dockerd's data root when a push from `args.from` would read docker's own files instead of
+/// its save (as `push_engine` decides; for `--dry-run`'s account).
+fn docker_files_root(args: &Args) -> Option<std::path::PathBuf> {
+    if args.via.is_some() {
+        return None;
+    }
+    let source = crate::plan::open(&args.from).ok()?;
+    let engine = source.engine()?;
+    if engine.kind() != imgkit_engine::EngineKind::Docker
+        || std::env::var_os("IMGKIT_DOCKER_READ").is_some_and(|v| v == "stream")
+    {
+        return None;
+    }
+    let (root, driver) = engine.storage()?;
+    imgkit_docker_files::DockerFiles::open(&root, &driver)
+        .ok()
+        .map(|f| f.root().to_owned())
 }
 
 /// `run --from ENGINE --to registry:…`: the engine's save streamed through

@@ -639,4 +639,13 @@ fn a_dry_run_says_it_would_read_dockers_files() {
     let root = output(docker(host).args(["info", "--format", "{{.DockerRootDir}}"]));
     assert_eq!(doc["read_files"], root.trim(), "{doc}");
     assert!(doc["save"].is_null(), "{doc}");
+    // Into a registry the plan is drawn through a stand-in file; the run reads the files.
+    imgkit(&env)
+        .args(["run", "--dry-run", "--from", "docker", "--to"])
+        .arg(format!("registry:{}/dry", e.src.var("IMGKIT_REGISTRY")))
+        .arg("-f")
+        .arg(&filter)
+        .run()
+        .success()
+        .stderr_has("from docker no save runs");
 }
