@@ -11,19 +11,10 @@ use std::time::{Duration, Instant};
 
 use crate::transfer::{
     DOCKER_DST, Engines, K8S_DST, SELECT_TWO, ctr, ctr_images, docker, docker_images, empty_ctr,
-    empty_docker, engines, fresh_podman, imgkit, kv, lock, output, podman_images, src_docker,
-    temp_of, want_two, write_filter,
+    empty_docker, fresh_podman, imgkit, kv, lock, output, podman_images, src_docker, temp_of,
+    want_two, write_filter,
 };
 use crate::util::bin;
-
-macro_rules! need_engines {
-    () => {
-        match engines() {
-            Some(e) => e,
-            None => return,
-        }
-    };
-}
 
 const NATIVE: &str = "through containerd's API";
 /// `-v`: blobs read from the content store's files, or over the API.
@@ -605,7 +596,7 @@ fn permission_denied_on_the_socket_is_said_plainly() {
 }
 
 /// A blob file in the destination containerd's content store.
-fn content_file(e: &Engines, hex: &str) -> std::path::PathBuf {
+pub(crate) fn content_file(e: &Engines, hex: &str) -> std::path::PathBuf {
     Path::new(e.dst.var("CONTAINERD_ADDRESS"))
         .parent()
         .unwrap()
@@ -690,12 +681,7 @@ fn ctr_to_an_archive_reads_blob_files_and_a_damaged_one_fails_on_either_path() {
     let layer = v[0]["Layers"][0].as_str().unwrap().to_owned();
     let hex = layer.rsplit('/').next().unwrap().to_owned();
     let file = content_file(e, &hex);
-    let content = std::fs::read(&file).unwrap();
-    let restore = Restore(&file, &content);
-    let mut damaged = content.clone();
-    let mid = damaged.len() / 2;
-    damaged[mid] ^= 0xff;
-    std::fs::write(&file, &damaged).unwrap();
+    let restore = damage_middle(&file);
     for (api, path) in [(false, FILES), (true, API)] {
         let bad = tmp.path().join(format!("bad-{api}.tar"));
         let run = export(&bad, api)
@@ -719,11 +705,21 @@ fn ctr_to_an_archive_reads_blob_files_and_a_damaged_one_fails_on_either_path() {
         .output();
 }
 
-/// Writes a file's content back when dropped (a test that damaged it may fail midway).
-struct Restore<'a>(&'a Path, &'a [u8]);
+/// A blob file in containerd's content store with one byte in its middle flipped (same size,
+/// other digest); its content is written back when the guard drops (a test may fail midway).
+pub(crate) fn damage_middle(file: &Path) -> Restore {
+    let content = std::fs::read(file).unwrap();
+    let mut damaged = content.clone();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0xff;
+    std::fs::write(file, &damaged).unwrap();
+    Restore(file.to_owned(), content)
+}
 
-impl Drop for Restore<'_> {
+pub(crate) struct Restore(std::path::PathBuf, Vec<u8>);
+
+impl Drop for Restore {
     fn drop(&mut self) {
-        std::fs::write(self.0, self.1).unwrap();
+        std::fs::write(&self.0, &self.1).unwrap();
     }
 }

@@ -13,20 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::containerd::{content_file, damage_middle};
 use crate::transfer::{
-    Engines, K8S_DST, ctr, ctr_images, empty_ctr, engines, imgkit, kv, lock, output, temp_of,
-    want_two,
+    Engines, K8S_DST, ctr, ctr_images, empty_ctr, imgkit, kv, lock, output, temp_of, want_two,
 };
 use crate::util::bin;
-
-macro_rules! need_engines {
-    () => {
-        match engines() {
-            Some(e) => e,
-            None => return,
-        }
-    };
-}
 
 /// `-v`: the namespace went through containerd's API.
 const NATIVE: &str = "through containerd's API";
@@ -450,24 +441,6 @@ fn one_layer_archive(name: &str, mib: usize, seed: u64) -> (Vec<u8>, String) {
     (tar.into_inner().unwrap(), hex)
 }
 
-/// A blob file in the destination containerd's content store.
-fn content_file(e: &Engines, hex: &str) -> PathBuf {
-    Path::new(e.dst.var("CONTAINERD_ADDRESS"))
-        .parent()
-        .unwrap()
-        .join("root/io.containerd.content.v1.content/blobs/sha256")
-        .join(hex)
-}
-
-/// Writes a file's content back when dropped (a test that damaged it may fail midway).
-struct Restore<'a>(&'a Path, &'a [u8]);
-
-impl Drop for Restore<'_> {
-    fn drop(&mut self) {
-        std::fs::write(self.0, self.1).unwrap();
-    }
-}
-
 fn names(addr: &str, ns: &str) -> Vec<String> {
     output(ctr(addr, ns).args(["images", "ls", "-q"]))
         .lines()
@@ -514,12 +487,7 @@ fn a_damaged_blob_fails_the_save_and_leaves_no_file() {
     };
     save(&tmp.path().join("good.tar")).success();
     let file = content_file(e, &hex);
-    let content = std::fs::read(&file).unwrap();
-    let restore = Restore(&file, &content);
-    let mut damaged = content.clone();
-    let mid = damaged.len() / 2;
-    damaged[mid] ^= 0xff;
-    std::fs::write(&file, &damaged).unwrap();
+    let restore = damage_middle(&file);
     let bad = tmp.path().join("bad.tar");
     let run = save(&bad)
         .code(2)

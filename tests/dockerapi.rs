@@ -8,17 +8,8 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::transfer::{DOCKER_DST, docker, docker_cli, empty_docker, engines, lock, output};
+use crate::transfer::{DOCKER_DST, docker, docker_cli, empty_docker, lock, output};
 use crate::util::{Run, Test};
-
-macro_rules! need_engines {
-    () => {
-        match engines() {
-            Some(e) => e,
-            None => return,
-        }
-    };
-}
 
 /// `imgkit -v ls --all --format json` on `host`, through `via` (`api` or `cli`).
 fn listed(host: &str, via: &str) -> Run {

@@ -9,19 +9,10 @@ use std::path::{Path, PathBuf};
 
 use crate::containerd::{base_and_top, check, json_of, manifest_of};
 use crate::transfer::{
-    DOCKER_DST, K8S_DST, ctr, docker, empty_ctr, empty_docker, engines, fresh_podman, imgkit, kv,
-    lock, output, podman_images,
+    DOCKER_DST, K8S_DST, ctr, docker, empty_ctr, empty_docker, fresh_podman, imgkit, kv, lock,
+    output, podman_images,
 };
 use crate::util::Test;
-
-macro_rules! need_engines {
-    () => {
-        match engines() {
-            Some(e) => e,
-            None => return,
-        }
-    };
-}
 
 /// The destination set's dockerd (and containerd's k8s.io, when `k8s`) emptied and held for
 /// one test, with an image `top` on a base of `mib` MiB (`containerd::base_and_top`); emptied
@@ -198,23 +189,21 @@ fn a_held_base_is_never_read_and_json_counts_it_skipped() {
         .run()
         .success();
     // The base's files made unreadable: a run that read them would fail.
-    let blob = layer_file(host, base, "blob");
-    let saved = std::fs::read(&blob).unwrap();
-    std::fs::write(&blob, vec![0u8; saved.len()]).unwrap();
-    let r = imgkit(&env)
-        .args([
-            "--json",
-            "run",
-            "--from",
-            "docker",
-            "--to",
-            "ctr:k8s.io",
-            "-f",
-        ])
-        .arg(only(tmp, top))
-        .run();
-    std::fs::write(&blob, &saved).unwrap();
-    let r = r.success();
+    let r = while_zeroed(&layer_file(host, base, "blob"), || {
+        imgkit(&env)
+            .args([
+                "--json",
+                "run",
+                "--from",
+                "docker",
+                "--to",
+                "ctr:k8s.io",
+                "-f",
+            ])
+            .arg(only(tmp, top))
+            .run()
+    })
+    .success();
     let doc = json_of(&r.stdout);
     assert!(
         doc["bytes_skipped"].as_u64().unwrap_or(0) >= 8 << 20,
@@ -233,6 +222,16 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+/// `run()` while `file` holds zeros (its size kept): a run that read it would fail on its
+/// digest. The file's content is back afterwards.
+fn while_zeroed<T>(file: &Path, run: impl FnOnce() -> T) -> T {
+    let saved = std::fs::read(file).unwrap();
+    std::fs::write(file, vec![0u8; saved.len()]).unwrap();
+    let out = run();
+    std::fs::write(file, &saved).unwrap();
+    out
 }
 
 /// The file `name` of `image`'s last layer in dockerd's store (vfs or overlay2).
@@ -572,14 +571,12 @@ fn docker_to_a_registry_pushes_from_dockers_files_reading_only_what_it_lacks() {
         .stderr_has(FILES);
     assert!(!r.stderr.contains(SAVE_REQUEST), "{}", r.stderr);
     assert_eq!(json_of(&r.stdout)["verified"], 1, "{}", r.stdout);
-    let blob = layer_file(host, base, "blob");
-    let saved = std::fs::read(&blob).unwrap();
-    std::fs::write(&blob, vec![0u8; saved.len()]).unwrap();
-    let r = imgkit(&env)
-        .args(["--json", "run", "--from", "docker", "--to", &to, "-f"])
-        .arg(only(tmp, top))
-        .run();
-    std::fs::write(&blob, &saved).unwrap();
+    let r = while_zeroed(&layer_file(host, base, "blob"), || {
+        imgkit(&env)
+            .args(["--json", "run", "--from", "docker", "--to", &to, "-f"])
+            .arg(only(tmp, top))
+            .run()
+    });
     let doc = json_of(&r.success().stdout);
     assert_eq!(doc["verified"], 1, "{doc}");
     assert!(

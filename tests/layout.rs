@@ -12,19 +12,9 @@ use std::process::{Command, Stdio};
 
 use crate::transfer::{
     DOCKER_DST, K8S_DST, SELECT_TWO, ctr, ctr_images, docker_images, empty_ctr, empty_docker,
-    engines, fresh_podman, imgkit, kv, lock, output, podman_images, src_docker, want_two,
-    write_filter,
+    fresh_podman, imgkit, kv, lock, output, podman_images, src_docker, want_two, write_filter,
 };
 use crate::util::tool;
-
-macro_rules! need_engines {
-    () => {
-        match engines() {
-            Some(e) => e,
-            None => return,
-        }
-    };
-}
 
 /// `docker (seeded) → DIR/` with the two-image selection; the summary as `--json` gives it.
 fn write_two(env: &[(String, String)], filter: &Path, dir: &Path) -> serde_json::Value {

@@ -18,19 +18,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::transfer::{
-    K8S_DST, SELECT_TWO, ctr_images, docker_cli, empty_ctr, engines, fresh_podman, imgkit, kv,
-    lock, output, podman_images, src_docker, want_two, write_filter,
+    K8S_DST, SELECT_TWO, ctr_images, docker_cli, empty_ctr, fresh_podman, imgkit, kv, lock, output,
+    podman_images, src_docker, want_two, write_filter,
 };
 use crate::util::{on_path, skip, tool};
-
-macro_rules! need_engines {
-    () => {
-        match engines() {
-            Some(e) => e,
-            None => return,
-        }
-    };
-}
 
 /// The plain-HTTP registry of the seeded set (`127.0.0.1:PORT`).
 fn plain(e: &crate::transfer::Engines) -> String {

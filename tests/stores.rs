@@ -13,18 +13,9 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 
 use crate::transfer::{
-    K8S_DST, SELECT_TWO, ctr_images, empty_ctr, engines, fresh_podman, imgkit, kv, lock,
-    podman_images, src_docker, want_two, write_filter,
+    K8S_DST, SELECT_TWO, ctr_images, empty_ctr, fresh_podman, imgkit, kv, lock, podman_images,
+    src_docker, want_two, write_filter,
 };
-
-macro_rules! need_engines {
-    () => {
-        match engines() {
-            Some(e) => e,
-            None => return,
-        }
-    };
-}
 
 fn slash(dir: &Path) -> String {
     format!("{}/", dir.display())

@@ -1,5 +1,17 @@
 //! End-to-end suite: runs the real `imgkit` binary. One module per theme.
 
+/// The real engines (`transfer::engines`), or the test returns: skipped outside CI, as
+/// `engines` says why; under CI=true a missing engine fails there instead. A module may define
+/// its own (with its own skip message).
+macro_rules! need_engines {
+    () => {
+        match crate::transfer::engines() {
+            Some(e) => e,
+            None => return,
+        }
+    };
+}
+
 mod util;
 
 mod archive;

@@ -86,15 +86,6 @@ pub(crate) fn engines() -> Option<&'static Engines> {
     e
 }
 
-macro_rules! need_engines {
-    () => {
-        match engines() {
-            Some(e) => e,
-            None => return,
-        }
-    };
-}
-
 /// One engine at a time may be a shared target.
 pub(crate) fn lock(m: &'static Mutex<()>) -> MutexGuard<'static, ()> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
